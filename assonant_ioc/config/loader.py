@@ -1,0 +1,534 @@
+"""Load a beamline config (YAML, or the reference implementation's CSV PV map).
+
+Everything is checked once; a bad file raises one :class:`ConfigError` that
+lists every bad entry with its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from assonant_ioc.config.spec import (
+    SNAPSHOT_MOMENTS,
+    AxisSpec,
+    BeamlineConfig,
+    ChannelSpec,
+    ComponentSpec,
+    ConstantSpec,
+    KafkaSettings,
+    check_file_name_template,
+)
+from assonant_ioc.errors import ConfigError
+from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
+
+LINE = "__line__"
+DEFAULT_FILE_NAME = "{beamline}_{experiment_id}_{counter:05d}.nxs"
+_MACRO = re.compile(r"\$\((\w+)\)|\$\{(\w+)\}")
+_AXIS_VECTORS = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
+
+#: The reference implementation's acquisition types and the moments they mean.
+CSV_ACQUISITION_TYPES: dict[str, frozenset[Moment]] = {
+    "snapshot_at_start": frozenset({Moment.PRE}),
+    "snapshot_at_end": frozenset({Moment.POST}),
+    "snapshot": SNAPSHOT_MOMENTS,
+    "vary": SNAPSHOT_MOMENTS,
+    "scan": frozenset({Moment.DURING}),
+}
+CSV_HEADERS = (
+    "Name",
+    "Subcomponent of",
+    "Class",
+    "Field Name",
+    "Unit of Measurement",
+    "Data Type",
+    "Acquisition Type",
+    "PV Name",
+    "NeXus Class",
+    "NeXus Field Name",
+    "Transformation Type",
+)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that records each mapping's line number under ``__line__``."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[LINE] = node.start_mark.line + 1
+        return mapping
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, line: int, msg: str) -> None:
+        self.items.append((line, msg))
+
+
+def load_config(
+    path: str | Path,
+    macros: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> BeamlineConfig:
+    """Load and validate a ``.yaml``/``.yml`` config or a ``.csv`` PV map.
+
+    ``macros`` (``$(NAME)`` in PV names) override the file's own ``macros``;
+    ``overrides`` replace top-level settings (``prefix``, ``data_dir``...).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(str(path), [(0, f"cannot read config: {err}")]) from err
+    if path.suffix.lower() == ".csv":
+        doc: dict[str, Any] = {"pv_map": str(path), LINE: 1}
+    else:
+        try:
+            loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 0
+            raise ConfigError(str(path), [(line, f"not valid YAML: {err}")]) from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(str(path), [(1, "a config must be a mapping of settings")])
+        doc = loaded
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            doc[key] = value
+    return _build(doc, path, dict(macros or {}))
+
+
+_TOP_KEYS = {
+    "beamline",
+    "prefix",
+    "macros",
+    "data_dir",
+    "file_name",
+    "kafka",
+    "instrument",
+    "sample",
+    "pv_map",
+    LINE,
+}
+
+
+def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> BeamlineConfig:
+    p = _Problems()
+    for key in doc:
+        if key not in _TOP_KEYS:
+            p.add(_line(doc), f"unknown setting {key!r} (known: {', '.join(sorted(_TOP_KEYS - {LINE}))})")
+    macros: dict[str, str] = {}
+    raw_macros = doc.get("macros") or {}
+    if not isinstance(raw_macros, dict):
+        p.add(_line(doc), "'macros' must be a mapping NAME: value")
+    else:
+        macros = {str(k): str(v) for k, v in raw_macros.items() if k != LINE}
+    macros.update(cli_macros)
+
+    beamline = doc.get("beamline")
+    instrument: list[ComponentSpec] = []
+    sample: ComponentSpec | None = None
+    if doc.get("pv_map"):
+        csv_path = Path(str(doc["pv_map"]))
+        if not csv_path.is_absolute():
+            csv_path = path.parent / csv_path
+        title, csv_instrument, csv_sample = _load_csv(csv_path, macros, p)
+        beamline = beamline or title
+        instrument += csv_instrument
+        sample = csv_sample
+    raw_instrument = doc.get("instrument") or []
+    if not isinstance(raw_instrument, list):
+        p.add(_line(doc), "'instrument' must be a list of components")
+    else:
+        for raw in raw_instrument:
+            comp = _component(raw, macros, p, _line(doc))
+            if comp is not None:
+                instrument.append(comp)
+    if doc.get("sample") is not None:
+        raw_sample = doc["sample"]
+        if isinstance(raw_sample, dict):
+            raw_sample.setdefault("class", "Sample")
+        comp = _component(raw_sample, macros, p, _line(doc))
+        if comp is not None:
+            if sample is not None:
+                p.add(_line(raw_sample), "sample given both in the YAML and in the PV map")
+            sample = comp
+    _check_unique([c.name.lower() for c in instrument], "component", p, _line(doc))
+
+    if not beamline or not isinstance(beamline, str):
+        p.add(_line(doc), "'beamline' (the beamline's name) is required")
+        beamline = ""
+    prefix = str(doc.get("prefix") or f"{beamline}:ASSONANT:")
+    data_dir = str(doc.get("data_dir") or "./data")
+    file_name = str(doc.get("file_name") or DEFAULT_FILE_NAME)
+    why = check_file_name_template(file_name)
+    if why:
+        p.add(_line(doc), why)
+    kafka = _kafka(doc.get("kafka"), p, _line(doc))
+    if not instrument and sample is None:
+        p.add(_line(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
+    if p.items:
+        raise ConfigError(str(path), p.items)
+    return BeamlineConfig(
+        beamline=beamline,
+        prefix=prefix,
+        data_dir=data_dir,
+        file_name=file_name,
+        kafka=kafka,
+        instrument=tuple(instrument),
+        sample=sample,
+        source=str(path),
+    )
+
+
+def _line(node: Any) -> int:
+    return int(node.get(LINE, 0)) if isinstance(node, dict) else 0
+
+
+def _check_unique(names: list[str], what: str, p: _Problems, line: int) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            p.add(line, f"duplicate {what} name {name!r}")
+        seen.add(name)
+
+
+def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
+    if raw is None:
+        return KafkaSettings()
+    if not isinstance(raw, dict):
+        p.add(line, "'kafka' must be a mapping with bootstrap, topic, enabled")
+        return KafkaSettings()
+    unknown = set(raw) - {"bootstrap", "topic", "enabled", LINE}
+    for key in sorted(unknown):
+        p.add(_line(raw), f"unknown kafka setting {key!r}")
+    topic = str(raw.get("topic") or "assonant.files")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+        p.add(_line(raw), f"kafka topic {topic!r} is not a legal topic name")
+    bootstrap = raw.get("bootstrap")
+    return KafkaSettings(
+        bootstrap=str(bootstrap) if bootstrap else None,
+        topic=topic,
+        enabled=bool(raw.get("enabled", True)),
+    )
+
+
+def _expand(text: str, macros: Mapping[str, str], p: _Problems, line: int) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in macros:
+            p.add(line, f"undefined macro {name!r} in {text!r}")
+            return m.group(0)
+        return macros[name]
+
+    return _MACRO.sub(sub, text)
+
+
+def _moments(raw: Any, p: _Problems, line: int) -> frozenset[Moment]:
+    if raw is None:
+        return SNAPSHOT_MOMENTS
+    items = [raw] if isinstance(raw, str) else raw
+    out: set[Moment] = set()
+    if not isinstance(items, list) or not items:
+        p.add(line, f"moments must be a list of pre/during/post, not {raw!r}")
+        return SNAPSHOT_MOMENTS
+    for item in items:
+        key = str(item).lower()
+        if key in CSV_ACQUISITION_TYPES:
+            out |= CSV_ACQUISITION_TYPES[key]
+            continue
+        try:
+            out.add(Moment(key))
+        except ValueError:
+            p.add(line, f"unknown moment {item!r} (use pre, during, post)")
+    return frozenset(out) or SNAPSHOT_MOMENTS
+
+
+def _vector(raw: Any, p: _Problems, line: int, what: str) -> tuple[float, float, float] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+    ):
+        p.add(line, f"{what} must be a list of three numbers, not {raw!r}")
+        return None
+    return (float(raw[0]), float(raw[1]), float(raw[2]))
+
+
+_CHANNEL_KEYS = {"pv", "units", "moments", "type", "vector", "offset", "depends_on", LINE}
+
+
+def _channel(
+    name: str, raw: Any, macros: Mapping[str, str], p: _Problems, parent_line: int, is_axis: bool
+) -> ChannelSpec | None:
+    if isinstance(raw, str):
+        raw = {"pv": raw, LINE: parent_line}
+    if not isinstance(raw, dict):
+        p.add(parent_line, f"{name!r}: expected a mapping with at least 'pv'")
+        return None
+    line = _line(raw) or parent_line
+    for key in sorted(set(raw) - _CHANNEL_KEYS):
+        p.add(line, f"{name!r}: unknown key {key!r}")
+    pv = raw.get("pv")
+    if not pv or not isinstance(pv, str):
+        p.add(line, f"{name!r}: 'pv' (the PV name) is required")
+        pv = ""
+    pv = _expand(pv, macros, p, line)
+    if any(c.isspace() for c in pv):
+        p.add(line, f"{name!r}: PV name {pv!r} contains whitespace")
+    units = raw.get("units", "")
+    if not isinstance(units, str):
+        p.add(line, f"{name!r}: units must be a string")
+        units = str(units)
+    axis: AxisSpec | None = None
+    if is_axis:
+        ttype_raw = str(raw.get("type", "translation")).lower()
+        try:
+            ttype = TransformationType(ttype_raw)
+        except ValueError:
+            p.add(line, f"{name!r}: type must be translation or rotation, not {ttype_raw!r}")
+            ttype = TransformationType.TRANSLATION
+        vector = _vector(raw.get("vector"), p, line, f"{name!r}: vector")
+        if vector is None:
+            vector = _AXIS_VECTORS.get(name.lower()[-1:], (0.0, 0.0, 1.0))
+        if vector == (0.0, 0.0, 0.0):
+            p.add(line, f"{name!r}: vector must not be zero")
+        offset = _vector(raw.get("offset"), p, line, f"{name!r}: offset")
+        axis = AxisSpec(ttype, vector, offset, str(raw.get("depends_on", "")))
+    elif {"type", "vector", "offset", "depends_on"} & set(raw):
+        p.add(line, f"{name!r}: type/vector/offset/depends_on belong to axes, not fields")
+    return ChannelSpec(
+        name=name,
+        pv=pv,
+        units=units,
+        moments=_moments(raw.get("moments"), p, line),
+        line=line,
+        axis=axis,
+    )
+
+
+def _chain_axes(channels: list[ChannelSpec], comp: str, p: _Problems) -> list[ChannelSpec]:
+    """Fill unset ``depends_on``: each axis depends on the next one listed, the last on ``.``."""
+    axes = [c for c in channels if c.axis is not None]
+    names = {c.name for c in axes}
+    out: list[ChannelSpec] = []
+    for i, ch in enumerate(channels):
+        if ch.axis is None:
+            out.append(ch)
+            continue
+        dep = ch.axis.depends_on
+        if not dep:
+            pos = axes.index(ch)
+            dep = axes[pos + 1].name if pos + 1 < len(axes) else "."
+        elif dep != "." and dep not in names:
+            p.add(ch.line, f"{comp}/{ch.name}: depends_on {dep!r} is not an axis of {comp!r}")
+        axis = AxisSpec(ch.axis.transformation_type, ch.axis.vector, ch.axis.offset, dep)
+        out.append(ChannelSpec(ch.name, ch.pv, ch.units, ch.moments, ch.line, axis))
+        del i
+    # a cycle would make the chain endless
+    deps = {c.name: c.axis.depends_on for c in out if c.axis is not None}
+    for start in deps:
+        seen, cur = set(), start
+        while cur in deps:
+            if cur in seen:
+                p.add(0, f"{comp}: depends_on chain of axis {start!r} has a cycle")
+                break
+            seen.add(cur)
+            cur = deps[cur]
+    return out
+
+
+_COMPONENT_KEYS = {"name", "class", "fields", "axes", "constants", "subcomponents", LINE}
+
+
+def _component(
+    raw: Any, macros: Mapping[str, str], p: _Problems, parent_line: int
+) -> ComponentSpec | None:
+    if not isinstance(raw, dict):
+        p.add(parent_line, f"a component must be a mapping, not {raw!r}")
+        return None
+    line = _line(raw)
+    name = raw.get("name")
+    if not name or not isinstance(name, str):
+        p.add(line, "component without a 'name'")
+        name = "?"
+    for key in sorted(set(raw) - _COMPONENT_KEYS):
+        p.add(line, f"component {name!r}: unknown key {key!r}")
+    try:
+        cls = ComponentClass.parse(str(raw.get("class", "")))
+    except ValueError:
+        known = ", ".join(c.value for c in ComponentClass)
+        p.add(line, f"component {name!r}: unknown class {raw.get('class')!r} (known: {known})")
+        cls = ComponentClass.COLLECTION
+    channels: list[ChannelSpec] = []
+    for key, is_axis in (("fields", False), ("axes", True)):
+        section = raw.get(key) or {}
+        if not isinstance(section, dict):
+            p.add(line, f"component {name!r}: {key!r} must be a mapping name: {{pv: ...}}")
+            continue
+        for fname, fraw in section.items():
+            if fname == LINE:
+                continue
+            ch = _channel(str(fname), fraw, macros, p, _line(section) or line, is_axis)
+            if ch is not None:
+                channels.append(ch)
+    _check_unique([c.name for c in channels], f"field/axis in {name!r}", p, line)
+    constants: list[ConstantSpec] = []
+    raw_constants = raw.get("constants") or {}
+    if not isinstance(raw_constants, dict):
+        p.add(line, f"component {name!r}: 'constants' must be a mapping")
+        raw_constants = {}
+    for cname, craw in raw_constants.items():
+        if cname == LINE:
+            continue
+        cline = _line(craw) or _line(raw_constants) or line
+        value = craw.get("value") if isinstance(craw, dict) else craw
+        units = str(craw.get("units", "")) if isinstance(craw, dict) else ""
+        if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            value = tuple(float(v) for v in value)
+        if not isinstance(value, (bool, int, float, str, tuple)):
+            p.add(cline, f"{name}/{cname}: constant must be a number, string or list of numbers")
+            continue
+        constants.append(ConstantSpec(str(cname), value, units, cline))
+    subs: list[ComponentSpec] = []
+    raw_subs = raw.get("subcomponents") or []
+    if not isinstance(raw_subs, list):
+        p.add(line, f"component {name!r}: 'subcomponents' must be a list")
+        raw_subs = []
+    for sraw in raw_subs:
+        sub = _component(sraw, macros, p, line)
+        if sub is not None:
+            subs.append(sub)
+    return ComponentSpec(
+        name=name,
+        component_class=cls,
+        channels=tuple(_chain_axes(channels, name, p)),
+        constants=tuple(constants),
+        subcomponents=tuple(subs),
+        line=line,
+    )
+
+
+def _load_csv(
+    path: Path, macros: Mapping[str, str], p: _Problems
+) -> tuple[str, list[ComponentSpec], ComponentSpec | None]:
+    """Read the reference implementation's PV map: a title line, a header line, a row per field."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as err:
+        p.add(0, f"cannot read PV map {path}: {err}")
+        return "", [], None
+    rows = list(csv.reader(io.StringIO(text)))
+    if len(rows) < 2:
+        p.add(1, f"{path.name}: a PV map needs a title line and a header line")
+        return "", [], None
+    title = next((c.strip() for c in rows[0] if c.strip()), "")
+    beamline = title.split()[0] if title else ""
+    header = [h.strip().lower() for h in rows[1]]
+    missing = [h for h in CSV_HEADERS if h.lower() not in header]
+    if missing:
+        p.add(2, f"{path.name}: missing column(s) {', '.join(missing)}")
+        return beamline, [], None
+    col = {h: header.index(h.lower()) for h in CSV_HEADERS}
+
+    comps: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    for lineno, row in enumerate(rows[2:], start=3):
+        if not any(c.strip() for c in row):
+            continue
+        row = row + [""] * (len(header) - len(row))
+
+        def cell(h: str, row: list[str] = row) -> str:
+            return row[col[h]].strip()
+
+        name = cell("Name")
+        if not name:
+            p.add(lineno, "row without a component Name")
+            continue
+        key = name.lower()
+        if key not in comps:
+            comps[key] = {"name": name, "class": "", "parent": "", "rows": [], "line": lineno}
+            order.append(key)
+        entry = comps[key]
+        cls_text, parent = cell("Class"), cell("Subcomponent of")
+        if cls_text:
+            if entry["class"] and entry["class"].replace(" ", "").lower() != cls_text.replace(
+                " ", ""
+            ).lower():
+                p.add(lineno, f"component {name!r} given class {cls_text!r} and {entry['class']!r}")
+            entry["class"] = cls_text
+        if parent:
+            entry["parent"] = parent.lower()
+        field_name = cell("NeXus Field Name") or cell("Field Name")
+        if not field_name:
+            continue  # a row that only declares the component
+        acq = cell("Acquisition Type").lower() or "snapshot"
+        if acq not in CSV_ACQUISITION_TYPES:
+            p.add(lineno, f"{name}/{field_name}: unknown Acquisition Type {acq!r} "
+                  f"(known: {', '.join(CSV_ACQUISITION_TYPES)})")
+        raw: dict[str, Any] = {
+            "pv": cell("PV Name"),
+            "units": cell("Unit of Measurement"),
+            "moments": [acq] if acq in CSV_ACQUISITION_TYPES else None,
+            LINE: lineno,
+        }
+        ttype = cell("Transformation Type").lower()
+        if ttype:
+            raw["type"] = ttype
+        ch = _channel(field_name, raw, macros, p, lineno, is_axis=bool(ttype))
+        if ch is not None:
+            entry["rows"].append(ch)
+
+    built: dict[str, ComponentSpec] = {}
+
+    def build(key: str, stack: tuple[str, ...]) -> ComponentSpec | None:
+        if key in built:
+            return built[key]
+        entry = comps[key]
+        if key in stack:
+            p.add(entry["line"], f"component {entry['name']!r} is its own ancestor")
+            return None
+        try:
+            cls = ComponentClass.parse(entry["class"])
+        except ValueError:
+            p.add(entry["line"], f"component {entry['name']!r}: unknown Class {entry['class']!r}")
+            return None
+        children = [build(k, (*stack, key)) for k in order if comps[k]["parent"] == key]
+        spec = ComponentSpec(
+            name=entry["name"],
+            component_class=cls,
+            channels=tuple(_chain_axes(entry["rows"], entry["name"], p)),
+            subcomponents=tuple(c for c in children if c is not None),
+            line=entry["line"],
+        )
+        built[key] = spec
+        return spec
+
+    top: list[ComponentSpec] = []
+    sample: ComponentSpec | None = None
+    for key in order:
+        parent = comps[key]["parent"]
+        if parent and parent not in comps:
+            p.add(comps[key]["line"], f"component {comps[key]['name']!r}: parent {parent!r} "
+                  "is not a component of this map")
+            continue
+        if parent:
+            continue
+        spec = build(key, ())
+        if spec is None:
+            continue
+        if spec.component_class is ComponentClass.SAMPLE:
+            sample = spec
+        else:
+            top.append(spec)
+    return beamline, top, sample

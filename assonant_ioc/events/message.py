@@ -1,0 +1,35 @@
+"""The ``file_written`` event (pure: no Kafka here). Its JSON Schema is ``event.schema.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.model.components import Experiment
+from assonant_ioc.model.times import iso
+
+EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_PATH = Path(__file__).with_name("event.schema.json")
+
+
+def file_written_event(
+    x: Experiment, path: Path, size: int, sha256: str, written_at: float
+) -> dict[str, Any]:
+    """The event that says which file holds experiment ``x``."""
+    readings = [r for e in x.entries for r in e.readings()]
+    return {
+        "schema_version": EVENT_SCHEMA_VERSION,
+        "event_type": "file_written",
+        "beamline": x.beamline,
+        "experiment_id": x.experiment_id,
+        "sample_name": x.sample_name,
+        "file_path": str(path),
+        "file_size": size,
+        "sha256": sha256,
+        "moments": [e.moment.entry_name for e in x.entries],
+        "readings_captured": len(readings),
+        "readings_disconnected": sum(1 for r in readings if not r.connected),
+        "start_time": iso(x.start_time),
+        "end_time": iso(x.end_time),
+        "written_at": iso(written_at),
+    }

@@ -1,0 +1,211 @@
+"""Typed data classes of the Assonant data model: fields, time series, axes, components, entries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from assonant_ioc.model.readings import Reading
+
+
+class Moment(enum.Enum):
+    """Acquisition moments; each becomes one NXentry named by ``entry_name``."""
+
+    PRE = "pre"
+    DURING = "during"
+    POST = "post"
+
+    @property
+    def entry_name(self) -> str:
+        return f"{self.value}_exposure"
+
+
+class TransformationType(enum.Enum):
+    TRANSLATION = "translation"
+    ROTATION = "rotation"
+
+
+class ComponentClass(enum.Enum):
+    """Component classes of the Assonant data model; the value is the class name."""
+
+    BEAMLINE = "Beamline"
+    SAMPLE = "Sample"
+    DETECTOR = "Detector"
+    BVS = "BVS"
+    DETECTOR_MODULE = "DetectorModule"
+    DETECTOR_CHANNEL = "DetectorChannel"
+    DETECTOR_ROI = "DetectorROI"
+    MONOCHROMATOR = "Monochromator"
+    MONOCHROMATOR_CRYSTAL = "MonochromatorCrystal"
+    MONOCHROMATOR_VELOCITY_SELECTOR = "MonochromatorVelocitySelector"
+    MIRROR = "Mirror"
+    SLIT = "Slit"
+    STORAGE_RING = "StorageRing"
+    BENDING_MAGNET = "BendingMagnet"
+    UNDULATOR = "Undulator"
+    WIGGLER = "Wiggler"
+    BEAM_STOPPER = "BeamStopper"
+    SHUTTER = "Shutter"
+    BEAM = "Beam"
+    COLLIMATOR = "Collimator"
+    ATTENUATOR = "Attenuator"
+    PINHOLE = "Pinhole"
+    FRESNEL_ZONE_PLATE = "FresnelZonePlate"
+    SENSOR = "Sensor"
+    GRATING = "Grating"
+    APERTURE = "Aperture"
+    DEWAR = "Dewar"
+    CRYOJET = "Cryojet"
+    GRANITE_BASE = "GraniteBase"
+    COLLECTION = "Collection"
+
+    @property
+    def nx_class(self) -> str:
+        """The NeXus base class this component is written as."""
+        return _NX_CLASS.get(self, "NXcollection")
+
+    @classmethod
+    def parse(cls, text: str) -> ComponentClass:
+        """Match a class name case-insensitively, ignoring spaces and underscores."""
+        key = text.replace(" ", "").replace("_", "").lower()
+        for member in cls:
+            if member.value.lower() == key:
+                return member
+        raise ValueError(f"unknown component class {text!r}")
+
+    @property
+    def insertion_device_type(self) -> str | None:
+        return {"UNDULATOR": "undulator", "WIGGLER": "wiggler"}.get(self.name)
+
+
+_NX_CLASS = {
+    ComponentClass.BEAMLINE: "NXinstrument",
+    ComponentClass.SAMPLE: "NXsample",
+    ComponentClass.DETECTOR: "NXdetector",
+    ComponentClass.BVS: "NXdetector",
+    ComponentClass.DETECTOR_MODULE: "NXdetector_module",
+    ComponentClass.DETECTOR_CHANNEL: "NXdetector_channel",
+    ComponentClass.DETECTOR_ROI: "NXregion",
+    ComponentClass.MONOCHROMATOR: "NXmonochromator",
+    ComponentClass.MONOCHROMATOR_CRYSTAL: "NXcrystal",
+    ComponentClass.MONOCHROMATOR_VELOCITY_SELECTOR: "NXvelocity_selector",
+    ComponentClass.MIRROR: "NXmirror",
+    ComponentClass.SLIT: "NXslit",
+    ComponentClass.STORAGE_RING: "NXsource",
+    ComponentClass.BENDING_MAGNET: "NXbending_magnet",
+    ComponentClass.UNDULATOR: "NXinsertion_device",
+    ComponentClass.WIGGLER: "NXinsertion_device",
+    ComponentClass.BEAM_STOPPER: "NXbeam_stop",
+    ComponentClass.SHUTTER: "NXbeam_stop",
+    ComponentClass.BEAM: "NXbeam",
+    ComponentClass.COLLIMATOR: "NXcollimator",
+    ComponentClass.ATTENUATOR: "NXattenuator",
+    ComponentClass.PINHOLE: "NXpinhole",
+    ComponentClass.FRESNEL_ZONE_PLATE: "NXfresnel_zone_plate",
+    ComponentClass.SENSOR: "NXsensor",
+    ComponentClass.GRATING: "NXgrating",
+    ComponentClass.APERTURE: "NXaperture",
+}
+
+
+@dataclass(frozen=True)
+class DataField:
+    """One value of a field, with the units it is written with."""
+
+    reading: Reading
+    units: str
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """Every reading of a field from the start to the end of a recording."""
+
+    readings: tuple[Reading, ...]
+    units: str
+
+    @property
+    def values(self) -> list[object]:
+        return [r.value for r in self.readings]
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [r.timestamp for r in self.readings]
+
+
+Value = DataField | TimeSeries
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A position as a NeXus transformation; ``depends_on`` names the next axis or ``.``."""
+
+    transformation_type: TransformationType
+    vector: tuple[float, float, float]
+    offset: tuple[float, float, float] | None
+    depends_on: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class Component:
+    """A device of the beamline (or the sample) with its fields, axes and subcomponents."""
+
+    name: str
+    component_class: ComponentClass
+    fields: Mapping[str, Value] = field(default_factory=dict)
+    axes: Mapping[str, Axis] = field(default_factory=dict)
+    subcomponents: tuple[Component, ...] = ()
+
+    @property
+    def first_axis(self) -> str | None:
+        """The head of the ``depends_on`` chain: the axis no other axis depends on."""
+        if not self.axes:
+            return None
+        targets = {a.depends_on for a in self.axes.values()}
+        heads = [name for name in self.axes if name not in targets]
+        return heads[0] if heads else next(iter(self.axes))
+
+    def walk(self) -> Iterator[Component]:
+        yield self
+        for sub in self.subcomponents:
+            yield from sub.walk()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Everything captured at one acquisition moment."""
+
+    moment: Moment
+    start_time: float
+    end_time: float
+    instrument: tuple[Component, ...]
+    sample: Component | None
+
+    def readings(self) -> Iterator[Reading]:
+        comps = [c for top in self.instrument for c in top.walk()]
+        if self.sample is not None:
+            comps += list(self.sample.walk())
+        for comp in comps:
+            values = list(comp.fields.values()) + [a.value for a in comp.axes.values()]
+            for val in values:
+                if isinstance(val, DataField):
+                    yield val.reading
+                else:
+                    yield from val.readings
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: the entries of its acquisition moments and who/what/when."""
+
+    experiment_id: str
+    beamline: str
+    sample_name: str
+    start_time: float
+    end_time: float
+    entries: tuple[Entry, ...]
+
+    @property
+    def moments(self) -> list[Moment]:
+        return [e.moment for e in self.entries]

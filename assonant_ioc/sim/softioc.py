@@ -1,0 +1,44 @@
+"""Serve the simulated beamline's EPICS records (``db/``) from a real C IOC (epicscorelibs).
+
+Usage: ``python -m assonant_ioc.sim.softioc --db-dir db --prefix SIM:``. Set
+EPICS_CAS_SERVER_PORT / EPICS_CAS_INTF_ADDR_LIST to choose where it listens.
+Runs until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db-dir", default="db", help="folder with sim_beamline.substitutions")
+    parser.add_argument("--prefix", default="SIM:", help="PV prefix, the P macro")
+    args = parser.parse_args(argv)
+
+    from epicscorelibs import ioc  # loads libCom/dbCore: import only when running
+
+    db_dir = Path(args.db_dir).resolve()
+    ioc.iocshRegisterCommon()
+    if ioc.dbLoadDatabase(b"base.dbd", ioc.DEFAULT_DBD_PATH.encode(), None):
+        raise SystemExit("cannot load base.dbd")
+    if ioc.registerRecordDeviceDriver(ioc.pdbbase):
+        raise SystemExit("cannot register record support")
+    os.chdir(db_dir)  # dbLoadTemplate finds the templates beside the substitutions file
+    if ioc.ioc(f'dbLoadTemplate("sim_beamline.substitutions", "P={args.prefix}")'):
+        raise SystemExit(f"cannot load {db_dir / 'sim_beamline.substitutions'}")
+    if ioc.iocInit():
+        raise SystemExit("iocInit failed")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("softioc running", flush=True)  # noqa: T201 - readiness line for whoever started us
+    stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Snapshots: turn the PV monitor's readings into entries of the data model (pure)."""
+
+from assonant_ioc.snapshots.capture import Recording, build_entry, build_experiment
+
+__all__ = ["Recording", "build_entry", "build_experiment"]

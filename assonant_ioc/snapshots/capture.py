@@ -1,0 +1,128 @@
+"""Build the entries of an experiment from cached readings (pre/post) or a recording (during)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from assonant_ioc.config.spec import BeamlineConfig, ComponentSpec
+from assonant_ioc.model.components import (
+    Axis,
+    Component,
+    DataField,
+    Entry,
+    Experiment,
+    Moment,
+    TimeSeries,
+    Value,
+)
+from assonant_ioc.model.readings import Reading
+
+
+class Recording:
+    """Every update of a set of PVs between start and stop; fed from the CA client's threads."""
+
+    def __init__(self, pvs: Iterable[str], start: float) -> None:
+        self.start = start
+        self.end: float | None = None
+        self._lock = threading.Lock()
+        self._series: dict[str, list[Reading]] = {pv: [] for pv in pvs}
+
+    def wants(self, pv: str) -> bool:
+        return pv in self._series
+
+    def add(self, reading: Reading) -> None:
+        series = self._series.get(reading.source)
+        if series is None:
+            return
+        with self._lock:
+            if self.end is None:
+                series.append(reading)
+
+    def stop(self, end: float) -> dict[str, list[Reading]]:
+        with self._lock:
+            self.end = end
+            return {pv: list(rs) for pv, rs in self._series.items()}
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._series.values())
+
+
+def _constant_reading(name: str, value: object, units: str, when: float) -> Reading:
+    return Reading.of(f"config:{name}", value, when, units=units)
+
+
+def _component(
+    spec: ComponentSpec,
+    moment: Moment,
+    values: Mapping[str, Reading] | Mapping[str, list[Reading]],
+    when: float,
+    extra_fields: Mapping[str, Reading] | None = None,
+) -> Component | None:
+    fields: dict[str, Value] = {}
+    axes: dict[str, Axis] = {}
+    for ch in spec.channels:
+        if moment not in ch.moments:
+            continue
+        got = values.get(ch.pv)
+        value: Value
+        if isinstance(got, list):
+            units = ch.units or (got[0].units if got else "")
+            value = TimeSeries(tuple(got), units)
+        else:
+            reading = got if got is not None else Reading.disconnected(ch.pv, when)
+            value = DataField(reading, ch.units or reading.units)
+        if ch.axis is None:
+            fields[ch.name] = value
+        else:
+            axes[ch.name] = Axis(
+                ch.axis.transformation_type, ch.axis.vector, ch.axis.offset, ch.axis.depends_on, value
+            )
+    subs = tuple(
+        c for c in (_component(s, moment, values, when) for s in spec.subcomponents) if c is not None
+    )
+    if not fields and not axes and not subs and moment is Moment.DURING:
+        return None
+    for const in spec.constants:
+        fields.setdefault(
+            const.name, DataField(_constant_reading(const.name, const.value, const.units, when),
+                                  const.units)
+        )
+    for name, reading in (extra_fields or {}).items():
+        fields.setdefault(name, DataField(reading, reading.units))
+    if not fields and not axes and not subs:
+        return None
+    return Component(spec.name, spec.component_class, fields, axes, subs)
+
+
+def build_entry(
+    config: BeamlineConfig,
+    moment: Moment,
+    values: Mapping[str, Reading] | Mapping[str, list[Reading]],
+    start: float,
+    end: float,
+    sample_name: str = "",
+) -> Entry:
+    """One entry: latest readings (pre/post) or recorded series (during) of the moment's channels."""
+    instrument = tuple(
+        c for c in (_component(s, moment, values, end) for s in config.instrument) if c is not None
+    )
+    sample = None
+    if config.sample is not None:
+        extra = {"name": Reading.of("SampleName", sample_name, start)} if sample_name else None
+        sample = _component(config.sample, moment, values, end, extra)
+    return Entry(moment, start, end, instrument, sample)
+
+
+def build_experiment(
+    config: BeamlineConfig,
+    experiment_id: str,
+    sample_name: str,
+    entries: Iterable[Entry],
+) -> Experiment:
+    entries = tuple(sorted(entries, key=lambda e: list(Moment).index(e.moment)))
+    start = min((e.start_time for e in entries), default=0.0)
+    end = max((e.end_time for e in entries), default=0.0)
+    return Experiment(experiment_id, config.beamline, sample_name, start, end, entries)

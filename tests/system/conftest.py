@@ -1,0 +1,68 @@
+"""Real processes on loopback: a Kafka-protocol broker, the simulated beamline, the service."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from caproto import ChannelType
+from caproto.sync import client as ca
+
+from assonant_ioc.sim import procs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def kafka(log_dir: Path) -> Iterator[str]:
+    with procs.broker(log_dir) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(params=["caproto", "c"], ids=["caproto-sim", "c-ioc-sim"])
+def beamline(request: pytest.FixtureRequest, log_dir: Path) -> Iterator[tuple[str, int]]:
+    prefix = procs.new_prefix("BL")
+    with procs.sim_beamline(log_dir, prefix, kind=request.param) as port:
+        yield prefix, port
+
+
+class CA:
+    """A CA client (caproto, pure Python) that searches only the given loopback servers."""
+
+    def __init__(self, *ports: int) -> None:
+        self.env = procs.ca_client_env(*ports)
+
+    def __enter__(self) -> CA:
+        self._saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    def get(self, pv: str) -> Any:
+        resp = ca.read(pv, timeout=5)
+        if resp.data_type in (ChannelType.CHAR, ChannelType.TIME_CHAR):
+            return bytes(resp.data).split(b"\0", 1)[0].decode()
+        value = resp.data[0] if len(resp.data) == 1 else resp.data
+        return value.decode() if isinstance(value, bytes) else value
+
+    def put(self, pv: str, value: Any, wait: bool = True, timeout: float = 30) -> None:
+        """A put with callback (``caput -c``) when ``wait``: returns when the command is done."""
+        if isinstance(value, str):
+            data: Any = list(value.encode()) + [0]
+            ca.write(pv, data, notify=wait, timeout=timeout, data_type=ChannelType.CHAR)
+        else:
+            ca.write(pv, value, notify=wait, timeout=timeout)

@@ -124,7 +124,10 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     p = _Problems()
     for key in doc:
         if key not in _TOP_KEYS:
-            p.add(_line(doc), f"unknown setting {key!r} (known: {', '.join(sorted(_TOP_KEYS - {LINE}))})")
+            p.add(
+                _line(doc),
+                f"unknown setting {key!r} (known: {', '.join(sorted(_TOP_KEYS - {LINE}))})",
+            )
     macros: dict[str, str] = {}
     raw_macros = doc.get("macros") or {}
     if not isinstance(raw_macros, dict):
@@ -462,9 +465,10 @@ def _load_csv(
         entry = comps[key]
         cls_text, parent = cell("Class"), cell("Subcomponent of")
         if cls_text:
-            if entry["class"] and entry["class"].replace(" ", "").lower() != cls_text.replace(
-                " ", ""
-            ).lower():
+            if (
+                entry["class"]
+                and entry["class"].replace(" ", "").lower() != cls_text.replace(" ", "").lower()
+            ):
                 p.add(lineno, f"component {name!r} given class {cls_text!r} and {entry['class']!r}")
             entry["class"] = cls_text
         if parent:
@@ -474,8 +478,11 @@ def _load_csv(
             continue  # a row that only declares the component
         acq = cell("Acquisition Type").lower() or "snapshot"
         if acq not in CSV_ACQUISITION_TYPES:
-            p.add(lineno, f"{name}/{field_name}: unknown Acquisition Type {acq!r} "
-                  f"(known: {', '.join(CSV_ACQUISITION_TYPES)})")
+            p.add(
+                lineno,
+                f"{name}/{field_name}: unknown Acquisition Type {acq!r} "
+                f"(known: {', '.join(CSV_ACQUISITION_TYPES)})",
+            )
         raw: dict[str, Any] = {
             "pv": cell("PV Name"),
             "units": cell("Unit of Measurement"),
@@ -519,8 +526,11 @@ def _load_csv(
     for key in order:
         parent = comps[key]["parent"]
         if parent and parent not in comps:
-            p.add(comps[key]["line"], f"component {comps[key]['name']!r}: parent {parent!r} "
-                  "is not a component of this map")
+            p.add(
+                comps[key]["line"],
+                f"component {comps[key]['name']!r}: parent {parent!r} "
+                "is not a component of this map",
+            )
             continue
         if parent:
             continue

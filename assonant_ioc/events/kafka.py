@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from assonant_ioc.errors import SendFailed
@@ -61,7 +62,7 @@ class EventSender:
         return self.connected
 
     async def send(self, key: str, event: dict[str, Any]) -> None:
-        """Queue ``event`` and deliver it with the backlog; raise SendFailed if it is still queued."""
+        """Queue ``event``, deliver the backlog; raise SendFailed if the event is still queued."""
         self.backlog.append((key, event))
         await self.flush()
         if any(e is event for _, e in self.backlog):
@@ -83,7 +84,9 @@ class EventSender:
                 except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
                     self.connected = False
                     self.last_error = f"Kafka send to {self.topic} failed: {err!r}"
-                    log.warning("%s; %d event(s) kept for retry", self.last_error, len(self.backlog))
+                    log.warning(
+                        "%s; %d event(s) kept for retry", self.last_error, len(self.backlog)
+                    )
                     await self._drop_producer()
                     break
                 self.backlog.popleft()
@@ -102,3 +105,34 @@ class EventSender:
     async def close(self) -> None:
         async with self._lock:
             await self._drop_producer()
+
+
+async def consume_event(
+    bootstrap: str, topic: str, key: str, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Read ``topic`` from its start until the event with ``key`` arrives (no consumer group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        parts: list[TopicPartition] = []
+        while not parts and time.monotonic() < deadline:
+            await consumer.topics()  # refreshes metadata: the topic may be new
+            ids = consumer.partitions_for_topic(topic) or set()
+            parts = [TopicPartition(topic, p) for p in sorted(ids)]
+            if not parts:
+                await asyncio.sleep(0.2)
+        if not parts:
+            raise TimeoutError(f"topic {topic!r} did not appear on {bootstrap}")
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    if rec.key == key.encode() and rec.value is not None:
+                        event: dict[str, Any] = json.loads(rec.value)
+                        return event
+        raise TimeoutError(f"no event with key {key!r} on {topic!r} within {timeout} s")
+    finally:
+        await consumer.stop()

@@ -94,13 +94,13 @@ class AssonantIOC(PVGroup):
 
     # -- settings -------------------------------------------------------------------------
     experiment_id = _long_string(
-        "ExperimentId", "", "experiment id (Kafka key); empty: one is made up", length=256)
+        "ExperimentId", "", "experiment id (Kafka key); empty: one is made up", length=256
+    )
     sample_name = _long_string(
-        "SampleName", "", "sample name, written to NXsample/name", length=256)
-    data_dir = _long_string(
-        "DataDir", "", "absolute directory the files go to")
-    file_name = _long_string(
-        "FileName", "", "file name template", length=256)
+        "SampleName", "", "sample name, written to NXsample/name", length=256
+    )
+    data_dir = _long_string("DataDir", "", "absolute directory the files go to")
+    file_name = _long_string("FileName", "", "file name template", length=256)
 
     # -- status ---------------------------------------------------------------------------
     state = pvproperty(
@@ -112,12 +112,9 @@ class AssonantIOC(PVGroup):
         read_only=True,
         doc="Idle, Collecting, Recording, Writing, Fault",
     )
-    status = _long_string(
-        "Status", "Starting", "what happened last", read_only=True)
-    last_file = _long_string(
-        "LastFile", "", "full path of the last file written", read_only=True)
-    last_error = _long_string(
-        "LastError", "", "the last error or refusal", read_only=True)
+    status = _long_string("Status", "Starting", "what happened last", read_only=True)
+    last_file = _long_string("LastFile", "", "full path of the last file written", read_only=True)
+    last_error = _long_string("LastError", "", "the last error or refusal", read_only=True)
     files_written = pvproperty(name="FilesWritten", value=0, read_only=True, doc="files written")
     pvs_connected = pvproperty(name="PVsConnected", value=0, read_only=True, doc="PVs connected")
     pvs_total = pvproperty(name="PVsTotal", value=0, read_only=True, doc="PVs configured")
@@ -389,17 +386,24 @@ class AssonantIOC(PVGroup):
         raise WriteFailed(f"{directory}: no free file name for template {template!r}")
 
 
-def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any]]:
+def _parse_args(
+    argv: list[str] | None,
+) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any]]:
     parser, split_args = template_arg_parser(
         default_prefix="", desc=textwrap.dedent(__doc__ or ""), argv=argv
     )
     parser.add_argument("--config", required=True, help="beamline config (.yaml, or a .csv PV map)")
     parser.add_argument("--data-dir", help="directory for the files (overrides the config)")
     kafka = parser.add_mutually_exclusive_group()
-    kafka.add_argument("--kafka-bootstrap", help="HOST:PORT of a Kafka broker (overrides the config)")
+    kafka.add_argument(
+        "--kafka-bootstrap", help="HOST:PORT of a Kafka broker (overrides the config)"
+    )
     kafka.add_argument("--no-kafka", action="store_true", help="write files, send no events")
     parser.add_argument(
-        "--macro", action="append", default=[], metavar="NAME=VALUE",
+        "--macro",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="set a $(NAME) macro used in the config's PV names (repeatable)",
     )
     args = parser.parse_args(argv)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-Scalar = Union[bool, int, float, str]
-Value = Union[Scalar, tuple[Scalar, ...], None]
+Scalar = bool | int | float | str
+Value = Scalar | tuple[Scalar, ...] | None
 
 
 class Severity(enum.IntEnum):
@@ -115,7 +115,13 @@ def describe(value: Any) -> tuple[str, tuple[int, ...], Value]:
         if not items:
             return "float64", (0,), ()
         kinds = {_scalar_dtype(v) for v in items}
-        kind = "float64" if kinds == {"int64", "float64"} else kinds.pop() if len(kinds) == 1 else "str"
+        kind = (
+            "float64"
+            if kinds == {"int64", "float64"}
+            else kinds.pop()
+            if len(kinds) == 1
+            else "str"
+        )
         if kind == "float64":
             items = tuple(float(v) for v in items)
         elif kind == "str":

@@ -66,7 +66,8 @@ class StateMachine:
         if cmd is Command.SNAPSHOT_POST:
             if s is State.IDLE:
                 raise CommandRefused(
-                    "Snapshot:Post refused: no experiment (take Snapshot:Pre or Record:During first)"
+                    "Snapshot:Post refused: nothing captured yet "
+                    "(start with Snapshot:Pre or Record:During)"
                 )
             if s is State.RECORDING:
                 raise CommandRefused("Snapshot:Post refused: stop Record:During first")

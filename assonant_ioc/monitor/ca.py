@@ -57,7 +57,9 @@ class PVMonitor:
         from epics import ca
 
         ca.initialize_libca()
-        self._worker = threading.Thread(target=self._subscribe_loop, name="pv-subscribe", daemon=True)
+        self._worker = threading.Thread(
+            target=self._subscribe_loop, name="pv-subscribe", daemon=True
+        )
         self._worker.start()
         for pv in self.pvs:
             self._chids[pv] = ca.create_channel(
@@ -74,12 +76,12 @@ class PVMonitor:
         for sub in self._subs:
             try:
                 ca.clear_subscription(sub[2])
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:
                 log.debug("clear_subscription failed", exc_info=True)
         for chid in self._chids.values():
             try:
                 ca.clear_channel(chid)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("clear_channel failed", exc_info=True)
         self._subs.clear()
         self._chids.clear()
@@ -97,9 +99,7 @@ class PVMonitor:
         """The latest reading of each PV; a PV never heard from is a disconnected reading."""
         now = time.time()
         with self._lock:
-            return {
-                pv: self._latest.get(pv) or Reading.disconnected(pv, now) for pv in pvs
-            }
+            return {pv: self._latest.get(pv) or Reading.disconnected(pv, now) for pv in pvs}
 
     def add_sink(self, sink: Sink, pvs: Iterable[str]) -> None:
         """Start feeding ``sink``; it first gets the latest reading of each of ``pvs``.
@@ -118,7 +118,9 @@ class PVMonitor:
                 self._sinks.remove(sink)
 
     # -- libca callbacks (libca threads) ---------------------------------------------
-    def _on_connection(self, pvname: str = "", chid: Any = None, conn: bool = False, **_: Any) -> None:
+    def _on_connection(
+        self, pvname: str = "", chid: Any = None, conn: bool = False, **_: Any
+    ) -> None:
         try:
             now = time.time()
             with self._lock:
@@ -149,7 +151,10 @@ class PVMonitor:
 
     def _on_time(self, pvname: str = "", value: Any = None, **kw: Any) -> None:
         try:
-            if int(kw.get("ftype", -1)) % _DBR_FAMILY == _DBR_CHAR and getattr(value, "ndim", 0) == 1:
+            if (
+                int(kw.get("ftype", -1)) % _DBR_FAMILY == _DBR_CHAR
+                and getattr(value, "ndim", 0) == 1
+            ):
                 value = bytes(value.astype("uint8")).split(b"\0", 1)[0].decode(errors="replace")
             with self._lock:
                 reading = Reading.of(

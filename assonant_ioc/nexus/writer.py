@@ -80,28 +80,33 @@ def _series_data(readings: tuple[Reading, ...]) -> Any:
     dtype = np.float64 if missing else np.dtype(first.dtype)
     fill = np.full(first.shape, np.nan)
     return np.stack(
-        [np.asarray(r.value, dtype=dtype).reshape(first.shape) if r.value is not None and
-         r.shape == first.shape else fill for r in readings]
+        [
+            np.asarray(r.value, dtype=dtype).reshape(first.shape)
+            if r.value is not None and r.shape == first.shape
+            else fill
+            for r in readings
+        ]
     ).astype(dtype)
 
 
-def _write_value(parent: h5py.Group, name: str, value: Value) -> h5py.HLObject:
+def _write_value(parent: h5py.Group, name: str, value: Value, t0: float) -> h5py.HLObject:
     """A field as a dataset with provenance, or a time series as an NXlog group."""
     if isinstance(value, DataField):
         dset = _field(parent, name, _scalar_data(value.reading), value.units)
         _provenance(dset, value.reading)
         return dset
-    return _write_log(parent, name, value)
+    return _write_log(parent, name, value, t0)
 
 
-def _write_log(parent: h5py.Group, name: str, series: TimeSeries) -> h5py.Group:
+def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> h5py.Group:
+    """An NXlog; ``time`` is seconds from ``t0`` (the recording start; the first point,
+    the value held when recording began, may be earlier)."""
     log_group = _group(parent, name, "NXlog")
     readings = series.readings
     stamps = np.array([r.timestamp for r in readings], dtype=np.float64)
-    start = float(stamps[0]) if len(stamps) else 0.0
     _field(log_group, "value", _series_data(readings), series.units)
-    t = _field(log_group, "time", stamps - start, "s")
-    t.attrs["start"] = iso(start)
+    t = _field(log_group, "time", stamps - t0, "s")
+    t.attrs["start"] = iso(t0)
     log_group.create_dataset(
         "alarm_severity", data=np.array([int(r.severity) for r in readings], dtype=np.int8)
     )
@@ -116,7 +121,7 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries) -> h5py.Group:
     return log_group
 
 
-def _write_axes(group: h5py.Group, comp: Component) -> None:
+def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
     trans = _group(group, "transformations", "NXtransformations")
     base = trans.name
 
@@ -124,19 +129,19 @@ def _write_axes(group: h5py.Group, comp: Component) -> None:
         return "." if axis_name == "." else f"{base}/{axis_name}"
 
     for name, axis in comp.axes.items():
-        dset = _write_axis(trans, name, axis)
+        dset = _write_axis(trans, name, axis, t0)
         dset.attrs["depends_on"] = path(axis.depends_on)
         if isinstance(axis.value, TimeSeries):
-            _write_log(group, name, axis.value)
+            _write_log(group, name, axis.value, t0)
     head = comp.first_axis
     if head is not None and "depends_on" not in group:
         group.create_dataset("depends_on", data=path(head))
 
 
-def _write_axis(trans: h5py.Group, name: str, axis: Axis) -> h5py.Dataset:
+def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dataset:
     value = axis.value
     if isinstance(value, DataField):
-        dset = _write_value(trans, name, value)
+        dset = _write_value(trans, name, value, t0)
         assert isinstance(dset, h5py.Dataset)
     else:
         dset = _field(trans, name, _series_data(value.readings), value.units)
@@ -150,18 +155,18 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis) -> h5py.Dataset:
     return dset
 
 
-def _write_component(parent: h5py.Group, comp: Component) -> None:
+def _write_component(parent: h5py.Group, comp: Component, t0: float) -> None:
     group = _group(parent, comp.name, comp.component_class.nx_class)
     group.attrs["assonant_class"] = comp.component_class.value
     kind = comp.component_class.insertion_device_type
     if kind and "type" not in comp.fields:
         group.create_dataset("type", data=kind)
     for name, value in comp.fields.items():
-        _write_value(group, name, value)
+        _write_value(group, name, value, t0)
     if comp.axes:
-        _write_axes(group, comp)
+        _write_axes(group, comp, t0)
     for sub in comp.subcomponents:
-        _write_component(group, sub)
+        _write_component(group, sub, t0)
 
 
 def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
@@ -173,17 +178,18 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
     instrument = _group(group, "instrument", "NXinstrument")
     instrument.create_dataset("name", data=x.beamline)
     for comp in entry.instrument:
-        _write_component(instrument, comp)
+        _write_component(instrument, comp, entry.start_time)
     if entry.sample is not None:
         sample = entry.sample
         if sample.component_class is not ComponentClass.SAMPLE:
-            sample = Component(sample.name, ComponentClass.SAMPLE, sample.fields, sample.axes,
-                               sample.subcomponents)
-        _write_component(group, sample)
+            sample = Component(
+                sample.name, ComponentClass.SAMPLE, sample.fields, sample.axes, sample.subcomponents
+            )
+        _write_component(group, sample, entry.start_time)
 
 
 def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
-    """Write ``x`` to ``final_path`` (never overwriting); returns the path. Runs in a worker thread."""
+    """Write ``x`` to ``final_path``, never overwriting; returns the path (blocking)."""
     final = Path(final_path)
     tmp = final.with_name(f".{final.name}.partial")
     try:

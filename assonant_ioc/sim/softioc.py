@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print("softioc running", flush=True)  # noqa: T201 - readiness line for whoever started us
+    print("softioc running", flush=True)
     stop.wait()
 
 

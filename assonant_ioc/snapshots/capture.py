@@ -78,17 +78,23 @@ def _component(
             fields[ch.name] = value
         else:
             axes[ch.name] = Axis(
-                ch.axis.transformation_type, ch.axis.vector, ch.axis.offset, ch.axis.depends_on, value
+                ch.axis.transformation_type,
+                ch.axis.vector,
+                ch.axis.offset,
+                ch.axis.depends_on,
+                value,
             )
     subs = tuple(
-        c for c in (_component(s, moment, values, when) for s in spec.subcomponents) if c is not None
+        c
+        for c in (_component(s, moment, values, when) for s in spec.subcomponents)
+        if c is not None
     )
     if not fields and not axes and not subs and moment is Moment.DURING:
         return None
     for const in spec.constants:
         fields.setdefault(
-            const.name, DataField(_constant_reading(const.name, const.value, const.units, when),
-                                  const.units)
+            const.name,
+            DataField(_constant_reading(const.name, const.value, const.units, when), const.units),
         )
     for name, reading in (extra_fields or {}).items():
         fields.setdefault(name, DataField(reading, reading.units))
@@ -105,7 +111,7 @@ def build_entry(
     end: float,
     sample_name: str = "",
 ) -> Entry:
-    """One entry: latest readings (pre/post) or recorded series (during) of the moment's channels."""
+    """One entry: the latest readings (pre/post) or the recorded series (during)."""
     instrument = tuple(
         c for c in (_component(s, moment, values, end) for s in config.instrument) if c is not None
     )

@@ -62,7 +62,7 @@ class CA:
     def put(self, pv: str, value: Any, wait: bool = True, timeout: float = 30) -> None:
         """A put with callback (``caput -c``) when ``wait``: returns when the command is done."""
         if isinstance(value, str):
-            data: Any = list(value.encode()) + [0]
+            data: Any = [*value.encode(), 0]
             ca.write(pv, data, notify=wait, timeout=timeout, data_type=ChannelType.CHAR)
         else:
             ca.write(pv, value, notify=wait, timeout=timeout)

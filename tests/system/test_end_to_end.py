@@ -13,35 +13,11 @@ import h5py
 import jsonschema
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from assonant_ioc.events import EVENT_SCHEMA_PATH
+from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.sim import procs
 from tests.system.conftest import CA, REPO
-
-
-async def _consume(bootstrap: str, topic: str, key: str, timeout: float = 20) -> tuple[bytes, dict[str, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        parts: list[TopicPartition] = []
-        while not parts and time.monotonic() < deadline:
-            ids = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - topic may be new
-            parts = [TopicPartition(topic, p) for p in (ids.partitions_for_topic(topic) or [])]
-            if not parts:
-                await asyncio.sleep(0.2)
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for rec in records:
-                    if rec.key == key.encode():
-                        return rec.key, json.loads(rec.value)
-        raise TimeoutError(f"no event with key {key!r} on {topic}")
-    finally:
-        await consumer.stop()
 
 
 def _wait(check: Any, timeout: float = 20) -> None:
@@ -72,7 +48,7 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
 
     # refused commands: the put fails, Status/LastError say why, nothing crashes
     for pv in ("Snapshot:Post", "EndOfExperiment", "Abort"):
-        with pytest.raises(Exception):  # noqa: B017, PT011 - caproto raises its own error type
+        with pytest.raises(Exception):  # noqa: B017 - caproto raises its own error type
             client.put(f"{P}{pv}", 1)
         assert "refused" in client.get(f"{P}LastError")
         assert client.get(f"{P}State") == "Idle"
@@ -98,7 +74,7 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
 
     client.put(f"{P}Record:During", 1)
     assert client.get(f"{P}State") == "Recording"
-    with pytest.raises(Exception):  # noqa: B017, PT011 - a second start is refused
+    with pytest.raises(Exception):  # noqa: B017 - a second start is refused
         client.put(f"{P}Record:During", 1)
     assert "already recording" in client.get(f"{P}LastError")
     client.put(f"{BL}smp:x:VAL", 2.0)  # 5 mm/s at 10 Hz: 0.5 mm steps
@@ -180,7 +156,7 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
         assert list(during["sample/transformations/x"][()]) == list(values)
         assert "y" not in during["sample/transformations"]  # y is a pre/post axis only
 
-    key, event = asyncio.run(_consume(kafka, topic, exp_id))
+    event = asyncio.run(consume_event(kafka, topic, exp_id))
     jsonschema.validate(event, json.loads(EVENT_SCHEMA_PATH.read_text()))
     data = last.read_bytes()
     assert event["sha256"] == hashlib.sha256(data).hexdigest()

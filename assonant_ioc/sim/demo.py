@@ -1,0 +1,125 @@
+"""The demo: a local broker, the simulated beamline and the service, then one experiment.
+
+Drives the experiment with CA puts as a control system would (put with
+callback), then prints the NeXus tree of the file and the Kafka event received.
+Every process binds 127.0.0.1 on a free port and is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.sim import procs
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _get(pv: str) -> Any:
+    from caproto.sync.client import read
+
+    data = read(pv, timeout=5).data
+    if getattr(data, "dtype", None) is not None and data.dtype.kind == "u" and len(data) > 1:
+        return bytes(data).split(b"\0", 1)[0].decode()
+    value = data[0]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _put(pv: str, value: Any) -> None:
+    from caproto import ChannelType
+    from caproto.sync.client import write
+
+    if isinstance(value, str):
+        write(pv, [*value.encode(), 0], notify=True, timeout=30, data_type=ChannelType.CHAR)
+    else:
+        write(pv, value, notify=True, timeout=30)
+    _out(f"  caput -c {pv} {value!r}")
+
+
+def print_tree(path: Path) -> None:
+    """The file as a NeXus viewer lists it: groups with NX_class, fields with value and units."""
+
+    def show(name: str, obj: Any) -> None:
+        depth = name.count("/")
+        label = name.rsplit("/", 1)[-1]
+        if isinstance(obj, h5py.Group):
+            _out(f"{'  ' * depth}{label}:{obj.attrs.get('NX_class', '')}")
+            return
+        value = obj[()]
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif getattr(value, "shape", ()) and value.size > 6:
+            value = f"{value[:3]} ... {value[-2:]} ({value.size} points)"
+        units = obj.attrs.get("units", "")
+        _out(f"{'  ' * depth}{label} = {value} {units}".rstrip())
+
+    with h5py.File(path, "r") as f:
+        _out(f"{path.name}:NXroot")
+        f.visititems(show)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default="demo-output", help="where the file goes")
+    parser.add_argument(
+        "--kind",
+        choices=["caproto", "c"],
+        default="caproto",
+        help="simulated beamline: caproto IOC or C IOC from db/",
+    )
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir).resolve()
+    logs = Path(tempfile.mkdtemp(prefix="assonant-demo-"))
+    config = procs.REPO / "configs" / "sim.yaml"
+    bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
+    _out(f"logs in {logs}")
+    with procs.broker(logs) as kafka:
+        _out(f"Kafka-protocol broker on {kafka}")
+        with procs.sim_beamline(logs, bl, kind=args.kind) as bl_port:
+            _out(f"simulated beamline ({args.kind}) prefix {bl} on 127.0.0.1:{bl_port}")
+            extra = ["--macro", f"BL={bl}", "--data-dir", str(data_dir), "--kafka-bootstrap", kafka]
+            with procs.service(logs, config, prefix, bl_port, extra) as (port, _proc):
+                _out(f"assonant-ioc prefix {prefix} on 127.0.0.1:{port}")
+                os.environ.update(procs.ca_client_env(port, bl_port))
+                procs.wait_until(
+                    lambda: _get(f"{prefix}PVsConnected") == _get(f"{prefix}PVsTotal"),
+                    20,
+                    "PV connections",
+                )
+                exp_id = time.strftime("demo-%Y%m%dT%H%M%S")
+                _out("\nthe experiment:")
+                _put(f"{prefix}ExperimentId", exp_id)
+                _put(f"{prefix}SampleName", "demo sample")
+                _put(f"{prefix}Snapshot:Pre", 1)
+                _put(f"{prefix}Record:During", 1)
+                _put(f"{bl}smp:rx:VAL", 90.0)
+                _put(f"{bl}det:Acquire", 1)
+                procs.wait_until(lambda: _get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None)
+                _put(f"{bl}det:Acquire", 0)
+                _put(f"{prefix}Record:During", 0)
+                _put(f"{prefix}Snapshot:Post", 1)
+                _put(f"{prefix}EndOfExperiment", 1)
+                last = Path(_get(f"{prefix}LastFile"))
+                _out(f"\nState={_get(f'{prefix}State')} LastFile={last}")
+                _out(f"Status={_get(f'{prefix}Status')}\n")
+                print_tree(last)
+                event = asyncio.run(consume_event(kafka, "assonant.files", exp_id))
+                _out("\nthe Kafka event (topic assonant.files):")
+                _out(json.dumps(event, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,7 @@ from assonant_ioc.errors import ConfigError
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 
 LINE = "__line__"
+KEY_LINES = "__key_lines__"
 DEFAULT_FILE_NAME = "{beamline}_{experiment_id}_{counter:05d}.nxs"
 _MACRO = re.compile(r"\$\((\w+)\)|\$\{(\w+)\}")
 _AXIS_VECTORS = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
@@ -62,6 +63,9 @@ class _LineLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
         mapping[LINE] = node.start_mark.line + 1
+        mapping[KEY_LINES] = {
+            k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)
+        }
         return mapping
 
 
@@ -89,7 +93,7 @@ def load_config(
     except OSError as err:
         raise ConfigError(str(path), [(0, f"cannot read config: {err}")]) from err
     if path.suffix.lower() == ".csv":
-        doc: dict[str, Any] = {"pv_map": str(path), LINE: 1}
+        doc: dict[str, Any] = {"pv_map": str(path.resolve()), LINE: 1}
     else:
         try:
             loaded = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
@@ -107,6 +111,7 @@ def load_config(
 
 
 _TOP_KEYS = {
+    KEY_LINES,
     "beamline",
     "prefix",
     "macros",
@@ -133,7 +138,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     if not isinstance(raw_macros, dict):
         p.add(_line(doc), "'macros' must be a mapping NAME: value")
     else:
-        macros = {str(k): str(v) for k, v in raw_macros.items() if k != LINE}
+        macros = {str(k): str(v) for k, v in raw_macros.items() if k not in (LINE, KEY_LINES)}
     macros.update(cli_macros)
 
     beamline = doc.get("beamline")
@@ -174,7 +179,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     file_name = str(doc.get("file_name") or DEFAULT_FILE_NAME)
     why = check_file_name_template(file_name)
     if why:
-        p.add(_line(doc), why)
+        p.add(_line(doc, "file_name"), why)
     kafka = _kafka(doc.get("kafka"), p, _line(doc))
     if not instrument and sample is None:
         p.add(_line(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
@@ -192,8 +197,13 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     )
 
 
-def _line(node: Any) -> int:
-    return int(node.get(LINE, 0)) if isinstance(node, dict) else 0
+def _line(node: Any, key: str | None = None) -> int:
+    """The line of a mapping, or of one of its keys when the file recorded it."""
+    if not isinstance(node, dict):
+        return 0
+    if key is not None and key in node.get(KEY_LINES, {}):
+        return int(node[KEY_LINES][key])
+    return int(node.get(LINE, 0))
 
 
 def _check_unique(names: list[str], what: str, p: _Problems, line: int) -> None:
@@ -210,12 +220,12 @@ def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
     if not isinstance(raw, dict):
         p.add(line, "'kafka' must be a mapping with bootstrap, topic, enabled")
         return KafkaSettings()
-    unknown = set(raw) - {"bootstrap", "topic", "enabled", LINE}
+    unknown = set(raw) - {"bootstrap", "topic", "enabled", LINE, KEY_LINES}
     for key in sorted(unknown):
-        p.add(_line(raw), f"unknown kafka setting {key!r}")
+        p.add(_line(raw, key), f"unknown kafka setting {key!r}")
     topic = str(raw.get("topic") or "assonant.files")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
-        p.add(_line(raw), f"kafka topic {topic!r} is not a legal topic name")
+        p.add(_line(raw, "topic"), f"kafka topic {topic!r} is not a legal topic name")
     bootstrap = raw.get("bootstrap")
     return KafkaSettings(
         bootstrap=str(bootstrap) if bootstrap else None,
@@ -268,7 +278,17 @@ def _vector(raw: Any, p: _Problems, line: int, what: str) -> tuple[float, float,
     return (float(raw[0]), float(raw[1]), float(raw[2]))
 
 
-_CHANNEL_KEYS = {"pv", "units", "moments", "type", "vector", "offset", "depends_on", LINE}
+_CHANNEL_KEYS = {
+    "pv",
+    "units",
+    "moments",
+    "type",
+    "vector",
+    "offset",
+    "depends_on",
+    LINE,
+    KEY_LINES,
+}
 
 
 def _channel(
@@ -281,7 +301,7 @@ def _channel(
         return None
     line = _line(raw) or parent_line
     for key in sorted(set(raw) - _CHANNEL_KEYS):
-        p.add(line, f"{name!r}: unknown key {key!r}")
+        p.add(_line(raw, key) or line, f"{name!r}: unknown key {key!r}")
     pv = raw.get("pv")
     if not pv or not isinstance(pv, str):
         p.add(line, f"{name!r}: 'pv' (the PV name) is required")
@@ -351,7 +371,7 @@ def _chain_axes(channels: list[ChannelSpec], comp: str, p: _Problems) -> list[Ch
     return out
 
 
-_COMPONENT_KEYS = {"name", "class", "fields", "axes", "constants", "subcomponents", LINE}
+_COMPONENT_KEYS = {"name", "class", "fields", "axes", "constants", "subcomponents", LINE, KEY_LINES}
 
 
 def _component(
@@ -366,12 +386,15 @@ def _component(
         p.add(line, "component without a 'name'")
         name = "?"
     for key in sorted(set(raw) - _COMPONENT_KEYS):
-        p.add(line, f"component {name!r}: unknown key {key!r}")
+        p.add(_line(raw, key), f"component {name!r}: unknown key {key!r}")
     try:
         cls = ComponentClass.parse(str(raw.get("class", "")))
     except ValueError:
         known = ", ".join(c.value for c in ComponentClass)
-        p.add(line, f"component {name!r}: unknown class {raw.get('class')!r} (known: {known})")
+        p.add(
+            _line(raw, "class"),
+            f"component {name!r}: unknown class {raw.get('class')!r} (known: {known})",
+        )
         cls = ComponentClass.COLLECTION
     channels: list[ChannelSpec] = []
     for key, is_axis in (("fields", False), ("axes", True)):
@@ -380,7 +403,7 @@ def _component(
             p.add(line, f"component {name!r}: {key!r} must be a mapping name: {{pv: ...}}")
             continue
         for fname, fraw in section.items():
-            if fname == LINE:
+            if fname in (LINE, KEY_LINES):
                 continue
             ch = _channel(str(fname), fraw, macros, p, _line(section) or line, is_axis)
             if ch is not None:
@@ -392,7 +415,7 @@ def _component(
         p.add(line, f"component {name!r}: 'constants' must be a mapping")
         raw_constants = {}
     for cname, craw in raw_constants.items():
-        if cname == LINE:
+        if cname in (LINE, KEY_LINES):
             continue
         cline = _line(craw) or _line(raw_constants) or line
         value = craw.get("value") if isinstance(craw, dict) else craw

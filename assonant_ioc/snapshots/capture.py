@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from assonant_ioc.config.spec import BeamlineConfig, ComponentSpec
 from assonant_ioc.model.components import (
@@ -84,6 +85,7 @@ def _component(
                 ch.axis.depends_on,
                 value,
             )
+    _relink(spec, axes)
     subs = tuple(
         c
         for c in (_component(s, moment, values, when) for s in spec.subcomponents)
@@ -101,6 +103,17 @@ def _component(
     if not fields and not axes and not subs:
         return None
     return Component(spec.name, spec.component_class, fields, axes, subs)
+
+
+def _relink(spec: ComponentSpec, axes: dict[str, Axis]) -> None:
+    """Skip axes not captured at this moment in each ``depends_on`` chain, so it never dangles."""
+    spec_deps = {ch.name: ch.axis.depends_on for ch in spec.channels if ch.axis is not None}
+    for name, axis in list(axes.items()):
+        dep, hops = axis.depends_on, 0
+        while dep != "." and dep not in axes and hops <= len(spec_deps):
+            dep, hops = spec_deps.get(dep, "."), hops + 1
+        if dep != axis.depends_on:
+            axes[name] = replace(axis, depends_on=dep)
 
 
 def build_entry(

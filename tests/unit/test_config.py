@@ -1,0 +1,131 @@
+"""Config loading: YAML and the reference CSV PV map; every bad entry reported with its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assonant_ioc.config import load_config
+from assonant_ioc.errors import ConfigError
+from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["sim.yaml", "mogno.yaml", "manaca.yaml", "manaca_pv_map.csv"])
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(CONFIGS / name)
+    assert config.pvs()
+    assert config.sample is not None
+
+
+def test_sim_config_macros_and_axes() -> None:
+    config = load_config(CONFIGS / "sim.yaml", macros={"BL": "XYZ:"})
+    assert all(pv.startswith("XYZ:") for pv in config.pvs())
+    assert config.sample is not None
+    axes = {ch.name: ch.axis for ch in config.sample.channels}
+    assert axes["rx"] is not None and axes["rx"].depends_on == "x"
+    assert axes["rx"].transformation_type is TransformationType.ROTATION
+    assert axes["z"] is not None and axes["z"].depends_on == "."
+    assert "XYZ:smp:x:RBV" in config.pvs(Moment.DURING)
+    assert "XYZ:smp:y:RBV" not in config.pvs(Moment.DURING)
+
+
+def test_reference_csv_map_is_read_as_it_is() -> None:
+    config = load_config(CONFIGS / "manaca_pv_map.csv")
+    assert config.beamline == "MANACA"
+    comps = {c.name: c for c in config.components()}
+    assert comps["Crystal 1"].component_class is ComponentClass.MONOCHROMATOR_CRYSTAL
+    assert comps["Monochromator"].subcomponents[0].name == "Crystal 1"
+    assert comps["Extra Info"] in comps["PILATUS 2M"].subcomponents
+    chans = {c.name: c for c in config.channels()}
+    assert chans["temperature"].moments == {Moment.PRE}  # snapshot_at_start
+    assert chans["frame_count"].moments == {Moment.DURING}  # scan
+    assert chans["current"].moments == {Moment.PRE, Moment.POST}  # vary
+    assert chans["Rx"].axis is not None
+    assert chans["Rx"].axis.transformation_type is TransformationType.ROTATION
+    assert chans["wavelength"].units == "angstrom"
+
+
+BAD_YAML = """\
+beamline: BAD
+file_name: "{beamline}_{nope}.nxs"
+kafka:
+  topic: "bad topic!"
+instrument:
+  - name: mono
+    class: Monochromator
+    fields:
+      energy: {pv: "$(UNDEFINED)mono:E", units: keV, moments: [pre, sometimes]}
+      wavelength: {units: angstrom}
+  - name: thing
+    class: FluxCapacitor
+  - name: stage
+    class: Slit
+    axes:
+      x: {pv: "BL:x", type: wobble, vector: [1, 0]}
+      y: {pv: "BL:y", depends_on: nowhere}
+    colour: blue
+"""
+
+
+def test_bad_yaml_names_every_bad_entry_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_YAML)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    err = info.value
+    text = str(err)
+    expected = {
+        2: "{nope}",
+        4: "bad topic!",
+        9: "UNDEFINED",
+        10: "'pv' (the PV name) is required",
+        12: "FluxCapacitor",
+        16: "wobble",
+        17: "nowhere",
+        18: "colour",
+    }
+    lines = {line for line, _ in err.problems}
+    for line, fragment in expected.items():
+        assert any(ln == line and fragment in msg for ln, msg in err.problems), (line, text)
+    assert "sometimes" in text and "three numbers" in text
+    assert lines >= set(expected)
+    assert text.startswith(f"{path}: {len(err.problems)} problem(s)")
+
+
+def test_bad_csv_rows_are_named_by_line(tmp_path: Path) -> None:
+    good = (CONFIGS / "manaca_pv_map.csv").read_text().splitlines()
+    bad = [
+        *good[:3],
+        "Ghost,Nobody,Detector,x,mm,float,snapshot,BL:x,,,",
+        "Thing,,Flux Capacitor,y,mm,float,snapshot,BL:y,,,",
+        "Mono2,,Monochromator,z,mm,float,sometimes,BL:z,,,",
+        "Mono3,,Monochromator,w,mm,float,snapshot,,,,",
+    ]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    by_line = dict(info.value.problems)
+    assert "parent 'nobody'" in by_line[4]
+    assert "Flux Capacitor" in by_line[5]
+    assert "sometimes" in by_line[6]
+    assert "'pv'" in by_line[7]
+
+
+def test_missing_csv_columns_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text("title\nName,Class,PV Name\nm,Monochromator,BL:E\n")
+    with pytest.raises(ConfigError, match=r"missing column.*Subcomponent of"):
+        load_config(path)
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("beamline: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml")

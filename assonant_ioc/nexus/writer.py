@@ -7,6 +7,7 @@ written under a temporary name and renamed into place once closed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -212,7 +213,8 @@ def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
         os.link(tmp, final)  # atomic, and fails rather than overwrite a file that appeared
         tmp.unlink()
     except (OSError, ValueError, TypeError) as err:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise WriteFailed(f"cannot write {final}: {err}") from err
     log.info("wrote %s (%d entries)", final, len(x.entries))
     return final

@@ -1,0 +1,85 @@
+"""The NeXus writer: classes, units, transformations, logs, provenance, no overwrite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from assonant_ioc.errors import WriteFailed
+from assonant_ioc.nexus import write_experiment
+from tests.unit.factories import T0, experiment
+
+
+@pytest.fixture
+def nxs(tmp_path: Path) -> Path:
+    return write_experiment(experiment(), tmp_path / "out" / "exp.nxs")
+
+
+def test_groups_fields_and_units(nxs: Path) -> None:
+    with h5py.File(nxs, "r") as f:
+        assert f.attrs["NX_class"] == "NXroot"
+        assert f.attrs["default"] == "pre_exposure"
+        pre = f["pre_exposure"]
+        assert pre.attrs["NX_class"] == "NXentry"
+        assert pre["start_time"][()].decode().endswith("+00:00")
+        mono = pre["instrument/mono"]
+        assert mono.attrs["NX_class"] == "NXmonochromator"
+        assert mono["crystal"].attrs["NX_class"] == "NXcrystal"
+        assert mono["energy"][()] == 12.0
+        assert mono["energy"].dtype == np.float64
+        assert mono["energy"].attrs["units"] == "keV"
+        assert mono["frames"][()] == 7 and mono["frames"].dtype == np.int64
+        assert "units" not in mono["frames"].attrs
+        assert list(mono["spectrum"][()]) == [1.5, 2.5, 3.5]
+        assert mono["mode"][()].decode() == "Si111"
+        assert mono["energy"].attrs["source_pv"] == "BL:E"
+        assert mono["energy"].attrs["connected"]
+        lost = mono["lost"]
+        assert lost.shape is None  # an empty dataset, not a made-up zero
+        assert not lost.attrs["connected"] and lost.attrs["alarm_severity"] == "INVALID"
+
+
+def test_transformations_chain(nxs: Path) -> None:
+    with h5py.File(nxs, "r") as f:
+        sample = f["pre_exposure/sample"]
+        assert sample.attrs["NX_class"] == "NXsample"
+        trans = sample["transformations"]
+        assert sample["depends_on"][()].decode() == "/pre_exposure/sample/transformations/rx"
+        rx, x = trans["rx"], trans["x"]
+        assert rx.attrs["transformation_type"] == "rotation"
+        assert list(rx.attrs["vector"]) == [0.0, 1.0, 0.0]
+        assert rx.attrs["units"] == "deg" and rx[()] == 45.0
+        assert rx.attrs["depends_on"] == "/pre_exposure/sample/transformations/x"
+        assert x.attrs["depends_on"] == "."
+        assert list(x.attrs["offset"]) == [0.0, 0.0, 1.0]
+        assert sample["temperature"].attrs["units"] == "K"
+
+
+def test_time_series_is_an_nxlog(nxs: Path) -> None:
+    with h5py.File(nxs, "r") as f:
+        during = f["during_exposure"]
+        log = during["sample/x"]
+        assert log.attrs["NX_class"] == "NXlog"
+        assert list(log["value"][()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert list(log["time"][()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert log["time"].attrs["units"] == "s"
+        assert log["time"].attrs["start"].startswith("2026-")
+        assert list(during["sample/transformations/x"][()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert list(log["connected"][()]) == [True] * 5
+    assert T0  # the factory's start time is the NXlog start
+
+
+def test_never_overwrites_and_leaves_no_partial_file(nxs: Path) -> None:
+    with pytest.raises(WriteFailed, match="exists"):
+        write_experiment(experiment(), nxs)
+    assert sorted(p.name for p in nxs.parent.iterdir()) == ["exp.nxs"]
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(WriteFailed, match="cannot write"):
+        write_experiment(experiment(), blocker / "sub" / "exp.nxs")

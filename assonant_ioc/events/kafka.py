@@ -117,8 +117,9 @@ async def consume_event(
         deadline = time.monotonic() + timeout
         parts: list[TopicPartition] = []
         while not parts and time.monotonic() < deadline:
-            await consumer.topics()  # refreshes metadata: the topic may be new
-            ids = consumer.partitions_for_topic(topic) or set()
+            # fresh metadata each time: the topic may appear after we start
+            cluster = await consumer._client.fetch_all_metadata()
+            ids = cluster.partitions_for_topic(topic) or set()
             parts = [TopicPartition(topic, p) for p in sorted(ids)]
             if not parts:
                 await asyncio.sleep(0.2)

@@ -205,6 +205,14 @@ class AssonantIOC(PVGroup):
             self._spawn(self._kafka_loop())
         await self._say(f"Idle: {self.config.beamline}, {self.monitor.total} PVs")
 
+    @status.shutdown
+    async def status(self, instance: Any, async_lib: Any) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.sender is not None:
+            await self.sender.close()
+        await asyncio.to_thread(self.monitor.stop)
+
     @heartbeat.scan(period=1.0)
     async def heartbeat(self, instance: Any, async_lib: Any) -> None:
         await instance.write((instance.value + 1) % 2**31)
@@ -445,10 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     elif config.kafka.enabled:
         log.warning("no Kafka bootstrap configured: files are written, no events are sent")
     ioc = AssonantIOC(config=config, sender=sender, **ioc_options)
-    try:
-        run(ioc.pvdb, **run_options)
-    finally:
-        ioc.monitor.stop()
+    run(ioc.pvdb, **run_options)
 
 
 if __name__ == "__main__":

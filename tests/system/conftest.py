@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,36 @@ def beamline(request: pytest.FixtureRequest, log_dir: Path) -> Iterator[tuple[st
     prefix = procs.new_prefix("BL")
     with procs.sim_beamline(log_dir, prefix, kind=request.param) as port:
         yield prefix, port
+
+
+@pytest.fixture
+def sim(log_dir: Path) -> Iterator[tuple[str, int]]:
+    """The caproto simulated beamline alone (for tests that need not run on both)."""
+    prefix = procs.new_prefix("BL")
+    with procs.sim_beamline(log_dir, prefix) as port:
+        yield prefix, port
+
+
+@contextlib.contextmanager
+def start_service(
+    log_dir: Path,
+    tmp_path: Path,
+    beamline: tuple[str, int],
+    kafka_args: list[str],
+    topic: str = "assonant.files",
+    extra_yaml: str = "",
+) -> Iterator[tuple[CA, str, Path, procs.Proc]]:
+    """The service on the sim config; yields (CA client of both servers, prefix, data dir, proc)."""
+    bl_prefix, bl_port = beamline
+    data_dir = tmp_path / "a_data_directory_whose_path_is_longer_than_forty_characters"
+    prefix = procs.new_prefix("AS")
+    config = tmp_path / "sim.yaml"
+    text = (REPO / "configs" / "sim.yaml").read_text().replace("assonant.files", topic)
+    config.write_text(text.replace("instrument:\n", "instrument:\n" + extra_yaml, 1))
+    extra = ["--macro", f"BL={bl_prefix}", "--data-dir", str(data_dir), *kafka_args]
+    with procs.service(log_dir, config, prefix, bl_port, extra) as (port, proc):
+        with CA(port, bl_port) as client:
+            yield client, prefix, data_dir, proc
 
 
 class CA:

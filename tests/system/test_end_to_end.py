@@ -17,7 +17,7 @@ import pytest
 from assonant_ioc.events import EVENT_SCHEMA_PATH
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.sim import procs
-from tests.system.conftest import CA, REPO
+from tests.system.conftest import start_service
 
 
 def _wait(check: Any, timeout: float = 20) -> None:
@@ -26,17 +26,14 @@ def _wait(check: Any, timeout: float = 20) -> None:
 
 @pytest.fixture
 def service(beamline: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path) -> Any:
-    bl_prefix, bl_port = beamline
-    # a data directory path well over 40 characters: the long-string PVs must carry it
-    data_dir = tmp_path / "a_data_directory_whose_path_is_longer_than_forty_characters"
-    prefix = procs.new_prefix("AS")
-    topic = f"assonant.test.{prefix.strip(':')}"
-    extra = ["--macro", f"BL={bl_prefix}", "--data-dir", str(data_dir), "--kafka-bootstrap", kafka]
-    config = tmp_path / "sim.yaml"
-    config.write_text((REPO / "configs" / "sim.yaml").read_text().replace("assonant.files", topic))
-    with procs.service(log_dir, config, prefix, bl_port, extra) as (port, proc):
-        with CA(port, bl_port) as client:
-            yield client, prefix, bl_prefix, data_dir, topic, proc
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    with start_service(log_dir, tmp_path, beamline, ["--kafka-bootstrap", kafka], topic) as (
+        client,
+        prefix,
+        data_dir,
+        proc,
+    ):
+        yield client, prefix, beamline[0], data_dir, topic, proc
 
 
 def test_whole_experiment(service: Any, kafka: str) -> None:

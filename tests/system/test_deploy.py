@@ -1,0 +1,100 @@
+"""The deployment files and the command line, as an operator meets them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from assonant_ioc.events import EVENT_SCHEMA_PATH
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _compose() -> list[str]:
+    if (
+        shutil.which("docker")
+        and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
+        return ["docker", "compose"]
+    exe = shutil.which("docker-compose")
+    assert exe, "no compose client: install docker-compose (scripts/test.sh does, as root)"
+    return [exe]
+
+
+def test_docker_compose_file_parses() -> None:
+    out = subprocess.run(
+        [*_compose(), "-f", str(REPO / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    assert set(services) == {"kafka", "sim-beamline", "assonant-ioc"}
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    ioc_env = services["assonant-ioc"]["environment"]
+    assert ioc_env["EPICS_CA_ADDR_LIST"] == "sim-beamline"
+    assert "kafka:9092" in services["assonant-ioc"]["command"]
+
+
+def test_event_schema_is_a_valid_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(json.loads(EVENT_SCHEMA_PATH.read_text()))
+
+
+def test_bad_config_stops_the_ioc_with_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "beamline: X\ninstrument:\n  - name: a\n    class: Nope\n"
+        "  - name: b\n    class: Slit\n    fields:\n      gap: {units: mm}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(bad), "--no-kafka"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "2 problem(s)" in out.stderr
+    assert "line 4: component 'a': unknown class 'Nope'" in out.stderr
+    assert "line 8: 'gap': 'pv' (the PV name) is required" in out.stderr
+
+
+def test_list_pvs_shows_the_pv_interface(tmp_path: Path) -> None:
+    from assonant_ioc.ioc.server import AssonantIOC, _parse_args, build_config
+
+    args, ioc_options, _ = _parse_args(
+        ["--config", str(REPO / "configs" / "sim.yaml"), "--no-kafka", "--prefix", "X:"]
+    )
+    ioc = AssonantIOC(config=build_config(args), sender=None, **ioc_options)
+    expected = {
+        "Snapshot:Pre",
+        "Record:During",
+        "Snapshot:Post",
+        "EndOfExperiment",
+        "Abort",
+        "ExperimentId",
+        "SampleName",
+        "DataDir",
+        "FileName",
+        "State",
+        "Status",
+        "LastFile",
+        "LastError",
+        "FilesWritten",
+        "PVsConnected",
+        "PVsTotal",
+        "KafkaConnected",
+        "Heartbeat",
+    }
+    assert {f"X:{name}" for name in expected} <= set(ioc.pvdb)

@@ -264,8 +264,12 @@ class AssonantIOC(PVGroup):
             await self._command(Command.RECORD_STOP)
             recording, self._recording = self._recording, None
             assert recording is not None
+            recording.close(now)
+            await asyncio.sleep(
+                Recording.GRACE_S
+            )  # updates stamped before the stop may be in flight
             self.monitor.remove_sink(recording)
-            series = recording.stop(now)
+            series = recording.stop()
             self._entries[Moment.DURING] = build_entry(
                 self.config, Moment.DURING, series, recording.start, now, self._current_sample
             )

@@ -21,11 +21,20 @@ from assonant_ioc.model.readings import Reading
 
 
 class Recording:
-    """Every update of a set of PVs between start and stop; fed from the CA client's threads."""
+    """Every update of a set of PVs between start and stop; fed from the CA client's threads.
+
+    Stopping is in two steps: :meth:`close` fixes the end time, and updates
+    stamped (by their IOC) no later than it are still taken until :meth:`stop`,
+    so an update already on the wire when the stop command arrived is not lost.
+    """
+
+    #: How long to wait, after the stop command, for updates stamped before it.
+    GRACE_S = 0.25
 
     def __init__(self, pvs: Iterable[str], start: float) -> None:
         self.start = start
         self.end: float | None = None
+        self._stopped = False
         self._lock = threading.Lock()
         self._series: dict[str, list[Reading]] = {pv: [] for pv in pvs}
 
@@ -37,12 +46,21 @@ class Recording:
         if series is None:
             return
         with self._lock:
-            if self.end is None:
-                series.append(reading)
+            if self._stopped or (self.end is not None and reading.timestamp > self.end):
+                return
+            series.append(reading)
 
-    def stop(self, end: float) -> dict[str, list[Reading]]:
+    def close(self, end: float) -> None:
+        """Fix the end time: later-stamped updates are no longer taken."""
         with self._lock:
             self.end = end
+
+    def stop(self, end: float | None = None) -> dict[str, list[Reading]]:
+        """Take nothing more; return every series (oldest first)."""
+        with self._lock:
+            if self.end is None:
+                self.end = end
+            self._stopped = True
             return {pv: list(rs) for pv, rs in self._series.items()}
 
     @property

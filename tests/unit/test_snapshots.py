@@ -52,3 +52,14 @@ def test_during_entry_holds_time_series_and_chains_skip_absent_axes() -> None:
     assert isinstance(rx.value, TimeSeries) and rx.value.values == [0.0, 1.0, 2.0]
     assert rx.depends_on == "."  # x and y are pre/post only: the chain ends here
     assert [c.name for c in entry.instrument] == ["PILATUS 2M"]  # only what records during
+
+
+def test_recording_takes_late_updates_stamped_before_the_stop() -> None:
+    rec = Recording(["B:x"], T0)
+    rec.add(reading("B:x", 1.0, T0 + 1))
+    rec.close(T0 + 2)
+    rec.add(reading("B:x", 2.0, T0 + 1.9))  # arrives after the stop command, stamped before
+    rec.add(reading("B:x", 3.0, T0 + 2.1))  # stamped after the stop: not part of it
+    series = rec.stop()
+    rec.add(reading("B:x", 1.5, T0 + 1.5))  # after stop(): nothing more
+    assert [r.value for r in series["B:x"]] == [1.0, 2.0]

@@ -36,11 +36,14 @@ from typing import Any
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty, run, template_arg_parser
 
+import assonant_ioc
 from assonant_ioc.config import BeamlineConfig, load_config
 from assonant_ioc.config.spec import check_file_name_template, render_file_name
 from assonant_ioc.errors import AssonantError, CommandRefused, ConfigError, SendFailed, WriteFailed
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.events.message import file_written_event
+from assonant_ioc.ioc.autosave import Autosave, default_path
+from assonant_ioc.ioc.health import CpuLoad, rss_mb
 from assonant_ioc.model.components import Entry, Moment
 from assonant_ioc.model.state import Command, State, StateMachine
 from assonant_ioc.monitor import PVMonitor
@@ -129,15 +132,71 @@ class AssonantIOC(PVGroup):
     )
     heartbeat = pvproperty(name="Heartbeat", value=0, read_only=True, doc="+1 every second")
 
+    # -- health (devIocStats style) ------------------------------------------------------
+    uptime = pvproperty(name="Uptime", value=0, units="s", read_only=True, doc="seconds running")
+    start_time = pvproperty(
+        name="StartTime",
+        value="",
+        dtype=ChannelType.STRING,
+        read_only=True,
+        doc="when the IOC started (UTC)",
+    )
+    version = pvproperty(
+        name="Version",
+        value=assonant_ioc.__version__,
+        dtype=ChannelType.STRING,
+        read_only=True,
+        doc="assonant-ioc version",
+    )
+    mem_used = pvproperty(
+        name="MemUsed",
+        value=0.0,
+        units="MB",
+        precision=1,
+        read_only=True,
+        doc="resident memory of the IOC process",
+    )
+    cpu_load = pvproperty(
+        name="CPULoad",
+        value=0.0,
+        units="%",
+        precision=1,
+        read_only=True,
+        doc="CPU used by the IOC process over the last second",
+    )
+
+    #: The PV interface by role (the panel generator and the docs read these).
+    COMMANDS = ("Snapshot:Pre", "Record:During", "Snapshot:Post", "EndOfExperiment", "Abort")
+    SETTINGS = ("ExperimentId", "SampleName", "DataDir", "FileName")
+    STATUS = (
+        "State",
+        "Status",
+        "LastFile",
+        "LastError",
+        "FilesWritten",
+        "PVsConnected",
+        "PVsTotal",
+        "KafkaConnected",
+        "Heartbeat",
+    )
+    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad")
+    #: Settings kept by autosave, by PV name.
+    AUTOSAVED = SETTINGS
+
     def __init__(
         self,
         *args: Any,
         config: BeamlineConfig,
         sender: EventSender | None,
         monitor: PVMonitor | None = None,
+        autosave: Autosave | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.autosave = autosave
+        self._restoring = False
+        self._started = time.time()
+        self._cpu = CpuLoad()
         self.config = config
         self.sender = sender
         self.monitor = monitor or PVMonitor(config.pvs())
@@ -197,8 +256,8 @@ class AssonantIOC(PVGroup):
     # -- startup / periodic ---------------------------------------------------------------
     @status.startup
     async def status(self, instance: Any, async_lib: Any) -> None:
-        await self.data_dir.write(str(Path(self.config.data_dir).resolve()))
-        await self.file_name.write(self.config.file_name)
+        await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
+        await self._restore()
         await self.pvs_total.write(self.monitor.total)
         await asyncio.to_thread(self.monitor.start)
         if self.sender is not None:
@@ -216,6 +275,9 @@ class AssonantIOC(PVGroup):
     @heartbeat.scan(period=1.0)
     async def heartbeat(self, instance: Any, async_lib: Any) -> None:
         await instance.write((instance.value + 1) % 2**31)
+        await self.uptime.write(int(time.time() - self._started))
+        await self.mem_used.write(rss_mb())
+        await self.cpu_load.write(self._cpu.sample())
         connected = self.monitor.connected_count
         if connected != self.pvs_connected.value:
             await self.pvs_connected.write(connected)
@@ -314,6 +376,7 @@ class AssonantIOC(PVGroup):
             raise
         written_at = time.time()
         self._counter = counter
+        self._persist()
         self.machine.apply(Command.WRITE_DONE)
         self._entries.clear()
         await self.last_file.write(str(path))
@@ -353,6 +416,7 @@ class AssonantIOC(PVGroup):
             msg = f"ExperimentId refused: {text!r} has a path separator or control character"
             await self._refuse(msg)
             raise ValueError(msg)
+        self._persist(ExperimentId=text)
         return text
 
     @data_dir.putter
@@ -362,6 +426,7 @@ class AssonantIOC(PVGroup):
             msg = f"DataDir refused: {text!r} is not an absolute path"
             await self._refuse(msg)
             raise ValueError(msg)
+        self._persist(DataDir=text)
         return text
 
     @file_name.putter
@@ -372,7 +437,55 @@ class AssonantIOC(PVGroup):
             msg = f"FileName refused: {why}"
             await self._refuse(msg)
             raise ValueError(msg)
+        self._persist(FileName=text)
         return text
+
+    @sample_name.putter
+    async def sample_name(self, instance: Any, value: Any) -> str:
+        text = str(value)
+        self._persist(SampleName=text)
+        return text
+
+    # -- autosave ------------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        pvs = {pv.pvspec.name: getattr(self, attr) for attr, pv in self._pvs_.items()}
+        saved: dict[str, Any] = {name: str(pvs[name].value) for name in self.AUTOSAVED}
+        saved["counter"] = self._counter
+        return saved
+
+    def _persist(self, **changed: Any) -> None:
+        """Save the settings, with ``changed`` (PV name: new value) not yet in the PVs."""
+        if self.autosave is None or self._restoring:
+            return
+        settings = self._settings() | changed
+        try:
+            self.autosave.save(settings)
+        except OSError as err:
+            log.error("autosave to %s failed: %s", self.autosave.path, err)
+
+    async def _restore(self) -> None:
+        """Settings from the config, then those saved before the last stop (as EPICS autosave)."""
+        saved = self.autosave.load() if self.autosave is not None else {}
+        pvs = {pv.pvspec.name: getattr(self, attr) for attr, pv in self._pvs_.items()}
+        initial = {
+            "DataDir": str(Path(self.config.data_dir).resolve()),
+            "FileName": self.config.file_name,
+        }
+        restored = [name for name in self.AUTOSAVED if isinstance(saved.get(name), str)]
+        initial |= {name: saved[name] for name in restored}
+        self._restoring = True
+        try:
+            for name, value in initial.items():
+                try:
+                    await pvs[name].write(value)
+                except Exception as err:
+                    log.error("cannot restore %s=%r: %s", name, value, err)
+        finally:
+            self._restoring = False
+        if isinstance(saved.get("counter"), int):
+            self._counter = saved["counter"]
+        if restored and self.autosave is not None:
+            log.info("restored %s from %s", ", ".join(restored), self.autosave.path)
 
     # -- internals -----------------------------------------------------------------------------
     @staticmethod
@@ -411,6 +524,12 @@ def _parse_args(
         "--kafka-bootstrap", help="HOST:PORT of a Kafka broker (overrides the config)"
     )
     kafka.add_argument("--no-kafka", action="store_true", help="write files, send no events")
+    parser.add_argument(
+        "--autosave",
+        metavar="FILE",
+        help="where settings are kept across restarts (default: "
+        "$XDG_STATE_HOME/assonant-ioc/<prefix>.json)",
+    )
     parser.add_argument(
         "--macro",
         action="append",
@@ -456,7 +575,10 @@ def main(argv: list[str] | None = None) -> None:
         sender = EventSender(config.kafka.bootstrap, config.kafka.topic)
     elif config.kafka.enabled:
         log.warning("no Kafka bootstrap configured: files are written, no events are sent")
-    ioc = AssonantIOC(config=config, sender=sender, **ioc_options)
+    autosave = Autosave(
+        Path(args.autosave) if args.autosave else default_path(ioc_options["prefix"])
+    )
+    ioc = AssonantIOC(config=config, sender=sender, autosave=autosave, **ioc_options)
     run(ioc.pvdb, **run_options)
 
 

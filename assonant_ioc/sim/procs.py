@@ -109,6 +109,10 @@ class Proc:
     def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        n = 1
+        while self.log_path.exists():  # a restarted process keeps its earlier log
+            n += 1
+            self.log_path = log_dir / f"{name}.{n}.log"
         self._log: IO[bytes] = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env)

@@ -51,15 +51,24 @@ def start_service(
     kafka_args: list[str],
     topic: str = "assonant.files",
     extra_yaml: str = "",
+    prefix: str | None = None,
 ) -> Iterator[tuple[CA, str, Path, procs.Proc]]:
     """The service on the sim config; yields (CA client of both servers, prefix, data dir, proc)."""
     bl_prefix, bl_port = beamline
     data_dir = tmp_path / "a_data_directory_whose_path_is_longer_than_forty_characters"
-    prefix = procs.new_prefix("AS")
+    prefix = prefix or procs.new_prefix("AS")
     config = tmp_path / "sim.yaml"
     text = (REPO / "configs" / "sim.yaml").read_text().replace("assonant.files", topic)
     config.write_text(text.replace("instrument:\n", "instrument:\n" + extra_yaml, 1))
-    extra = ["--macro", f"BL={bl_prefix}", "--data-dir", str(data_dir), *kafka_args]
+    extra = [
+        "--macro",
+        f"BL={bl_prefix}",
+        "--data-dir",
+        str(data_dir),
+        "--autosave",
+        str(tmp_path / "autosave.json"),
+        *kafka_args,
+    ]
     with procs.service(log_dir, config, prefix, bl_port, extra) as (port, proc):
         with CA(port, bl_port) as client:
             yield client, prefix, data_dir, proc

@@ -478,7 +478,7 @@ class AssonantIOC(PVGroup):
             for name, value in initial.items():
                 try:
                     await pvs[name].write(value)
-                except Exception as err:
+                except Exception as err:  # noqa: BLE001 - a bad saved value must not stop the IOC
                     log.error("cannot restore %s=%r: %s", name, value, err)
         finally:
             self._restoring = False

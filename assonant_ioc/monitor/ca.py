@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 _DBR_FAMILY, _DBR_CHAR = 7, 4
 
 
+def _type_name(chid: Any) -> str:
+    """The native DBR type of a connected channel (``DOUBLE``, ``ENUM``, ``CHAR[256]``...)."""
+    from epics import ca, dbr
+
+    try:
+        name = str(dbr.Name(ca.field_type(chid))).upper()
+        count = int(ca.element_count(chid))
+    except Exception:  # noqa: BLE001 - only for display
+        return "?"
+    return name if count <= 1 else f"{name}[{count}]"
+
+
 class Sink(Protocol):
     """Something that receives every update of the PVs it wants (a during recording)."""
 
@@ -42,6 +54,7 @@ class PVMonitor:
         self._latest: dict[str, Reading] = {}
         self._units: dict[str, str] = {}
         self._connected: set[str] = set()
+        self._types: dict[str, str] = {}
         self._sinks: list[Sink] = []
         self._chids: dict[str, Any] = {}
         self._subscribed: set[str] = set()
@@ -101,6 +114,11 @@ class PVMonitor:
         with self._lock:
             return {pv: self._latest.get(pv) or Reading.disconnected(pv, now) for pv in pvs}
 
+    def describe(self, pv: str) -> tuple[bool, str | None, str]:
+        """(connected, units or None while not yet known, native DBR type) of one PV."""
+        with self._lock:
+            return pv in self._connected, self._units.get(pv), self._types.get(pv, "")
+
     def add_sink(self, sink: Sink, pvs: Iterable[str]) -> None:
         """Start feeding ``sink``; it first gets the latest reading of each of ``pvs``.
 
@@ -126,6 +144,7 @@ class PVMonitor:
             with self._lock:
                 if conn:
                     self._connected.add(pvname)
+                    self._types[pvname] = _type_name(chid)
                 else:
                     self._connected.discard(pvname)
                     reading = Reading.disconnected(pvname, now, self._latest.get(pvname))

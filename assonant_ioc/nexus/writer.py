@@ -40,10 +40,6 @@ def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     return group
 
 
-def _np_dtype(dtype: str) -> Any:
-    return h5py.string_dtype() if dtype == "str" else np.dtype(dtype)
-
-
 def _field(parent: h5py.Group, name: str, data: Any, units: str = "") -> h5py.Dataset:
     dset = parent.create_dataset(name, data=data)
     if units:
@@ -60,8 +56,8 @@ def _provenance(obj: h5py.HLObject, r: Reading) -> None:
 
 
 def _scalar_data(r: Reading) -> Any:
-    if r.value is None:
-        return h5py.Empty(_np_dtype(r.dtype))
+    if r.value is None:  # never invent a value: NaN (or "") flagged connected=False, INVALID
+        return "" if r.dtype == "str" else np.full(r.shape, np.nan)
     if r.dtype == "str":
         return r.value if r.shape == () else np.array(r.value, dtype=h5py.string_dtype())
     return np.asarray(r.value, dtype=r.dtype).reshape(r.shape)

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.nexus.inspect import tree_lines
 from assonant_ioc.sim import procs
 
 
@@ -47,28 +46,6 @@ def _put(pv: str, value: Any) -> None:
     else:
         write(pv, value, notify=True, timeout=30)
     _out(f"  caput -c {pv} {value!r}")
-
-
-def print_tree(path: Path) -> None:
-    """The file as a NeXus viewer lists it: groups with NX_class, fields with value and units."""
-
-    def show(name: str, obj: Any) -> None:
-        depth = name.count("/")
-        label = name.rsplit("/", 1)[-1]
-        if isinstance(obj, h5py.Group):
-            _out(f"{'  ' * depth}{label}:{obj.attrs.get('NX_class', '')}")
-            return
-        value = obj[()]
-        if isinstance(value, bytes):
-            value = value.decode()
-        elif getattr(value, "shape", ()) and value.size > 6:
-            value = f"{value[:3]} ... {value[-2:]} ({value.size} points)"
-        units = obj.attrs.get("units", "")
-        _out(f"{'  ' * depth}{label} = {value} {units}".rstrip())
-
-    with h5py.File(path, "r") as f:
-        _out(f"{path.name}:NXroot")
-        f.visititems(show)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                 last = Path(_get(f"{prefix}LastFile"))
                 _out(f"\nState={_get(f'{prefix}State')} LastFile={last}")
                 _out(f"Status={_get(f'{prefix}Status')}\n")
-                print_tree(last)
+                _out("\n".join(tree_lines(str(last))))
                 event = asyncio.run(consume_event(kafka, "assonant.files", exp_id))
                 _out("\nthe Kafka event (topic assonant.files):")
                 _out(json.dumps(event, indent=2))

@@ -71,7 +71,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - not ready yet
             last = err
         time.sleep(0.05)
     tail = f"\n{proc.tail()}" if proc is not None else ""
@@ -87,7 +87,7 @@ def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
     try:
         read(pv, timeout=0.5)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - not ready yet
         return False
     finally:
         for k, v in saved.items():

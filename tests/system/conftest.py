@@ -52,13 +52,15 @@ def start_service(
     topic: str = "assonant.files",
     extra_yaml: str = "",
     prefix: str | None = None,
+    config_text: str | None = None,
 ) -> Iterator[tuple[CA, str, Path, procs.Proc]]:
     """The service on the sim config; yields (CA client of both servers, prefix, data dir, proc)."""
     bl_prefix, bl_port = beamline
     data_dir = tmp_path / "a_data_directory_whose_path_is_longer_than_forty_characters"
     prefix = prefix or procs.new_prefix("AS")
     config = tmp_path / "sim.yaml"
-    text = (REPO / "configs" / "sim.yaml").read_text().replace("assonant.files", topic)
+    text = config_text or (REPO / "configs" / "sim.yaml").read_text()
+    text = text.replace("assonant.files", topic)
     config.write_text(text.replace("instrument:\n", "instrument:\n" + extra_yaml, 1))
     extra = [
         "--macro",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from caproto import ChannelType
+
 from assonant_ioc import __version__
+from assonant_ioc.ioc.panel import pv_specs, render_panel
+from assonant_ioc.ioc.server import AssonantIOC
 from assonant_ioc.sim import procs
-from tests.system.conftest import start_service
+from tests.system.conftest import REPO, start_service
 
 
 def test_settings_and_file_counter_survive_a_restart(
@@ -52,3 +61,187 @@ def test_health_pvs(sim: tuple[str, int], log_dir: Path, tmp_path: Path) -> None
         assert 0 <= client.get(f"{P}CPULoad") <= 200
         beat = client.get(f"{P}Heartbeat")
         procs.wait_until(lambda: client.get(f"{P}Heartbeat") > beat, 5, "heartbeat")
+
+
+PANEL = REPO / "panels" / "assonant_ioc.bob"
+
+
+def _panel_widgets() -> list[ET.Element]:
+    return list(ET.parse(PANEL).getroot().iter("widget"))
+
+
+def _pv_of(w: ET.Element) -> str | None:
+    el = w.find("pv_name")
+    return el.text if el is not None else None
+
+
+def test_committed_panel_is_what_the_generator_makes() -> None:
+    assert PANEL.read_text(encoding="utf-8") == render_panel(), (
+        "panels/assonant_ioc.bob drifted from the IOC: run `assonant-ioc panel`"
+    )
+
+
+def test_panel_matches_the_running_ioc(sim: tuple[str, int], log_dir: Path, tmp_path: Path) -> None:
+    widgets = _panel_widgets()
+    on_panel = {_pv_of(w) for w in widgets} | {
+        el.text for w in widgets for el in w.findall("actions/action/pv_name")
+    }
+    on_panel.discard(None)
+    assert all(pv.startswith("$(P)") for pv in on_panel if pv)
+    names = {pv.removeprefix("$(P)") for pv in on_panel if pv}
+    # every command, setting, status and health PV is on the panel
+    interface = {
+        *AssonantIOC.COMMANDS,
+        *AssonantIOC.SETTINGS,
+        *AssonantIOC.STATUS,
+        *AssonantIOC.HEALTH,
+    }
+    assert interface <= names, interface - names
+
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--list-pvs"]) as (
+        client,
+        P,
+        _dir,
+        proc,
+    ):
+        listed = {
+            line.strip()
+            for line in proc.log_path.read_text().splitlines()
+            if line.startswith("    ") and line.strip().startswith(P)
+        }
+        for name in names:
+            assert f"{P}{name}" in listed, name  # in --list-pvs ...
+            client.get(f"{P}{name}")  # ... and answering CA
+
+    specs = pv_specs()
+    for w in widgets:
+        pv = _pv_of(w)
+        if pv is None:
+            assert w.get("type") == "label"
+            continue
+        spec = specs[pv.removeprefix("$(P)")]
+        kind = w.get("type")
+        fmt = w.findtext("format")
+        if spec.name in AssonantIOC.COMMANDS:
+            assert kind == "action_button"
+            values = [a.findtext("value") for a in w.findall("actions/action[@type='write_pv']")]
+            assert values and set(values) <= {"0", "1"}
+            if spec.name == "Abort":
+                assert w.findtext("show_confirm_dialog") == "true"
+        elif spec.dtype == ChannelType.CHAR:  # long strings: text in String format
+            assert kind in {"textupdate", "textentry"} and fmt == "6", spec.name
+        elif spec.dtype == ChannelType.ENUM:
+            assert kind in {"led", "multi_state_led", "textupdate"}, spec.name
+            if kind == "multi_state_led":
+                labels = [s.findtext("label") for s in w.findall("states/state")]
+                assert labels == spec.cls_kwargs["enum_strings"]
+        else:  # numbers and short strings
+            assert kind in {"textupdate", "textentry"} and fmt != "6", spec.name
+        if spec.read_only:
+            assert kind != "textentry", f"{spec.name} is read-only but editable on the panel"
+
+
+CHECK_YAML = """\
+beamline: CHECK
+macros: {BL: "X:"}
+instrument:
+  - name: monochromator
+    class: Monochromator
+    fields:
+      energy: {pv: "$(BL)mono:energy:RBV", units: eV}
+      wavelength: {pv: "$(BL)mono:wavelength", units: Å}
+  - name: ghost
+    class: Sensor
+    fields:
+      value: {pv: "$(BL)no:such:pv", units: V}
+sample:
+  name: sample
+  axes:
+    x: {pv: "$(BL)smp:x:RBV", units: millimeter}
+    rx: {pv: "$(BL)smp:rx:RBV", units: degree, type: rotation}
+"""
+
+
+def _check(sim: tuple[str, int], config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | procs.ca_client_env(sim[1])
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assonant_ioc.cli",
+            "check",
+            "--config",
+            str(config),
+            "--macro",
+            f"BL={sim[0]}",
+            "--timeout",
+            "5",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_reports_missing_pvs_and_unit_mismatches(
+    sim: tuple[str, int], tmp_path: Path
+) -> None:
+    config = tmp_path / "check.yaml"
+    config.write_text(CHECK_YAML, encoding="utf-8")
+    out = _check(sim, config, "--json")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    rows = {r["where"]: r for r in report["rows"]}
+    assert not rows["ghost/value"]["connected"]
+    assert rows["monochromator/energy"]["egu"] == "keV"
+    assert rows["monochromator/energy"]["units"] == "MISMATCH"  # eV declared, keV served
+    assert rows["monochromator/wavelength"]["units"] == "ok"  # Å and angstrom agree
+    assert rows["sample/x"]["units"] == "ok"  # millimeter and mm agree
+    assert rows["sample/rx"]["units"] == "ok"  # degree and deg agree
+    assert rows["sample/x"]["type"] == "DOUBLE"
+    assert report["summary"] == {
+        "channels": 5,
+        "pvs": 5,
+        "connected": 4,
+        "missing": 1,
+        "unit_mismatches": 1,
+    }
+
+    text = _check(sim, config)
+    assert text.returncode == 1
+    lines = {line.split()[0]: line for line in text.stdout.splitlines() if line.strip()}
+    assert "MISSING" in lines[f"{sim[0]}no:such:pv"]
+    assert "MISMATCH" in lines[f"{sim[0]}mono:energy:RBV"]
+    assert "5 PVs (5 fields/axes): 4 connected, 1 missing, 1 unit mismatch(es)" in text.stdout
+    assert "connecting [" in text.stderr  # the progress bar
+
+
+def test_check_passes_on_the_sim_config(sim: tuple[str, int]) -> None:
+    out = _check(sim, REPO / "configs" / "sim.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "15 connected, 0 missing, 0 unit mismatch(es)" in out.stdout
+
+
+def test_inspect_prints_the_tree(tmp_path: Path) -> None:
+    from assonant_ioc.nexus import write_experiment
+    from tests.unit.factories import experiment
+
+    path = write_experiment(experiment(), tmp_path / "x.nxs")
+    out = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert lines[0] == "x.nxs:NXroot"
+    assert "mono:NXmonochromator" in lines
+    assert "energy [float64, scalar] = 12 keV" in lines
+    assert "spectrum [float64, 3] = [1.5, 2.5, 3.5] counts" in lines
+    assert "frames [int64, scalar] = 7" in lines
+    assert "lost [float64, scalar] = nan" in lines
+    assert "value [float64, 5] = [0, 1, 2, 3, 4] mm" in lines

@@ -1,0 +1,74 @@
+"""``assonant-ioc inspect FILE``: the file's tree as a NeXus viewer shows it.
+
+One line per object: name, NX class (groups) or dtype and shape (fields),
+value (arrays abbreviated) and units. The walk is nexusformat's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _item(x: Any) -> str:
+    if isinstance(x, bytes):
+        return x.decode(errors="replace")
+    if isinstance(x, (float, np.floating)):
+        return f"{x:.6g}"
+    return str(x.item() if isinstance(x, np.generic) else x)
+
+
+def _value(field: Any) -> str:
+    try:
+        value = field.nxvalue
+    except Exception:  # noqa: BLE001 - an empty dataset has no value
+        return "<empty>"
+    if value is None:
+        return "<empty>"
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return _item(arr.item() if arr.dtype != object else value)
+    flat = arr.reshape(-1)
+    items = [_item(x) for x in (flat if flat.size <= 6 else [*flat[:3], flat[-1]])]
+    if flat.size > 6:
+        items.insert(3, "...")
+    return f"[{', '.join(items)}]"
+
+
+def tree_lines(path: str) -> list[str]:
+    from nexusformat.nexus import nxload
+
+    root = nxload(path, "r")
+    lines = []
+    for obj in root.walk():
+        depth = obj.nxpath.count("/") if obj.nxpath != "/" else 0
+        indent = "  " * max(depth - 1, 0)
+        name = obj.nxname if obj.nxpath != "/" else Path(path).name
+        if obj.nxclass != "NXfield":
+            lines.append(f"{indent}{name}:{obj.nxclass}")
+            continue
+        units = obj.attrs.get("units")
+        units_text = f" {getattr(units, 'nxvalue', units)}" if units is not None else ""
+        shape = "x".join(str(n) for n in obj.shape) or "scalar"
+        dtype = (
+            "str" if obj.dtype == object or str(obj.dtype).startswith(("|S", "<U")) else obj.dtype
+        )
+        lines.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="assonant-ioc inspect", description=__doc__)
+    parser.add_argument("file", help="a NeXus/HDF5 file")
+    args = parser.parse_args(argv)
+    try:
+        lines = tree_lines(args.file)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"cannot read {args.file}: {err}\n")
+        return 1
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0

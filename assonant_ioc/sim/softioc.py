@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db-dir", default="db", help="folder with sim_beamline.substitutions")
     parser.add_argument("--prefix", default="SIM:", help="PV prefix, the P macro")
+    parser.add_argument(
+        "--substitutions",
+        default="sim_beamline.substitutions",
+        help="substitutions file inside --db-dir (default: the simulated beamline)",
+    )
     args = parser.parse_args(argv)
 
     from epicscorelibs import ioc  # loads libCom/dbCore: import only when running
@@ -29,8 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     if ioc.registerRecordDeviceDriver(ioc.pdbbase):
         raise SystemExit("cannot register record support")
     os.chdir(db_dir)  # dbLoadTemplate finds the templates beside the substitutions file
-    if ioc.ioc(f'dbLoadTemplate("sim_beamline.substitutions", "P={args.prefix}")'):
-        raise SystemExit(f"cannot load {db_dir / 'sim_beamline.substitutions'}")
+    if ioc.ioc(f'dbLoadTemplate("{args.substitutions}", "P={args.prefix}")'):
+        raise SystemExit(f"cannot load {db_dir / args.substitutions}")
     if ioc.iocInit():
         raise SystemExit("iocInit failed")
     stop = threading.Event()

@@ -1,0 +1,123 @@
+"""Measurements run in a fresh process each (one libca context per process).
+
+``python -m bench.probes KIND --prefix P --n N [...]`` prints one JSON line.
+The CA environment (address list) comes from the caller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from bench.scale import pv_names
+
+
+def _wait(check: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def connect_bare(pvs: list[str], timeout: float) -> dict[str, Any]:
+    """A bare pyepics (libca) client: create every channel, wait for every connection."""
+    from epics import ca
+
+    ca.initialize_libca()
+    connected: set[str] = set()
+    lock = threading.Lock()
+
+    def on_conn(pvname: str = "", conn: bool = False, **_: Any) -> None:
+        if conn:
+            with lock:
+                connected.add(pvname)
+
+    t0 = time.perf_counter()
+    chids = [ca.create_channel(pv, connect=False, callback=on_conn, auto_cb=False) for pv in pvs]
+    ca.poll()
+    ok = _wait(lambda: len(connected) == len(pvs), timeout)
+    elapsed = time.perf_counter() - t0
+    del chids
+    return {"seconds": elapsed, "connected": len(connected), "complete": ok}
+
+
+def connect_ours(pvs: list[str], timeout: float) -> dict[str, Any]:
+    """The service's PV monitor: until every PV is connected, then until every PV has a value."""
+    from epics import ca
+
+    from assonant_ioc.monitor import PVMonitor
+
+    ca.initialize_libca()  # as the bare client does before its clock starts
+    monitor = PVMonitor(pvs)
+    t0 = time.perf_counter()
+    monitor.start()
+    ok = _wait(lambda: monitor.connected_count == len(pvs), timeout)
+    connected_s = time.perf_counter() - t0
+    _wait(lambda: len(monitor._latest) == len(pvs), timeout)  # measurement only
+    valued_s = time.perf_counter() - t0
+    n = monitor.connected_count
+    monitor.stop()
+    return {"seconds": connected_s, "first_values_s": valued_s, "connected": n, "complete": ok}
+
+
+def count_updates_bare(pvs: list[str], seconds: float) -> dict[str, Any]:
+    """Subscribe like any client and keep every (PV, EPICS timestamp) received."""
+    from epics import ca, dbr
+
+    ca.initialize_libca()
+    got: list[tuple[str, float]] = []
+
+    def on_value(pvname: str = "", timestamp: float = 0.0, **_: Any) -> None:
+        got.append((pvname, timestamp))
+
+    chids = [ca.create_channel(pv, connect=False, auto_cb=False) for pv in pvs]
+    for chid in chids:
+        ca.connect_channel(chid, timeout=10)
+    subs = [
+        ca.create_subscription(
+            c, use_time=True, mask=dbr.DBE_VALUE | dbr.DBE_ALARM, callback=on_value
+        )
+        for c in chids
+    ]
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    time.sleep(seconds)
+    del subs
+    return {"updates": [[pv, ts] for pv, ts in got]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["connect-bare", "connect-ours", "count-bare"])
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    pvs = pv_names(args.prefix, args.n)
+    if os.environ.get("NOSUB"):
+        _nosub()
+    if args.kind == "connect-bare":
+        out = connect_bare(pvs, args.timeout)
+    elif args.kind == "connect-ours":
+        out = connect_ours(pvs, args.timeout)
+    else:
+        out = count_updates_bare(pvs, args.seconds)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+def _nosub() -> None:  # experiment: connection only
+    from assonant_ioc.monitor import ca as mca
+
+    mca.PVMonitor._subscribe_loop = lambda self: None  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    main()

@@ -102,6 +102,9 @@ class AssonantIOC(PVGroup):
     sample_name = _long_string(
         "SampleName", "", "sample name, written to NXsample/name", length=256
     )
+    comment = _long_string(
+        "Comment", "", "operator's note, written to each entry's experiment_description"
+    )
     data_dir = _long_string("DataDir", "", "absolute directory the files go to")
     file_name = _long_string("FileName", "", "file name template", length=256)
 
@@ -167,7 +170,7 @@ class AssonantIOC(PVGroup):
 
     #: The PV interface by role (the panel generator and the docs read these).
     COMMANDS = ("Snapshot:Pre", "Record:During", "Snapshot:Post", "EndOfExperiment", "Abort")
-    SETTINGS = ("ExperimentId", "SampleName", "DataDir", "FileName")
+    SETTINGS = ("ExperimentId", "SampleName", "Comment", "DataDir", "FileName")
     STATUS = (
         "State",
         "Status",
@@ -181,7 +184,7 @@ class AssonantIOC(PVGroup):
     )
     HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad")
     #: Settings kept by autosave, by PV name.
-    AUTOSAVED = SETTINGS
+    AUTOSAVED = ("ExperimentId", "SampleName", "DataDir", "FileName")
 
     def __init__(
         self,
@@ -359,7 +362,11 @@ class AssonantIOC(PVGroup):
         await self._check_one(value, "EndOfExperiment")
         await self._command(Command.END_OF_EXPERIMENT)
         experiment = build_experiment(
-            self.config, self._current_id, self._current_sample, self._entries.values()
+            self.config,
+            self._current_id,
+            self._current_sample,
+            self._entries.values(),
+            comment=str(self.comment.value),
         )
         await self._say(f"{self._current_id}: writing")
         try:

@@ -139,6 +139,7 @@ def experiment_to_dict(x: Experiment) -> dict[str, Any]:
         "start_time": x.start_time,
         "end_time": x.end_time,
         "entries": [entry_to_dict(e) for e in x.entries],
+        "comment": x.comment,
     }
 
 
@@ -150,6 +151,7 @@ def experiment_from_dict(d: dict[str, Any]) -> Experiment:
         start_time=float(d["start_time"]),
         end_time=float(d["end_time"]),
         entries=tuple(entry_from_dict(e) for e in d["entries"]),
+        comment=d.get("comment", ""),
     )
 
 

@@ -205,6 +205,7 @@ class Experiment:
     start_time: float
     end_time: float
     entries: tuple[Entry, ...]
+    comment: str = ""
 
     @property
     def moments(self) -> list[Moment]:

@@ -170,6 +170,8 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
     group = _group(root, entry.moment.entry_name, "NXentry")
     group.create_dataset("experiment_identifier", data=x.experiment_id)
     group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
+    if x.comment:
+        group.create_dataset("experiment_description", data=x.comment)
     group.create_dataset("start_time", data=iso(entry.start_time))
     group.create_dataset("end_time", data=iso(entry.end_time))
     instrument = _group(group, "instrument", "NXinstrument")

@@ -158,8 +158,9 @@ def build_experiment(
     experiment_id: str,
     sample_name: str,
     entries: Iterable[Entry],
+    comment: str = "",
 ) -> Experiment:
     entries = tuple(sorted(entries, key=lambda e: list(Moment).index(e.moment)))
     start = min((e.start_time for e in entries), default=0.0)
     end = max((e.end_time for e in entries), default=0.0)
-    return Experiment(experiment_id, config.beamline, sample_name, start, end, entries)
+    return Experiment(experiment_id, config.beamline, sample_name, start, end, entries, comment)

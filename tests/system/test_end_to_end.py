@@ -53,6 +53,8 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
     exp_id = f"e2e-{int(time.time())}"
     client.put(f"{P}ExperimentId", exp_id)
     client.put(f"{P}SampleName", "lysozyme crystal 7")
+    note = "beam slightly off centre after refill; a note well over forty characters"
+    client.put(f"{P}Comment", note)
 
     # the values the beamline holds at the pre snapshot
     client.put(f"{BL}smp:x:VAL", 0.0)
@@ -100,6 +102,7 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
             assert entry.attrs["NX_class"] == "NXentry"
             assert entry["instrument"].attrs["NX_class"] == "NXinstrument"
             assert entry["experiment_identifier"][()].decode() == exp_id
+            assert entry["experiment_description"][()].decode() == note
             assert entry["start_time"][()].decode() <= entry["end_time"][()].decode()
         pre_e = f["pre_exposure"]
         mono = pre_e["instrument/monochromator"]

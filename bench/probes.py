@@ -93,9 +93,48 @@ def count_updates_bare(pvs: list[str], seconds: float) -> dict[str, Any]:
     return {"updates": [[pv, ts] for pv, ts in got]}
 
 
+def roundtrip(prefix: str, reps: int) -> dict[str, Any]:
+    """``caput -c`` round trips: Snapshot:Pre (then Abort, untimed) vs Comment (does nothing)."""
+    from epics import PV
+
+    pre, abort, comment = (PV(f"{prefix}{n}") for n in ("Snapshot:Pre", "Abort", "Comment"))
+    for pv in (pre, abort, comment):
+        pv.wait_for_connection(10)
+    pre_s, noop_s = [], []
+    for i in range(reps + 2):
+        t = time.perf_counter()
+        comment.put(f"note {i}", wait=True)
+        dn = time.perf_counter() - t
+        t = time.perf_counter()
+        pre.put(1, wait=True)
+        dp = time.perf_counter() - t
+        abort.put(1, wait=True)
+        if i >= 2:  # the first two warm up
+            noop_s.append(dn)
+            pre_s.append(dp)
+    return {"pre_s": pre_s, "noop_s": noop_s}
+
+
+def end_of_experiment(prefix: str) -> dict[str, Any]:
+    """Pre, Post, then the timed ``caput -c EndOfExperiment``."""
+    from epics import PV
+
+    pvs = {n: PV(f"{prefix}{n}") for n in ("Snapshot:Pre", "Snapshot:Post", "EndOfExperiment")}
+    for pv in pvs.values():
+        pv.wait_for_connection(10)
+    pvs["Snapshot:Pre"].put(1, wait=True)
+    pvs["Snapshot:Post"].put(1, wait=True)
+    t = time.perf_counter()
+    pvs["EndOfExperiment"].put(1, wait=True, timeout=600)
+    return {"eoe_s": time.perf_counter() - t, "done_at": time.time()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["connect-bare", "connect-ours", "count-bare"])
+    parser.add_argument(
+        "kind", choices=["connect-bare", "connect-ours", "count-bare", "roundtrip", "eoe"]
+    )
+    parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=120)
@@ -108,8 +147,12 @@ def main() -> None:
         out = connect_bare(pvs, args.timeout)
     elif args.kind == "connect-ours":
         out = connect_ours(pvs, args.timeout)
-    else:
+    elif args.kind == "count-bare":
         out = count_updates_bare(pvs, args.seconds)
+    elif args.kind == "roundtrip":
+        out = roundtrip(args.prefix, args.reps)
+    else:
+        out = end_of_experiment(args.prefix)
     sys.stdout.write(json.dumps(out) + "\n")
 
 

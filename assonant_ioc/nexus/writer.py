@@ -34,25 +34,51 @@ from assonant_ioc.model.times import iso
 log = logging.getLogger(__name__)
 
 
+_SCALAR_SPACE = h5py.h5s.create(h5py.h5s.SCALAR)
+_STR_DTYPE = h5py.string_dtype()
+_ATTR_TYPES = {
+    str: h5py.h5t.py_create(_STR_DTYPE, logical=True),
+    bool: h5py.h5t.py_create(np.dtype(bool)),
+    int: h5py.h5t.py_create(np.dtype(np.int64)),
+    float: h5py.h5t.py_create(np.dtype(np.float64)),
+}
+
+
+def _attrs(obj: h5py.HLObject, **values: str | bool | int | float) -> None:
+    """Scalar attributes through h5py's low-level API.
+
+    ``obj.attrs[k] = v`` infers a type, writes under a temporary name and renames;
+    with six attributes on each of 20,000 fields that was 70% of a file's write time.
+    """
+    for name, value in values.items():
+        kind = type(value)
+        tid = _ATTR_TYPES[kind]
+        attr = h5py.h5a.create(obj.id, name.encode(), tid, _SCALAR_SPACE)
+        attr.write(np.array(value, dtype=_STR_DTYPE if kind is str else None))
+
+
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     group = parent.create_group(name)
-    group.attrs["NX_class"] = nx_class
+    _attrs(group, NX_class=nx_class)
     return group
 
 
 def _field(parent: h5py.Group, name: str, data: Any, units: str = "") -> h5py.Dataset:
     dset = parent.create_dataset(name, data=data)
     if units:
-        dset.attrs["units"] = units
+        _attrs(dset, units=units)
     return dset
 
 
 def _provenance(obj: h5py.HLObject, r: Reading) -> None:
-    obj.attrs["source_pv"] = r.source
-    obj.attrs["epics_timestamp"] = iso(r.timestamp)
-    obj.attrs["alarm_severity"] = r.severity.name
-    obj.attrs["alarm_status"] = r.status
-    obj.attrs["connected"] = r.connected
+    _attrs(
+        obj,
+        source_pv=r.source,
+        epics_timestamp=iso(r.timestamp),
+        alarm_severity=r.severity.name,
+        alarm_status=r.status,
+        connected=r.connected,
+    )
 
 
 def _scalar_data(r: Reading) -> Any:
@@ -75,6 +101,9 @@ def _series_data(readings: tuple[Reading, ...]) -> Any:
         )
     missing = len(known) != len(readings)
     dtype = np.float64 if missing else np.dtype(first.dtype)
+    if first.shape == () and all(r.shape == () for r in known):  # the common case, fast
+        values = (np.nan if r.value is None else r.value for r in readings)
+        return np.fromiter(values, dtype=dtype, count=len(readings))
     fill = np.full(first.shape, np.nan)
     return np.stack(
         [

@@ -1,0 +1,467 @@
+"""Benchmarks at beamline scale, each figure a ratio to a baseline measured in the same run.
+
+    python -m bench.run [--quick] [--json FILE]
+
+Every server binds 127.0.0.1 on a free port; a C IOC (epicscorelibs) serves the
+scale PVs. Prints one table and writes it as JSON. Nothing here asserts on speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from assonant_ioc.sim import procs
+from bench.scale import write_scale_config, write_scale_db
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Bench:
+    def __init__(self, quick: bool, work: Path) -> None:
+        self.quick = quick
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict[str, Any]] = []
+
+    def row(
+        self, scenario: str, figure: str, value: float | None, target: str, **extra: Any
+    ) -> None:
+        met = None
+        if value is not None and target:
+            op, num = target.split()
+            met = value <= float(num) if op == "<=" else value >= float(num)
+        self.rows.append(
+            {
+                "scenario": scenario,
+                "figure": figure,
+                "value": value,
+                "target": target,
+                "met": met,
+                **extra,
+            }
+        )
+        shown = "-" if value is None else f"{value:.3g}"
+        sys.stderr.write(f"  {scenario}: {figure} = {shown} {target}\n")
+
+    # -- processes ---------------------------------------------------------------------
+    @contextmanager
+    def scale_ioc(self, n: int, scan: str) -> Iterator[tuple[str, int]]:
+        prefix = procs.new_prefix("SC")
+        name = write_scale_db(self.work / "db", n, scan)
+        port = procs.free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "assonant_ioc.sim.softioc",
+            "--prefix",
+            prefix,
+            "--db-dir",
+            str(self.work / "db"),
+            "--substitutions",
+            name,
+        ]
+        with procs.running(f"scale-{n}", args, procs.ca_server_env(port), self.logs) as proc:
+            procs.wait_until(
+                lambda: procs.ca_answers(f"{prefix}s00000", procs.ca_client_env(port)),
+                120,
+                "scale IOC",
+                proc,
+            )
+            yield prefix, port
+
+    @contextmanager
+    def service(
+        self, bl: tuple[str, int], n: int, during: int = 0, kafka: str | None = None
+    ) -> Iterator[tuple[str, int, procs.Proc]]:
+        config = write_scale_config(self.work / f"scale_{n}_{during}.yaml", bl[0], n, during)
+        prefix = procs.new_prefix("AS")
+        data = self.work / "data"
+        extra = ["--data-dir", str(data), "--autosave", str(self.work / f"{prefix[:-1]}.json")]
+        extra += ["--kafka-bootstrap", kafka] if kafka else ["--no-kafka"]
+        with procs.service(self.logs, config, prefix, bl[1], extra) as (port, proc):
+            env = procs.ca_client_env(port)
+            procs.wait_until(
+                lambda: _get(f"{prefix}PVsConnected", env) == n, 300, "service connections", proc
+            )
+            yield prefix, port, proc
+
+    def probe(
+        self, kind: str, ports: tuple[int, ...], prefix: str, n: int = 0, **kw: Any
+    ) -> dict[str, Any]:
+        env = dict(os.environ) | procs.ca_client_env(*ports)
+        args = [sys.executable, "-m", "bench.probes", kind, "--prefix", prefix, "--n", str(n)]
+        for k, v in kw.items():
+            args += [f"--{k}", str(v)]
+        out = subprocess.run(
+            args, env=env, capture_output=True, text=True, cwd=REPO, timeout=900, check=True
+        )
+        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
+
+    # -- scenarios ----------------------------------------------------------------------
+    def connect(self) -> None:
+        for n in (200, 1000) if self.quick else (1000, 10000):
+            with self.scale_ioc(n, "Passive") as (prefix, port):
+                bare, ours, first = [], [], []
+                for _ in range(3):
+                    bare.append(self.probe("connect-bare", (port,), prefix, n)["seconds"])
+                    r = self.probe("connect-ours", (port,), prefix, n)
+                    ours.append(r["seconds"])
+                    first.append(r["first_values_s"])
+            b, o = statistics.median(bare), statistics.median(ours)
+            self.row(
+                f"connect N={n}",
+                "time to all connected / bare pyepics",
+                o / b,
+                "<= 1.5",
+                ours_s=o,
+                bare_s=b,
+                first_values_s=statistics.median(first),
+            )
+
+    def pre_snapshot(self) -> None:
+        n = 1000 if self.quick else 10000
+        with self.scale_ioc(n, "Passive") as bl, self.service(bl, n) as (prefix, port, _):
+            r = self.probe("roundtrip", (port,), prefix, reps=10 if self.quick else 30)
+        pre, noop = statistics.median(r["pre_s"]), statistics.median(r["noop_s"])
+        self.row(
+            f"pre snapshot N={n}",
+            "caput -c Snapshot:Pre / caput -c Comment",
+            pre / noop,
+            "<= 2",
+            pre_ms=pre * 1e3,
+            noop_ms=noop * 1e3,
+        )
+
+    def during(self) -> None:
+        m = 200 if self.quick else 1000
+        seconds = 3 if self.quick else 10
+        scans = [".1 second"] if self.quick else ["1 second", ".5 second", ".2 second", ".1 second"]
+        best = None
+        for scan in scans:
+            rate = 1 / float(scan.split()[0])
+            with self.scale_ioc(m, scan) as bl, self.service(bl, m, during=m) as (prefix, port, _):
+                ours, bare = self._record(bl, prefix, port, m, seconds)
+            ratio = ours["in_window"] / max(bare["in_window"], 1)
+            lost = bare["in_window"] - ours["matched"]
+            self.row(
+                f"during M={m} at {rate:g} Hz",
+                "updates recorded / bare client",
+                ratio,
+                ">= 0.99",
+                lost=lost,
+                recorded=ours["in_window"],
+                bare=bare["in_window"],
+                updates_per_s=m * rate,
+            )
+            if ratio >= 0.99 and lost == 0:
+                best = m * rate
+        self.row(f"during M={m}", "max sustained updates/s with 0 lost", best, "")
+
+    def _record(
+        self, bl: tuple[str, int], prefix: str, port: int, m: int, seconds: float
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        env = dict(os.environ) | procs.ca_client_env(bl[1])
+        args = [
+            sys.executable,
+            "-m",
+            "bench.probes",
+            "count-bare",
+            "--prefix",
+            bl[0],
+            "--n",
+            str(m),
+            "--seconds",
+            str(seconds + 3),
+        ]
+        with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True, cwd=REPO) as p:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+            ca_env = procs.ca_client_env(port)
+            time.sleep(0.5)
+            _put(f"{prefix}Record:During", 1, ca_env)
+            time.sleep(seconds)
+            _put(f"{prefix}Record:During", 0, ca_env)
+            _put(f"{prefix}EndOfExperiment", 1, ca_env)
+            path = _get(f"{prefix}LastFile", ca_env)
+            bare_updates = json.loads(p.stdout.read().strip().splitlines()[-1])["updates"]
+        with h5py.File(path, "r") as f:
+            entry = f["during_exposure"]
+            t0 = datetime.fromisoformat(entry["start_time"][()].decode()).timestamp()
+            t1 = datetime.fromisoformat(entry["end_time"][()].decode()).timestamp()
+            ours: set[tuple[str, float]] = set()
+            for comp in entry["instrument"].values():
+                if not isinstance(comp, h5py.Group):
+                    continue
+                for log in comp.values():
+                    if isinstance(log, h5py.Group) and log.attrs.get("NX_class") == "NXlog":
+                        pv = log.attrs["source_pv"]
+                        for t in log["time"][()] + t0:
+                            if t0 <= t <= t1:
+                                ours.add((pv, round(float(t), 3)))
+        bare = {(pv, round(ts, 3)) for pv, ts in bare_updates if t0 <= ts <= t1}
+        return ({"in_window": len(ours), "matched": len(ours & bare)}, {"in_window": len(bare)})
+
+    def write(self) -> None:
+        from assonant_ioc.nexus import write_experiment
+        from bench.writes import minimal_h5py, synthetic_experiment
+
+        n, series, points = (1000, 10, 1000) if self.quick else (10000, 100, 10000)
+        x = synthetic_experiment(n, series, points)
+        ours, base = [], []
+        for i in range(1 if self.quick else 3):
+            p1, p2 = self.work / f"ours_{i}.nxs", self.work / f"base_{i}.nxs"
+            t = time.perf_counter()
+            write_experiment(x, p1)
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            minimal_h5py(x, p2)
+            base.append(time.perf_counter() - t)
+        o, b = statistics.median(ours), statistics.median(base)
+        self.row(
+            f"write N={n}x2 + {series}x{points}",
+            "write_experiment / minimal h5py",
+            o / b,
+            "<= 1.5",
+            ours_s=o,
+            h5py_s=b,
+            file_mb=(self.work / "ours_0.nxs").stat().st_size / 1e6,
+        )
+        ref = _reference_write(x, self.work)
+        if ref is not None:
+            self.row(
+                f"write N={n}x2 + {series}x{points}",
+                "assonant 3.0.0 / ours",
+                ref / o,
+                ">= 10",
+                reference_s=ref,
+            )
+        else:
+            self.row(
+                f"write N={n}x2 + {series}x{points}",
+                "assonant 3.0.0 / ours",
+                None,
+                "",
+                note="assonant 3.0.0 not installed (pip install assonant==3.0.0)",
+            )
+        # the same path through the IOC: caput -c EndOfExperiment with n snapshot PVs
+        with self.scale_ioc(n, "Passive") as bl, self.service(bl, n) as (prefix, port, _):
+            r = self.probe("eoe", (port,), prefix)
+        self.row(f"EndOfExperiment N={n}x2 via CA", "seconds (no time series)", r["eoe_s"], "")
+
+    def event(self) -> None:
+        with procs.broker(self.logs) as kafka:
+            with (
+                self.scale_ioc(100, "Passive") as bl,
+                self.service(bl, 100, kafka=kafka) as (prefix, port, _),
+            ):
+                env = procs.ca_client_env(port)
+                _put(f"{prefix}ExperimentId", "bench-warmup", env)
+                self.probe("eoe", (port,), prefix)  # creates the topic
+                with _Listener(kafka, "assonant.files") as listener:
+                    latencies = []
+                    for i in range(3 if self.quick else 10):
+                        exp_id = f"bench-{i}"
+                        _put(f"{prefix}ExperimentId", exp_id, env)
+                        r = self.probe("eoe", (port,), prefix)
+                        received = listener.wait_for(exp_id, 30)
+                        latencies.append(received - r["done_at"])
+        self.row(
+            "end of experiment to event",
+            "ms from file in place to event consumed",
+            statistics.median(latencies) * 1e3,
+            "",
+            all_ms=[x * 1e3 for x in latencies],
+        )
+
+    def soak(self) -> None:
+        n, scan, warm, total = (
+            (1000, "1 second", 5, 20) if self.quick else (10000, ".1 second", 30, 600)
+        )
+        with self.scale_ioc(n, scan) as bl, self.service(bl, n) as (_prefix, _port, proc):
+            time.sleep(warm)
+            rss0 = _rss_mb(proc.popen.pid)
+            samples = []
+            deadline = time.monotonic() + total - warm
+            while time.monotonic() < deadline:
+                time.sleep(min(10, max(deadline - time.monotonic(), 0)))
+                samples.append(_rss_mb(proc.popen.pid))
+            rss1 = _rss_mb(proc.popen.pid)
+            alive = proc.popen.poll() is None
+        rate = n / float(scan.split()[0])
+        self.row(
+            f"soak N={n} at {rate:g} updates/s for {total} s",
+            "RSS end / after warm-up",
+            rss1 / rss0,
+            "<= 1.1",
+            rss_warm_mb=rss0,
+            rss_end_mb=rss1,
+            rss_max_mb=max(samples),
+            alive=alive,
+        )
+
+
+class _Listener:
+    """A Kafka consumer in its own thread noting when each key arrives (POSIX seconds)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=5
+        )
+        await consumer.start()
+        try:
+            cluster = await consumer._client.fetch_all_metadata()  # the topic exists by now
+            parts = [
+                TopicPartition(self.topic, p)
+                for p in sorted(cluster.partitions_for_topic(self.topic) or [])
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=50)
+                now = time.time()
+                for recs in batch.values():
+                    for rec in recs:
+                        if rec.key is not None:
+                            self.seen.setdefault(rec.key.decode(), now)
+        finally:
+            await consumer.stop()
+
+    def wait_for(self, key: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while key not in self.seen:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no event {key!r}")
+            time.sleep(0.001)
+        return self.seen[key]
+
+    def __enter__(self) -> _Listener:
+        self._thread.start()
+        time.sleep(1.0)  # assigned and at the end of the topic
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _reference_write(x: Any, work: Path) -> float | None:
+    try:
+        from bench.reference import write_with_assonant
+    except ImportError:
+        return None
+    return write_with_assonant(x, work)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1e3
+    raise RuntimeError("no VmRSS")
+
+
+def _with_env(env: dict[str, str]) -> Any:
+    @contextmanager
+    def cm() -> Iterator[None]:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return cm()
+
+
+def _get(pv: str, env: dict[str, str]) -> Any:
+    from caproto.sync.client import read
+
+    with _with_env(env):
+        data = read(pv, timeout=10).data
+    if getattr(data, "dtype", None) is not None and data.dtype.kind == "u" and len(data) > 1:
+        return bytes(data).split(b"\0", 1)[0].decode()
+    value = data[0]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _put(pv: str, value: Any, env: dict[str, str]) -> None:
+    from caproto import ChannelType
+    from caproto.sync.client import write
+
+    with _with_env(env):
+        if isinstance(value, str):
+            write(pv, [*value.encode(), 0], notify=True, timeout=600, data_type=ChannelType.CHAR)
+        else:
+            write(pv, value, notify=True, timeout=600)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
+    parser.add_argument("--json", default="bench/results.json", help="where the table goes")
+    parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
+    args = parser.parse_args(argv)
+    scenarios = ["connect", "pre_snapshot", "during", "write", "event", "soak"]
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:
+        bench = Bench(args.quick, Path(tmp))
+        for name in args.only or scenarios:
+            sys.stderr.write(f"{name}...\n")
+            getattr(bench, name)()
+    elapsed = time.monotonic() - t0
+    out = {"quick": args.quick, "seconds": elapsed, "cpus": os.cpu_count(), "rows": bench.rows}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    sys.stdout.write(_table(bench.rows) + f"\n({elapsed:.0f} s; JSON in {args.json})\n")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ("scenario", "figure", "value", "target", "met")
+    body = [
+        (
+            r["scenario"],
+            r["figure"],
+            "-" if r["value"] is None else f"{r['value']:.3g}",
+            r["target"],
+            {True: "yes", False: "NO", None: ""}[r["met"]],
+        )
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    return "\n".join(
+        "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+        for line in (head, *body)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -44,11 +44,11 @@ from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.events.message import file_written_event
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.health import CpuLoad, rss_mb
-from assonant_ioc.model.components import Entry, Moment
+from assonant_ioc.model.components import Experiment, Moment
 from assonant_ioc.model.state import Command, State, StateMachine
 from assonant_ioc.monitor import PVMonitor
 from assonant_ioc.nexus import write_experiment
-from assonant_ioc.snapshots import Recording, build_entry, build_experiment
+from assonant_ioc.snapshots import Captured, Recording, assemble
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ class AssonantIOC(PVGroup):
         self.sender = sender
         self.monitor = monitor or PVMonitor(config.pvs())
         self.machine = StateMachine()
-        self._entries: dict[Moment, Entry] = {}
+        self._captures: dict[Moment, Captured] = {}
+        self._moment_pvs = {m: config.pvs(m) for m in Moment}
         self._recording: Recording | None = None
         self._current_id = ""
         self._current_sample = ""
@@ -246,15 +247,16 @@ class AssonantIOC(PVGroup):
 
     def _begin_experiment(self, now: float) -> None:
         if self.machine.state is State.IDLE:
-            self._entries.clear()
+            self._captures.clear()
             self._current_id = str(self.experiment_id.value).strip() or time.strftime(
                 f"{self.config.beamline}-%Y%m%dT%H%M%S", time.gmtime(now)
             )
             self._current_sample = str(self.sample_name.value)
 
-    def _snapshot(self, moment: Moment, now: float) -> Entry:
-        readings = self.monitor.snapshot(self.config.pvs(moment))
-        return build_entry(self.config, moment, readings, now, now, self._current_sample)
+    def _snapshot(self, moment: Moment, now: float) -> int:
+        """Keep the latest readings (a dict copy); returns how many of the moment's PVs."""
+        self._captures[moment] = Captured(moment, self.monitor.latest(), now, now)
+        return len(self._moment_pvs[moment])
 
     # -- startup / periodic ---------------------------------------------------------------
     @status.startup
@@ -309,9 +311,8 @@ class AssonantIOC(PVGroup):
         now = time.time()
         self._begin_experiment(now)
         await self._command(Command.SNAPSHOT_PRE)
-        entry = self._snapshot(Moment.PRE, now)
-        self._entries[Moment.PRE] = entry
-        await self._say(f"{self._current_id}: pre-exposure snapshot of {self._count(entry)} PVs")
+        count = self._snapshot(Moment.PRE, now)
+        await self._say(f"{self._current_id}: pre-exposure snapshot of {count} PVs")
         return 0
 
     @record_during.putter
@@ -320,7 +321,7 @@ class AssonantIOC(PVGroup):
         if value == 1:
             self._begin_experiment(now)
             await self._command(Command.RECORD_START)
-            pvs = self.config.pvs(Moment.DURING)
+            pvs = self._moment_pvs[Moment.DURING]
             self._recording = Recording(pvs, now)
             self.monitor.add_sink(self._recording, pvs)
             await self._say(f"{self._current_id}: recording {len(pvs)} PVs")
@@ -335,9 +336,7 @@ class AssonantIOC(PVGroup):
             )  # updates stamped before the stop may be in flight
             self.monitor.remove_sink(recording)
             series = recording.stop()
-            self._entries[Moment.DURING] = build_entry(
-                self.config, Moment.DURING, series, recording.start, now, self._current_sample
-            )
+            self._captures[Moment.DURING] = Captured(Moment.DURING, series, recording.start, now)
             await self._say(
                 f"{self._current_id}: recorded {sum(len(s) for s in series.values())} readings "
                 f"of {len(series)} PVs"
@@ -352,27 +351,22 @@ class AssonantIOC(PVGroup):
         await self._check_one(value, "Snapshot:Post")
         now = time.time()
         await self._command(Command.SNAPSHOT_POST)
-        entry = self._snapshot(Moment.POST, now)
-        self._entries[Moment.POST] = entry
-        await self._say(f"{self._current_id}: post-exposure snapshot of {self._count(entry)} PVs")
+        count = self._snapshot(Moment.POST, now)
+        await self._say(f"{self._current_id}: post-exposure snapshot of {count} PVs")
         return 0
 
     @end_of_experiment.putter
     async def end_of_experiment(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "EndOfExperiment")
         await self._command(Command.END_OF_EXPERIMENT)
-        experiment = build_experiment(
-            self.config,
-            self._current_id,
-            self._current_sample,
-            self._entries.values(),
-            comment=str(self.comment.value),
-        )
         await self._say(f"{self._current_id}: writing")
+        captures = list(self._captures.values())
+        start = min(c.start for c in captures)
         try:
-            path, counter = self._next_path(experiment.start_time)
-            path = await asyncio.to_thread(write_experiment, experiment, path)
-            size, sha256 = await asyncio.to_thread(_sha256, path)
+            path, counter = self._next_path(start)
+            experiment, size, sha256 = await asyncio.to_thread(
+                self._write, captures, path, str(self.comment.value)
+            )
         except (WriteFailed, OSError, AssonantError) as err:
             self.machine.apply(Command.WRITE_FAILED)
             await self._set_state(State.FAULT)
@@ -385,7 +379,7 @@ class AssonantIOC(PVGroup):
         self._counter = counter
         self._persist()
         self.machine.apply(Command.WRITE_DONE)
-        self._entries.clear()
+        self._captures.clear()
         await self.last_file.write(str(path))
         await self.files_written.write(self.files_written.value + 1)
         await self._set_state(State.IDLE)
@@ -410,8 +404,8 @@ class AssonantIOC(PVGroup):
         if self._recording is not None:
             self.monitor.remove_sink(self._recording)
             self._recording = None
-        self._entries.clear()
-        await self.record_during.write(0)
+        self._captures.clear()
+        await self.record_during.write(0, verify_value=False)  # no putter: not a command
         await self._say(f"{self._current_id}: aborted, nothing written")
         return 0
 
@@ -495,9 +489,16 @@ class AssonantIOC(PVGroup):
             log.info("restored %s from %s", ", ".join(restored), self.autosave.path)
 
     # -- internals -----------------------------------------------------------------------------
-    @staticmethod
-    def _count(entry: Entry) -> int:
-        return sum(1 for _ in entry.readings())
+    def _write(
+        self, captures: list[Captured], path: Path, comment: str
+    ) -> tuple[Experiment, int, str]:
+        """In a worker thread: data classes, the file, its size and sha256."""
+        experiment = assemble(
+            self.config, self._current_id, self._current_sample, captures, comment
+        )
+        write_experiment(experiment, path)
+        size, sha256 = _sha256(path)
+        return experiment, size, sha256
 
     def _next_path(self, when: float) -> tuple[Path, int]:
         """The next free file name and its counter: a name already on disk is never reused."""

@@ -121,6 +121,11 @@ class PVMonitor:
     def total(self) -> int:
         return len(self.pvs)
 
+    def latest(self) -> dict[str, Reading]:
+        """A copy of the latest reading of every PV heard from (PVs never heard from are absent)."""
+        with self._lock:
+            return dict(self._latest)
+
     def snapshot(self, pvs: Iterable[str]) -> dict[str, Reading]:
         """The latest reading of each PV; a PV never heard from is a disconnected reading."""
         now = time.time()

@@ -1,5 +1,11 @@
 """Snapshots: turn the PV monitor's readings into entries of the data model (pure)."""
 
-from assonant_ioc.snapshots.capture import Recording, build_entry, build_experiment
+from assonant_ioc.snapshots.capture import (
+    Captured,
+    Recording,
+    assemble,
+    build_entry,
+    build_experiment,
+)
 
-__all__ = ["Recording", "build_entry", "build_experiment"]
+__all__ = ["Captured", "Recording", "assemble", "build_entry", "build_experiment"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from assonant_ioc.config.spec import BeamlineConfig, ComponentSpec
 from assonant_ioc.model.components import (
@@ -151,6 +151,35 @@ def build_entry(
         extra = {"name": Reading.of("SampleName", sample_name, start)} if sample_name else None
         sample = _component(config.sample, moment, values, end, extra)
     return Entry(moment, start, end, instrument, sample)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What one moment captured, kept raw until the file is written.
+
+    Pre/post: the latest reading of every PV when the command arrived (a dict copy);
+    during: every update of each recorded PV. Building data classes from it waits for
+    EndOfExperiment, off the CA path, so a snapshot costs a dict copy.
+    """
+
+    moment: Moment
+    values: Mapping[str, Reading] | Mapping[str, list[Reading]]
+    start: float
+    end: float
+
+
+def assemble(
+    config: BeamlineConfig,
+    experiment_id: str,
+    sample_name: str,
+    captures: Iterable[Captured],
+    comment: str = "",
+) -> Experiment:
+    """The experiment's data classes from what its moments captured."""
+    entries = [
+        build_entry(config, c.moment, c.values, c.start, c.end, sample_name) for c in captures
+    ]
+    return build_experiment(config, experiment_id, sample_name, entries, comment)
 
 
 def build_experiment(

@@ -145,3 +145,20 @@ def test_events_wait_for_the_broker_and_are_not_lost(
             assert event["file_path"] == str(path)
             procs.wait_until(lambda: client.get(f"{P}KafkaConnected") == "Yes", 10, "Kafka up")
         assert proc.popen.poll() is None
+
+
+def test_abort_discards_the_experiment(sim: tuple[str, int], log_dir: Path, tmp_path: Path) -> None:
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, data_dir, _proc):
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{P}Abort", 1)  # the put succeeds
+        assert client.get(f"{P}State") == "Idle"
+        assert client.get(f"{P}Record:During") == 0
+        assert "aborted, nothing written" in client.get(f"{P}Status")
+        # a new experiment starts clean: its file holds only what it captured
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        with h5py.File(client.get(f"{P}LastFile"), "r") as f:
+            assert set(f) == {"pre_exposure"}
+        assert client.get(f"{P}FilesWritten") == 1
+        assert len(list(data_dir.glob("*.nxs"))) == 1

@@ -68,14 +68,14 @@ def connect_ours(pvs: list[str], timeout: float) -> dict[str, Any]:
 
 
 def count_updates_bare(pvs: list[str], seconds: float) -> dict[str, Any]:
-    """Subscribe like any client and keep every (PV, EPICS timestamp) received."""
+    """Subscribe like any client and keep every (PV, EPICS timestamp, value) received."""
     from epics import ca, dbr
 
     ca.initialize_libca()
-    got: list[tuple[str, float]] = []
+    got: list[tuple[str, float, float]] = []
 
-    def on_value(pvname: str = "", timestamp: float = 0.0, **_: Any) -> None:
-        got.append((pvname, timestamp))
+    def on_value(pvname: str = "", timestamp: float = 0.0, value: Any = None, **_: Any) -> None:
+        got.append((pvname, timestamp, float(value)))
 
     chids = [ca.create_channel(pv, connect=False, auto_cb=False) for pv in pvs]
     for chid in chids:
@@ -91,7 +91,7 @@ def count_updates_bare(pvs: list[str], seconds: float) -> dict[str, Any]:
     time.sleep(seconds)
     for sub in subs:
         ca.clear_subscription(sub[2])
-    return {"updates": [[pv, ts] for pv, ts in list(got)]}
+    return {"updates": [list(u) for u in list(got)]}
 
 
 def roundtrip(prefix: str, reps: int) -> dict[str, Any]:

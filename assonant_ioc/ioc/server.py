@@ -159,6 +159,14 @@ class AssonantIOC(PVGroup):
         read_only=True,
         doc="resident memory of the IOC process",
     )
+    update_rate = pvproperty(
+        name="UpdateRate",
+        value=0.0,
+        units="1/s",
+        precision=0,
+        read_only=True,
+        doc="beamline PV updates received per second",
+    )
     cpu_load = pvproperty(
         name="CPULoad",
         value=0.0,
@@ -182,7 +190,7 @@ class AssonantIOC(PVGroup):
         "KafkaConnected",
         "Heartbeat",
     )
-    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad")
+    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate")
     #: Settings kept by autosave, by PV name.
     AUTOSAVED = ("ExperimentId", "SampleName", "DataDir", "FileName")
 
@@ -200,6 +208,7 @@ class AssonantIOC(PVGroup):
         self._restoring = False
         self._started = time.time()
         self._cpu = CpuLoad()
+        self._last_updates = (0, time.monotonic())
         self.config = config
         self.sender = sender
         self.monitor = monitor or PVMonitor(config.pvs())
@@ -283,6 +292,10 @@ class AssonantIOC(PVGroup):
         await self.uptime.write(int(time.time() - self._started))
         await self.mem_used.write(rss_mb())
         await self.cpu_load.write(self._cpu.sample())
+        updates, now = self.monitor.updates, time.monotonic()
+        rate = (updates - self._last_updates[0]) / max(now - self._last_updates[1], 1e-3)
+        self._last_updates = (updates, now)
+        await self.update_rate.write(rate)
         connected = self.monitor.connected_count
         if connected != self.pvs_connected.value:
             await self.pvs_connected.write(connected)

@@ -151,7 +151,7 @@ class Bench:
         )
 
     def during(self) -> None:
-        seconds = 3 if self.quick else 10
+        seconds = 3 if self.quick else 8
         # (PVs, scan): 1,000 PVs from 1 to 10 Hz, then more PVs at 10 Hz
         steps = (
             [(200, ".1 second")]
@@ -238,7 +238,7 @@ class Bench:
         n, series, points = (1000, 10, 1000) if self.quick else (10000, 100, 10000)
         x = synthetic_experiment(n, series, points)
         ours, base = [], []
-        for i in range(1 if self.quick else 3):
+        for i in range(1 if self.quick else 2):
             p1, p2 = self.work / f"ours_{i}.nxs", self.work / f"base_{i}.nxs"
             t = time.perf_counter()
             write_experiment(x, p1)

@@ -407,43 +407,7 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def _with_env(env: dict[str, str]) -> Any:
-    @contextmanager
-    def cm() -> Iterator[None]:
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    return cm()
-
-
-def _get(pv: str, env: dict[str, str]) -> Any:
-    from caproto.sync.client import read
-
-    with _with_env(env):
-        data = read(pv, timeout=10).data
-    if getattr(data, "dtype", None) is not None and data.dtype.kind == "u" and len(data) > 1:
-        return bytes(data).split(b"\0", 1)[0].decode()
-    value = data[0]
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _put(pv: str, value: Any, env: dict[str, str]) -> None:
-    from caproto import ChannelType
-    from caproto.sync.client import write
-
-    with _with_env(env):
-        if isinstance(value, str):
-            write(pv, [*value.encode(), 0], notify=True, timeout=600, data_type=ChannelType.CHAR)
-        else:
-            write(pv, value, notify=True, timeout=600)
+_get, _put = procs.ca_get, procs.ca_put
 
 
 def main(argv: list[str] | None = None) -> None:

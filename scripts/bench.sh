@@ -5,10 +5,5 @@
 # Prints one table; the JSON goes to bench/results.json (or --json FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,bench]"
+bash scripts/setup.sh test,bench
 exec .venv/bin/python -m bench.run "$@"

@@ -27,24 +27,8 @@ def _out(text: str = "") -> None:
     sys.stdout.flush()
 
 
-def _get(pv: str) -> Any:
-    from caproto.sync.client import read
-
-    data = read(pv, timeout=5).data
-    if getattr(data, "dtype", None) is not None and data.dtype.kind == "u" and len(data) > 1:
-        return bytes(data).split(b"\0", 1)[0].decode()
-    value = data[0]
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _put(pv: str, value: Any) -> None:
-    from caproto import ChannelType
-    from caproto.sync.client import write
-
-    if isinstance(value, str):
-        write(pv, [*value.encode(), 0], notify=True, timeout=30, data_type=ChannelType.CHAR)
-    else:
-        write(pv, value, notify=True, timeout=30)
+    procs.ca_put(pv, value)
     _out(f"  caput -c {pv} {value!r}")
 
 
@@ -72,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
                 _out(f"assonant-ioc prefix {prefix} on 127.0.0.1:{port}")
                 os.environ.update(procs.ca_client_env(port, bl_port))
                 procs.wait_until(
-                    lambda: _get(f"{prefix}PVsConnected") == _get(f"{prefix}PVsTotal"),
+                    lambda: (
+                        procs.ca_get(f"{prefix}PVsConnected") == procs.ca_get(f"{prefix}PVsTotal")
+                    ),
                     20,
                     "PV connections",
                 )
@@ -84,14 +70,16 @@ def main(argv: list[str] | None = None) -> None:
                 _put(f"{prefix}Record:During", 1)
                 _put(f"{bl}smp:rx:VAL", 90.0)
                 _put(f"{bl}det:Acquire", 1)
-                procs.wait_until(lambda: _get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None)
+                procs.wait_until(
+                    lambda: procs.ca_get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None
+                )
                 _put(f"{bl}det:Acquire", 0)
                 _put(f"{prefix}Record:During", 0)
                 _put(f"{prefix}Snapshot:Post", 1)
                 _put(f"{prefix}EndOfExperiment", 1)
-                last = Path(_get(f"{prefix}LastFile"))
-                _out(f"\nState={_get(f'{prefix}State')} LastFile={last}")
-                _out(f"Status={_get(f'{prefix}Status')}\n")
+                last = Path(procs.ca_get(f"{prefix}LastFile"))
+                _out(f"\nState={procs.ca_get(f'{prefix}State')} LastFile={last}")
+                _out(f"Status={procs.ca_get(f'{prefix}Status')}\n")
                 _out("\n".join(tree_lines(str(last))))
                 event = asyncio.run(consume_event(kafka, "assonant.files", exp_id))
                 _out("\nthe Kafka event (topic assonant.files):")

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,23 +78,61 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout} s (last error: {last!r}){tail}")
 
 
-def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
-    """Whether ``pv`` answers a CA read, searching with ``env``'s address list."""
-    from caproto.sync.client import read
-
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+@contextlib.contextmanager
+def client_env(env: Mapping[str, str] | None) -> Iterator[None]:
+    """Set the CA client environment (caproto's sync client reads it at each call)."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
     try:
-        read(pv, timeout=0.5)
-        return True
-    except Exception:  # noqa: BLE001 - not ready yet
-        return False
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) -> Any:
+    """``caget``: a scalar as a Python value, a char waveform as a string, enums as labels."""
+    from caproto import ChannelType
+    from caproto.sync.client import read
+
+    with client_env(env):
+        resp = read(pv, timeout=timeout)
+    if resp.data_type in (ChannelType.CHAR, ChannelType.TIME_CHAR):
+        return bytes(resp.data).split(b"\0", 1)[0].decode()
+    value = resp.data[0] if len(resp.data) == 1 else resp.data
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def ca_put(
+    pv: str,
+    value: Any,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+    timeout: float = 30,
+) -> None:
+    """``caput`` (``caput -c`` when ``wait``); a string goes to a char waveform (``caput -S``)."""
+    from caproto import ChannelType
+    from caproto.sync.client import write
+
+    with client_env(env):
+        if isinstance(value, str):
+            write(
+                pv, [*value.encode(), 0], notify=wait, timeout=timeout, data_type=ChannelType.CHAR
+            )
+        else:
+            write(pv, value, notify=wait, timeout=timeout)
+
+
+def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
+    """Whether ``pv`` answers a CA read, searching with ``env``'s address list."""
+    try:
+        ca_get(pv, env, timeout=0.5)
+        return True
+    except Exception:  # noqa: BLE001 - not ready yet
+        return False
 
 
 def tcp_answers(port: int) -> bool:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from caproto import ChannelType
-from caproto.sync import client as ca
 
 from assonant_ioc.sim import procs
 
@@ -83,28 +80,16 @@ class CA:
         self.env = procs.ca_client_env(*ports)
 
     def __enter__(self) -> CA:
-        self._saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
+        self._env = procs.client_env(self.env)
+        self._env.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for k, v in self._saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        self._env.__exit__(*exc)
 
     def get(self, pv: str) -> Any:
-        resp = ca.read(pv, timeout=5)
-        if resp.data_type in (ChannelType.CHAR, ChannelType.TIME_CHAR):
-            return bytes(resp.data).split(b"\0", 1)[0].decode()
-        value = resp.data[0] if len(resp.data) == 1 else resp.data
-        return value.decode() if isinstance(value, bytes) else value
+        return procs.ca_get(pv, timeout=5)
 
     def put(self, pv: str, value: Any, wait: bool = True, timeout: float = 30) -> None:
         """A put with callback (``caput -c``) when ``wait``: returns when the command is done."""
-        if isinstance(value, str):
-            data: Any = [*value.encode(), 0]
-            ca.write(pv, data, notify=wait, timeout=timeout, data_type=ChannelType.CHAR)
-        else:
-            ca.write(pv, value, notify=wait, timeout=timeout)
+        procs.ca_put(pv, value, wait=wait, timeout=timeout)

@@ -278,6 +278,51 @@ class Bench:
             r = self.probe("eoe", (port,), prefix)
         self.row(f"EndOfExperiment N={n}x2 via CA", "seconds (no time series)", r["eoe_s"], "")
 
+    def linked(self) -> None:
+        """Master file over 10 MB vs 10 GB of frames: only metadata is read, so ~1x."""
+        from assonant_ioc.model.components import (
+            Component,
+            ComponentClass,
+            Entry,
+            Experiment,
+            LinkedData,
+            Moment,
+        )
+        from assonant_ioc.nexus import write_experiment
+
+        times = {}
+        for label, frames in (("10 MB", 1), ("10 GB", 1000)):
+            folder = self.work / f"frames_{frames}"
+            files = []
+            for i in range(10):  # 10 files of 1 MB (or 1 GB) frames, allocated lazily
+                path = folder / f"scan_{i:03d}.h5"
+                folder.mkdir(parents=True, exist_ok=True)
+                with h5py.File(path, "w") as f:
+                    f.create_dataset(
+                        "/entry/data/data",
+                        shape=(frames, 512, 1024),
+                        dtype="uint16",
+                        chunks=(1, 512, 1024),
+                    )
+                files.append(str(path))
+            det = Component("detector", ComponentClass.DETECTOR, data=LinkedData(tuple(files)))
+            x = Experiment(
+                "linked", "BENCH", "", 0.0, 1.0, (Entry(Moment.DURING, 0.0, 1.0, (det,), None),)
+            )
+            runs = []
+            for r in range(5):
+                t = time.perf_counter()
+                write_experiment(x, folder / f"master_{r}.nxs")
+                runs.append(time.perf_counter() - t)
+            times[label] = statistics.median(runs)
+        self.row(
+            "master over linked frames",
+            "write time 10 GB / 10 MB of frames",
+            times["10 GB"] / times["10 MB"],
+            "<= 1.5",
+            ms={k: v * 1e3 for k, v in times.items()},
+        )
+
     def event(self) -> None:
         with procs.broker(self.logs) as kafka:
             with (
@@ -416,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="bench/results.json", help="where the table goes")
     parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
     args = parser.parse_args(argv)
-    scenarios = ["connect", "pre_snapshot", "during", "write", "event", "soak"]
+    scenarios = ["connect", "pre_snapshot", "during", "write", "linked", "event", "soak"]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp))

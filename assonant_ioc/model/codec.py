@@ -12,6 +12,7 @@ from assonant_ioc.model.components import (
     DataField,
     Entry,
     Experiment,
+    LinkedData,
     Moment,
     TimeSeries,
     TransformationType,
@@ -84,6 +85,9 @@ def component_to_dict(c: Component) -> dict[str, Any]:
             for k, a in c.axes.items()
         },
         "subcomponents": [component_to_dict(s) for s in c.subcomponents],
+        "data": (
+            {"files": list(c.data.files), "dataset": c.data.dataset} if c.data is not None else None
+        ),
     }
 
 
@@ -107,6 +111,11 @@ def component_from_dict(d: dict[str, Any]) -> Component:
             for k, a in d["axes"].items()
         },
         subcomponents=tuple(component_from_dict(s) for s in d["subcomponents"]),
+        data=(
+            LinkedData(tuple(d["data"]["files"]), d["data"]["dataset"])
+            if d.get("data") is not None
+            else None
+        ),
     )
 
 

@@ -148,6 +148,18 @@ class Axis:
 
 
 @dataclass(frozen=True)
+class LinkedData:
+    """Frames that stay in the detector's own files, linked into the master file, never copied.
+
+    ``files`` are absolute paths in acquisition order (dark, flat, projections...);
+    ``dataset`` is the frames' path inside each (areaDetector: ``/entry/data/data``).
+    """
+
+    files: tuple[str, ...]
+    dataset: str = "/entry/data/data"
+
+
+@dataclass(frozen=True)
 class Component:
     """A device of the beamline (or the sample) with its fields, axes and subcomponents."""
 
@@ -156,6 +168,7 @@ class Component:
     fields: Mapping[str, Value] = field(default_factory=dict)
     axes: Mapping[str, Axis] = field(default_factory=dict)
     subcomponents: tuple[Component, ...] = ()
+    data: LinkedData | None = None
 
     @property
     def first_axis(self) -> str | None:

@@ -25,6 +25,7 @@ from assonant_ioc.model.components import (
     DataField,
     Entry,
     Experiment,
+    LinkedData,
     TimeSeries,
     Value,
 )
@@ -181,7 +182,46 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dat
     return dset
 
 
-def _write_component(parent: h5py.Group, comp: Component, t0: float) -> None:
+def _link_frames(group: h5py.Group, linked: LinkedData, master_dir: Path) -> str | None:
+    """``group/data``: the detector's frames through an external link (one file) or a virtual
+    dataset (several), with paths relative to the master file so the directory can move.
+
+    Only the files' metadata is read: the master file takes the same time for 10 MB or 10 GB.
+    Returns the link's path, or None when there is nothing to link.
+    """
+    present = [f for f in linked.files if Path(f).exists()]
+    missing = [f for f in linked.files if f not in present]
+    if missing:
+        log.warning("%s: detector file(s) not found: %s", group.name, ", ".join(missing))
+        group.attrs["missing_files"] = np.array(missing, dtype=_STR_DTYPE)
+    if not linked.files:
+        return None
+    if len(linked.files) == 1 or not present:
+        rel = os.path.relpath(linked.files[0], master_dir)
+        group["data"] = h5py.ExternalLink(rel, linked.dataset)
+        return f"{group.name}/data"
+    shapes = []
+    dtype = None
+    for path in present:
+        with h5py.File(path, "r") as src:
+            dset = src[linked.dataset]
+            shapes.append(dset.shape)
+            dtype = dtype or dset.dtype
+    frame = shapes[0][1:]
+    layout = h5py.VirtualLayout(shape=(sum(s[0] for s in shapes), *frame), dtype=dtype)
+    start = 0
+    for path, shape in zip(present, shapes, strict=True):
+        if shape[1:] != frame:
+            raise ValueError(f"{path}: frames of shape {shape[1:]}, expected {frame}")
+        source = h5py.VirtualSource(os.path.relpath(path, master_dir), linked.dataset, shape)
+        layout[start : start + shape[0]] = source
+        start += shape[0]
+    group.create_virtual_dataset("data", layout)
+    return f"{group.name}/data"
+
+
+def _write_component(parent: h5py.Group, comp: Component, t0: float, master_dir: Path) -> list[str]:
+    """Write ``comp`` and its subcomponents; returns the paths of linked detector data."""
     group = _group(parent, comp.name, comp.component_class.nx_class)
     group.attrs["assonant_class"] = comp.component_class.value
     kind = comp.component_class.insertion_device_type
@@ -191,11 +231,17 @@ def _write_component(parent: h5py.Group, comp: Component, t0: float) -> None:
         _write_value(group, name, value, t0)
     if comp.axes:
         _write_axes(group, comp, t0)
+    linked = []
+    if comp.data is not None:
+        path = _link_frames(group, comp.data, master_dir)
+        linked += [path] if path else []
     for sub in comp.subcomponents:
-        _write_component(group, sub, t0)
+        linked += _write_component(group, sub, t0, master_dir)
+    return linked
 
 
-def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
+def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path) -> bool:
+    """Write one NXentry; returns whether it has an NXdata to plot."""
     group = _group(root, entry.moment.entry_name, "NXentry")
     group.create_dataset("experiment_identifier", data=x.experiment_id)
     group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
@@ -205,15 +251,24 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry) -> None:
     group.create_dataset("end_time", data=iso(entry.end_time))
     instrument = _group(group, "instrument", "NXinstrument")
     instrument.create_dataset("name", data=x.beamline)
+    linked: list[str] = []
     for comp in entry.instrument:
-        _write_component(instrument, comp, entry.start_time)
+        linked += _write_component(instrument, comp, entry.start_time, master_dir)
     if entry.sample is not None:
         sample = entry.sample
         if sample.component_class is not ComponentClass.SAMPLE:
             sample = Component(
                 sample.name, ComponentClass.SAMPLE, sample.fields, sample.axes, sample.subcomponents
             )
-        _write_component(group, sample, entry.start_time)
+        linked += _write_component(group, sample, entry.start_time, master_dir)
+    if not linked:
+        return False
+    # viewers (NeXpy, silx, h5web) open on the frames: NXdata, @signal, @default
+    nxdata = _group(group, "data", "NXdata")
+    nxdata["data"] = h5py.SoftLink(linked[0])
+    _attrs(nxdata, signal="data")
+    _attrs(group, default="data")
+    return True
 
 
 def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
@@ -231,10 +286,9 @@ def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
             f.attrs["creator"] = f"assonant-ioc {assonant_ioc.__version__}"
             f.attrs["HDF5_Version"] = h5py.version.hdf5_version
             f.attrs["h5py_version"] = h5py.version.version
-            if x.entries:
-                f.attrs["default"] = x.entries[0].moment.entry_name
-            for entry in x.entries:
-                _write_entry(f, x, entry)
+            plottable = [e for e in x.entries if _write_entry(f, x, e, final.parent.resolve())]
+            if plottable or x.entries:
+                _attrs(f, default=(plottable or list(x.entries))[0].moment.entry_name)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.link(tmp, final)  # atomic, and fails rather than overwrite a file that appeared

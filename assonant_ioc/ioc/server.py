@@ -9,12 +9,13 @@ With P the prefix. Commands (``caput -c`` completes when the step is done):
 - ``$(P)Abort`` = 1              discard the experiment in progress
 
 Settings (char waveforms, any length): ``ExperimentId``, ``SampleName``,
-``DataDir``, ``FileName`` (template with {beamline} {experiment_id} {sample}
-{counter} {date} {time}).
+``Comment``, ``DataDir``, ``FileName`` (template with {beamline} {experiment_id}
+{sample} {counter} {date} {time}); all but Comment survive a restart (--autosave).
 
 Status: ``State`` (Idle, Collecting, Recording, Writing, Fault), ``Status``,
 ``LastFile``, ``LastError``, ``FilesWritten``, ``PVsConnected``, ``PVsTotal``,
-``KafkaConnected``, ``Heartbeat``.
+``KafkaConnected``, ``Heartbeat``. Health: ``Uptime``, ``StartTime``,
+``Version``, ``MemUsed``, ``CPULoad``, ``UpdateRate``.
 
 A command that makes no sense in the current state is refused: the put fails
 and ``Status``/``LastError`` say why.
@@ -209,6 +210,7 @@ class AssonantIOC(PVGroup):
         self._started = time.time()
         self._cpu = CpuLoad()
         self._last_updates = (0, time.monotonic())
+        self._callback_errors = 0
         self.config = config
         self.sender = sender
         self.monitor = monitor or PVMonitor(config.pvs())
@@ -226,7 +228,8 @@ class AssonantIOC(PVGroup):
         log.info("%s", message)
         await self.status.write(message[:1023])
 
-    async def _refuse(self, message: str) -> None:
+    async def _error(self, message: str) -> None:
+        """A refusal or an error: logged, and shown on Status and LastError."""
         log.warning("%s", message)
         await self.status.write(message[:1023])
         await self.last_error.write(message[:1023])
@@ -239,7 +242,7 @@ class AssonantIOC(PVGroup):
         try:
             new = self.machine.apply(cmd)
         except CommandRefused as err:
-            await self._refuse(str(err))
+            await self._error(str(err))
             raise
         await self._set_state(new)
 
@@ -251,7 +254,7 @@ class AssonantIOC(PVGroup):
     async def _check_one(self, value: Any, pv: str) -> None:
         if value != 1:
             msg = f"{pv} refused: write 1 to run the command, not {value!r}"
-            await self._refuse(msg)
+            await self._error(msg)
             raise CommandRefused(msg)
 
     def _begin_experiment(self, now: float) -> None:
@@ -296,6 +299,10 @@ class AssonantIOC(PVGroup):
         rate = (updates - self._last_updates[0]) / max(now - self._last_updates[1], 1e-3)
         self._last_updates = (updates, now)
         await self.update_rate.write(rate)
+        errors = self.monitor.callback_errors
+        if errors != self._callback_errors:  # counted in libca's threads, reported here
+            self._callback_errors = errors
+            await self._error(f"{errors} monitor callback error(s) so far; see the IOC log")
         connected = self.monitor.connected_count
         if connected != self.pvs_connected.value:
             await self.pvs_connected.write(connected)
@@ -356,7 +363,7 @@ class AssonantIOC(PVGroup):
             )
             return 0
         msg = f"Record:During refused: write 1 (start) or 0 (stop), not {value!r}"
-        await self._refuse(msg)
+        await self._error(msg)
         raise CommandRefused(msg)
 
     @snapshot_post.putter
@@ -383,7 +390,7 @@ class AssonantIOC(PVGroup):
         except (WriteFailed, OSError, AssonantError) as err:
             self.machine.apply(Command.WRITE_FAILED)
             await self._set_state(State.FAULT)
-            await self._refuse(
+            await self._error(
                 f"{self._current_id}: write failed, experiment kept "
                 f"(fix it and EndOfExperiment again, or Abort): {err}"
             )
@@ -408,7 +415,7 @@ class AssonantIOC(PVGroup):
             await self.sender.send(key, event)
             await self._say(f"{key}: event sent for {event['file_path']}")
         except SendFailed as err:
-            await self._refuse(f"{key}: {err}; the event is kept and will be sent again")
+            await self._error(f"{key}: {err}; the event is kept and will be sent again")
 
     @abort.putter
     async def abort(self, instance: Any, value: Any) -> int:
@@ -428,7 +435,7 @@ class AssonantIOC(PVGroup):
         text = str(value).strip()
         if "/" in text or "\\" in text or any(ord(c) < 32 for c in text):
             msg = f"ExperimentId refused: {text!r} has a path separator or control character"
-            await self._refuse(msg)
+            await self._error(msg)
             raise ValueError(msg)
         self._persist(ExperimentId=text)
         return text
@@ -438,7 +445,7 @@ class AssonantIOC(PVGroup):
         text = str(value).strip()
         if not os.path.isabs(text):
             msg = f"DataDir refused: {text!r} is not an absolute path"
-            await self._refuse(msg)
+            await self._error(msg)
             raise ValueError(msg)
         self._persist(DataDir=text)
         return text
@@ -449,7 +456,7 @@ class AssonantIOC(PVGroup):
         why = check_file_name_template(text)
         if why:
             msg = f"FileName refused: {why}"
-            await self._refuse(msg)
+            await self._error(msg)
             raise ValueError(msg)
         self._persist(FileName=text)
         return text

@@ -126,12 +126,6 @@ class PVMonitor:
         with self._lock:
             return dict(self._latest)
 
-    def snapshot(self, pvs: Iterable[str]) -> dict[str, Reading]:
-        """The latest reading of each PV; a PV never heard from is a disconnected reading."""
-        now = time.time()
-        with self._lock:
-            return {pv: self._latest.get(pv) or Reading.disconnected(pv, now) for pv in pvs}
-
     def describe(self, pv: str) -> tuple[bool, str | None, str]:
         """(connected, units or None while not yet known, native DBR type) of one PV."""
         with self._lock:

@@ -279,7 +279,8 @@ class AssonantIOC(PVGroup):
         await asyncio.to_thread(self.monitor.start)
         if self.sender is not None:
             self._spawn(self._kafka_loop())
-        await self._say(f"Idle: {self.config.beamline}, {self.monitor.total} PVs")
+        if self.status.value == "Starting":  # a refusal during start-up stays on show
+            await self._say(f"Idle: {self.config.beamline}, {self.monitor.total} PVs")
 
     @status.shutdown
     async def status(self, instance: Any, async_lib: Any) -> None:

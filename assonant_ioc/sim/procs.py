@@ -135,6 +135,14 @@ def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
         return False
 
 
+def _started(prefix: str, env: Mapping[str, str]) -> bool:
+    """Whether the service answers and has finished starting (Status left "Starting")."""
+    try:
+        return ca_get(f"{prefix}Status", env, timeout=0.5) != "Starting"
+    except Exception:  # noqa: BLE001 - not ready yet
+        return False
+
+
 def tcp_answers(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -284,7 +292,5 @@ def service(
         *(extra or []),
     ]
     with running("assonant-ioc", args, env, log_dir) as proc:
-        wait_until(
-            lambda: ca_answers(f"{prefix}State", ca_client_env(port)), 30, "assonant IOC", proc
-        )
+        wait_until(lambda: _started(prefix, ca_client_env(port)), 30, "assonant IOC", proc)
         yield port, proc

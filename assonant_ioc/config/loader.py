@@ -10,18 +10,25 @@ import csv
 import io
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from assonant_ioc.config.appdef import missing_for_definition
 from assonant_ioc.config.spec import (
+    ALL_MOMENTS,
+    COMPRESSION_FILTERS,
+    DEFINITIONS,
     SNAPSHOT_MOMENTS,
     AxisSpec,
     BeamlineConfig,
     ChannelSpec,
     ComponentSpec,
+    CompressionSpec,
     ConstantSpec,
+    FramesSpec,
     KafkaSettings,
     check_file_name_template,
 )
@@ -32,6 +39,8 @@ LINE = "__line__"
 KEY_LINES = "__key_lines__"
 DEFAULT_FILE_NAME = "{beamline}_{experiment_id}_{counter:05d}.nxs"
 _MACRO = re.compile(r"\$\((\w+)\)|\$\{(\w+)\}")
+#: NeXus names: letters, digits and underscores (groups, fields)
+_NEXUS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _AXIS_VECTORS = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 #: The reference implementation's acquisition types and the moments they mean.
@@ -121,6 +130,9 @@ _TOP_KEYS = {
     "instrument",
     "sample",
     "pv_map",
+    "definition",
+    "compression",
+    "validate",
     LINE,
 }
 
@@ -159,16 +171,18 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         for raw in raw_instrument:
             comp = _component(raw, macros, p, _line(doc))
             if comp is not None:
-                instrument.append(comp)
+                _add_or_extend(instrument, comp)
     if doc.get("sample") is not None:
         raw_sample = doc["sample"]
         if isinstance(raw_sample, dict):
             raw_sample.setdefault("class", "Sample")
         comp = _component(raw_sample, macros, p, _line(doc))
         if comp is not None:
-            if sample is not None:
+            if sample is not None and sample.name.lower() != comp.name.lower():
                 p.add(_line(raw_sample), "sample given both in the YAML and in the PV map")
-            sample = comp
+            holder = [sample] if sample is not None else []
+            _add_or_extend(holder, comp)
+            sample = holder[0]
     _check_unique([c.name.lower() for c in instrument], "component", p, _line(doc))
 
     if not beamline or not isinstance(beamline, str):
@@ -181,8 +195,21 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     if why:
         p.add(_line(doc, "file_name"), why)
     kafka = _kafka(doc.get("kafka"), p, _line(doc))
+    compression = _compression(doc.get("compression"), p, _line(doc, "compression"))
     if not instrument and sample is None:
         p.add(_line(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
+    definition = ""
+    if doc.get("definition"):
+        wanted = str(doc["definition"])
+        definition = next((d for d in DEFINITIONS if d.lower() == wanted.lower()), "")
+        if not definition:
+            p.add(
+                _line(doc, "definition"),
+                f"unknown application definition {wanted!r} (known: {', '.join(DEFINITIONS)})",
+            )
+        else:
+            for line, msg in missing_for_definition(definition, instrument, sample):
+                p.add(line or _line(doc, "definition"), msg)
     if p.items:
         raise ConfigError(str(path), p.items)
     return BeamlineConfig(
@@ -194,7 +221,62 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         instrument=tuple(instrument),
         sample=sample,
         source=str(path),
+        definition=definition,
+        compression=compression,
+        validate=bool(doc.get("validate", True)),
     )
+
+
+def _add_or_extend(components: list[ComponentSpec], comp: ComponentSpec) -> None:
+    """Add ``comp``; a YAML component named like one of the PV map's extends it (constants,
+    axes, subcomponents and frames the CSV format cannot say)."""
+    for i, have in enumerate(components):
+        if nexus_name(have.name).lower() == nexus_name(comp.name).lower():
+            components[i] = replace(
+                have,
+                channels=have.channels + comp.channels,
+                constants=have.constants + comp.constants,
+                subcomponents=have.subcomponents + comp.subcomponents,
+                frames=comp.frames or have.frames,
+            )
+            return
+    components.append(comp)
+
+
+def _compression(raw: Any, p: _Problems, line: int) -> CompressionSpec:
+    if raw is None:
+        return CompressionSpec()
+    if isinstance(raw, str):
+        raw = {"filter": raw}
+    if not isinstance(raw, dict):
+        p.add(line, "'compression' must be a filter name or {filter, level, min_points}")
+        return CompressionSpec()
+    for key in sorted(set(raw) - {"filter", "level", "min_points", LINE, KEY_LINES}):
+        p.add(_line(raw, key), f"unknown compression setting {key!r}")
+    name = str(raw.get("filter", "none")).lower()
+    if name not in COMPRESSION_FILTERS:
+        p.add(
+            _line(raw, "filter") or line,
+            f"unknown compression filter {name!r} (known: {', '.join(COMPRESSION_FILTERS)})",
+        )
+        name = "none"
+    level, min_points = raw.get("level", 0), raw.get("min_points", 1000)
+    for key, value in (("level", level), ("min_points", min_points)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            p.add(_line(raw, key) or line, f"compression {key} must be a whole number >= 0")
+    if name == "gzip" and isinstance(level, int) and level > 9:
+        p.add(_line(raw, "level") or line, "gzip level must be 0 to 9")
+    return CompressionSpec(
+        name,
+        level if isinstance(level, int) else 0,
+        min_points if isinstance(min_points, int) else 1000,
+    )
+
+
+def nexus_name(text: str) -> str:
+    """A PV map's component name as a NeXus name: ``PILATUS 2M`` -> ``PILATUS_2M``."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", text.strip()).strip("_")
+    return f"_{name}" if name[:1].isdigit() else name
 
 
 def _line(node: Any, key: str | None = None) -> int:
@@ -280,6 +362,7 @@ def _vector(raw: Any, p: _Problems, line: int, what: str) -> tuple[float, float,
 
 _CHANNEL_KEYS = {
     "pv",
+    "value",
     "units",
     "moments",
     "type",
@@ -300,13 +383,23 @@ def _channel(
         p.add(parent_line, f"{name!r}: expected a mapping with at least 'pv'")
         return None
     line = _line(raw) or parent_line
+    if not _NEXUS_NAME.fullmatch(name):
+        p.add(line, f"{name!r}: not a NeXus name; use letters, digits and _")
     for key in sorted(set(raw) - _CHANNEL_KEYS):
         p.add(_line(raw, key) or line, f"{name!r}: unknown key {key!r}")
     pv = raw.get("pv")
-    if not pv or not isinstance(pv, str):
+    value = raw.get("value")
+    if isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        value = tuple(float(v) for v in value)
+    if value is not None and (pv or not is_axis):
+        p.add(line, f"{name!r}: 'value' fixes an axis given by the config: no 'pv' with it")
+    elif value is not None and not isinstance(value, (int, float, tuple)):
+        p.add(line, f"{name!r}: 'value' must be a number or a list of numbers")
+    elif value is None and (not pv or not isinstance(pv, str)):
         p.add(line, f"{name!r}: 'pv' (the PV name) is required")
-        pv = ""
-    pv = _expand(pv, macros, p, line)
+    pv = _expand(pv if isinstance(pv, str) else "", macros, p, line)
     if any(c.isspace() for c in pv):
         p.add(line, f"{name!r}: PV name {pv!r} contains whitespace")
     units = raw.get("units", "")
@@ -334,9 +427,10 @@ def _channel(
         name=name,
         pv=pv,
         units=units,
-        moments=_moments(raw.get("moments"), p, line),
+        moments=ALL_MOMENTS if value is not None else _moments(raw.get("moments"), p, line),
         line=line,
         axis=axis,
+        value=value,
     )
 
 
@@ -356,7 +450,7 @@ def _chain_axes(channels: list[ChannelSpec], comp: str, p: _Problems) -> list[Ch
         elif dep != "." and dep not in names:
             p.add(ch.line, f"{comp}/{ch.name}: depends_on {dep!r} is not an axis of {comp!r}")
         axis = AxisSpec(ch.axis.transformation_type, ch.axis.vector, ch.axis.offset, dep)
-        out.append(ChannelSpec(ch.name, ch.pv, ch.units, ch.moments, ch.line, axis))
+        out.append(replace(ch, axis=axis))
         del i
     # a cycle would make the chain endless
     deps = {c.name: c.axis.depends_on for c in out if c.axis is not None}
@@ -371,7 +465,17 @@ def _chain_axes(channels: list[ChannelSpec], comp: str, p: _Problems) -> list[Ch
     return out
 
 
-_COMPONENT_KEYS = {"name", "class", "fields", "axes", "constants", "subcomponents", LINE, KEY_LINES}
+_COMPONENT_KEYS = {
+    "name",
+    "class",
+    "fields",
+    "axes",
+    "constants",
+    "subcomponents",
+    "frames",
+    LINE,
+    KEY_LINES,
+}
 
 
 def _component(
@@ -387,6 +491,8 @@ def _component(
         name = "?"
     for key in sorted(set(raw) - _COMPONENT_KEYS):
         p.add(_line(raw, key), f"component {name!r}: unknown key {key!r}")
+    if name != "?" and not _NEXUS_NAME.fullmatch(name):
+        p.add(line, f"component {name!r}: not a NeXus name; use letters, digits and _")
     try:
         cls = ComponentClass.parse(str(raw.get("class", "")))
     except ValueError:
@@ -421,7 +527,9 @@ def _component(
         value = craw.get("value") if isinstance(craw, dict) else craw
         units = str(craw.get("units", "")) if isinstance(craw, dict) else ""
         if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
-            value = tuple(float(v) for v in value)
+            # whole numbers stay integers (NX_INT fields such as data_size)
+            whole = all(isinstance(v, int) for v in value)
+            value = tuple(int(v) if whole else float(v) for v in value)
         if not isinstance(value, (bool, int, float, str, tuple)):
             p.add(cline, f"{name}/{cname}: constant must be a number, string or list of numbers")
             continue
@@ -442,7 +550,27 @@ def _component(
         constants=tuple(constants),
         subcomponents=tuple(subs),
         line=line,
+        frames=_frames(raw.get("frames"), name, macros, p, _line(raw, "frames") or line),
     )
+
+
+def _frames(
+    raw: Any, comp: str, macros: Mapping[str, str], p: _Problems, line: int
+) -> FramesSpec | None:
+    """``frames: {file_pv: ..., dataset: /entry/data/data}``: the detector's own files."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"file_pv": raw}
+    if not isinstance(raw, dict) or not isinstance(raw.get("file_pv"), str):
+        p.add(line, f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV)")
+        return None
+    for key in sorted(set(raw) - {"file_pv", "dataset", LINE, KEY_LINES}):
+        p.add(_line(raw, key) or line, f"component {comp!r}: frames: unknown key {key!r}")
+    dataset = str(raw.get("dataset", "/entry/data/data"))
+    if not dataset.startswith("/"):
+        p.add(line, f"component {comp!r}: frames dataset {dataset!r} must be an absolute path")
+    return FramesSpec(_expand(raw["file_pv"], macros, p, line), dataset, line)
 
 
 def _load_csv(
@@ -477,7 +605,7 @@ def _load_csv(
         def cell(h: str, row: list[str] = row) -> str:
             return row[col[h]].strip()
 
-        name = cell("Name")
+        name = nexus_name(cell("Name"))
         if not name:
             p.add(lineno, "row without a component Name")
             continue
@@ -495,7 +623,7 @@ def _load_csv(
                 p.add(lineno, f"component {name!r} given class {cls_text!r} and {entry['class']!r}")
             entry["class"] = cls_text
         if parent:
-            entry["parent"] = parent.lower()
+            entry["parent"] = nexus_name(parent).lower()
         field_name = cell("NeXus Field Name") or cell("Field Name")
         if not field_name:
             continue  # a row that only declares the component

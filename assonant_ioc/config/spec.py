@@ -55,9 +55,12 @@ class AxisSpec:
     depends_on: str
 
 
+ConstantValue = bool | int | float | str | tuple[float, ...]
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A field or axis fed by one PV."""
+    """A field or axis fed by one PV, or (``pv`` empty) an axis fixed by ``value`` in the config."""
 
     name: str
     pv: str
@@ -65,6 +68,7 @@ class ChannelSpec:
     moments: frozenset[Moment]
     line: int = 0
     axis: AxisSpec | None = None
+    value: ConstantValue | None = None
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,18 @@ class ConstantSpec:
     """A field whose value comes from the config, not from a PV."""
 
     name: str
-    value: bool | int | float | str | tuple[float, ...]
+    value: ConstantValue
     units: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class FramesSpec:
+    """Where a detector's frames are: the PV that names each file it writes (areaDetector's
+    ``FullFileName_RBV``) and the frames' dataset inside each file."""
+
+    file_pv: str
+    dataset: str = "/entry/data/data"
     line: int = 0
 
 
@@ -85,6 +99,7 @@ class ComponentSpec:
     constants: tuple[ConstantSpec, ...] = ()
     subcomponents: tuple[ComponentSpec, ...] = ()
     line: int = 0
+    frames: FramesSpec | None = None
 
     def walk(self) -> Iterator[ComponentSpec]:
         yield self
@@ -99,6 +114,23 @@ class KafkaSettings:
     enabled: bool = True
 
 
+#: Filters for long time series and arrays (``compression: {filter: ...}``).
+COMPRESSION_FILTERS = ("none", "gzip", "lzf", "bitshuffle-lz4", "zstd")
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """Chunking and compression of datasets of at least ``min_points`` elements."""
+
+    filter: str = "none"
+    level: int = 0
+    min_points: int = 1000
+
+
+#: Application definitions a config may name (``definition: NXtomo``).
+DEFINITIONS = ("NXtomo", "NXmx")
+
+
 @dataclass(frozen=True)
 class BeamlineConfig:
     beamline: str
@@ -109,6 +141,10 @@ class BeamlineConfig:
     instrument: tuple[ComponentSpec, ...]
     sample: ComponentSpec | None
     source: str = ""
+    definition: str = ""
+    compression: CompressionSpec = CompressionSpec()
+    #: validate each file after writing it (pynxtools and nexusformat, when installed)
+    validate: bool = True
 
     def components(self) -> Iterator[ComponentSpec]:
         for top in self.instrument:
@@ -124,6 +160,13 @@ class BeamlineConfig:
         """Distinct PV names, in config order, of every channel (or those of one moment)."""
         seen: dict[str, None] = {}
         for ch in self.channels():
-            if moment is None or moment in ch.moments:
+            if ch.pv and (moment is None or moment in ch.moments):
                 seen.setdefault(ch.pv)
+        if moment is None:
+            for pv in self.frame_pvs().values():
+                seen.setdefault(pv)
         return list(seen)
+
+    def frame_pvs(self) -> dict[str, str]:
+        """Component name -> the PV naming each file its frames are written to."""
+        return {c.name: c.frames.file_pv for c in self.components() if c.frames is not None}

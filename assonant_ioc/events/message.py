@@ -13,11 +13,16 @@ EVENT_SCHEMA_PATH = Path(__file__).with_name("event.schema.json")
 
 
 def file_written_event(
-    x: Experiment, path: Path, size: int, sha256: str, written_at: float
+    x: Experiment,
+    path: Path,
+    size: int,
+    sha256: str,
+    written_at: float,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The event that says which file holds experiment ``x``."""
+    """The event that says which file holds experiment ``x`` (and what validation found)."""
     readings = [r for e in x.entries for r in e.readings()]
-    return {
+    event = {
         "schema_version": EVENT_SCHEMA_VERSION,
         "event_type": "file_written",
         "beamline": x.beamline,
@@ -32,4 +37,8 @@ def file_written_event(
         "start_time": iso(x.start_time),
         "end_time": iso(x.end_time),
         "written_at": iso(written_at),
+        "definition": x.definition,
     }
+    if validation is not None:
+        event["validation"] = validation
+    return event

@@ -49,7 +49,8 @@ from assonant_ioc.model.components import Experiment, Moment
 from assonant_ioc.model.state import Command, State, StateMachine
 from assonant_ioc.monitor import PVMonitor
 from assonant_ioc.nexus import write_experiment
-from assonant_ioc.snapshots import Captured, Recording, assemble
+from assonant_ioc.nexus.validate import validate
+from assonant_ioc.snapshots import Captured, FileNames, Recording, assemble
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ class AssonantIOC(PVGroup):
     status = _long_string("Status", "Starting", "what happened last", read_only=True)
     last_file = _long_string("LastFile", "", "full path of the last file written", read_only=True)
     last_error = _long_string("LastError", "", "the last error or refusal", read_only=True)
+    validation = _long_string(
+        "Validation", "", "what the NeXus validators found in the last file", read_only=True
+    )
     files_written = pvproperty(name="FilesWritten", value=0, read_only=True, doc="files written")
     pvs_connected = pvproperty(name="PVsConnected", value=0, read_only=True, doc="PVs connected")
     pvs_total = pvproperty(name="PVsTotal", value=0, read_only=True, doc="PVs configured")
@@ -218,6 +222,7 @@ class AssonantIOC(PVGroup):
         self._captures: dict[Moment, Captured] = {}
         self._moment_pvs = {m: config.pvs(m) for m in Moment}
         self._recording: Recording | None = None
+        self._frame_files: FileNames | None = None
         self._current_id = ""
         self._current_sample = ""
         self._counter = 0
@@ -260,10 +265,23 @@ class AssonantIOC(PVGroup):
     def _begin_experiment(self, now: float) -> None:
         if self.machine.state is State.IDLE:
             self._captures.clear()
+            self._stop_frame_files()
+            frame_pvs = self.config.frame_pvs()
+            if frame_pvs:  # from now on, each file a detector closes belongs to this experiment
+                self._frame_files = FileNames(frame_pvs)
+                self.monitor.add_sink(self._frame_files, frame_pvs.values())
             self._current_id = str(self.experiment_id.value).strip() or time.strftime(
                 f"{self.config.beamline}-%Y%m%dT%H%M%S", time.gmtime(now)
             )
             self._current_sample = str(self.sample_name.value)
+
+    def _stop_frame_files(self) -> dict[str, list[str]]:
+        """Stop following the detectors' files; returns them (component -> paths)."""
+        sink, self._frame_files = self._frame_files, None
+        if sink is None:
+            return {}
+        self.monitor.remove_sink(sink)
+        return sink.files()
 
     def _snapshot(self, moment: Moment, now: float) -> int:
         """Keep the latest readings (a dict copy); returns how many of the moment's PVs."""
@@ -401,14 +419,37 @@ class AssonantIOC(PVGroup):
         self._persist()
         self.machine.apply(Command.WRITE_DONE)
         self._captures.clear()
+        self._stop_frame_files()
         await self.last_file.write(str(path))
         await self.files_written.write(self.files_written.value + 1)
         await self._set_state(State.IDLE)
         await self._say(f"{experiment.experiment_id}: wrote {path}")
-        if self.sender is not None:
-            event = file_written_event(experiment, path, size, sha256, written_at)
-            self._spawn(self._send(experiment.experiment_id, event))
+        self._spawn(self._validate_and_send(experiment, path, size, sha256, written_at))
         return 0
+
+    async def _validate_and_send(
+        self, experiment: Experiment, path: Path, size: int, sha256: str, written_at: float
+    ) -> None:
+        """After the put has completed: validate the file (never fatal), then the event."""
+        report = None
+        if self.config.validate:
+            try:
+                report = await asyncio.to_thread(validate, path)
+                await self.validation.write(f"{path.name}: {report.summary()}"[:1023])
+                log.info("%s: %s", path, report.summary())
+            except Exception as err:  # a validator's failure never loses the file or event
+                log.exception("validation of %s failed", path)
+                await self._error(f"{path.name}: validation failed: {err}")
+        if self.sender is not None:
+            event = file_written_event(
+                experiment,
+                path,
+                size,
+                sha256,
+                written_at,
+                report.as_event() if report is not None else None,
+            )
+            await self._send(experiment.experiment_id, event)
 
     async def _send(self, key: str, event: dict[str, Any]) -> None:
         assert self.sender is not None
@@ -426,6 +467,7 @@ class AssonantIOC(PVGroup):
             self.monitor.remove_sink(self._recording)
             self._recording = None
         self._captures.clear()
+        self._stop_frame_files()
         await self.record_during.write(0, verify_value=False)  # no putter: not a command
         await self._say(f"{self._current_id}: aborted, nothing written")
         return 0
@@ -514,10 +556,11 @@ class AssonantIOC(PVGroup):
         self, captures: list[Captured], path: Path, comment: str
     ) -> tuple[Experiment, int, str]:
         """In a worker thread: data classes, the file, its size and sha256."""
+        frames = self._frame_files.files() if self._frame_files is not None else None
         experiment = assemble(
-            self.config, self._current_id, self._current_sample, captures, comment
+            self.config, self._current_id, self._current_sample, captures, comment, frames
         )
-        write_experiment(experiment, path)
+        write_experiment(experiment, path, self.config.compression)
         size, sha256 = _sha256(path)
         return experiment, size, sha256
 
@@ -554,6 +597,9 @@ def _parse_args(
     )
     kafka.add_argument("--no-kafka", action="store_true", help="write files, send no events")
     parser.add_argument(
+        "--no-validate", action="store_true", help="do not run the NeXus validators after a write"
+    )
+    parser.add_argument(
         "--autosave",
         metavar="FILE",
         help="where settings are kept across restarts (default: "
@@ -581,6 +627,8 @@ def build_config(args: argparse.Namespace) -> BeamlineConfig:
     config = load_config(args.config, macros=macros)
     if args.data_dir:
         config = replace(config, data_dir=args.data_dir)
+    if args.no_validate:
+        config = replace(config, validate=False)
     kafka = config.kafka
     if args.no_kafka:
         kafka = replace(kafka, enabled=False)

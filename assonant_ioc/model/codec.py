@@ -149,6 +149,7 @@ def experiment_to_dict(x: Experiment) -> dict[str, Any]:
         "end_time": x.end_time,
         "entries": [entry_to_dict(e) for e in x.entries],
         "comment": x.comment,
+        "definition": x.definition,
     }
 
 
@@ -161,6 +162,7 @@ def experiment_from_dict(d: dict[str, Any]) -> Experiment:
         end_time=float(d["end_time"]),
         entries=tuple(entry_from_dict(e) for e in d["entries"]),
         comment=d.get("comment", ""),
+        definition=d.get("definition", ""),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from assonant_ioc.model.readings import Reading
@@ -219,7 +219,23 @@ class Experiment:
     end_time: float
     entries: tuple[Entry, ...]
     comment: str = ""
+    #: the application definition of the entry that holds the exposure (NXtomo, NXmx) or ""
+    definition: str = ""
 
     @property
     def moments(self) -> list[Moment]:
         return [e.moment for e in self.entries]
+
+    @property
+    def exposure(self) -> Entry | None:
+        """The entry that holds the exposure (see :func:`exposure_moment`)."""
+        if not self.entries:
+            return None
+        moment = exposure_moment(self.moments)
+        return next(e for e in self.entries if e.moment is moment)
+
+
+def exposure_moment(moments: Iterable[Moment]) -> Moment:
+    """The moment whose entry holds the exposure: during if it was recorded, else the last."""
+    present = sorted(set(moments), key=list(Moment).index)
+    return Moment.DURING if Moment.DURING in present else present[-1]

@@ -8,6 +8,7 @@ written under a temporary name and renamed into place once closed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ import h5py
 import numpy as np
 
 import assonant_ioc
+from assonant_ioc.config.spec import CompressionSpec
 from assonant_ioc.errors import WriteFailed
 from assonant_ioc.model.components import (
     Axis,
@@ -31,6 +33,7 @@ from assonant_ioc.model.components import (
 )
 from assonant_ioc.model.readings import Reading
 from assonant_ioc.model.times import iso
+from assonant_ioc.nexus.appdef import fill_definition, link, needs_virtual
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,39 @@ def _attrs(obj: h5py.HLObject, **values: str | bool | int | float) -> None:
         attr.write(np.array(value, dtype=_STR_DTYPE if kind is str else None))
 
 
+_NO_COMPRESSION = CompressionSpec()
+_COMPRESSION: contextvars.ContextVar[CompressionSpec | None] = contextvars.ContextVar(
+    "compression", default=None
+)
+
+
+def _filter_options(spec: CompressionSpec) -> dict[str, Any]:
+    """h5py ``create_dataset`` options of a compression filter (hdf5plugin's for lz4/zstd)."""
+    if spec.filter == "gzip":
+        return {"compression": "gzip", "compression_opts": spec.level or 4, "shuffle": True}
+    if spec.filter == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if spec.filter in ("bitshuffle-lz4", "zstd"):
+        import hdf5plugin
+
+        plugin = (
+            hdf5plugin.Bitshuffle(cname="lz4")
+            if spec.filter == "bitshuffle-lz4"
+            else hdf5plugin.Zstd(clevel=spec.level or 3)
+        )
+        return dict(plugin)
+    return {}
+
+
+def _array(parent: h5py.Group, name: str, data: Any) -> h5py.Dataset:
+    """A dataset, chunked and compressed as configured when it is long enough."""
+    spec = _COMPRESSION.get() or _NO_COMPRESSION
+    arr = np.asarray(data)
+    if spec.filter == "none" or arr.size < max(spec.min_points, 1) or arr.dtype.kind in "OSU":
+        return parent.create_dataset(name, data=data)
+    return parent.create_dataset(name, data=arr, chunks=True, **_filter_options(spec))
+
+
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     group = parent.create_group(name)
     _attrs(group, NX_class=nx_class)
@@ -65,7 +101,7 @@ def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
 
 
 def _field(parent: h5py.Group, name: str, data: Any, units: str = "") -> h5py.Dataset:
-    dset = parent.create_dataset(name, data=data)
+    dset = _array(parent, name, data)
     if units:
         _attrs(dset, units=units)
     return dset
@@ -134,22 +170,26 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     _field(log_group, "value", _series_data(readings), series.units)
     t = _field(log_group, "time", stamps - t0, "s")
     t.attrs["start"] = iso(t0)
-    log_group.create_dataset(
-        "alarm_severity", data=np.array([int(r.severity) for r in readings], dtype=np.int8)
+    _array(
+        log_group,
+        "alarm_severity",
+        np.array([int(r.severity) for r in readings], dtype=np.int8),
     )
-    log_group.create_dataset(
-        "alarm_status", data=np.array([r.status for r in readings], dtype=np.int16)
-    )
-    log_group.create_dataset(
-        "connected", data=np.array([r.connected for r in readings], dtype=bool)
-    )
+    _array(log_group, "alarm_status", np.array([r.status for r in readings], dtype=np.int16))
+    _array(log_group, "connected", np.array([r.connected for r in readings], dtype=bool))
     if readings:
         log_group.attrs["source_pv"] = readings[0].source
     return log_group
 
 
 def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
-    trans = _group(group, "transformations", "NXtransformations")
+    """Axes in an NXtransformations group, the component's ``depends_on`` naming the first.
+
+    A detector module's axes (``fast_pixel_direction``, ``slow_pixel_direction``,
+    ``module_offset``) are fields of the NXdetector_module itself, as NeXus defines them.
+    """
+    in_place = comp.component_class is ComponentClass.DETECTOR_MODULE
+    trans = group if in_place else _group(group, "transformations", "NXtransformations")
     base = trans.name
 
     def path(axis_name: str) -> str:
@@ -158,10 +198,10 @@ def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
     for name, axis in comp.axes.items():
         dset = _write_axis(trans, name, axis, t0)
         dset.attrs["depends_on"] = path(axis.depends_on)
-        if isinstance(axis.value, TimeSeries):
+        if isinstance(axis.value, TimeSeries) and not in_place:
             _write_log(group, name, axis.value, t0)
     head = comp.first_axis
-    if head is not None and "depends_on" not in group:
+    if head is not None and "depends_on" not in group and not in_place:
         group.create_dataset("depends_on", data=path(head))
 
 
@@ -182,7 +222,9 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dat
     return dset
 
 
-def _link_frames(group: h5py.Group, linked: LinkedData, master_dir: Path) -> str | None:
+def _link_frames(
+    group: h5py.Group, linked: LinkedData, master_dir: Path, virtual: bool = False
+) -> str | None:
     """``group/data``: the detector's frames through an external link (one file) or a virtual
     dataset (several), with paths relative to the master file so the directory can move.
 
@@ -196,7 +238,7 @@ def _link_frames(group: h5py.Group, linked: LinkedData, master_dir: Path) -> str
         group.attrs["missing_files"] = np.array(missing, dtype=_STR_DTYPE)
     if not linked.files:
         return None
-    if len(linked.files) == 1 or not present:
+    if (len(linked.files) == 1 and not virtual) or not present:
         rel = os.path.relpath(linked.files[0], master_dir)
         group["data"] = h5py.ExternalLink(rel, linked.dataset)
         return f"{group.name}/data"
@@ -220,7 +262,9 @@ def _link_frames(group: h5py.Group, linked: LinkedData, master_dir: Path) -> str
     return f"{group.name}/data"
 
 
-def _write_component(parent: h5py.Group, comp: Component, t0: float, master_dir: Path) -> list[str]:
+def _write_component(
+    parent: h5py.Group, comp: Component, t0: float, master_dir: Path, virtual: bool = False
+) -> list[str]:
     """Write ``comp`` and its subcomponents; returns the paths of linked detector data."""
     group = _group(parent, comp.name, comp.component_class.nx_class)
     group.attrs["assonant_class"] = comp.component_class.value
@@ -233,10 +277,10 @@ def _write_component(parent: h5py.Group, comp: Component, t0: float, master_dir:
         _write_axes(group, comp, t0)
     linked = []
     if comp.data is not None:
-        path = _link_frames(group, comp.data, master_dir)
+        path = _link_frames(group, comp.data, master_dir, virtual)
         linked += [path] if path else []
     for sub in comp.subcomponents:
-        linked += _write_component(group, sub, t0, master_dir)
+        linked += _write_component(group, sub, t0, master_dir, virtual)
     return linked
 
 
@@ -251,9 +295,11 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path)
     group.create_dataset("end_time", data=iso(entry.end_time))
     instrument = _group(group, "instrument", "NXinstrument")
     instrument.create_dataset("name", data=x.beamline)
+    definition = x.definition if entry is x.exposure else ""
+    virtual = needs_virtual(definition)
     linked: list[str] = []
     for comp in entry.instrument:
-        linked += _write_component(instrument, comp, entry.start_time, master_dir)
+        linked += _write_component(instrument, comp, entry.start_time, master_dir, virtual)
     if entry.sample is not None:
         sample = entry.sample
         if sample.component_class is not ComponentClass.SAMPLE:
@@ -261,19 +307,39 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path)
                 sample.name, ComponentClass.SAMPLE, sample.fields, sample.axes, sample.subcomponents
             )
         linked += _write_component(group, sample, entry.start_time, master_dir)
-    if not linked:
-        return False
-    # viewers (NeXpy, silx, h5web) open on the frames: NXdata, @signal, @default
-    nxdata = _group(group, "data", "NXdata")
-    nxdata["data"] = h5py.SoftLink(linked[0])
-    _attrs(nxdata, signal="data")
-    _attrs(group, default="data")
-    return True
+        if "name" not in group[sample.name]:
+            group[sample.name].create_dataset("name", data=x.sample_name or sample.name)
+    if linked:
+        # viewers (NeXpy, silx, h5web) open on the frames: NXdata, @signal, @default
+        nxdata = _group(group, "data", "NXdata")
+        if isinstance(group.get(linked[0], getlink=True), h5py.HardLink):
+            link(nxdata, "data", group[linked[0]])
+        else:  # an external link: its target is in the detector's file
+            nxdata["data"] = h5py.SoftLink(linked[0])
+        _attrs(nxdata, signal="data")
+        _attrs(group, default="data")
+    if definition:
+        fill_definition(definition, group, entry)
+    return bool(linked)
 
 
-def write_experiment(x: Experiment, final_path: str | os.PathLike[str]) -> Path:
-    """Write ``x`` to ``final_path``, never overwriting; returns the path (blocking)."""
-    final = Path(final_path)
+def write_experiment(
+    x: Experiment,
+    final_path: str | os.PathLike[str],
+    compression: CompressionSpec | None = None,
+) -> Path:
+    """Write ``x`` to ``final_path``, never overwriting; returns the path (blocking).
+
+    ``compression`` chunks and compresses datasets (time series, arrays) that are long enough.
+    """
+    token = _COMPRESSION.set(compression or CompressionSpec())
+    try:
+        return _write_experiment(x, Path(final_path))
+    finally:
+        _COMPRESSION.reset(token)
+
+
+def _write_experiment(x: Experiment, final: Path) -> Path:
     tmp = final.with_name(f".{final.name}.partial")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

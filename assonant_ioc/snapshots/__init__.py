@@ -2,10 +2,11 @@
 
 from assonant_ioc.snapshots.capture import (
     Captured,
+    FileNames,
     Recording,
     assemble,
     build_entry,
     build_experiment,
 )
 
-__all__ = ["Captured", "Recording", "assemble", "build_entry", "build_experiment"]
+__all__ = ["Captured", "FileNames", "Recording", "assemble", "build_entry", "build_experiment"]

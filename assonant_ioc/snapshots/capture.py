@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from assonant_ioc.config.spec import BeamlineConfig, ComponentSpec
@@ -13,9 +13,11 @@ from assonant_ioc.model.components import (
     DataField,
     Entry,
     Experiment,
+    LinkedData,
     Moment,
     TimeSeries,
     Value,
+    exposure_moment,
 )
 from assonant_ioc.model.readings import Reading
 
@@ -69,6 +71,40 @@ class Recording:
             return sum(len(v) for v in self._series.values())
 
 
+class FileNames:
+    """The files a detector wrote during an experiment: each new value of its file-name PV
+    (areaDetector's ``FullFileName_RBV``), in order; fed from the CA client's threads.
+
+    The value the PV already held when the experiment began names an earlier file: skipped.
+    """
+
+    def __init__(self, pvs: Mapping[str, str]) -> None:
+        self._by_pv = {pv: comp for comp, pv in pvs.items()}
+        self._files: dict[str, list[str]] = {comp: [] for comp in pvs}
+        self._first: set[str] = set()
+        self._lock = threading.Lock()
+
+    def wants(self, pv: str) -> bool:
+        return pv in self._by_pv
+
+    def add(self, reading: Reading) -> None:
+        comp = self._by_pv.get(reading.source)
+        if comp is None:
+            return
+        with self._lock:
+            if reading.source not in self._first:  # the value held at the start
+                self._first.add(reading.source)
+                return
+            name = str(reading.value or "").strip()
+            files = self._files[comp]
+            if name and name not in files:
+                files.append(name)
+
+    def files(self) -> dict[str, list[str]]:
+        with self._lock:
+            return {comp: list(names) for comp, names in self._files.items() if names}
+
+
 def _constant_reading(name: str, value: object, units: str, when: float) -> Reading:
     return Reading.of(f"config:{name}", value, when, units=units)
 
@@ -79,15 +115,18 @@ def _component(
     values: Mapping[str, Reading] | Mapping[str, list[Reading]],
     when: float,
     extra_fields: Mapping[str, Reading] | None = None,
+    frames: Mapping[str, Sequence[str]] | None = None,
 ) -> Component | None:
     fields: dict[str, Value] = {}
     axes: dict[str, Axis] = {}
     for ch in spec.channels:
         if moment not in ch.moments:
             continue
-        got = values.get(ch.pv)
+        got = values.get(ch.pv) if ch.pv else None
         value: Value
-        if isinstance(got, list):
+        if ch.value is not None:  # an axis fixed in the config
+            value = DataField(_constant_reading(ch.name, ch.value, ch.units, when), ch.units)
+        elif isinstance(got, list):
             units = ch.units or (got[0].units if got else "")
             value = TimeSeries(tuple(got), units)
         else:
@@ -106,7 +145,7 @@ def _component(
     _relink(spec, axes)
     subs = tuple(
         c
-        for c in (_component(s, moment, values, when) for s in spec.subcomponents)
+        for c in (_component(s, moment, values, when, None, frames) for s in spec.subcomponents)
         if c is not None
     )
     if not fields and not axes and not subs and moment is Moment.DURING:
@@ -118,9 +157,12 @@ def _component(
         )
     for name, reading in (extra_fields or {}).items():
         fields.setdefault(name, DataField(reading, reading.units))
-    if not fields and not axes and not subs:
+    data = None
+    if frames is not None and spec.frames is not None and spec.name in frames:
+        data = LinkedData(tuple(frames[spec.name]), spec.frames.dataset)
+    if not fields and not axes and not subs and data is None:
         return None
-    return Component(spec.name, spec.component_class, fields, axes, subs)
+    return Component(spec.name, spec.component_class, fields, axes, subs, data)
 
 
 def _relink(spec: ComponentSpec, axes: dict[str, Axis]) -> None:
@@ -141,10 +183,16 @@ def build_entry(
     start: float,
     end: float,
     sample_name: str = "",
+    frames: Mapping[str, Sequence[str]] | None = None,
 ) -> Entry:
-    """One entry: the latest readings (pre/post) or the recorded series (during)."""
+    """One entry: the latest readings (pre/post) or the recorded series (during).
+
+    ``frames`` (component name -> detector files) go to the entry that holds the exposure.
+    """
     instrument = tuple(
-        c for c in (_component(s, moment, values, end) for s in config.instrument) if c is not None
+        c
+        for c in (_component(s, moment, values, end, None, frames) for s in config.instrument)
+        if c is not None
     )
     sample = None
     if config.sample is not None:
@@ -174,10 +222,23 @@ def assemble(
     sample_name: str,
     captures: Iterable[Captured],
     comment: str = "",
+    frames: Mapping[str, Sequence[str]] | None = None,
 ) -> Experiment:
-    """The experiment's data classes from what its moments captured."""
+    """The experiment's data classes from what its moments captured; ``frames`` are the
+    detector files written during the experiment (component name -> paths, in order)."""
+    captures = list(captures)
+    exposure = exposure_moment(c.moment for c in captures) if captures else None
     entries = [
-        build_entry(config, c.moment, c.values, c.start, c.end, sample_name) for c in captures
+        build_entry(
+            config,
+            c.moment,
+            c.values,
+            c.start,
+            c.end,
+            sample_name,
+            frames if c.moment is exposure else None,
+        )
+        for c in captures
     ]
     return build_experiment(config, experiment_id, sample_name, entries, comment)
 
@@ -192,4 +253,13 @@ def build_experiment(
     entries = tuple(sorted(entries, key=lambda e: list(Moment).index(e.moment)))
     start = min((e.start_time for e in entries), default=0.0)
     end = max((e.end_time for e in entries), default=0.0)
-    return Experiment(experiment_id, config.beamline, sample_name, start, end, entries, comment)
+    return Experiment(
+        experiment_id,
+        config.beamline,
+        sample_name,
+        start,
+        end,
+        entries,
+        comment,
+        config.definition,
+    )

@@ -36,9 +36,9 @@ def test_reference_csv_map_is_read_as_it_is() -> None:
     config = load_config(CONFIGS / "manaca_pv_map.csv")
     assert config.beamline == "MANACA"
     comps = {c.name: c for c in config.components()}
-    assert comps["Crystal 1"].component_class is ComponentClass.MONOCHROMATOR_CRYSTAL
-    assert comps["Monochromator"].subcomponents[0].name == "Crystal 1"
-    assert comps["Extra Info"] in comps["PILATUS 2M"].subcomponents
+    assert comps["Crystal_1"].component_class is ComponentClass.MONOCHROMATOR_CRYSTAL
+    assert comps["Monochromator"].subcomponents[0].name == "Crystal_1"
+    assert comps["Extra_Info"] in comps["PILATUS_2M"].subcomponents
     chans = {c.name: c for c in config.channels()}
     assert chans["temperature"].moments == {Moment.PRE}  # snapshot_at_start
     assert chans["frame_count"].moments == {Moment.DURING}  # scan

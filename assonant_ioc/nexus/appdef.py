@@ -1,0 +1,167 @@
+"""Application definitions (NXtomo, NXmx): what the entry holding the exposure adds.
+
+The config check (``assonant_ioc.config.appdef``) made sure the components are
+there; this module writes what is derived from them: ``definition``,
+NXtomo's per-frame ``image_key`` and ``rotation_angle`` and the NXdata links,
+NXmx's ``end_time_estimated``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from assonant_ioc.model.components import (
+    Component,
+    ComponentClass,
+    DataField,
+    Entry,
+    LinkedData,
+    TransformationType,
+)
+from assonant_ioc.model.times import iso
+
+log = logging.getLogger(__name__)
+
+#: areaDetector's HDF5 plugin keeps per-frame NDAttributes here.
+ND_ATTRIBUTES = "/entry/instrument/NDAttributes"
+#: EPICS epoch (1990-01-01) in POSIX seconds.
+_EPICS_EPOCH = 631152000
+
+
+def frame_metadata(linked: LinkedData) -> tuple[np.ndarray, np.ndarray]:
+    """(image_key, POSIX time) of every frame of the present files, in order.
+
+    From each file's NDAttributes (``image_key``: 0 projection, 1 flat, 2 dark, as
+    Diamond's tomography detectors record it; ``NDArrayEpicsTSSec``/``nSec``). A file
+    without them counts as projections with unknown times (NaN). Only metadata is read.
+    """
+    keys: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    for name in linked.files:
+        if not Path(name).exists():
+            continue
+        with h5py.File(name, "r") as f:
+            n = int(f[linked.dataset].shape[0])
+            nd = f.get(ND_ATTRIBUTES)
+            key = np.zeros(n, dtype=np.int32)
+            stamp = np.full(n, np.nan)
+            if isinstance(nd, h5py.Group):
+                if "image_key" in nd:
+                    key[:] = np.asarray(nd["image_key"][:n], dtype=np.int32)
+                if "NDArrayEpicsTSSec" in nd and "NDArrayEpicsTSnSec" in nd:
+                    secs = np.asarray(nd["NDArrayEpicsTSSec"][:n], dtype=np.float64)
+                    nsecs = np.asarray(nd["NDArrayEpicsTSnSec"][:n], dtype=np.float64)
+                    stamp[:] = secs + _EPICS_EPOCH + nsecs * 1e-9
+        keys.append(key)
+        times.append(stamp)
+    if not keys:
+        return np.zeros(0, dtype=np.int32), np.zeros(0)
+    return np.concatenate(keys), np.concatenate(times)
+
+
+def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
+    """The sample's rotation at each frame time: the recorded positions interpolated, or the
+    one position held when the frames carry no time."""
+    axis = next(
+        a for a in sample.axes.values() if a.transformation_type is TransformationType.ROTATION
+    )
+    value = axis.value
+    readings = (value.reading,) if isinstance(value, DataField) else value.readings
+    known = [(r.timestamp, float(r.value)) for r in readings if r.value is not None]  # type: ignore[arg-type]
+    if not known:
+        return np.full(len(times), np.nan), value.units
+    stamps = np.array([t for t, _ in known])
+    positions = np.array([v for _, v in known])
+    order = np.argsort(stamps, kind="stable")
+    stamps, positions = stamps[order], positions[order]
+    angles = np.where(
+        np.isnan(times), positions[-1], np.interp(np.nan_to_num(times), stamps, positions)
+    )
+    return angles, value.units
+
+
+def _nxtomo(group: h5py.Group, entry: Entry) -> None:
+    det_comp = next(c for c in entry.instrument if c.name == "detector")
+    det = group["instrument/detector"]
+    if det_comp.data is None or "data" not in det or entry.sample is None:
+        log.warning("%s: NXtomo without frames; the entry will not validate", group.name)
+        return
+    keys, times = frame_metadata(det_comp.data)
+    if isinstance(det.get("data", getlink=True), h5py.HardLink):
+        det["data"].attrs["units"] = "counts"
+    det.create_dataset("image_key", data=keys)
+    sample = group[entry.sample.name]
+    angles, units = _angles_at(entry.sample, times)
+    if "rotation_angle" not in sample:
+        rot = sample.create_dataset("rotation_angle", data=angles)
+        rot.attrs["units"] = units
+    nxdata = group["data"]
+    for name, target in (("rotation_angle", sample), ("image_key", det)):
+        link(nxdata, name, target[name])
+    nxdata.attrs["axes"] = np.array(["rotation_angle", ".", "."], dtype=h5py.string_dtype())
+    nxdata.attrs["rotation_angle_indices"] = 0
+
+
+def link(group: h5py.Group, name: str, target: h5py.Dataset) -> None:
+    """A NeXus link: a hard link, the original naming itself in ``@target``."""
+    if "target" not in target.attrs:
+        target.attrs["target"] = target.name
+    group[name] = target
+
+
+def _field_of_log(group: h5py.Group, name: str) -> None:
+    """Where a definition wants a field and the exposure recorded a series: the NXlog moves
+    to ``<name>_log`` and ``<name>`` links its values."""
+    if isinstance(group.get(name), h5py.Group):
+        group.move(name, f"{name}_log")
+        link(group, name, group[f"{name}_log/value"])
+
+
+def _nxmx(group: h5py.Group, entry: Entry) -> None:
+    group.create_dataset("end_time_estimated", data=iso(entry.end_time))
+    for comp in entry.instrument:
+        for sub in comp.walk():
+            path = f"instrument/{'/'.join(_path_to(comp, sub))}"
+            if sub.component_class is ComponentClass.BEAM:
+                _field_of_log(group[path], "incident_wavelength")
+            elif sub.component_class is ComponentClass.STORAGE_RING and "source" not in group:
+                group["source"] = group[path]  # NXmx wants the NXsource in the entry too
+    if "source" not in group:  # not captured at this moment: the one of an earlier entry
+        for other in group.file.values():
+            found = [
+                g
+                for g in other.get("instrument", {}).values()
+                if isinstance(g, h5py.Group) and g.attrs.get("NX_class") == "NXsource"
+            ]
+            if found:
+                group["source"] = found[0]
+                break
+
+
+def _path_to(top: Component, target: Component) -> list[str]:
+    """Group names from ``top`` down to ``target`` (a component of ``top``'s tree)."""
+    if top is target:
+        return [top.name]
+    for sub in top.subcomponents:
+        below = _path_to(sub, target)
+        if below:
+            return [top.name, *below]
+    return []
+
+
+_FILL = {"NXtomo": _nxtomo, "NXmx": _nxmx}
+
+
+def fill_definition(definition: str, group: h5py.Group, entry: Entry) -> None:
+    """Write ``definition`` and what it derives into the NXentry ``group`` of ``entry``."""
+    group.create_dataset("definition", data=definition)
+    _FILL[definition](group, entry)
+
+
+def needs_virtual(definition: str) -> bool:
+    """Whether frames must be a virtual dataset (whose attributes live in the master file)."""
+    return definition == "NXtomo"

@@ -64,8 +64,9 @@ def frame_metadata(linked: LinkedData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
-    """The sample's rotation at each frame time: the recorded positions interpolated, or the
-    one position held when the frames carry no time."""
+    """The sample's rotation at each frame time: the last position reported at or before it
+    (a monitored PV holds its value until the next update), or the last position known
+    when the frames carry no time."""
     axis = next(
         a for a in sample.axes.values() if a.transformation_type is TransformationType.ROTATION
     )
@@ -78,9 +79,8 @@ def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
     positions = np.array([v for _, v in known])
     order = np.argsort(stamps, kind="stable")
     stamps, positions = stamps[order], positions[order]
-    angles = np.where(
-        np.isnan(times), positions[-1], np.interp(np.nan_to_num(times), stamps, positions)
-    )
+    held = np.clip(np.searchsorted(stamps, np.nan_to_num(times), side="right") - 1, 0, None)
+    angles = np.where(np.isnan(times), positions[-1], positions[held])
     return angles, value.units
 
 

@@ -10,18 +10,28 @@ PVs, with ``P`` the prefix (default ``SIM:``):
   ``smp:x``, ``smp:y``, ``smp:z`` (mm), ``smp:rx`` (deg), ``s1:hgap``, ``s1:vgap``,
   ``s1:hcen``, ``s1:vcen`` (mm), ``mono:energy`` (keV)
 - ``$(P)mono:wavelength`` (angstrom, from the energy readback)
-- ``$(P)det:Acquire``, ``det:AcquireTime`` (s), ``det:ArrayCounter_RBV``, ``det:Temperature`` (degC)
+- ``$(P)det:Acquire``, ``det:AcquireTime`` (s), ``det:ArrayCounter_RBV``,
+  ``det:Temperature`` (degC),
+  ``det:ImageKey`` (0 projection, 1 flat, 2 dark); ``det:HDF1:FilePath``, ``FileName``,
+  ``FileNumber``, ``FullFileName_RBV``, ``NumCaptured_RBV``: when an acquisition stops its
+  frames are written to ``FilePath/FileName_NNN.h5`` as areaDetector's HDF5 plugin does
+  (caproto beamline only; the C IOC serves the PVs without writing files)
 - ``$(P)ring:current`` (mA)
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import textwrap
+import time
 from typing import Any
 
+import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty, run, template_arg_parser
+
+from assonant_ioc.sim.frames import write_frames
 
 #: hc in keV * angstrom
 HC_KEV_ANGSTROM = 12.398419843320026
@@ -66,8 +76,30 @@ def new_equal(a: float, b: float) -> bool:
     return abs(a - b) < 1e-9
 
 
+def _long_string(value: str, doc: str, read_only: bool = False) -> Any:
+    return pvproperty(
+        value=value,
+        dtype=ChannelType.CHAR,
+        max_length=1024,
+        string_encoding="utf-8",
+        read_only=read_only,
+        doc=doc,
+    )
+
+
+class HDF5Plugin(PVGroup):
+    """areaDetector's NDFileHDF5, reduced: each acquisition's frames go to one file."""
+
+    FilePath = _long_string("", "directory of the files (nothing is written while empty)")
+    FileName = pvproperty(value="frames", dtype=ChannelType.STRING, doc="file name stem")
+    FileNumber = pvproperty(value=1, doc="number of the next file")
+    FullFileName_RBV = _long_string("", "full path of the last file closed", read_only=True)
+    NumCaptured_RBV = pvproperty(value=0, read_only=True, doc="frames in the last file")
+
+
 class Detector(PVGroup):
-    """An area-detector-like camera: frames count up at 10 Hz while acquiring."""
+    """An area-detector-like camera: frames count up at 10 Hz while acquiring; when the
+    acquisition stops, its frames are written to an HDF5 file as areaDetector does."""
 
     Acquire = pvproperty(
         value=0,
@@ -80,9 +112,44 @@ class Detector(PVGroup):
     ArrayCounter_RBV = pvproperty(value=0, read_only=True, doc="frames acquired")
     Temperature = pvproperty(value=-20.0, units="degC", precision=2, read_only=True, doc="sensor")
 
+    ImageKey = pvproperty(value=0, doc="what the frames are: 0 projection, 1 flat, 2 dark")
+    HDF1 = SubGroup(HDF5Plugin, prefix="HDF1:", doc="HDF5 file writer")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stamps: list[float] = []
+        self._keys: list[int] = []
+        self._acquiring = False
+
+    @Acquire.putter
+    async def Acquire(self, instance: Any, value: Any) -> Any:
+        self._acquiring = value in (1, "Acquire")  # at once: no frame while the file closes
+        if not self._acquiring and self._stamps:
+            await self._close_file()
+        return value
+
+    async def _close_file(self) -> None:
+        stamps, key = self._stamps, self._keys[0] if self._keys else 0
+        self._stamps, self._keys = [], []
+        folder = str(self.HDF1.FilePath.value).strip()
+        if not folder:
+            return
+        number = int(self.HDF1.FileNumber.value)
+        path = f"{folder}/{self.HDF1.FileName.value}_{number:03d}.h5"
+        level = 1000 * (2 - key)  # dark frames dark, flats bright
+        frames = np.full((len(stamps), 16, 16), level, dtype=np.uint16)
+        frames += np.arange(len(stamps), dtype=np.uint16)[:, None, None]
+        first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1
+        await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
+        await self.HDF1.NumCaptured_RBV.write(len(stamps))
+        await self.HDF1.FileNumber.write(number + 1)
+        await self.HDF1.FullFileName_RBV.write(path)
+
     @ArrayCounter_RBV.scan(period=0.1)
     async def ArrayCounter_RBV(self, instance: Any, async_lib: Any) -> None:
-        if self.Acquire.value in (1, "Acquire"):
+        if self._acquiring:
+            self._stamps.append(time.time())
+            self._keys.append(int(self.ImageKey.value))
             await instance.write(instance.value + 1)
 
     @Temperature.scan(period=1.0)

@@ -94,6 +94,7 @@ class Bench:
         prefix = procs.new_prefix("AS")
         data = self.work / "data"
         extra = ["--data-dir", str(data), "--autosave", str(self.work / f"{prefix[:-1]}.json")]
+        extra += ["--no-validate"]  # the validators' seconds are not the service's speed
         extra += ["--kafka-bootstrap", kafka] if kafka else ["--no-kafka"]
         with procs.service(self.logs, config, prefix, bl[1], extra) as (port, proc):
             env = procs.ca_client_env(port)

@@ -1,8 +1,11 @@
-"""Time formatting shared by the writer and the events."""
+"""Times shared by the monitor, the writer, the events and the simulated detector."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+
+#: EPICS epoch (1990-01-01) in POSIX seconds: EPICS timestamps count from it.
+EPICS_EPOCH = 631152000
 
 
 def iso(t: float) -> str:

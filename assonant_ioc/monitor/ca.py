@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ _DBR_FAMILY, _DBR_CHAR = 7, 4
 
 #: Quiet time that closes a batch of new connections to subscribe.
 SETTLE_S = 0.02
-#: EPICS epoch (1990-01-01) in POSIX seconds.
-_EPICS_EPOCH = 631152000
 #: DBR_TIME types whose single value ctypes already gives as a Python number.
 _FAST_TYPES = {15, 16, 17, 19, 20}  # TIME_SHORT, TIME_FLOAT, TIME_ENUM, TIME_LONG, TIME_DOUBLE
 
@@ -202,7 +201,7 @@ class PVMonitor:
                 elif isinstance(value, bytes):
                     value = value.decode(errors="replace")
             stamp = meta.stamp
-            timestamp = stamp.secs + _EPICS_EPOCH + stamp.nsec * 1e-9 if stamp.secs else time.time()
+            timestamp = stamp.secs + EPICS_EPOCH + stamp.nsec * 1e-9 if stamp.secs else time.time()
             with self._lock:
                 reading = Reading.of(
                     pvname,

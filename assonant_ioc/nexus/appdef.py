@@ -22,14 +22,12 @@ from assonant_ioc.model.components import (
     LinkedData,
     TransformationType,
 )
-from assonant_ioc.model.times import iso
+from assonant_ioc.model.times import EPICS_EPOCH, iso
 
 log = logging.getLogger(__name__)
 
 #: areaDetector's HDF5 plugin keeps per-frame NDAttributes here.
 ND_ATTRIBUTES = "/entry/instrument/NDAttributes"
-#: EPICS epoch (1990-01-01) in POSIX seconds.
-_EPICS_EPOCH = 631152000
 
 
 def frame_metadata(linked: LinkedData) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +53,7 @@ def frame_metadata(linked: LinkedData) -> tuple[np.ndarray, np.ndarray]:
                 if "NDArrayEpicsTSSec" in nd and "NDArrayEpicsTSnSec" in nd:
                     secs = np.asarray(nd["NDArrayEpicsTSSec"][:n], dtype=np.float64)
                     nsecs = np.asarray(nd["NDArrayEpicsTSnSec"][:n], dtype=np.float64)
-                    stamp[:] = secs + _EPICS_EPOCH + nsecs * 1e-9
+                    stamp[:] = secs + EPICS_EPOCH + nsecs * 1e-9
         keys.append(key)
         times.append(stamp)
     if not keys:

@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-#: EPICS epoch (1990-01-01) in POSIX seconds.
-EPICS_EPOCH = 631152000
+from assonant_ioc.model.times import EPICS_EPOCH
+
 DATASET = "/entry/data/data"
 
 

@@ -98,8 +98,10 @@ def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) ->
     from caproto import ChannelType
     from caproto.sync.client import read
 
+    # repeater=False: the sync client would otherwise spawn a caproto repeater and leave it
+    # running (and its Popen to the garbage collector); direct reads need no beacons
     with client_env(env):
-        resp = read(pv, timeout=timeout)
+        resp = read(pv, timeout=timeout, repeater=False)
     if resp.data_type in (ChannelType.CHAR, ChannelType.TIME_CHAR):
         return bytes(resp.data).split(b"\0", 1)[0].decode()
     value = resp.data[0] if len(resp.data) == 1 else resp.data
@@ -120,10 +122,15 @@ def ca_put(
     with client_env(env):
         if isinstance(value, str):
             write(
-                pv, [*value.encode(), 0], notify=wait, timeout=timeout, data_type=ChannelType.CHAR
+                pv,
+                [*value.encode(), 0],
+                notify=wait,
+                timeout=timeout,
+                data_type=ChannelType.CHAR,
+                repeater=False,
             )
         else:
-            write(pv, value, notify=wait, timeout=timeout)
+            write(pv, value, notify=wait, timeout=timeout, repeater=False)
 
 
 def ca_answers(pv: str, env: Mapping[str, str]) -> bool:

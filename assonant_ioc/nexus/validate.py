@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,14 +170,18 @@ def _nexusformat(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
     return handler.findings
 
 
-def validate(path: str | Path) -> ValidationReport:
-    """Run every validator that is installed on ``path``; never raises for a finding."""
+def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> ValidationReport:
+    """Run every validator that is installed on ``path``; never raises for a finding.
+
+    ``definitions`` (entry name -> application definition) checks entries against a
+    definition they do not name themselves (a file written by another tool, compared).
+    """
     path = Path(path)
     validators: list[str] = []
     findings: list[Finding] = []
     missing: list[str] = []
     with _LOCK:
-        entries = _entries(path)
+        entries = [(name, (definitions or {}).get(name, d)) for name, d in _entries(path)]
         for name, run in (("pynxtools", _pynxtools), ("nexusformat", _nexusformat)):
             try:
                 found = run(path, entries)

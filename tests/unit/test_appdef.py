@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from assonant_ioc.config import load_config
 from assonant_ioc.errors import ConfigError
-from assonant_ioc.model.components import Moment
-from assonant_ioc.model.readings import Reading
 from assonant_ioc.nexus import write_experiment
 from assonant_ioc.nexus.validate import validate
-from assonant_ioc.sim.frames import write_frames
-from assonant_ioc.snapshots import Captured, assemble
-from tests.unit.factories import T0
+from assonant_ioc.sim.experiment import simulated_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 #: nexusformat 2.1 findings that are not faults of the file (README, "Validation")
@@ -28,32 +23,10 @@ NEXUSFORMAT_KNOWN = (
 
 
 def _write(config_name: str, tmp_path: Path) -> Path:
-    """A whole experiment from the config: every PV read, the during PVs moving, and the
-    detector's dark, flat and projection files as areaDetector writes them."""
+    """A whole experiment from the config (every PV read, the during PVs moving, the
+    detector's dark, flat and projection files), written as the service writes it."""
     config = load_config(CONFIGS / config_name)
-    values = {
-        ch.pv: Reading.of(ch.pv, 1.5, T0, units=ch.units) for ch in config.channels() if ch.pv
-    }
-    series = {
-        pv: [Reading.of(pv, float(i), T0 + i) for i in range(10)]
-        for pv in config.pvs(Moment.DURING)
-    }
-    frames = {}
-    for comp in config.frame_pvs():
-        frames[comp] = [
-            write_frames(tmp_path / f"{kind}.h5", np.full((n, 8, 8), key, np.uint16), key, stamps)
-            for kind, n, key, stamps in (
-                ("dark", 2, 2, [T0 - 2, T0 - 1.9]),
-                ("flat", 2, 1, [T0 - 1, T0 - 0.9]),
-                ("proj", 9, 0, [T0 + i + 0.5 for i in range(9)]),
-            )
-        ]
-    captures = [
-        Captured(Moment.PRE, values, T0, T0),
-        Captured(Moment.DURING, series, T0, T0 + 10),
-        Captured(Moment.POST, values, T0 + 10, T0 + 10),
-    ]
-    x = assemble(config, "exp-1", "lysozyme", captures, "", frames)
+    x = simulated_experiment(config, tmp_path)
     return write_experiment(x, tmp_path / "master.nxs", config.compression)
 
 

@@ -19,7 +19,6 @@ from assonant_ioc.model.components import (
     ComponentClass,
     DataField,
     Entry,
-    LinkedData,
     TransformationType,
 )
 from assonant_ioc.model.times import EPICS_EPOCH, iso
@@ -30,23 +29,23 @@ log = logging.getLogger(__name__)
 ND_ATTRIBUTES = "/entry/instrument/NDAttributes"
 
 
-def frame_metadata(linked: LinkedData) -> tuple[np.ndarray, np.ndarray]:
-    """(image_key, POSIX time) of every frame of the present files, in order.
+def frame_metadata(frames: h5py.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(image_key, POSIX time) of every frame of a virtual dataset, in its order.
 
-    From each file's NDAttributes (``image_key``: 0 projection, 1 flat, 2 dark, as
-    Diamond's tomography detectors record it; ``NDArrayEpicsTSSec``/``nSec``). A file
-    without them counts as projections with unknown times (NaN). Only metadata is read.
+    From each source file's NDAttributes (``image_key``: 0 projection, 1 flat, 2 dark, as
+    tomography beamlines record it; ``NDArrayEpicsTSSec``/``nSec``). A file without them
+    counts as projections with unknown times (NaN). Only metadata is read.
     """
     keys: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    for name in linked.files:
-        if not Path(name).exists():
-            continue
-        with h5py.File(name, "r") as f:
-            n = int(f[linked.dataset].shape[0])
+    master_dir = Path(frames.file.filename).resolve().parent
+    for source in frames.virtual_sources():
+        low, high = source.vspace.get_select_bounds()
+        n = int(high[0] - low[0] + 1)
+        key = np.zeros(n, dtype=np.int32)
+        stamp = np.full(n, np.nan)
+        with h5py.File(master_dir / source.file_name, "r") as f:
             nd = f.get(ND_ATTRIBUTES)
-            key = np.zeros(n, dtype=np.int32)
-            stamp = np.full(n, np.nan)
             if isinstance(nd, h5py.Group):
                 if "image_key" in nd:
                     key[:] = np.asarray(nd["image_key"][:n], dtype=np.int32)
@@ -83,14 +82,13 @@ def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def _nxtomo(group: h5py.Group, entry: Entry) -> None:
-    det_comp = next(c for c in entry.instrument if c.name == "detector")
     det = group["instrument/detector"]
-    if det_comp.data is None or "data" not in det or entry.sample is None:
+    data = det.get("data")
+    if not isinstance(data, h5py.Dataset) or not data.is_virtual or entry.sample is None:
         log.warning("%s: NXtomo without frames; the entry will not validate", group.name)
         return
-    keys, times = frame_metadata(det_comp.data)
-    if isinstance(det.get("data", getlink=True), h5py.HardLink):
-        det["data"].attrs["units"] = "counts"
+    keys, times = frame_metadata(data)
+    data.attrs["units"] = "counts"
     det.create_dataset("image_key", data=keys)
     sample = group[entry.sample.name]
     angles, units = _angles_at(entry.sample, times)

@@ -231,30 +231,42 @@ def _link_frames(
     Only the files' metadata is read: the master file takes the same time for 10 MB or 10 GB.
     Returns the link's path, or None when there is nothing to link.
     """
-    present = [f for f in linked.files if Path(f).exists()]
-    missing = [f for f in linked.files if f not in present]
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtype = None
+    unusable: list[str] = []
+    for path in linked.files:
+        if not Path(path).exists():
+            continue
+        try:
+            with h5py.File(path, "r") as src:
+                dset = src[linked.dataset]
+                shape, dtype = tuple(dset.shape), dtype or dset.dtype
+        except (OSError, KeyError, TypeError) as err:  # not HDF5, or no frames where expected
+            log.warning("%s: detector file %s unusable: %s", group.name, path, err)
+            unusable.append(path)
+            continue
+        first = next(iter(shapes.values()), shape)
+        if len(shape) < 2 or shape[1:] != first[1:]:
+            log.warning("%s: %s has frames %s, not %s", group.name, path, shape[1:], first[1:])
+            unusable.append(path)
+            continue
+        shapes[path] = shape
+    missing = [f for f in linked.files if f not in shapes and f not in unusable]
+    for name, files in (("missing_files", missing), ("unusable_files", unusable)):
+        if files:  # named, never fatal: the other frames and the metadata are still written
+            group.attrs[name] = np.array(files, dtype=_STR_DTYPE)
     if missing:
         log.warning("%s: detector file(s) not found: %s", group.name, ", ".join(missing))
-        group.attrs["missing_files"] = np.array(missing, dtype=_STR_DTYPE)
     if not linked.files:
         return None
-    if (len(linked.files) == 1 and not virtual) or not present:
+    if (len(linked.files) == 1 and not virtual) or not shapes:
         rel = os.path.relpath(linked.files[0], master_dir)
         group["data"] = h5py.ExternalLink(rel, linked.dataset)
         return f"{group.name}/data"
-    shapes = []
-    dtype = None
-    for path in present:
-        with h5py.File(path, "r") as src:
-            dset = src[linked.dataset]
-            shapes.append(dset.shape)
-            dtype = dtype or dset.dtype
-    frame = shapes[0][1:]
-    layout = h5py.VirtualLayout(shape=(sum(s[0] for s in shapes), *frame), dtype=dtype)
+    frame = next(iter(shapes.values()))[1:]
+    layout = h5py.VirtualLayout(shape=(sum(s[0] for s in shapes.values()), *frame), dtype=dtype)
     start = 0
-    for path, shape in zip(present, shapes, strict=True):
-        if shape[1:] != frame:
-            raise ValueError(f"{path}: frames of shape {shape[1:]}, expected {frame}")
+    for path, shape in shapes.items():
         source = h5py.VirtualSource(os.path.relpath(path, master_dir), linked.dataset, shape)
         layout[start : start + shape[0]] = source
         start += shape[0]

@@ -87,3 +87,19 @@ def test_a_missing_detector_file_is_named_not_fatal(tmp_path: Path) -> None:
         det = f["during_exposure/instrument/detector"]
         assert list(det.attrs["missing_files"]) == [missing]
         assert det["data"].shape == (2, 16, 12)
+
+
+def test_a_detector_file_of_other_frames_or_not_hdf5_is_named_not_fatal(tmp_path: Path) -> None:
+    good = [_frames(tmp_path / "a.h5", 2, 1), _frames(tmp_path / "c.h5", 3, 3)]
+    other = tmp_path / "b.h5"  # a file of another camera mode: frames of another shape
+    with h5py.File(other, "w") as f:
+        f.create_dataset(FRAMES, data=np.zeros((4, 8, 8), dtype=np.uint16))
+    broken = tmp_path / "d.h5"
+    broken.write_bytes(b"not HDF5 at all")
+    files = [good[0], str(other), good[1], str(broken)]
+    write_experiment(_experiment(files), tmp_path / "master.nxs")
+    with h5py.File(tmp_path / "master.nxs", "r") as f:
+        det = f["during_exposure/instrument/detector"]
+        assert list(det.attrs["unusable_files"]) == [str(other), str(broken)]
+        assert "missing_files" not in det.attrs
+        assert det["data"][:, 0, 0].tolist() == [1, 1, 3, 3, 3]

@@ -189,6 +189,7 @@ class AssonantIOC(PVGroup):
         "Status",
         "LastFile",
         "LastError",
+        "Validation",
         "FilesWritten",
         "PVsConnected",
         "PVsTotal",

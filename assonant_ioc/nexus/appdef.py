@@ -159,5 +159,8 @@ def fill_definition(definition: str, group: h5py.Group, entry: Entry) -> None:
 
 
 def needs_virtual(definition: str) -> bool:
-    """Whether frames must be a virtual dataset (whose attributes live in the master file)."""
-    return definition == "NXtomo"
+    """Whether frames must be a virtual dataset even from one file: under an application
+    definition (NXtomo wants ``data@units``, which only a dataset of the master file can
+    carry; pynxtools 0.16 fails on an external link, taking its target's parent from the
+    master file)."""
+    return bool(definition)

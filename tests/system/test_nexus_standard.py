@@ -21,7 +21,11 @@ from assonant_ioc.sim import procs
 from tests.system.conftest import REPO, start_service
 
 #: nexusformat 2.1 findings that are not faults of the file (see the README, "Validation")
-NEXUSFORMAT_KNOWN = ("NXslit is an invalid class in NXinstrument", "size is inconsistent")
+NEXUSFORMAT_KNOWN = (
+    "NXslit is an invalid class in NXinstrument",  # NeXus definitions issue #1430
+    "NXsource is an invalid class in NXentry",  # NXmx wants it there: definitions issue #1248
+    "size is inconsistent",  # nexusformat reads a virtual dataset as one frame per file
+)
 
 
 def _acquire(client: Any, BL: str, key: int, seconds: float) -> None:
@@ -36,12 +40,19 @@ def _acquire(client: Any, BL: str, key: int, seconds: float) -> None:
     )
 
 
-def test_nxtomo_over_the_detectors_own_files(
-    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
-) -> None:
+def _run(
+    sim: tuple[str, int],
+    kafka: str,
+    log_dir: Path,
+    tmp_path: Path,
+    config_name: str,
+    dark_and_flat: bool,
+) -> tuple[Path, dict[str, Any], str, Path, Path]:
+    """One experiment driven over CA while the camera writes its files and the sample
+    rotates 0 -> 30 deg; returns (master file, event, Validation PV, frames dir, data dir)."""
     BL = sim[0]
     topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
-    config = (REPO / "configs" / "sim_tomo.yaml").read_text()
+    config = (REPO / "configs" / config_name).read_text()
     with start_service(
         log_dir, tmp_path, sim, ["--kafka-bootstrap", kafka], topic, config_text=config
     ) as (client, P, data_dir, proc):
@@ -49,11 +60,13 @@ def test_nxtomo_over_the_detectors_own_files(
         client.put(f"{BL}det:HDF1:FilePath", str(frames_dir))
         client.put(f"{BL}smp:rx:VAL", 0.0)
         procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 10, "rx at 0")
-        exp_id = f"tomo-{int(time.time())}"
+        exp_id = f"{config_name.split('.')[0]}-{int(time.time())}"
         client.put(f"{P}ExperimentId", exp_id)
         client.put(f"{P}Snapshot:Pre", 1)
-        _acquire(client, BL, 2, 0.35)  # dark
-        _acquire(client, BL, 1, 0.35)  # flat
+        if dark_and_flat:
+            _acquire(client, BL, 2, 0.35)  # dark
+            _acquire(client, BL, 1, 0.35)  # flat
+        files_before = client.get(f"{BL}det:HDF1:FileNumber")
         client.put(f"{P}Record:During", 1)
         client.put(f"{BL}det:ImageKey", 0)
         client.put(f"{BL}det:Acquire", 1)
@@ -62,7 +75,7 @@ def test_nxtomo_over_the_detectors_own_files(
         procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 10, "rx at 30")
         client.put(f"{BL}det:Acquire", 0)
         procs.wait_until(
-            lambda: client.get(f"{BL}det:HDF1:FileNumber") == 4, 10, "projections file"
+            lambda: client.get(f"{BL}det:HDF1:FileNumber") == files_before + 1, 10, "scan file"
         )
         client.put(f"{P}Record:During", 0)
         client.put(f"{P}Snapshot:Post", 1)
@@ -71,7 +84,26 @@ def test_nxtomo_over_the_detectors_own_files(
         event = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
         validation_pv = client.get(f"{P}Validation")
         assert proc.popen.poll() is None
+    jsonschema.validate(event, json.loads(EVENT_SCHEMA_PATH.read_text()))
+    return master, event, validation_pv, frames_dir, data_dir
 
+
+def _only_known_errors(event: dict[str, Any], validation_pv: str) -> None:
+    """pynxtools: no error; nexusformat: only its known false reports; both on the PV too."""
+    report = event["validation"]
+    assert report["validators"] == ["pynxtools", "nexusformat"]
+    assert report["warnings"] > 0  # our provenance attributes are undocumented: warnings
+    assert f"{report['errors']} errors" in validation_pv
+    for finding in report["first_errors"]:
+        assert finding.startswith("nexusformat") and any(k in finding for k in NEXUSFORMAT_KNOWN)
+
+
+def test_nxtomo_over_the_detectors_own_files(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    master, event, validation_pv, frames_dir, data_dir = _run(
+        sim, kafka, log_dir, tmp_path, "sim_tomo.yaml", dark_and_flat=True
+    )
     det_files = sorted(frames_dir.glob("*.h5"))
     assert len(det_files) == 3
     n_frames = [h5py.File(f, "r")["/entry/data/data"].shape[0] for f in det_files]
@@ -103,11 +135,44 @@ def test_nxtomo_over_the_detectors_own_files(
     assert frames[first_flat, 0, 0] == 1000
     assert frames[-1, 0, 0] == 2000 + n_frames[2] - 1
 
-    jsonschema.validate(event, json.loads(EVENT_SCHEMA_PATH.read_text()))
     assert event["definition"] == "NXtomo"
-    report = event["validation"]
-    assert report["validators"] == ["pynxtools", "nexusformat"]
-    assert report["warnings"] > 0  # our provenance attributes are undocumented: warnings
-    assert f"{report['errors']} errors" in validation_pv
-    for finding in report["first_errors"]:
-        assert finding.startswith("nexusformat") and any(k in finding for k in NEXUSFORMAT_KNOWN)
+    _only_known_errors(event, validation_pv)
+
+
+def test_nxmx_with_the_goniometer_chain_over_one_sweep(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    master, event, validation_pv, frames_dir, _ = _run(
+        sim, kafka, log_dir, tmp_path, "sim_mx.yaml", dark_and_flat=False
+    )
+    (sweep,) = sorted(frames_dir.glob("*.h5"))
+    n = h5py.File(sweep, "r")["/entry/data/data"].shape[0]
+    with h5py.File(master, "r") as f:
+        entry = f["during_exposure"]
+        assert entry["definition"][()].decode() == "NXmx"
+        assert entry["end_time_estimated"][()] == entry["end_time"][()]
+        # one file: a virtual dataset over the camera's own file, read through it
+        data = entry["instrument/detector/data"]
+        assert data.is_virtual
+        assert [s.file_name for s in data.virtual_sources()] == [f"detector/{sweep.name}"]
+        assert entry["data/data"].shape == (n, 16, 16)
+        assert entry["data/data"][-1, 0, 0] == 2000 + n - 1  # the camera's last projection
+        sample = entry["sample"]
+        trans = sample["transformations"]
+        assert sample["depends_on"][()].decode() == trans["omega"].name
+        assert [trans[a].attrs["depends_on"] for a in ("omega", "x", "y", "z")] == [
+            trans["x"].name,
+            trans["y"].name,
+            trans["z"].name,
+            ".",
+        ]
+        omega = trans["omega"][()]  # the positions recorded during the sweep
+        assert omega[0] == pytest.approx(0.0) and omega[-1] == pytest.approx(30.0)
+        module = entry["instrument/detector/module"]
+        assert module["fast_pixel_direction"].attrs["offset"].tolist() == [0, 0, 0]
+        wavelength = entry["instrument/beam/incident_wavelength"]
+        assert wavelength.attrs["units"] == "angstrom"
+        assert wavelength[0] == pytest.approx(12.398419843320026 / 12.0, rel=1e-4)
+        assert entry["source/name"][()].decode() == "SIM storage ring"
+    assert event["definition"] == "NXmx"
+    _only_known_errors(event, validation_pv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from assonant_ioc.config.spec import ComponentSpec
+from assonant_ioc.config.spec import AxisSpec, ComponentSpec
 from assonant_ioc.model.components import ComponentClass, TransformationType
 
 Problem = tuple[int, str]
@@ -31,8 +31,8 @@ def _units(comp: ComponentSpec, name: str) -> str:
     return ""
 
 
-def _axis(comp: ComponentSpec, name: str) -> bool:
-    return any(ch.name == name and ch.axis is not None for ch in comp.channels)
+def _axis(comp: ComponentSpec, name: str) -> AxisSpec | None:
+    return next((ch.axis for ch in comp.channels if ch.name == name and ch.axis), None)
 
 
 def _need(
@@ -117,7 +117,8 @@ def _nxmx(instrument: list[ComponentSpec], sample: ComponentSpec | None) -> list
         else:
             _need(module, "NXmx: DETECTOR_MODULE", ["data_origin", "data_size"], problems, False)
             for name in ("fast_pixel_direction", "slow_pixel_direction"):
-                if not _axis(module, name):
+                axis = _axis(module, name)
+                if axis is None:
                     problems.append(
                         (
                             module.line,
@@ -125,7 +126,7 @@ def _nxmx(instrument: list[ComponentSpec], sample: ComponentSpec | None) -> list
                             f"{module.name!r} with units, vector and offset",
                         )
                     )
-                elif not next(c for c in module.channels if c.name == name).axis.offset:  # type: ignore[union-attr]
+                elif axis.offset is None:
                     problems.append(
                         (module.line, f"NXmx: DETECTOR_MODULE/{name}@offset is required")
                     )

@@ -13,7 +13,7 @@ Settings (char waveforms, any length): ``ExperimentId``, ``SampleName``,
 {sample} {counter} {date} {time}); all but Comment survive a restart (--autosave).
 
 Status: ``State`` (Idle, Collecting, Recording, Writing, Fault), ``Status``,
-``LastFile``, ``LastError``, ``FilesWritten``, ``PVsConnected``, ``PVsTotal``,
+``LastFile``, ``LastError``, ``Validation``, ``FilesWritten``, ``PVsConnected``, ``PVsTotal``,
 ``KafkaConnected``, ``Heartbeat``. Health: ``Uptime``, ``StartTime``,
 ``Version``, ``MemUsed``, ``CPULoad``, ``UpdateRate``.
 
@@ -276,13 +276,11 @@ class AssonantIOC(PVGroup):
             )
             self._current_sample = str(self.sample_name.value)
 
-    def _stop_frame_files(self) -> dict[str, list[str]]:
-        """Stop following the detectors' files; returns them (component -> paths)."""
+    def _stop_frame_files(self) -> None:
+        """Stop following the detectors' files (the experiment is written or dropped)."""
         sink, self._frame_files = self._frame_files, None
-        if sink is None:
-            return {}
-        self.monitor.remove_sink(sink)
-        return sink.files()
+        if sink is not None:
+            self.monitor.remove_sink(sink)
 
     def _snapshot(self, moment: Moment, now: float) -> int:
         """Keep the latest readings (a dict copy); returns how many of the moment's PVs."""

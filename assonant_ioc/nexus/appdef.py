@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import h5py
 import numpy as np
@@ -69,7 +70,7 @@ def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
     )
     value = axis.value
     readings = (value.reading,) if isinstance(value, DataField) else value.readings
-    known = [(r.timestamp, float(r.value)) for r in readings if r.value is not None]  # type: ignore[arg-type]
+    known = [(r.timestamp, float(cast(float, r.value))) for r in readings if r.value is not None]
     if not known:
         return np.full(len(times), np.nan), value.units
     stamps = np.array([t for t, _ in known])

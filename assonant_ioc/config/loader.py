@@ -133,6 +133,9 @@ _TOP_KEYS = {
     "definition",
     "compression",
     "validate",
+    "state_dir",
+    "journal_flush_s",
+    "connect_timeout",
     LINE,
 }
 
@@ -210,6 +213,13 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         else:
             for line, msg in missing_for_definition(definition, instrument, sample):
                 p.add(line or _line(doc, "definition"), msg)
+    timing: dict[str, float] = {}
+    for key, default in (("journal_flush_s", 1.0), ("connect_timeout", 5.0)):
+        raw_t = doc.get(key, default)
+        if isinstance(raw_t, bool) or not isinstance(raw_t, (int, float)) or not 0 < raw_t <= 600:
+            p.add(_line(doc, key), f"{key} must be a number of seconds in (0, 600], not {raw_t!r}")
+        else:
+            timing[key] = float(raw_t)
     if p.items:
         raise ConfigError(str(path), p.items)
     return BeamlineConfig(
@@ -224,6 +234,9 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         definition=definition,
         compression=compression,
         validate=bool(doc.get("validate", True)),
+        state_dir=str(doc.get("state_dir") or ""),
+        journal_flush_s=timing["journal_flush_s"],
+        connect_timeout=timing["connect_timeout"],
     )
 
 

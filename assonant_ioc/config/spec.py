@@ -28,18 +28,25 @@ def render_file_name(
         date=stamp.strftime("%Y%m%d"),
         time=stamp.strftime("%H%M%S"),
     )
-    if not name or "/" in name or name in (".", ".."):
+    if not name or "/" in name or "\0" in name or name in (".", "..") or name.startswith("."):
         raise ValueError(f"template {template!r} gives an unusable file name {name!r}")
     return name
 
 
-def check_file_name_template(template: str) -> str | None:
-    """Return why a file name template is unusable, or None when it is fine."""
+def check_file_name_template(
+    template: str, experiment_id: str = "id", sample: str = "s", beamline: str = "BL"
+) -> str | None:
+    """Return why a file name template is unusable (with these settings), or None."""
     try:
         render_file_name(
-            template, beamline="BL", experiment_id="id", sample="s", counter=1, when=0.0
+            template,
+            beamline=beamline,
+            experiment_id=experiment_id or "id",
+            sample=sample or "sample",
+            counter=1,
+            when=0.0,
         )
-    except (KeyError, ValueError, IndexError, AttributeError) as err:
+    except (KeyError, ValueError, IndexError, AttributeError, TypeError) as err:
         return (
             f"bad file name template {template!r} ({type(err).__name__}: {err}); "
             f"allowed fields: {', '.join(TEMPLATE_FIELDS)}"
@@ -145,6 +152,13 @@ class BeamlineConfig:
     compression: CompressionSpec = CompressionSpec()
     #: validate each file after writing it (pynxtools and nexusformat, when installed)
     validate: bool = True
+    #: where the experiment in progress and the undelivered events are kept (empty: the default
+    #: per-service directory beside the autosave file)
+    state_dir: str = ""
+    #: a recording is durable on disk at least this often (seconds)
+    journal_flush_s: float = 1.0
+    #: at start, how long to wait for every PV's first value before saying ready (seconds)
+    connect_timeout: float = 5.0
 
     def components(self) -> Iterator[ComponentSpec]:
         for top in self.instrument:

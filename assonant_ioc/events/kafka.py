@@ -1,7 +1,8 @@
 """Send events to Kafka with aiokafka (the only module that imports it).
 
-Delivery is confirmed (``acks="all"``). An event that cannot be delivered is
-kept in a backlog and sent again once the broker answers: nothing is lost.
+Delivery is confirmed (``acks="all"``) by an idempotent producer, so a retry after a
+lost acknowledgement does not write the event twice. Keeping an undelivered event is the
+outbox's job (``lifecycle.outbox``): this module only sends one event or says why not.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from assonant_ioc.errors import SendFailed
 
@@ -26,29 +26,46 @@ class EventSender:
         self.bootstrap = bootstrap
         self.topic = topic
         self.timeout = timeout
-        self.backlog: deque[tuple[str, dict[str, Any]]] = deque()
         self.connected = False
         self.sent = 0
         self.last_error = ""
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        #: turned off when the broker grants no producer id (InitProducerId): some
+        #: Kafka-protocol brokers (Tansu) do not; consumers then drop repeats by event_id
+        self.idempotent = True
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                acks="all",
-                enable_idempotence=False,
-                request_timeout_ms=int(self.timeout * 1000),
-                client_id="assonant-ioc",
-            )
+            producer = self._new_producer()
             try:
                 await asyncio.wait_for(producer.start(), self.timeout)
-            except (KafkaError, OSError, asyncio.TimeoutError) as err:
+            except KafkaError as err:
+                await producer.stop()
+                if not self.idempotent or isinstance(err, KafkaConnectionError):
+                    raise SendFailed(f"Kafka broker {self.bootstrap} unreachable: {err!r}") from err
+                log.warning(
+                    "Kafka broker %s grants no producer id (%r): idempotent producer off; "
+                    "a repeated event keeps its event_id",
+                    self.bootstrap,
+                    err,
+                )
+                self.idempotent = False
+                return await self._ensure_producer()
+            except (OSError, asyncio.TimeoutError) as err:
                 await producer.stop()
                 raise SendFailed(f"Kafka broker {self.bootstrap} unreachable: {err!r}") from err
             self._producer = producer
         return self._producer
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=self.idempotent,
+            request_timeout_ms=int(self.timeout * 1000),
+            client_id="assonant-ioc",
+        )
 
     async def connect(self) -> bool:
         """Try to reach the broker; returns whether it answered."""
@@ -62,37 +79,24 @@ class EventSender:
         return self.connected
 
     async def send(self, key: str, event: dict[str, Any]) -> None:
-        """Queue ``event``, deliver the backlog; raise SendFailed if the event is still queued."""
-        self.backlog.append((key, event))
-        await self.flush()
-        if any(e is event for _, e in self.backlog):
-            raise SendFailed(self.last_error or "event not delivered")
-
-    async def flush(self) -> int:
-        """Deliver the backlog in order; returns how many events are still waiting."""
+        """Deliver one event and wait for the broker's acknowledgement, or raise SendFailed."""
         async with self._lock:
-            while self.backlog:
-                key, event = self.backlog[0]
-                try:
-                    producer = await self._ensure_producer()
-                    await asyncio.wait_for(
-                        producer.send_and_wait(
-                            self.topic, json.dumps(event).encode(), key=key.encode()
-                        ),
-                        self.timeout,
-                    )
-                except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
-                    self.connected = False
-                    self.last_error = f"Kafka send to {self.topic} failed: {err!r}"
-                    log.warning(
-                        "%s; %d event(s) kept for retry", self.last_error, len(self.backlog)
-                    )
-                    await self._drop_producer()
-                    break
-                self.backlog.popleft()
-                self.sent += 1
-                self.connected = True
-        return len(self.backlog)
+            try:
+                producer = await self._ensure_producer()
+                await asyncio.wait_for(
+                    producer.send_and_wait(
+                        self.topic, json.dumps(event).encode(), key=key.encode()
+                    ),
+                    self.timeout,
+                )
+            except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
+                self.connected = False
+                self.last_error = f"Kafka send to {self.topic} failed: {err!r}"
+                log.warning("%s", self.last_error)
+                await self._drop_producer()
+                raise SendFailed(self.last_error) from err
+            self.sent += 1
+            self.connected = True
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None

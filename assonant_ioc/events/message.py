@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ def file_written_event(
     sha256: str,
     written_at: float,
     validation: dict[str, Any] | None = None,
+    event_id: str = "",
 ) -> dict[str, Any]:
     """The event that says which file holds experiment ``x`` (and what validation found)."""
     readings = [r for e in x.entries for r in e.readings()]
     event = {
         "schema_version": EVENT_SCHEMA_VERSION,
         "event_type": "file_written",
+        "event_id": event_id or uuid.uuid4().hex,
         "beamline": x.beamline,
         "experiment_id": x.experiment_id,
         "sample_name": x.sample_name,

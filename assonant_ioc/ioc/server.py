@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import os
+import signal
 import textwrap
 import time
 from dataclasses import replace
@@ -39,23 +39,19 @@ from caproto.server import PVGroup, pvproperty, run, template_arg_parser
 
 import assonant_ioc
 from assonant_ioc.config import BeamlineConfig, load_config
-from assonant_ioc.config.spec import check_file_name_template, render_file_name
-from assonant_ioc.errors import AssonantError, CommandRefused, ConfigError, SendFailed, WriteFailed
+from assonant_ioc.config.spec import check_file_name_template
+from assonant_ioc.errors import CommandRefused, ConfigError
 from assonant_ioc.events.kafka import EventSender
-from assonant_ioc.events.message import file_written_event
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.health import CpuLoad, rss_mb
-from assonant_ioc.model.components import Experiment, Moment
-from assonant_ioc.model.state import Command, State, StateMachine
+from assonant_ioc.lifecycle import Lifecycle, Settings
+from assonant_ioc.model.components import Moment
+from assonant_ioc.model.state import State
 from assonant_ioc.monitor import PVMonitor
-from assonant_ioc.nexus import write_experiment
-from assonant_ioc.nexus.validate import validate
-from assonant_ioc.snapshots import Captured, FileNames, Recording, assemble
 
 log = logging.getLogger(__name__)
 
 STATE_STRINGS = [s.label for s in State]
-KAFKA_RETRY_PERIOD = 5.0
 
 
 def _long_string(
@@ -71,14 +67,6 @@ def _long_string(
         read_only=read_only,
         doc=doc,
     )
-
-
-def _sha256(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
 
 
 class AssonantIOC(PVGroup):
@@ -207,6 +195,7 @@ class AssonantIOC(PVGroup):
         sender: EventSender | None,
         monitor: PVMonitor | None = None,
         autosave: Autosave | None = None,
+        state_dir: Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -216,18 +205,14 @@ class AssonantIOC(PVGroup):
         self._cpu = CpuLoad()
         self._last_updates = (0, time.monotonic())
         self._callback_errors = 0
+        self._ready = False
         self.config = config
         self.sender = sender
         self.monitor = monitor or PVMonitor(config.pvs())
-        self.machine = StateMachine()
-        self._captures: dict[Moment, Captured] = {}
-        self._moment_pvs = {m: config.pvs(m) for m in Moment}
-        self._recording: Recording | None = None
-        self._frame_files: FileNames | None = None
-        self._current_id = ""
-        self._current_sample = ""
+        if state_dir is None:
+            state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
+        self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)
         self._counter = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- helpers ------------------------------------------------------------------------------
     async def _say(self, message: str) -> None:
@@ -240,52 +225,25 @@ class AssonantIOC(PVGroup):
         await self.status.write(message[:1023])
         await self.last_error.write(message[:1023])
 
-    async def _set_state(self, state: State) -> None:
-        await self.state.write(state.label)
-
-    async def _command(self, cmd: Command) -> None:
-        """Apply ``cmd`` to the state machine or refuse it (the put then fails)."""
-        try:
-            new = self.machine.apply(cmd)
-        except CommandRefused as err:
-            await self._error(str(err))
-            raise
-        await self._set_state(new)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _check_one(self, value: Any, pv: str) -> None:
         if value != 1:
             msg = f"{pv} refused: write 1 to run the command, not {value!r}"
             await self._error(msg)
             raise CommandRefused(msg)
+        if not self._ready:
+            msg = f"{pv} refused: the service is still starting"
+            await self._error(msg)
+            raise CommandRefused(msg)
 
-    def _begin_experiment(self, now: float) -> None:
-        if self.machine.state is State.IDLE:
-            self._captures.clear()
-            self._stop_frame_files()
-            frame_pvs = self.config.frame_pvs()
-            if frame_pvs:  # from now on, each file a detector closes belongs to this experiment
-                self._frame_files = FileNames(frame_pvs)
-                self.monitor.add_sink(self._frame_files, frame_pvs.values())
-            self._current_id = str(self.experiment_id.value).strip() or time.strftime(
-                f"{self.config.beamline}-%Y%m%dT%H%M%S", time.gmtime(now)
-            )
-            self._current_sample = str(self.sample_name.value)
-
-    def _stop_frame_files(self) -> None:
-        """Stop following the detectors' files (the experiment is written or dropped)."""
-        sink, self._frame_files = self._frame_files, None
-        if sink is not None:
-            self.monitor.remove_sink(sink)
-
-    def _snapshot(self, moment: Moment, now: float) -> int:
-        """Keep the latest readings (a dict copy); returns how many of the moment's PVs."""
-        self._captures[moment] = Captured(moment, self.monitor.latest(), now, now)
-        return len(self._moment_pvs[moment])
+    def _settings(self) -> Settings:
+        return Settings(
+            experiment_id=str(self.experiment_id.value),
+            sample=str(self.sample_name.value),
+            comment=str(self.comment.value),
+            data_dir=str(self.data_dir.value),
+            file_name=str(self.file_name.value),
+            counter=self._counter,
+        )
 
     # -- startup / periodic ---------------------------------------------------------------
     @status.startup
@@ -294,17 +252,20 @@ class AssonantIOC(PVGroup):
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
         await asyncio.to_thread(self.monitor.start)
-        if self.sender is not None:
-            self._spawn(self._kafka_loop())
+        heard, total = await asyncio.to_thread(
+            self.monitor.wait_first_values, self.config.connect_timeout
+        )
+        recovered = await self.lifecycle.start()
+        self._ready = True
         if self.status.value == "Starting":  # a refusal during start-up stays on show
-            await self._say(f"Idle: {self.config.beamline}, {self.monitor.total} PVs")
+            missing = f" ({total - heard} without a value yet)" if heard < total else ""
+            await self._say(f"Idle: {self.config.beamline}, {total} PVs{missing}")
+        elif recovered:
+            log.info("%s", recovered)
 
     @status.shutdown
     async def status(self, instance: Any, async_lib: Any) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self.sender is not None:
-            await self.sender.close()
+        await self.lifecycle.stop()
         await asyncio.to_thread(self.monitor.stop)
 
     @heartbeat.scan(period=1.0)
@@ -328,157 +289,74 @@ class AssonantIOC(PVGroup):
         if kafka != self.kafka_connected.value:
             await self.kafka_connected.write(kafka)
 
-    async def _kafka_loop(self) -> None:
-        assert self.sender is not None
-        while True:
-            try:
-                if self.sender.backlog:
-                    left = await self.sender.flush()
-                    if not left:
-                        await self._say("Kafka: delayed events delivered")
-                elif not self.sender.connected:
-                    await self.sender.connect()
-            except Exception:
-                log.exception("Kafka retry loop")
-            await asyncio.sleep(KAFKA_RETRY_PERIOD)
-
     # -- commands -----------------------------------------------------------------------------
     @snapshot_pre.putter
     async def snapshot_pre(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "Snapshot:Pre")
-        now = time.time()
-        self._begin_experiment(now)
-        await self._command(Command.SNAPSHOT_PRE)
-        count = self._snapshot(Moment.PRE, now)
-        await self._say(f"{self._current_id}: pre-exposure snapshot of {count} PVs")
+        await self.lifecycle.snapshot(Moment.PRE, self._settings())
         return 0
 
     @record_during.putter
     async def record_during(self, instance: Any, value: Any) -> int:
-        now = time.time()
+        if value not in (0, 1):
+            msg = f"Record:During refused: write 1 (start) or 0 (stop), not {value!r}"
+            await self._error(msg)
+            raise CommandRefused(msg)
+        await self._check_one(1, "Record:During")
         if value == 1:
-            self._begin_experiment(now)
-            await self._command(Command.RECORD_START)
-            pvs = self._moment_pvs[Moment.DURING]
-            self._recording = Recording(pvs, now)
-            self.monitor.add_sink(self._recording, pvs)
-            await self._say(f"{self._current_id}: recording {len(pvs)} PVs")
+            await self.lifecycle.record_start(self._settings())
             return 1
-        if value == 0:
-            await self._command(Command.RECORD_STOP)
-            recording, self._recording = self._recording, None
-            assert recording is not None
-            recording.close(now)
-            await asyncio.sleep(
-                Recording.GRACE_S
-            )  # updates stamped before the stop may be in flight
-            self.monitor.remove_sink(recording)
-            series = recording.stop()
-            self._captures[Moment.DURING] = Captured(Moment.DURING, series, recording.start, now)
-            await self._say(
-                f"{self._current_id}: recorded {sum(len(s) for s in series.values())} readings "
-                f"of {len(series)} PVs"
-            )
-            return 0
-        msg = f"Record:During refused: write 1 (start) or 0 (stop), not {value!r}"
-        await self._error(msg)
-        raise CommandRefused(msg)
+        await self.lifecycle.record_stop()
+        return 0
 
     @snapshot_post.putter
     async def snapshot_post(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "Snapshot:Post")
-        now = time.time()
-        await self._command(Command.SNAPSHOT_POST)
-        count = self._snapshot(Moment.POST, now)
-        await self._say(f"{self._current_id}: post-exposure snapshot of {count} PVs")
+        await self.lifecycle.snapshot(Moment.POST, self._settings())
         return 0
 
     @end_of_experiment.putter
     async def end_of_experiment(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "EndOfExperiment")
-        await self._command(Command.END_OF_EXPERIMENT)
-        await self._say(f"{self._current_id}: writing")
-        captures = list(self._captures.values())
-        start = min(c.start for c in captures)
-        try:
-            path, counter = self._next_path(start)
-            experiment, size, sha256 = await asyncio.to_thread(
-                self._write, captures, path, str(self.comment.value)
-            )
-        except (WriteFailed, OSError, AssonantError) as err:
-            self.machine.apply(Command.WRITE_FAILED)
-            await self._set_state(State.FAULT)
-            await self._error(
-                f"{self._current_id}: write failed, experiment kept "
-                f"(fix it and EndOfExperiment again, or Abort): {err}"
-            )
-            raise
-        written_at = time.time()
-        self._counter = counter
+        _, self._counter = await self.lifecycle.end_of_experiment(self._settings())
         self._persist()
-        self.machine.apply(Command.WRITE_DONE)
-        self._captures.clear()
-        self._stop_frame_files()
-        await self.last_file.write(str(path))
-        await self.files_written.write(self.files_written.value + 1)
-        await self._set_state(State.IDLE)
-        await self._say(f"{experiment.experiment_id}: wrote {path}")
-        self._spawn(self._validate_and_send(experiment, path, size, sha256, written_at))
         return 0
-
-    async def _validate_and_send(
-        self, experiment: Experiment, path: Path, size: int, sha256: str, written_at: float
-    ) -> None:
-        """After the put has completed: validate the file (never fatal), then the event."""
-        report = None
-        if self.config.validate:
-            try:
-                report = await asyncio.to_thread(validate, path)
-                await self.validation.write(f"{path.name}: {report.summary()}"[:1023])
-                log.info("%s: %s", path, report.summary())
-            except Exception as err:  # a validator's failure never loses the file or event
-                log.exception("validation of %s failed", path)
-                await self._error(f"{path.name}: validation failed: {err}")
-        if self.sender is not None:
-            event = file_written_event(
-                experiment,
-                path,
-                size,
-                sha256,
-                written_at,
-                report.as_event() if report is not None else None,
-            )
-            await self._send(experiment.experiment_id, event)
-
-    async def _send(self, key: str, event: dict[str, Any]) -> None:
-        assert self.sender is not None
-        try:
-            await self.sender.send(key, event)
-            await self._say(f"{key}: event sent for {event['file_path']}")
-        except SendFailed as err:
-            await self._error(f"{key}: {err}; the event is kept and will be sent again")
 
     @abort.putter
     async def abort(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "Abort")
-        await self._command(Command.ABORT)
-        if self._recording is not None:
-            self.monitor.remove_sink(self._recording)
-            self._recording = None
-        self._captures.clear()
-        self._stop_frame_files()
+        await self.lifecycle.abort()
         await self.record_during.write(0, verify_value=False)  # no putter: not a command
-        await self._say(f"{self._current_id}: aborted, nothing written")
         return 0
 
     # -- settings -----------------------------------------------------------------------------
+    async def _refuse_setting(self, msg: str) -> None:
+        await self._error(msg)
+        raise ValueError(msg)
+
+    def _file_name_problem(self, **changed: str) -> str | None:
+        """Why the file name would be unusable with ``changed`` settings, or None."""
+        current = {
+            "template": str(self.file_name.value),
+            "experiment_id": str(self.experiment_id.value),
+            "sample": str(self.sample_name.value),
+        } | changed
+        if not current["template"]:
+            return None
+        return check_file_name_template(beamline=self.config.beamline, **current)
+
     @experiment_id.putter
     async def experiment_id(self, instance: Any, value: Any) -> str:
         text = str(value).strip()
         if "/" in text or "\\" in text or any(ord(c) < 32 for c in text):
-            msg = f"ExperimentId refused: {text!r} has a path separator or control character"
-            await self._error(msg)
-            raise ValueError(msg)
+            await self._refuse_setting(
+                f"ExperimentId refused: {text!r} has a path separator or control character"
+            )
+        if text in (".", ".."):
+            await self._refuse_setting(f"ExperimentId refused: {text!r} is not a usable id")
+        why = self._file_name_problem(experiment_id=text)
+        if why and not self._restoring:
+            await self._refuse_setting(f"ExperimentId refused: {why}")
         self._persist(ExperimentId=text)
         return text
 
@@ -486,31 +364,30 @@ class AssonantIOC(PVGroup):
     async def data_dir(self, instance: Any, value: Any) -> str:
         text = str(value).strip()
         if not os.path.isabs(text):
-            msg = f"DataDir refused: {text!r} is not an absolute path"
-            await self._error(msg)
-            raise ValueError(msg)
+            await self._refuse_setting(f"DataDir refused: {text!r} is not an absolute path")
         self._persist(DataDir=text)
         return text
 
     @file_name.putter
     async def file_name(self, instance: Any, value: Any) -> str:
         text = str(value).strip()
-        why = check_file_name_template(text)
+        why = check_file_name_template(text) or self._file_name_problem(template=text)
         if why:
-            msg = f"FileName refused: {why}"
-            await self._error(msg)
-            raise ValueError(msg)
+            await self._refuse_setting(f"FileName refused: {why}")
         self._persist(FileName=text)
         return text
 
     @sample_name.putter
     async def sample_name(self, instance: Any, value: Any) -> str:
         text = str(value)
+        why = self._file_name_problem(sample=text or "sample")
+        if why and not self._restoring:
+            await self._refuse_setting(f"SampleName refused: {why}")
         self._persist(SampleName=text)
         return text
 
     # -- autosave ------------------------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
+    def _saved_settings(self) -> dict[str, Any]:
         pvs = {pv.pvspec.name: getattr(self, attr) for attr, pv in self._pvs_.items()}
         saved: dict[str, Any] = {name: str(pvs[name].value) for name in self.AUTOSAVED}
         saved["counter"] = self._counter
@@ -520,7 +397,7 @@ class AssonantIOC(PVGroup):
         """Save the settings, with ``changed`` (PV name: new value) not yet in the PVs."""
         if self.autosave is None or self._restoring:
             return
-        settings = self._settings() | changed
+        settings = self._saved_settings() | changed
         try:
             self.autosave.save(settings)
         except OSError as err:
@@ -550,36 +427,36 @@ class AssonantIOC(PVGroup):
         if restored and self.autosave is not None:
             log.info("restored %s from %s", ", ".join(restored), self.autosave.path)
 
-    # -- internals -----------------------------------------------------------------------------
-    def _write(
-        self, captures: list[Captured], path: Path, comment: str
-    ) -> tuple[Experiment, int, str]:
-        """In a worker thread: data classes, the file, its size and sha256."""
-        frames = self._frame_files.files() if self._frame_files is not None else None
-        experiment = assemble(
-            self.config, self._current_id, self._current_sample, captures, comment, frames
-        )
-        write_experiment(experiment, path, self.config.compression)
-        size, sha256 = _sha256(path)
-        return experiment, size, sha256
 
-    def _next_path(self, when: float) -> tuple[Path, int]:
-        """The next free file name and its counter: a name already on disk is never reused."""
-        directory = Path(str(self.data_dir.value))
-        template = str(self.file_name.value)
-        tries = 100_000 if "{counter" in template else 1
-        for counter in range(self._counter + 1, self._counter + 1 + tries):
-            path = directory / render_file_name(
-                template,
-                beamline=self.config.beamline,
-                experiment_id=self._current_id,
-                sample=self._current_sample or "sample",
-                counter=counter,
-                when=when,
-            )
-            if not path.exists():
-                return path, counter
-        raise WriteFailed(f"{directory}: no free file name for template {template!r}")
+class _Reporter:
+    """What the lifecycle says, shown on the IOC's status PVs."""
+
+    def __init__(self, ioc: AssonantIOC) -> None:
+        self.ioc = ioc
+
+    async def say(self, message: str) -> None:
+        await self.ioc._say(message)
+
+    async def error(self, message: str) -> None:
+        await self.ioc._error(message)
+
+    async def state_changed(self, state: State) -> None:
+        await self.ioc.state.write(state.label)
+        if state is not State.RECORDING and self.ioc.record_during.value != 0:
+            await self.ioc.record_during.write(0, verify_value=False)
+
+    async def file_written(self, path: Path) -> None:
+        await self.ioc.last_file.write(str(path))
+        await self.ioc.files_written.write(self.ioc.files_written.value + 1)
+
+    async def validated(self, text: str) -> None:
+        await self.ioc.validation.write(text[:1023])
+
+
+def default_state_dir(autosave: Path | None, prefix: str) -> Path:
+    """Beside the autosave file: ``<autosave name without .json>.state``."""
+    base = autosave or default_path(prefix)
+    return base.with_name(f"{base.stem}.state")
 
 
 def _parse_args(
@@ -603,6 +480,12 @@ def _parse_args(
         metavar="FILE",
         help="where settings are kept across restarts (default: "
         "$XDG_STATE_HOME/assonant-ioc/<prefix>.json)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where the experiment in progress and undelivered events are kept across "
+        "crashes and restarts (default: the config's state_dir, else beside the autosave file)",
     )
     parser.add_argument(
         "--macro",
@@ -654,7 +537,18 @@ def main(argv: list[str] | None = None) -> None:
     autosave = Autosave(
         Path(args.autosave) if args.autosave else default_path(ioc_options["prefix"])
     )
-    ioc = AssonantIOC(config=config, sender=sender, autosave=autosave, **ioc_options)
+    state_dir = args.state_dir or config.state_dir
+    ioc = AssonantIOC(
+        config=config,
+        sender=sender,
+        autosave=autosave,
+        state_dir=Path(state_dir).resolve() if state_dir else None,
+        **ioc_options,
+    )
+    # our own read-only opens (checksums, validation) never lock a reader out of a new file
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    # SIGTERM stops as SIGINT does: the shutdown hooks run and say what is left pending
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     run(ioc.pvdb, **run_options)
 
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.readings import UDF_ALARM, Reading
 from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,20 @@ def _type_name(chid: Any) -> str:
 
 
 class Sink(Protocol):
-    """Something that receives every update of the PVs it wants (a during recording)."""
+    """Something that receives every update of the PVs it wants (a during recording).
+
+    ``add`` runs in libca's threads for every update: it must be cheap and never raise.
+    """
 
     def wants(self, pv: str) -> bool: ...
 
-    def add(self, reading: Reading) -> None: ...
+    def add(
+        self, pv: str, value: Any, t: float, severity: int, status: int, connected: bool
+    ) -> None: ...
+
+
+#: The latest update of a PV as it arrived: (value, EPICS time, severity, status, connected).
+Raw = tuple[Any, float, int, int, bool]
 
 
 class PVMonitor:
@@ -62,7 +71,9 @@ class PVMonitor:
     def __init__(self, pvs: Iterable[str]) -> None:
         self.pvs = list(dict.fromkeys(pvs))
         self._lock = threading.Lock()
-        self._latest: dict[str, Reading] = {}
+        self._latest: dict[str, Raw] = {}
+        self._last_value: dict[str, Any] = {}  # the last connected value: a disconnected
+        # reading keeps its dtype and shape
         self._units: dict[str, str] = {}
         self._connected: set[str] = set()
         self._sinks: list[Sink] = []
@@ -121,9 +132,52 @@ class PVMonitor:
         return len(self.pvs)
 
     def latest(self) -> dict[str, Reading]:
-        """A copy of the latest reading of every PV heard from (PVs never heard from are absent)."""
+        """The latest reading of every PV heard from (PVs never heard from are absent).
+
+        The raw updates are copied under the lock; the readings are built after it.
+        """
         with self._lock:
-            return dict(self._latest)
+            raw = dict(self._latest)
+            units = dict(self._units)
+            last = {pv: self._last_value[pv] for pv, r in raw.items() if not r[4]}
+        out: dict[str, Reading] = {}
+        for pv, (value, t, severity, status, connected) in raw.items():
+            if connected:
+                out[pv] = Reading.of(pv, value, t, units.get(pv, ""), severity, status)
+            else:
+                prev = last.get(pv)
+                before = Reading.of(pv, prev, t, units.get(pv, "")) if prev is not None else None
+                out[pv] = Reading.disconnected(pv, t, before)
+        return out
+
+    def units_of(self, pv: str) -> str:
+        return self._units.get(pv, "")
+
+    @property
+    def heard_count(self) -> int:
+        """PVs connected whose first value has arrived."""
+        with self._lock:
+            return sum(1 for pv in self._connected if pv in self._latest)
+
+    def wait_first_values(self, timeout: float) -> tuple[int, int]:
+        """Block until every PV is connected with its first value, or ``timeout`` has passed
+        (then until every connected PV has its first value, a few seconds at most).
+        Returns (PVs with a value, PVs in all)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                done = sum(1 for pv in self.pvs if pv in self._latest and pv in self._connected)
+            if done == len(self.pvs):
+                return done, len(self.pvs)
+            time.sleep(0.05)
+        settle = time.monotonic() + 5.0
+        while time.monotonic() < settle:
+            with self._lock:
+                waiting = [pv for pv in self._connected if pv not in self._latest]
+            if not waiting:
+                break
+            time.sleep(0.05)
+        return self.heard_count, len(self.pvs)
 
     def describe(self, pv: str) -> tuple[bool, str | None, str]:
         """(connected, units or None while not yet known, native DBR type) of one PV."""
@@ -133,14 +187,20 @@ class PVMonitor:
         return connected, units, _type_name(chid) if connected and chid is not None else ""
 
     def add_sink(self, sink: Sink, pvs: Iterable[str]) -> None:
-        """Start feeding ``sink``; it first gets the latest reading of each of ``pvs``.
+        """Start feeding ``sink``; it first gets the latest update of each of ``pvs``.
 
+        A PV not connected gets a disconnected point; a PV connected whose first value is
+        still in flight gets nothing invented: its first value comes through the stream.
         Done under the lock, so no update falls between the first values and the stream.
         """
         now = time.time()
         with self._lock:
             for pv in pvs:
-                sink.add(self._latest.get(pv) or Reading.disconnected(pv, now))
+                raw = self._latest.get(pv)
+                if raw is not None:
+                    sink.add(pv, *raw)
+                elif pv not in self._connected:
+                    sink.add(pv, None, now, 3, UDF_ALARM, False)
             self._sinks.append(sink)
 
     def remove_sink(self, sink: Sink) -> None:
@@ -159,8 +219,7 @@ class PVMonitor:
                     self._connected.add(pvname)
                 else:
                     self._connected.discard(pvname)
-                    reading = Reading.disconnected(pvname, now, self._latest.get(pvname))
-                    self._store(reading)
+                    self._store(pvname, (None, now, 3, UDF_ALARM, False))
             if conn and pvname not in self._subscribed:
                 self._subscribed.add(pvname)
                 self._todo.append(pvname)
@@ -203,26 +262,18 @@ class PVMonitor:
             stamp = meta.stamp
             timestamp = stamp.secs + EPICS_EPOCH + stamp.nsec * 1e-9 if stamp.secs else time.time()
             with self._lock:
-                reading = Reading.of(
-                    pvname,
-                    value,
-                    timestamp,
-                    units=self._units.get(pvname, ""),
-                    severity=meta.severity,
-                    status=meta.status,
-                )
-                self._store(reading)
+                self._last_value[pvname] = value
+                self._store(pvname, (value, timestamp, meta.severity, meta.status, True))
                 self.updates += 1
         except Exception:
             self.callback_errors += 1
             log.exception("monitor callback failed for %s", pvname)
 
-    def _store(self, reading: Reading) -> None:
-        """Under the lock: cache the reading and hand it to the recordings that want it."""
-        self._latest[reading.source] = reading
+    def _store(self, pv: str, raw: Raw) -> None:
+        """Under the lock: keep the update and hand it to the sinks (no objects built)."""
+        self._latest[pv] = raw
         for sink in self._sinks:
-            if sink.wants(reading.source):
-                sink.add(reading)
+            sink.add(pv, *raw)
 
     # -- subscriptions (own thread: pyepics may block while creating them) ------------
     def _subscribe_loop(self) -> None:

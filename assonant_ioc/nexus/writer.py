@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -339,20 +340,36 @@ def write_experiment(
     x: Experiment,
     final_path: str | os.PathLike[str],
     compression: CompressionSpec | None = None,
+    notes: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write ``x`` to ``final_path``, never overwriting; returns the path (blocking).
 
-    ``compression`` chunks and compresses datasets (time series, arrays) that are long enough.
+    ``compression`` chunks and compresses datasets (time series, arrays) that are long enough;
+    ``notes`` (entry name -> note name -> text) become NXnote groups in those entries.
+    """
+    final = Path(final_path)
+    tmp = write_partial(x, final, compression, notes)
+    publish(tmp, final)
+    return final
+
+
+def partial_path(final: Path) -> Path:
+    """The hidden name a file is written under until it is complete."""
+    return final.with_name(f".{final.name}.partial")
+
+
+def write_partial(
+    x: Experiment,
+    final: Path,
+    compression: CompressionSpec | None = None,
+    notes: Mapping[str, Mapping[str, str]] | None = None,
+) -> Path:
+    """Write ``x`` under the hidden name of ``final`` and sync it; returns that name.
+
+    Any failure (a full disk, a bad value) removes the partial file and raises WriteFailed.
     """
     token = _COMPRESSION.set(compression or CompressionSpec())
-    try:
-        return _write_experiment(x, Path(final_path))
-    finally:
-        _COMPRESSION.reset(token)
-
-
-def _write_experiment(x: Experiment, final: Path) -> Path:
-    tmp = final.with_name(f".{final.name}.partial")
+    tmp = partial_path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -367,13 +384,33 @@ def _write_experiment(x: Experiment, final: Path) -> Path:
             plottable = [e for e in x.entries if _write_entry(f, x, e, final.parent.resolve())]
             if plottable or x.entries:
                 _attrs(f, default=(plottable or list(x.entries))[0].moment.entry_name)
+            for entry_name, entry_notes in (notes or {}).items():
+                if entry_name in f:
+                    for name, text in entry_notes.items():
+                        note = _group(f[entry_name], name, "NXnote")
+                        note.create_dataset("type", data="text/plain")
+                        note.create_dataset("description", data=text)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.link(tmp, final)  # atomic, and fails rather than overwrite a file that appeared
-        tmp.unlink()
-    except (OSError, ValueError, TypeError) as err:
+    except Exception as err:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise WriteFailed(f"cannot write {final}: {err}") from err
-    log.info("wrote %s (%d entries)", final, len(x.entries))
-    return final
+        raise WriteFailed(f"cannot write {final}: {type(err).__name__}: {err}") from err
+    finally:
+        _COMPRESSION.reset(token)
+    return tmp
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Give the complete file ``tmp`` its final name (atomic; never overwrites), durably."""
+    try:
+        os.link(tmp, final)  # fails rather than overwrite a file that appeared
+        tmp.unlink()
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise WriteFailed(f"cannot name {final}: {err}") from err
+    log.info("wrote %s", final)

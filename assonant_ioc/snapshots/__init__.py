@@ -3,10 +3,9 @@
 from assonant_ioc.snapshots.capture import (
     Captured,
     FileNames,
-    Recording,
     assemble,
     build_entry,
     build_experiment,
 )
 
-__all__ = ["Captured", "FileNames", "Recording", "assemble", "build_entry", "build_experiment"]
+__all__ = ["Captured", "FileNames", "assemble", "build_entry", "build_experiment"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig, ComponentSpec
 from assonant_ioc.model.components import (
@@ -21,54 +23,7 @@ from assonant_ioc.model.components import (
 )
 from assonant_ioc.model.readings import Reading
 
-
-class Recording:
-    """Every update of a set of PVs between start and stop; fed from the CA client's threads.
-
-    Stopping is in two steps: :meth:`close` fixes the end time, and updates
-    stamped (by their IOC) no later than it are still taken until :meth:`stop`,
-    so an update already on the wire when the stop command arrived is not lost.
-    """
-
-    #: How long to wait, after the stop command, for updates stamped before it.
-    GRACE_S = 0.25
-
-    def __init__(self, pvs: Iterable[str], start: float) -> None:
-        self.start = start
-        self.end: float | None = None
-        self._stopped = False
-        self._lock = threading.Lock()
-        self._series: dict[str, list[Reading]] = {pv: [] for pv in pvs}
-
-    def wants(self, pv: str) -> bool:
-        return pv in self._series
-
-    def add(self, reading: Reading) -> None:
-        series = self._series.get(reading.source)
-        if series is None:
-            return
-        with self._lock:
-            if self._stopped or (self.end is not None and reading.timestamp > self.end):
-                return
-            series.append(reading)
-
-    def close(self, end: float) -> None:
-        """Fix the end time: later-stamped updates are no longer taken."""
-        with self._lock:
-            self.end = end
-
-    def stop(self, end: float | None = None) -> dict[str, list[Reading]]:
-        """Take nothing more; return every series (oldest first)."""
-        with self._lock:
-            if self.end is None:
-                self.end = end
-            self._stopped = True
-            return {pv: list(rs) for pv, rs in self._series.items()}
-
-    @property
-    def count(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._series.values())
+log = logging.getLogger(__name__)
 
 
 class FileNames:
@@ -78,27 +33,52 @@ class FileNames:
     The value the PV already held when the experiment began names an earlier file: skipped.
     """
 
-    def __init__(self, pvs: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        pvs: Mapping[str, str],
+        known: Mapping[str, Sequence[str]] | None = None,
+        held: Mapping[str, str] | None = None,
+        on_new: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """``known``: files already seen (component -> paths, a recovered experiment);
+        ``held``: the value each PV held when the experiment began (skipped when seen again);
+        ``on_new(component, path)`` is called for each new file (the journal keeps it)."""
         self._by_pv = {pv: comp for comp, pv in pvs.items()}
-        self._files: dict[str, list[str]] = {comp: [] for comp in pvs}
-        self._first: set[str] = set()
+        self._files: dict[str, list[str]] = {c: list((known or {}).get(c, ())) for c in pvs}
+        self._held: dict[str, str | None] = dict(held or {})
+        self._first: set[str] = set(self._held) if held is not None else set()
+        self._on_new = on_new
         self._lock = threading.Lock()
 
     def wants(self, pv: str) -> bool:
         return pv in self._by_pv
 
-    def add(self, reading: Reading) -> None:
-        comp = self._by_pv.get(reading.source)
-        if comp is None:
-            return
+    def held(self) -> dict[str, str | None]:
+        """The value each PV held when the experiment began."""
         with self._lock:
-            if reading.source not in self._first:  # the value held at the start
-                self._first.add(reading.source)
+            return dict(self._held)
+
+    def add(
+        self, pv: str, value: Any, t: float, severity: int, status: int, connected: bool
+    ) -> None:
+        comp = self._by_pv.get(pv)
+        if comp is None or not connected:
+            return
+        name = str(value or "").strip()
+        with self._lock:
+            if pv not in self._first:  # the value held at the start
+                self._first.add(pv)
+                self._held[pv] = name
                 return
-            name = str(reading.value or "").strip()
             files = self._files[comp]
-            if name and name not in files:
-                files.append(name)
+            if not name or name in files or name == self._held.get(pv):
+                return
+            files.append(name)
+        if self._on_new is not None:
+            try:
+                self._on_new(comp, name)
+            except Exception:  # never into libca's thread; the file stays in memory
+                log.exception("cannot journal detector file %s", name)
 
     def files(self) -> dict[str, list[str]]:
         with self._lock:

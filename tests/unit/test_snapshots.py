@@ -6,7 +6,7 @@ from pathlib import Path
 
 from assonant_ioc.config import load_config
 from assonant_ioc.model.components import DataField, Moment, TimeSeries
-from assonant_ioc.snapshots import Recording, build_entry
+from assonant_ioc.snapshots import build_entry
 from tests.unit.factories import T0, reading
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -27,18 +27,6 @@ def test_pre_snapshot_uses_latest_readings_and_marks_missing_pvs_disconnected() 
     assert comps["storage_ring"].fields["probe"].reading.value == "x-ray"  # type: ignore[union-attr]
 
 
-def test_recording_keeps_every_update_of_its_pvs_only() -> None:
-    rec = Recording(["B:x", "B:y"], T0)
-    for i in range(10):
-        rec.add(reading("B:x", float(i), T0 + i))
-    rec.add(reading("B:other", 1.0))
-    series = rec.stop(T0 + 10)
-    rec.add(reading("B:x", 99.0))  # after stop: ignored
-    assert [r.value for r in series["B:x"]] == [float(i) for i in range(10)]
-    assert series["B:y"] == [] and "B:other" not in series
-    assert rec.count == 10
-
-
 def test_during_entry_holds_time_series_and_chains_skip_absent_axes() -> None:
     config = load_config(CONFIGS / "manaca.yaml")
     series = {
@@ -53,14 +41,3 @@ def test_during_entry_holds_time_series_and_chains_skip_absent_axes() -> None:
     assert rx.depends_on == "."  # x and y are pre/post only: the chain ends here
     # only what records during (the map's names made NeXus names; the beam from the YAML)
     assert [c.name for c in entry.instrument] == ["PILATUS_2M", "beam"]
-
-
-def test_recording_takes_late_updates_stamped_before_the_stop() -> None:
-    rec = Recording(["B:x"], T0)
-    rec.add(reading("B:x", 1.0, T0 + 1))
-    rec.close(T0 + 2)
-    rec.add(reading("B:x", 2.0, T0 + 1.9))  # arrives after the stop command, stamped before
-    rec.add(reading("B:x", 3.0, T0 + 2.1))  # stamped after the stop: not part of it
-    series = rec.stop()
-    rec.add(reading("B:x", 1.5, T0 + 1.5))  # after stop(): nothing more
-    assert [r.value for r in series["B:x"]] == [1.0, 2.0]

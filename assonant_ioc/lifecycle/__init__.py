@@ -1,0 +1,8 @@
+"""The experiment's lifecycle below the IOC: state machine, journal, file build, outbox, recovery.
+
+No Channel Access in this package: the IOC maps PVs to :class:`Lifecycle` calls.
+"""
+
+from assonant_ioc.lifecycle.experiment import Lifecycle, Reporter, Settings, StepFailed
+
+__all__ = ["Lifecycle", "Reporter", "Settings", "StepFailed"]

@@ -1,0 +1,121 @@
+"""Build the NeXus file from the journal, in a worker process of its own.
+
+The process that takes the monitor updates never builds the file: the two would fight
+over one GIL (a write beside a live beamline took 12x longer). The worker reads the
+journal, assembles the data classes, writes the file under its hidden name, syncs it
+and returns the event that will announce it. Validation runs there too.
+
+Every HDF5 open in the worker takes no file lock (``HDF5_USE_FILE_LOCKING=FALSE``), so a
+reader in another program is never locked out by our validation or checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.config.spec import BeamlineConfig
+from assonant_ioc.lifecycle.journal import Journal
+from assonant_ioc.model.components import Moment
+from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.times import iso
+from assonant_ioc.snapshots import Captured, assemble
+
+
+def init_worker() -> None:
+    """Run first in the worker process: HDF5 takes no file locks there."""
+    os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
+
+
+def warm_up() -> int:
+    """Import what a build needs, so the first EndOfExperiment does not pay for it."""
+    import h5py  # noqa: F401
+
+    import assonant_ioc.nexus.writer  # noqa: F401
+
+    return os.getpid()
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    config: BeamlineConfig
+    state_dir: str
+    final_path: str
+    experiment_id: str
+    sample: str
+    comment: str
+    event_id: str
+
+
+def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], dict[str, str]]:
+    """What each moment captured, from the journal; and notes for the entries (the gaps)."""
+    out: list[Captured] = []
+    notes: dict[str, str] = {}
+    moments = meta.get("moments", {})
+    for moment in Moment:
+        info = moments.get(moment.value)
+        if info is None or moment.value not in meta.get("captured", []):
+            continue
+        start, end = float(info["start"]), float(info["end"])
+        values: dict[str, Reading] | dict[str, list[Reading]]
+        if moment is Moment.DURING:
+            series, _ = journal.read_during()
+            gap = info.get("interrupted")
+            if gap:  # from the last durable point on, nothing is known: say so per PV
+                down = float(gap["down_from"])
+                for pv, readings in series.items():
+                    last = readings[-1] if readings else None
+                    readings.append(Reading.disconnected(pv, down, last))
+                notes[moment.entry_name] = (
+                    f"The service was down from {iso(down)} to {iso(float(gap['up_at']))}: "
+                    "the recording was closed at its last durable point, "
+                    "and each series ends with a point marked disconnected (INVALID) there."
+                )
+            values = series
+        else:
+            values = journal.load_snapshot(moment.value)
+        out.append(Captured(moment, values, start, end))
+    return out, notes
+
+
+def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
+    """Write the experiment in the journal under the final name's hidden name; returns the
+    hidden name and the event (without validation) that will announce the final name."""
+    from assonant_ioc.events.message import file_written_event
+    from assonant_ioc.nexus.writer import write_partial
+
+    journal = Journal(Path(job.state_dir))
+    meta = journal.load_meta()
+    caps, notes = captures(journal, meta)
+    frames = journal.frame_files()
+    experiment = assemble(
+        job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
+    )
+    final = Path(job.final_path)
+    entry_notes = {entry: {"service_interruption": text} for entry, text in notes.items()}
+    tmp = write_partial(experiment, final, job.config.compression, entry_notes)
+    size, sha256 = sha256_of(tmp)
+    event = file_written_event(
+        experiment, final, size, sha256, time.time(), None, event_id=job.event_id
+    )
+    return str(tmp), event
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def validate_file(path: str) -> tuple[str, dict[str, Any]]:
+    """Run the NeXus validators on ``path``: (summary, the event's ``validation`` member)."""
+    from assonant_ioc.nexus.validate import validate
+
+    report = validate(Path(path))
+    return report.summary(), report.as_event()

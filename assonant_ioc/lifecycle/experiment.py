@@ -1,0 +1,576 @@
+"""The experiment's lifecycle: commands, captures, journal, file build, outbox, recovery.
+
+No Channel Access here: the IOC maps its PVs to these calls and shows what the
+:class:`Reporter` is told. Commands run one at a time (a lock), so a Record stop
+(its grace period included) is finished before the next command is looked at.
+Every failure of a step, of any exception type, ends in Fault with the reason;
+Fault is left by EndOfExperiment (after a fix) or Abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from assonant_ioc.config.spec import BeamlineConfig, render_file_name
+from assonant_ioc.errors import CommandRefused, SendFailed, WriteFailed
+from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle.journal import Journal, Recorder
+from assonant_ioc.lifecycle.outbox import Outbox, Pending
+from assonant_ioc.model.components import Moment
+from assonant_ioc.model.state import Command, State, StateMachine
+from assonant_ioc.model.times import iso
+from assonant_ioc.monitor import PVMonitor
+from assonant_ioc.nexus.writer import partial_path, publish
+from assonant_ioc.snapshots import FileNames
+
+log = logging.getLogger(__name__)
+
+#: How often undelivered events are tried again while the broker does not answer.
+RETRY_S = 5.0
+
+
+class StepFailed(Exception):
+    """A step failed; the state is Fault and the reason was reported."""
+
+
+class Reporter(Protocol):
+    """What the lifecycle tells the world (the IOC shows it on its status PVs)."""
+
+    async def say(self, message: str) -> None: ...
+
+    async def error(self, message: str) -> None: ...
+
+    async def state_changed(self, state: State) -> None: ...
+
+    async def file_written(self, path: Path) -> None: ...
+
+    async def validated(self, text: str) -> None: ...
+
+
+class Sender(Protocol):
+    connected: bool
+
+    async def connect(self) -> bool: ...
+
+    async def send(self, key: str, event: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The operator's settings when a command arrives."""
+
+    experiment_id: str = ""
+    sample: str = ""
+    comment: str = ""
+    data_dir: str = ""
+    file_name: str = ""
+    counter: int = 0
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        config: BeamlineConfig,
+        monitor: PVMonitor,
+        state_dir: Path,
+        reporter: Reporter,
+        sender: Sender | None = None,
+    ) -> None:
+        self.config = config
+        self.monitor = monitor
+        self.reporter = reporter
+        self.sender = sender
+        self.state_dir = state_dir
+        self.journal = Journal(state_dir)
+        self.outbox = Outbox(state_dir)
+        self.machine = StateMachine()
+        self.experiment_id = ""
+        self.sample = ""
+        self._meta: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        self._recorder: Recorder | None = None
+        self._frames: FileNames | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._wake = asyncio.Event()
+        self._validating: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._moment_pvs = {m: config.pvs(m) for m in Moment}
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    # -- the worker process ------------------------------------------------------------------
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker.init_worker,
+            )
+        return self._pool
+
+    async def _in_worker(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` in the worker process; a dead worker is replaced (the call fails)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- start and stop ------------------------------------------------------------------------
+    async def start(self) -> str:
+        """Recover what a stop left (experiment, events); start the worker and the delivery.
+
+        Returns what was recovered (empty when nothing was), also said on Status.
+        """
+        self.spawn(self._in_worker(worker.warm_up))
+        message = ""
+        if self.journal.exists():
+            try:
+                message = await self._recover()
+            except Exception as err:
+                log.exception("recovery failed")
+                message = f"recovery of the experiment in {self.journal.dir} failed: {err!r}"
+                self.machine.state = State.FAULT
+                await self.reporter.state_changed(State.FAULT)
+                await self.reporter.error(message + "; Abort discards it")
+        for pending in self.outbox.pending():
+            if not pending.ready:
+                self.spawn(self._validate_and_release(pending))
+        if self.sender is not None:
+            self.spawn(self._deliver_forever())
+        return message
+
+    async def stop(self) -> None:
+        """SIGTERM/SIGINT: make what is captured durable, say what is left pending."""
+        if self._recorder is not None:
+            try:
+                await asyncio.to_thread(self._recorder.flush)
+            except Exception:
+                log.exception("last journal flush failed")
+        for task in list(self._tasks):
+            task.cancel()
+        left = self.outbox.pending()
+        if left:
+            log.warning(
+                "stopping with %d event(s) not yet delivered, kept in %s: %s",
+                len(left),
+                self.outbox.dir,
+                ", ".join(p.event["file_path"] for p in left),
+            )
+        if self.journal.exists():
+            log.warning(
+                "stopping with experiment %s in progress (%s), kept in %s",
+                self.experiment_id,
+                self.state.label,
+                self.journal.dir,
+            )
+        if self.sender is not None:
+            with contextlib.suppress(Exception):
+                await self.sender.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _refuse_unless(self, cmd: Command) -> None:
+        try:
+            self.machine.check(cmd)
+        except CommandRefused as err:
+            await self.reporter.error(str(err))
+            raise
+
+    async def _enter(self, cmd: Command) -> None:
+        new = self.machine.apply(cmd)
+        self._meta["state"] = new.label
+        self._meta["captured"] = sorted(m.value for m in self.machine.captured)
+        await self.reporter.state_changed(new)
+
+    async def _save(self) -> None:
+        await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
+
+    async def _fail(self, step: str, err: BaseException) -> StepFailed:
+        """Any failure: Fault, the reason on LastError, the experiment kept."""
+        log.error("%s failed", step, exc_info=err)
+        self.machine.state = State.FAULT
+        self._meta["state"] = State.FAULT.label
+        reason = f"{type(err).__name__}: {err}" if not isinstance(err, WriteFailed) else str(err)
+        self._meta["fault"] = f"{step}: {reason}"
+        if self.journal.exists():
+            with contextlib.suppress(Exception):
+                await self._save()
+        await self.reporter.state_changed(State.FAULT)
+        keep = (
+            "experiment kept (fix it and EndOfExperiment again, or Abort)"
+            if self.machine.captured
+            else "nothing captured (Abort, then start again)"
+        )
+        await self.reporter.error(f"{self.experiment_id}: {step} failed, {keep}: {reason}")
+        return StepFailed(reason)
+
+    def _begin(self, settings: Settings, now: float) -> None:
+        """A new experiment: its journal, and the detector files from now on."""
+        self.experiment_id = settings.experiment_id.strip() or time.strftime(
+            f"{self.config.beamline}-%Y%m%dT%H%M%S", time.gmtime(now)
+        )
+        self.sample = settings.sample
+        self._meta = {
+            "version": 1,
+            "experiment_id": self.experiment_id,
+            "sample": self.sample,
+            "started": now,
+            "state": State.IDLE.label,
+            "captured": [],
+            "moments": {},
+            "writing": None,
+        }
+        self.journal.begin(self._meta)
+        self._follow_frames()
+
+    def _follow_frames(self, known: dict[str, list[str]] | None = None, held: Any = None) -> None:
+        self._stop_frames()
+        frame_pvs = self.config.frame_pvs()
+        if frame_pvs:  # from now on, each file a detector closes belongs to this experiment
+            self._frames = FileNames(frame_pvs, known, held, self.journal.add_frame_file)
+            self.monitor.add_sink(self._frames, frame_pvs.values())
+
+    def _stop_frames(self) -> None:
+        sink, self._frames = self._frames, None
+        if sink is not None:
+            self.monitor.remove_sink(sink)
+
+    def _snapshot(self, moment: Moment, now: float) -> int:
+        """The latest readings, durable in the journal; returns how many of the moment's PVs."""
+        self.journal.save_snapshot(moment.value, self.monitor.latest().values())
+        self._meta["moments"][moment.value] = {"start": now, "end": now}
+        if self._frames is not None:
+            self._meta["frames_held"] = self._frames.held()
+        return len(self._moment_pvs[moment])
+
+    # -- commands ------------------------------------------------------------------------------
+    async def snapshot(self, moment: Moment, settings: Settings) -> None:
+        cmd = Command.SNAPSHOT_PRE if moment is Moment.PRE else Command.SNAPSHOT_POST
+        async with self._lock:
+            await self._refuse_unless(cmd)
+            now = time.time()
+            try:
+                if self.state is State.IDLE:
+                    await asyncio.to_thread(self._begin, settings, now)
+                count = await asyncio.to_thread(self._snapshot, moment, now)
+                await self._enter(cmd)
+                await self._save()
+            except Exception as err:
+                raise await self._fail(cmd.value, err) from err
+            await self.reporter.say(
+                f"{self.experiment_id}: {moment.value}-exposure snapshot of {count} PVs"
+            )
+
+    async def record_start(self, settings: Settings) -> None:
+        async with self._lock:
+            await self._refuse_unless(Command.RECORD_START)
+            now = time.time()
+            pvs = self._moment_pvs[Moment.DURING]
+            try:
+                if self.state is State.IDLE:
+                    await asyncio.to_thread(self._begin, settings, now)
+                self._recorder = await asyncio.to_thread(
+                    Recorder,
+                    self.journal.during_path(),
+                    pvs,
+                    now,
+                    self.monitor.units_of,
+                    self.config.journal_flush_s,
+                )
+                self._meta["moments"]["during"] = {"start": now, "end": None}
+                await self._enter(Command.RECORD_START)
+                await self._save()
+                self.monitor.add_sink(self._recorder, pvs)
+            except Exception as err:
+                if self._recorder is not None:
+                    self._recorder.abandon()
+                    self._recorder = None
+                raise await self._fail(Command.RECORD_START.value, err) from err
+            await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs")
+
+    async def record_stop(self) -> None:
+        async with self._lock:
+            await self._refuse_unless(Command.RECORD_STOP)
+            now = time.time()
+            recorder = self._recorder
+            assert recorder is not None
+            try:
+                recorder.close(now)
+                await asyncio.sleep(Recorder.GRACE_S)  # updates stamped before the stop
+                self.monitor.remove_sink(recorder)
+                count = await asyncio.to_thread(recorder.stop)
+                self._recorder = None
+                self._meta["moments"]["during"]["end"] = now
+                await self._enter(Command.RECORD_STOP)
+                await self._save()
+            except Exception as err:
+                self._recorder = None
+                self.machine.captured.add(Moment.DURING)  # what is durable is kept
+                self._meta["moments"]["during"]["end"] = recorder.durable_at
+                raise await self._fail(Command.RECORD_STOP.value, err) from err
+            await self.reporter.say(
+                f"{self.experiment_id}: recorded {count} readings of {len(recorder.pvs)} PVs"
+            )
+
+    async def abort(self) -> None:
+        async with self._lock:
+            await self._refuse_unless(Command.ABORT)
+            recorder, self._recorder = self._recorder, None
+            if recorder is not None:
+                self.monitor.remove_sink(recorder)
+                await asyncio.to_thread(recorder.abandon)
+            self._stop_frames()
+            try:
+                await asyncio.to_thread(self.journal.discard)
+            except Exception:
+                log.exception("cannot remove the journal of %s", self.experiment_id)
+            self.machine.state = State.IDLE
+            self.machine.captured.clear()
+            self._meta = {}
+            await self.reporter.state_changed(State.IDLE)
+            await self.reporter.say(f"{self.experiment_id}: aborted, nothing written")
+
+    async def end_of_experiment(self, settings: Settings) -> tuple[Path, int]:
+        """Write the file and queue its event; returns (path, the counter used)."""
+        async with self._lock:
+            await self._refuse_unless(Command.END_OF_EXPERIMENT)
+            if not self.machine.captured:
+                msg = "EndOfExperiment refused: nothing captured (Abort, then start again)"
+                await self.reporter.error(msg)
+                raise CommandRefused(msg)
+            await self._enter(Command.END_OF_EXPERIMENT)
+            await self.reporter.say(f"{self.experiment_id}: writing")
+            final: Path | None = None
+            queued: Pending | None = None
+            try:
+                final, counter = self._next_path(settings)
+                event_id = uuid.uuid4().hex
+                self._meta["writing"] = {
+                    "final": str(final),
+                    "tmp": str(partial_path(final)),
+                    "event_id": event_id,
+                }
+                self._meta.pop("fault", None)
+                await self._save()
+                job = worker.BuildJob(
+                    self.config,
+                    str(self.state_dir),
+                    str(final),
+                    self.experiment_id,
+                    self.sample,
+                    settings.comment,
+                    event_id,
+                )
+                tmp, event = await self._in_worker(worker.build, job)
+                ready = not self.config.validate
+                path = await asyncio.to_thread(self.outbox.put, self.experiment_id, event, ready)
+                queued = Pending(path, self.experiment_id, event, ready)
+                await asyncio.to_thread(publish, Path(tmp), final)
+            except Exception as err:
+                if final is not None:
+                    with contextlib.suppress(OSError):
+                        partial_path(final).unlink(missing_ok=True)
+                if queued is not None:
+                    with contextlib.suppress(OSError):
+                        self.outbox.remove(queued)
+                self._meta["writing"] = None
+                raise await self._fail("write", err) from err
+            await self._finish_written(final, queued)
+            return final, counter
+
+    async def _finish_written(self, final: Path, queued: Pending) -> None:
+        """The file is at its final name and its event in the outbox: the experiment is done."""
+        self._stop_frames()
+        try:
+            await asyncio.to_thread(self.journal.discard)
+        except Exception:
+            log.exception("cannot remove the journal of %s", self.experiment_id)
+        self.machine.state = State.IDLE
+        self.machine.captured.clear()
+        self._meta = {}
+        await self.reporter.file_written(final)
+        await self.reporter.state_changed(State.IDLE)
+        await self.reporter.say(f"{self.experiment_id}: wrote {final}")
+        if queued.ready:
+            self._wake.set()
+        else:
+            self.spawn(self._validate_and_release(queued))
+
+    def _next_path(self, settings: Settings) -> tuple[Path, int]:
+        """The next free file name and its counter: a name already on disk is never reused."""
+        directory = Path(settings.data_dir)
+        if not directory.is_absolute():
+            raise WriteFailed(f"DataDir {settings.data_dir!r} is not an absolute path")
+        template = settings.file_name
+        when = float(self._meta.get("started", time.time()))
+        tries = 100_000 if "{counter" in template else 1
+        for counter in range(settings.counter + 1, settings.counter + 1 + tries):
+            path = directory / render_file_name(
+                template,
+                beamline=self.config.beamline,
+                experiment_id=self.experiment_id,
+                sample=self.sample or "sample",
+                counter=counter,
+                when=when,
+            )
+            if not path.exists() and not partial_path(path).exists():
+                return path, counter
+        raise WriteFailed(f"{directory}: no free file name for template {template!r}")
+
+    # -- validation and delivery ---------------------------------------------------------------
+    async def _validate_and_release(self, pending: Pending) -> None:
+        """Validate the file (never fatal), put the result in the event, release it."""
+        if pending.event_id in self._validating:
+            return
+        self._validating.add(pending.event_id)
+        event = dict(pending.event)
+        path = str(event["file_path"])
+        try:
+            if self.config.validate and Path(path).exists():
+                try:
+                    summary, result = await self._in_worker(worker.validate_file, path)
+                    event["validation"] = result
+                    await self.reporter.validated(f"{Path(path).name}: {summary}")
+                    log.info("%s: %s", path, summary)
+                except Exception as err:  # a validator's failure never loses the file or event
+                    log.exception("validation of %s failed", path)
+                    await self.reporter.error(f"{Path(path).name}: validation failed: {err}")
+            await asyncio.to_thread(self.outbox.update, pending.path, pending.key, event, True)
+        finally:
+            self._validating.discard(pending.event_id)
+        self._wake.set()
+
+    async def _deliver_forever(self) -> None:
+        """Send the outbox's events in order; each leaves the disk once acknowledged."""
+        assert self.sender is not None
+        failing = False
+        while True:
+            try:
+                pending = await asyncio.to_thread(self.outbox.pending)
+                first = pending[0] if pending else None
+                if first is not None and first.ready:
+                    await self.sender.send(first.key, first.event)
+                    await asyncio.to_thread(self.outbox.remove, first)
+                    failing = False
+                    await self.reporter.say(
+                        f"{first.key}: event sent for {first.event['file_path']}"
+                    )
+                    continue
+                if first is None and not self.sender.connected:
+                    await self.sender.connect()
+            except SendFailed as err:
+                if not failing:
+                    await self.reporter.error(
+                        f"{err}; {len(pending)} event(s) kept on disk, will be sent again "
+                        "when the broker answers"
+                    )
+                failing = True
+            except Exception as err:
+                log.exception("event delivery")
+                await self.reporter.error(f"event delivery: {type(err).__name__}: {err}")
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETRY_S)
+
+    # -- recovery ------------------------------------------------------------------------------
+    async def _recover(self) -> str:
+        meta = await asyncio.to_thread(self.journal.load_meta)
+        self._meta = meta
+        self.experiment_id = str(meta.get("experiment_id", ""))
+        self.sample = str(meta.get("sample", ""))
+        captured = {Moment(m) for m in meta.get("captured", [])}
+        state = State[str(meta.get("state", "Idle")).upper()]
+        now = time.time()
+        self.machine.captured = set(captured)
+        what = self.experiment_id
+        if state is State.IDLE and not captured:  # began, nothing durable captured
+            await asyncio.to_thread(self.journal.discard)
+            self._meta = {}
+            return ""
+        writing = meta.get("writing")
+        if state is State.WRITING and writing:
+            done = await self._recover_write(writing)
+            if done:
+                return f"{what}: the write interrupted by a stop was finished: {writing['final']}"
+            state = State.FAULT
+            meta["fault"] = (
+                f"the write of {writing['final']} was interrupted by a stop; "
+                "EndOfExperiment writes it again, or Abort"
+            )
+            meta["writing"] = None
+        elif state is State.WRITING:
+            state = State.FAULT
+        if state is State.RECORDING:
+            _, last = await asyncio.to_thread(self.journal.read_during)
+            during = meta["moments"]["during"]
+            down = last if last is not None else float(during["start"])
+            during["end"] = down
+            during["interrupted"] = {"down_from": down, "up_at": now}
+            captured.add(Moment.DURING)
+            self.machine.captured.add(Moment.DURING)
+            meta["captured"] = sorted(m.value for m in captured)
+            state = State.COLLECTING
+            note = (
+                f"recording closed at its last durable point {iso(down)} "
+                f"(service down until {iso(now)}; the gap is marked in the file)"
+            )
+        else:
+            note = ""
+        self.machine.state = state
+        meta["state"] = state.label
+        await self._save()
+        self._follow_frames(
+            await asyncio.to_thread(self.journal.frame_files), meta.get("frames_held")
+        )
+        await self.reporter.state_changed(state)
+        moments = ", ".join(m.value for m in Moment if m in captured) or "nothing"
+        message = f"recovered experiment {what} after a stop ({moments} captured)"
+        if note:
+            message += f"; {note}"
+        if state is State.FAULT:
+            message += f"; Fault: {meta.get('fault', 'unknown')}"
+        else:
+            message += "; go on (Snapshot:Post, EndOfExperiment) or Abort"
+        await self.reporter.error(message)
+        return message
+
+    async def _recover_write(self, writing: dict[str, Any]) -> bool:
+        """A stop came during EndOfExperiment: finish it if its event was queued, else clean up."""
+        final, tmp = Path(writing["final"]), Path(writing["tmp"])
+        queued = self.outbox.find(str(writing["event_id"]))
+        if queued is None:  # the file was not complete: remove the partial file
+            tmp.unlink(missing_ok=True)
+            return False
+        if not final.exists():
+            if not tmp.exists():  # neither: nothing to announce
+                self.outbox.remove(queued)
+                return False
+            await asyncio.to_thread(publish, tmp, final)
+        else:
+            tmp.unlink(missing_ok=True)
+        await self._finish_written(final, queued)
+        return True

@@ -1,0 +1,130 @@
+"""The journal: recordings and snapshots on disk, read back exactly; torn records dropped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assonant_ioc.lifecycle.journal import Journal, Recorder, read_records
+from assonant_ioc.lifecycle.outbox import Outbox
+from tests.unit.factories import T0, reading
+
+
+def _recorder(tmp_path: Path, pvs: list[str], flush_s: float = 60.0) -> tuple[Journal, Recorder]:
+    journal = Journal(tmp_path)
+    journal.begin({"experiment_id": "x"})
+    units = {"B:x": "mm"}
+    return journal, Recorder(journal.during_path(), pvs, T0, units.get, flush_s)
+
+
+def test_recording_keeps_every_update_of_its_pvs_only(tmp_path: Path) -> None:
+    journal, rec = _recorder(tmp_path, ["B:x", "B:y"])
+    for i in range(10):
+        rec.add("B:x", float(i), T0 + i, 0, 0, True)
+    rec.add("B:other", 1.0, T0, 0, 0, True)
+    assert rec.stop() == 10
+    rec.add("B:x", 99.0, T0 + 1, 0, 0, True)  # after stop: ignored
+    series, last = journal.read_during()
+    assert [r.value for r in series["B:x"]] == [float(i) for i in range(10)]
+    assert [r.timestamp for r in series["B:x"]] == [T0 + i for i in range(10)]
+    assert series["B:x"][0].units == "mm" and series["B:x"][0].dtype == "float64"
+    assert series["B:y"] == [] and "B:other" not in series
+    assert last is not None and last >= rec.durable_at - 1e-6
+
+
+def test_recording_takes_late_updates_stamped_before_the_stop(tmp_path: Path) -> None:
+    journal, rec = _recorder(tmp_path, ["B:x"])
+    rec.add("B:x", 1.0, T0 + 1, 0, 0, True)
+    rec.close(T0 + 2)
+    rec.add("B:x", 2.0, T0 + 1.9, 0, 0, True)  # arrives after the stop command, stamped before
+    rec.add("B:x", 3.0, T0 + 2.1, 0, 0, True)  # stamped after the stop: not part of it
+    rec.stop()
+    rec.add("B:x", 1.5, T0 + 1.5, 0, 0, True)  # after stop(): nothing more
+    assert [r.value for r in journal.read_during()[0]["B:x"]] == [1.0, 2.0]
+
+
+def test_values_alarms_and_disconnections_round_trip(tmp_path: Path) -> None:
+    journal, rec = _recorder(tmp_path, ["B:w", "B:s", "B:i"])
+    rec.add("B:w", np.array([1.5, 2.5, float("nan")]), T0, 1, 3, True)
+    rec.add("B:s", "text é", T0 + 1, 2, 7, True)
+    rec.add("B:i", 7, T0 + 2, 0, 0, True)
+    rec.flush()  # two records
+    rec.add("B:i", None, T0 + 3, 3, 17, False)
+    rec.stop()
+    series, _ = journal.read_during()
+    w = series["B:w"][0]
+    assert w.value is not None and w.value[:2] == (1.5, 2.5) and np.isnan(w.value[2])  # type: ignore[index,arg-type]
+    assert w.shape == (3,) and int(w.severity) == 1 and w.status == 3
+    assert series["B:s"][0].value == "text é" and series["B:s"][0].dtype == "str"
+    i0, i1 = series["B:i"]
+    assert i0.value == 7 and i0.connected
+    assert i1.value is None and not i1.connected and int(i1.severity) == 3
+
+
+def test_a_torn_last_record_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
+    journal, rec = _recorder(tmp_path, ["B:x"])
+    rec.add("B:x", 1.0, T0, 0, 0, True)
+    rec.flush()
+    rec.add("B:x", 2.0, T0 + 1, 0, 0, True)
+    rec.stop()
+    data = journal.during_path().read_bytes()
+    journal.during_path().write_bytes(data[:-5])  # a kill in the middle of the last write
+    series, _ = journal.read_during()
+    assert [r.value for r in series["B:x"]] == [1.0]
+    assert len(list(read_records(journal.during_path()))) == 2  # header + first batch
+
+
+def test_a_failed_flush_keeps_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal, rec = _recorder(tmp_path, ["B:x"])
+    rec.add("B:x", 1.0, T0, 0, 0, True)
+
+    def full(*_: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    real = rec._fh.write
+    monkeypatch.setattr(rec, "_fh", _Failing(rec._fh, full))
+    with pytest.raises(OSError):
+        rec.flush()
+    rec.add("B:x", 2.0, T0 + 1, 0, 0, True)
+    monkeypatch.setattr(rec._fh, "write", real)
+    rec.stop()
+    assert [r.value for r in journal.read_during()[0]["B:x"]] == [1.0, 2.0]
+
+
+class _Failing:
+    def __init__(self, fh: object, write: object) -> None:
+        self._fh, self.write = fh, write
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._fh, name)
+
+
+def test_snapshots_and_frames_round_trip(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.begin({"experiment_id": "x"})
+    readings = [reading("B:a", 1.25, T0, units="keV"), reading("B:b", "on", T0)]
+    journal.save_snapshot("pre", readings)
+    assert journal.load_snapshot("pre") == {r.source: r for r in readings}
+    journal.add_frame_file("cam", "/d/a.h5")
+    journal.add_frame_file("cam", "/d/b.h5")
+    with open(journal.dir / "frames.log", "a") as fh:
+        fh.write('{"component": "cam", "pa')  # torn
+    assert journal.frame_files() == {"cam": ["/d/a.h5", "/d/b.h5"]}
+    journal.discard()
+    assert not journal.exists()
+
+
+def test_outbox_keeps_order_until_removed(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for n in range(3):
+        box.put(f"k{n}", {"event_id": f"{n:032x}", "n": n}, ready=n != 1)
+    again = Outbox(tmp_path)  # a restart
+    pending = again.pending()
+    assert [p.key for p in pending] == ["k0", "k1", "k2"]
+    assert [p.ready for p in pending] == [True, False, True]
+    again.remove(pending[0])
+    assert [p.event["n"] for p in Outbox(tmp_path).pending()] == [1, 2]
+    assert json.loads(pending[1].path.read_text())["ready"] is False

@@ -1,0 +1,463 @@
+"""Faults with real processes: kill -9 and restarts, a broker outage, a full disk, racing
+commands, a reader beside the validators. Each case asserts on the file and on the events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from assonant_ioc.lifecycle.journal import Journal
+from assonant_ioc.sim import procs
+from tests.system.conftest import REPO, start_service
+
+FAST_JOURNAL = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
+
+
+def _wait(check: Any, timeout: float = 20, what: str = "condition") -> None:
+    procs.wait_until(check, timeout, what)
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (the service's worker process)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _kill9(proc: procs.Proc) -> None:
+    """SIGKILL the service and its worker process (both ours), and wait for them."""
+    children = _children(proc.popen.pid)
+    proc.popen.kill()
+    proc.popen.wait(10)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _at(client: Any, motor: str, position: float) -> bool:
+    """The simulated motor has arrived (its readback at the target, done moving)."""
+    return bool(
+        abs(client.get(f"{motor}:RBV") - position) < 1e-6 and client.get(f"{motor}:DMOV") == 1
+    )
+
+
+def _state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "autosave.state"
+
+
+def _entry_names(path: Path) -> set[str]:
+    with h5py.File(path, "r") as f:
+        return set(f)
+
+
+def test_kill_after_pre_then_restart_finishes_the_experiment(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    BL = sim[0]
+    args = ["--no-kafka", "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _data_dir, proc):
+        client.put(f"{P}ExperimentId", "killed-after-pre")
+        client.put(f"{BL}mono:energy:VAL", 11.5)
+        _wait(lambda: _at(client, f"{BL}mono:energy", 11.5))
+        energy = client.get(f"{BL}mono:energy:RBV")
+        client.put(f"{P}Snapshot:Pre", 1)
+        _kill9(proc)
+    with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _dd, _proc):
+        assert client.get(f"{P}State") == "Collecting"
+        assert "recovered experiment killed-after-pre" in client.get(f"{P}LastError")
+        client.put(f"{BL}mono:energy:VAL", 12.5)
+        _wait(lambda: _at(client, f"{BL}mono:energy", 12.5))
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+        with h5py.File(path, "r") as f:
+            assert set(f) == {"pre_exposure", "post_exposure"}
+            pre = f["pre_exposure/instrument/monochromator/energy"]
+            assert pre[()] == pytest.approx(energy)
+            assert f["post_exposure/instrument/monochromator/energy"][()] == pytest.approx(12.5)
+            assert f["pre_exposure/experiment_identifier"][()].decode() == "killed-after-pre"
+        assert client.get(f"{P}State") == "Idle"
+        assert not (_state_dir(tmp_path) / "experiment").exists()
+
+
+def test_kill_while_recording_keeps_every_durable_reading_and_marks_the_gap(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    BL = sim[0]
+    args = ["--no-kafka", "--no-validate"]
+    journal = Journal(_state_dir(tmp_path))
+    x_pv = f"{BL}smp:x:RBV"
+    with start_service(log_dir, tmp_path, sim, args, config_text=FAST_JOURNAL) as (
+        client,
+        P,
+        _data_dir,
+        proc,
+    ):
+        client.put(f"{BL}smp:x:VAL", 0.0)
+        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{BL}smp:x:VAL", 5.0)  # 5 mm/s: moving for a second
+        _wait(lambda: client.get(x_pv) > 1.0)
+        seen = client.get(x_pv)  # a value the beamline sent while recording
+
+        def durable() -> bool:
+            values = [r.value for r in journal.read_during()[0].get(x_pv, [])]
+            return any(v is not None and abs(v - seen) < 1e-9 for v in values)
+
+        _wait(durable, 10, "the seen value durable in the journal")
+        _kill9(proc)
+    killed_at = time.time()
+    with start_service(log_dir, tmp_path, sim, args, prefix=P, config_text=FAST_JOURNAL) as (
+        client,
+        _,
+        _data_dir,
+        _proc,
+    ):
+        assert client.get(f"{P}State") == "Collecting"
+        error = client.get(f"{P}LastError")
+        assert "recording closed at its last durable point" in error
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+        during = f["during_exposure"]
+        log_x = during["sample/x"]
+        values = log_x["value"][()]
+        connected = log_x["connected"][()]
+        assert np.any(np.isclose(values, seen, atol=1e-9))  # captured before the last durable point
+        assert not connected[-1] and np.isnan(values[-1])  # the gap: nothing known from there
+        assert log_x["alarm_severity"][-1] == 3
+        assert bool(np.all(connected[:-1]))
+        note = during["service_interruption/description"][()].decode()
+        assert "The service was down from" in note
+        start = during["start_time"][()].decode()
+        end = during["end_time"][()].decode()
+        assert start < end
+        t = log_x["time"][()]
+        assert np.all(np.diff(t) >= 0)
+        # the gap starts at the last durable point, before the kill
+        started = time.mktime(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+        assert started + t[-1] < killed_at
+
+
+def test_kill_during_the_write_leaves_no_partial_file_and_one_complete_file(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, kafka: str
+) -> None:
+    topic = f"assonant.faults.{procs.new_prefix('w').strip(':')}"
+    args = ["--kafka-bootstrap", kafka, "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, data_dir, proc):
+        client.put(f"{P}ExperimentId", "killed-in-write")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{P}Record:During", 0)
+        _wait(lambda: len(_workers(proc.popen.pid)) == 1, 30, "the worker process")
+        (worker,) = _workers(proc.popen.pid)
+        os.kill(worker, signal.SIGSTOP)  # the build cannot start before we look
+        client.put(f"{P}EndOfExperiment", 1, wait=False)
+        _wait(lambda: client.get(f"{P}State") == "Writing")
+        partial = list(data_dir.glob(".*.partial"))
+        os.kill(worker, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while not partial and time.monotonic() < deadline:  # kill as the file is being written
+            partial = list(data_dir.glob(".*.partial"))
+        _kill9(proc)
+    with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
+        client,
+        _,
+        data_dir,
+        _proc,
+    ):
+        assert not list(data_dir.glob(".*.partial"))  # removed or finished
+        state = client.get(f"{P}State")
+        if state == "Fault":  # the write had not finished: write it again
+            assert "interrupted by a stop" in client.get(f"{P}LastError")
+            client.put(f"{P}EndOfExperiment", 1)
+        assert client.get(f"{P}State") == "Idle"
+        files = list(data_dir.glob("*.nxs"))
+        assert len(files) == 1
+        assert _entry_names(files[0]) == {"pre_exposure", "during_exposure"}
+        events = _consume(kafka, topic, 1)
+        assert [e["file_path"] for e in events] == [str(files[0])]
+
+
+def _workers(pid: int) -> list[int]:
+    out = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmd:
+                out.append(child)
+    return out
+
+
+def _consume(
+    bootstrap: str, topic: str, at_least: int, timeout: float = 40
+) -> list[dict[str, Any]]:
+    """Every event on ``topic`` from its start to its end, once ``at_least`` have arrived,
+    in the order they were sent (the record timestamps: keys spread over partitions)."""
+    import json
+
+    async def run() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + timeout
+            parts: list[TopicPartition] = []
+            while not parts and time.monotonic() < deadline:
+                cluster = await consumer._client.fetch_all_metadata()
+                ids = cluster.partitions_for_topic(topic) or set()
+                parts = [TopicPartition(topic, p) for p in sorted(ids)]
+                if not parts:
+                    await asyncio.sleep(0.2)
+            assert parts, f"topic {topic} never appeared"
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            events: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    events += [
+                        json.loads(r.value) | {"_sent_at": r.timestamp}
+                        for r in records
+                        if r.value is not None
+                    ]
+                if len(events) >= at_least:
+                    ends = await consumer.end_offsets(parts)
+                    positions = [await consumer.position(p) for p in parts]
+                    if all(pos >= ends[p] for pos, p in zip(positions, parts, strict=True)):
+                        return sorted(events, key=lambda e: e["_sent_at"])
+            raise TimeoutError(f"{len(events)} of {at_least} events on {topic}")
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def test_broker_down_three_experiments_sigterm_sigkill_each_event_once(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    port = procs.free_port()  # the broker comes up only at the end
+    args = ["--kafka-bootstrap", f"127.0.0.1:{port}", "--no-validate"]
+    written = []
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _data_dir, proc):
+        for n in range(3):
+            client.put(f"{P}ExperimentId", f"outage-{n}")
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}EndOfExperiment", 1)
+            written.append(client.get(f"{P}LastFile"))
+        proc.popen.send_signal(signal.SIGTERM)
+        proc.popen.wait(20)
+        log_text = proc.log_path.read_text()
+        assert "stopping with 3 event(s) not yet delivered" in log_text
+    with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _data_dir, proc):
+        assert client.get(f"{P}KafkaConnected") == "No"
+        _kill9(proc)
+    outbox = _state_dir(tmp_path) / "outbox"
+    assert len(list(outbox.glob("*.json"))) == 3
+    with procs.broker(log_dir, port) as bootstrap:
+        with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _dd, _proc):
+            _wait(lambda: not list(outbox.glob("*.json")), 40, "the outbox delivered")
+            events = _consume(bootstrap, "assonant.files", 3)
+            _wait(lambda: client.get(f"{P}KafkaConnected") == "Yes", 10, "KafkaConnected")
+    counts = Counter(e["event_id"] for e in events)
+    assert len(counts) == 3 and set(counts.values()) == {1}, counts
+    assert [e["file_path"] for e in events] == written  # in order
+    assert [e["experiment_id"] for e in events] == ["outage-0", "outage-1", "outage-2"]
+
+
+@contextlib.contextmanager
+def _small_tmpfs(where: Path, free_kb: int) -> Iterator[Path]:
+    """A tmpfs with about ``free_kb`` kB free; skips where mounting is not allowed."""
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        stat = os.statvfs(where)
+        fill = stat.f_bavail * stat.f_frsize - free_kb * 1024
+        (where / "filler").write_bytes(b"\0" * fill)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_full_disk_is_a_fault_then_a_new_data_dir_writes_the_complete_file(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    args = ["--no-kafka", "--no-validate"]
+    with _small_tmpfs(tmp_path / "small", 24) as small:
+        with start_service(log_dir, tmp_path, sim, args) as (client, P, data_dir, _proc):
+            # enough readings that the file cannot fit in 24 kB
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}Record:During", 1)
+            _wait(lambda: client.get(f"{P}UpdateRate") > 0)
+            client.put(f"{P}Record:During", 0)
+            client.put(f"{P}Snapshot:Post", 1)
+            client.put(f"{P}DataDir", str(small))
+            with pytest.raises(Exception):  # noqa: B017 - the put fails
+                client.put(f"{P}EndOfExperiment", 1)
+            assert client.get(f"{P}State") == "Fault"
+            error = client.get(f"{P}LastError")
+            assert "write failed, experiment kept" in error
+            assert "cannot write" in error
+            assert not [p for p in small.iterdir() if p.name != "filler"]
+            client.put(f"{P}DataDir", str(data_dir))
+            client.put(f"{P}EndOfExperiment", 1)
+            assert client.get(f"{P}State") == "Idle"
+            path = Path(client.get(f"{P}LastFile"))
+            assert path.parent == data_dir
+            assert _entry_names(path) == {"pre_exposure", "during_exposure", "post_exposure"}
+
+
+def test_settings_that_make_no_usable_file_name_are_refused_when_written(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, _dd, _proc):
+        client.put(f"{P}FileName", "{sample}.nxs")
+        with pytest.raises(Exception):  # noqa: B017 - refused
+            client.put(f"{P}SampleName", "a/b")
+        assert "SampleName refused" in client.get(f"{P}LastError")
+        client.put(f"{P}SampleName", "ok")
+        client.put(f"{P}FileName", "{experiment_id}")
+        with pytest.raises(Exception):  # noqa: B017 - refused
+            client.put(f"{P}ExperimentId", "..")
+        assert "ExperimentId refused" in client.get(f"{P}LastError")
+        client.put(f"{P}ExperimentId", "fine")
+        client.put(f"{P}SampleName", "a/b")  # fine now: the template does not use it
+        with pytest.raises(Exception):  # noqa: B017 - refused: the sample would make "a/b.nxs"
+            client.put(f"{P}FileName", "{sample}.nxs")
+        assert "FileName refused" in client.get(f"{P}LastError")
+        assert client.get(f"{P}State") == "Idle"
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        assert Path(client.get(f"{P}LastFile")).name == "fine"
+
+
+PUT_WHEN_GO = """
+import os, sys, time
+from assonant_ioc.sim import procs
+pv, value, go, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+try:
+    procs.ca_put(pv, value, wait=True, timeout=60)
+    print("ok")
+except Exception as err:
+    print("refused:", err)
+"""
+
+
+def _together(client: Any, puts: list[tuple[str, int]], go: Path) -> list[str]:
+    """Each put from its own client process, all released at once; returns what each said."""
+    go.unlink(missing_ok=True)
+    ready = [go.with_name(f"{go.name}.ready{i}") for i in range(len(puts))]
+    for r in ready:
+        r.unlink(missing_ok=True)
+    env = os.environ | client.env
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUT_WHEN_GO, pv, str(value), str(go), str(r)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        for (pv, value), r in zip(puts, ready, strict=True)
+    ]
+    _wait(lambda: all(r.exists() for r in ready), 30, "both clients started")
+    go.touch()
+    return [c.communicate(timeout=60)[0].strip() for c in children]
+
+
+def test_record_stop_and_end_of_experiment_at_once_never_lose_the_recording(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
+        client,
+        P,
+        _data_dir,
+        _proc,
+    ):
+        for n in range(20):
+            client.put(f"{P}Record:During", 1)  # no Pre: the recording starts the experiment
+            said = _together(
+                client, [(f"{P}Record:During", 0), (f"{P}EndOfExperiment", 1)], tmp_path / "go"
+            )
+            assert said[0] == "ok", (n, said)
+            if said[1] != "ok":  # EndOfExperiment came first: refused, the recording went on
+                assert "stop Record:During first" in said[1], (n, said)
+                client.put(f"{P}EndOfExperiment", 1)
+            assert client.get(f"{P}State") == "Idle"
+            path = Path(client.get(f"{P}LastFile"))
+            assert "during_exposure" in _entry_names(path), n
+            assert client.get(f"{P}FilesWritten") == n + 1
+
+
+READER = """
+import os, sys, time, h5py
+path, stop = sys.argv[1], sys.argv[2]
+opens = fails = 0
+while not os.path.exists(stop):
+    try:
+        with h5py.File(path, "r") as f:
+            list(f)
+        opens += 1
+    except OSError as err:
+        fails += 1
+        print("fail:", err, flush=True)
+print(f"opens={opens} fails={fails}", flush=True)
+"""
+
+
+def test_a_reader_opening_the_new_file_in_a_loop_never_fails(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, _dd, _proc):
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{P}Record:During", 0)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = client.get(f"{P}LastFile")
+        env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
+        stop = tmp_path / "stop-reading"
+        reader = subprocess.Popen(  # another program, with HDF5's default file locking
+            [sys.executable, "-c", READER, path, str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            # the validators run after the put: read until they have finished
+            _wait(lambda: Path(path).name in client.get(f"{P}Validation"), 60, "validation")
+        finally:
+            stop.touch()
+            out = reader.communicate(timeout=30)[0]
+        assert "fail:" not in out, out
+        assert "fails=0" in out and "opens=0 " not in out, out

@@ -39,6 +39,7 @@ class Bench:
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = []
+        self._scale_procs: list[procs.Proc] = []
 
     def row(
         self, scenario: str, figure: str, value: float | None, target: str, **extra: Any
@@ -78,6 +79,7 @@ class Bench:
             name,
         ]
         with procs.running(f"scale-{n}", args, procs.ca_server_env(port), self.logs) as proc:
+            self._scale_procs.append(proc)
             procs.wait_until(
                 lambda: procs.ca_answers(f"{prefix}s00000", procs.ca_client_env(port)),
                 120,
@@ -349,6 +351,69 @@ class Bench:
             all_ms=[x * 1e3 for x in latencies],
         )
 
+    def durable(self) -> None:
+        """The journal: RSS and EndOfExperiment time against the recording's length; the
+        whole build against a minimal h5py write of the same arrays; the build with the
+        beamline updating against the build with it quiet."""
+        m = 200 if self.quick else 1000
+        short, long_ = (5.0, 15.0) if self.quick else (60.0, 600.0)
+        with self.scale_ioc(m, ".1 second") as bl:
+            with self.service(bl, m, during=m) as (prefix, port, proc):
+                env = procs.ca_client_env(port)
+                _put(f"{prefix}Record:During", 1, env)
+                time.sleep(short)
+                rss_short = _rss_mb(proc.popen.pid)
+                time.sleep(long_ - short)
+                rss_long = _rss_mb(proc.popen.pid)
+                _put(f"{prefix}Record:During", 0, env)
+                eoe_long = _timed_put(f"{prefix}EndOfExperiment", env)
+                long_file = _get(f"{prefix}LastFile", env)
+                # the same short recording twice: EndOfExperiment with the beamline updating...
+                _put(f"{prefix}Record:During", 1, env)
+                time.sleep(short)
+                _put(f"{prefix}Record:During", 0, env)
+                eoe_busy = _timed_put(f"{prefix}EndOfExperiment", env)
+                _put(f"{prefix}Record:During", 1, env)
+                time.sleep(short)
+                _put(f"{prefix}Record:During", 0, env)
+                bl_proc = self._scale_procs[-1]
+                bl_proc.stop()  # ... and with it quiet
+                eoe_quiet = _timed_put(f"{prefix}EndOfExperiment", env)
+        rate = m * 10
+        self.row(
+            f"durable: record {m} PVs at 10 Hz",
+            f"RSS after {long_:g} s / after {short:g} s of recording",
+            rss_long / rss_short,
+            "<= 1.1",
+            rss_short_mb=rss_short,
+            rss_long_mb=rss_long,
+        )
+        self.row(
+            f"durable: record {m} PVs at 10 Hz",
+            f"EndOfExperiment after {long_:g} s / after {short:g} s of recording",
+            eoe_long / eoe_busy,
+            "<= 1.5",
+            eoe_long_s=eoe_long,
+            eoe_short_s=eoe_busy,
+        )
+        h5py_s, points = _minimal_rewrite(Path(long_file), self.work / "minimal.h5")
+        self.row(
+            f"durable: {points} recorded points",
+            "EndOfExperiment / minimal h5py write of the same arrays",
+            eoe_long / h5py_s,
+            "<= 2",
+            eoe_s=eoe_long,
+            h5py_s=h5py_s,
+        )
+        self.row(
+            f"durable: EndOfExperiment beside {rate} updates/s",
+            "beamline updating / beamline quiet",
+            eoe_busy / eoe_quiet,
+            "<= 1.3",
+            busy_s=eoe_busy,
+            quiet_s=eoe_quiet,
+        )
+
     def soak(self) -> None:
         n, scan, warm, total = (
             (1000, "1 second", 5, 20) if self.quick else (10000, ".1 second", 30, 600)
@@ -446,6 +511,35 @@ def _reference_write(x: Any, work: Path) -> float | None:
     return write_with_assonant(x, work)
 
 
+def _timed_put(pv: str, env: dict[str, str]) -> float:
+    """Seconds of ``caput -c pv 1``."""
+    t = time.perf_counter()
+    _put(pv, 1, env, timeout=1800)
+    return time.perf_counter() - t
+
+
+def _minimal_rewrite(path: Path, out: Path) -> tuple[float, int]:
+    """Time a minimal h5py script writing the recorded arrays of ``path`` (value, time,
+    alarm_severity, alarm_status, connected of each NXlog) to a new file; returns
+    (seconds, points)."""
+    arrays: list[tuple[str, Any]] = []
+    with h5py.File(path, "r") as f:
+
+        def take(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and "/during_exposure/" in f"/{name}/":
+                if obj.parent.attrs.get("NX_class") == "NXlog":
+                    arrays.append((name, obj[()]))
+
+        f.visititems(take)
+    points = sum(len(a) for n, a in arrays if n.endswith("/value"))
+    t = time.perf_counter()
+    with h5py.File(out, "w") as g:
+        for name, data in arrays:
+            g.create_dataset(name, data=data)
+    os.sync()
+    return time.perf_counter() - t, points
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -462,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="bench/results.json", help="where the table goes")
     parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
     args = parser.parse_args(argv)
-    scenarios = ["connect", "pre_snapshot", "during", "write", "linked", "event", "soak"]
+    scenarios = ["connect", "pre_snapshot", "during", "write", "linked", "event", "durable", "soak"]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp))

@@ -23,7 +23,7 @@ def file_written_event(
     event_id: str = "",
 ) -> dict[str, Any]:
     """The event that says which file holds experiment ``x`` (and what validation found)."""
-    readings = [r for e in x.entries for r in e.readings()]
+    counts = [e.counts() for e in x.entries]
     event = {
         "schema_version": EVENT_SCHEMA_VERSION,
         "event_type": "file_written",
@@ -35,8 +35,8 @@ def file_written_event(
         "file_size": size,
         "sha256": sha256,
         "moments": [e.moment.entry_name for e in x.entries],
-        "readings_captured": len(readings),
-        "readings_disconnected": sum(1 for r in readings if not r.connected),
+        "readings_captured": sum(n for n, _ in counts),
+        "readings_disconnected": sum(d for _, d in counts),
         "start_time": iso(x.start_time),
         "end_time": iso(x.end_time),
         "written_at": iso(written_at),

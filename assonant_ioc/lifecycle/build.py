@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
-from assonant_ioc.lifecycle.journal import Journal
-from assonant_ioc.model.components import Moment
-from assonant_ioc.model.readings import Reading
+from assonant_ioc.lifecycle.journal import Journal, read_columns
+from assonant_ioc.model.components import Moment, SeriesColumns
+from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.model.times import iso
 from assonant_ioc.snapshots import Captured, assemble
+from assonant_ioc.snapshots.capture import Captures
 
 
 def init_worker() -> None:
@@ -61,15 +62,18 @@ def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], di
         if info is None or moment.value not in meta.get("captured", []):
             continue
         start, end = float(info["start"]), float(info["end"])
-        values: dict[str, Reading] | dict[str, list[Reading]]
+        values: Captures
         if moment is Moment.DURING:
-            series, _ = journal.read_during()
+            series, _ = read_columns(journal.during_path())
             gap = info.get("interrupted")
             if gap:  # from the last durable point on, nothing is known: say so per PV
                 down = float(gap["down_from"])
-                for pv, readings in series.items():
-                    last = readings[-1] if readings else None
-                    readings.append(Reading.disconnected(pv, down, last))
+                for pv, recorded in series.items():
+                    if isinstance(recorded, SeriesColumns):
+                        series[pv] = _then_disconnected(recorded, down)
+                    else:
+                        last = recorded[-1] if recorded else None
+                        recorded.append(Reading.disconnected(pv, down, last))
                 notes[moment.entry_name] = (
                     f"The service was down from {iso(down)} to {iso(float(gap['up_at']))}: "
                     "the recording was closed at its last durable point, "
@@ -80,6 +84,26 @@ def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], di
             values = journal.load_snapshot(moment.value)
         out.append(Captured(moment, values, start, end))
     return out, notes
+
+
+def _then_disconnected(cols: SeriesColumns, t: float) -> SeriesColumns:
+    """``cols`` with one more point at ``t``: disconnected, INVALID, no value."""
+    import numpy as np
+
+    if cols.dtype == "str":
+        values: Any = [*cols.values, ""]
+    else:
+        values = np.append(np.asarray(cols.values, dtype=np.float64), np.nan)
+    return SeriesColumns(
+        cols.source,
+        values,
+        np.append(cols.times, t),
+        np.append(cols.severity, int(Severity.INVALID)),
+        np.append(cols.status, UDF_ALARM),
+        np.append(cols.connected, False),
+        cols.dtype if cols.dtype == "str" else "float64",
+        cols.units,
+    )
 
 
 def build(job: BuildJob) -> tuple[str, dict[str, Any]]:

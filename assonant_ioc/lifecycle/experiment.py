@@ -525,7 +525,7 @@ class Lifecycle:
         elif state is State.WRITING:
             state = State.FAULT
         if state is State.RECORDING:
-            _, last = await asyncio.to_thread(self.journal.read_during)
+            last = await asyncio.to_thread(self.journal.last_durable)
             during = meta["moments"]["during"]
             down = last if last is not None else float(during["start"])
             during["end"] = down

@@ -28,7 +28,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assonant_ioc.model.codec import reading_from_dict, reading_to_dict
+from assonant_ioc.model.components import SeriesColumns
 from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity, describe
 
 log = logging.getLogger(__name__)
@@ -138,24 +141,88 @@ class Journal:
 
     def read_during(self) -> tuple[dict[str, list[Reading]], float | None]:
         """Every recorded reading per PV (oldest first) and the last durable point's time."""
-        series: dict[str, list[Reading]] = {}
-        last: float | None = None
-        pvs: list[str] = []
-        for batch in read_records(self.during_path()):
-            if "pvs" in batch:  # the header: the recorded PVs, in index order
-                pvs = list(batch["pvs"])
-                for pv in pvs:
-                    series.setdefault(pv, [])
-                continue
-            units = {int(k): v for k, v in batch.get("u", {}).items()}
-            dtypes = {int(k): v for k, v in batch.get("d", {}).items()}
-            for i, value, t, sev, st, conn in zip(
-                batch["p"], batch["v"], batch["t"], batch["s"], batch["a"], batch["c"], strict=True
-            ):
-                pv = pvs[i]
-                series[pv].append(_reading(pv, value, t, sev, st, conn, units.get(i, ""), dtypes))
-            last = float(batch["at"])
-        return series, last
+        series, last = read_columns(self.during_path())
+        return {
+            pv: list(v.readings()) if isinstance(v, SeriesColumns) else v
+            for pv, v in series.items()
+        }, last
+
+    def last_durable(self) -> float | None:
+        """When the recording was last made durable (None: no batch yet)."""
+        last = None
+        for record in read_records(self.during_path()):
+            last = record.get("at", last)
+        return None if last is None else float(last)
+
+
+_SEVERITIES = tuple(Severity)
+_SCALARS = (float, int, str, bool)
+
+
+def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], float | None]:
+    """The recording in ``path`` per PV, oldest first: scalar PVs as columns (no object per
+    reading), waveforms as readings; and the last durable point's time."""
+    pvs: list[str] = []
+    p: list[int] = []
+    v: list[Any] = []
+    t: list[float] = []
+    s: list[int] = []
+    a: list[int] = []
+    c: list[bool] = []
+    units: dict[int, str] = {}
+    dtypes: dict[int, str] = {}
+    last: float | None = None
+    for batch in read_records(path):
+        if "pvs" in batch:
+            pvs = list(batch["pvs"])
+            continue
+        p += batch["p"]
+        v += batch["v"]
+        t += batch["t"]
+        s += batch["s"]
+        a += batch["a"]
+        c += batch["c"]
+        units.update({int(k): u for k, u in batch.get("u", {}).items()})
+        dtypes.update({int(k): d for k, d in batch.get("d", {}).items()})
+        last = float(batch["at"])
+    index = np.asarray(p, dtype=np.int64)
+    order = np.argsort(index, kind="stable")  # per PV, in arrival order
+    bounds = np.searchsorted(index[order], np.arange(len(pvs) + 1))
+    times = np.asarray(t, dtype=np.float64)[order]
+    sev = np.asarray(s, dtype=np.int64)[order]
+    status = np.asarray(a, dtype=np.int64)[order]
+    conn = np.asarray(c, dtype=bool)[order]
+    out: dict[str, list[Reading] | SeriesColumns] = {}
+    for i, pv in enumerate(pvs):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        rows = order[lo:hi]
+        vals = [v[j] for j in rows]
+        dtype = dtypes.get(i, "float64")
+        first = next((x for x in vals if x is not None), None)
+        if isinstance(first, (list, dict)) or dtype == "bool":  # waveforms: as readings
+            out[pv] = [
+                _reading(pv, v[j], t[j], s[j], a[j], c[j], units.get(i, ""), dtypes.get(i))
+                for j in rows
+            ]
+            continue
+        live = conn[lo:hi]
+        values: Any
+        if dtype == "str":
+            values = [
+                "" if (x is None or not ok) else str(x) for x, ok in zip(vals, live, strict=True)
+            ]
+        elif bool(live.all()):  # a connected point always has a value
+            values = np.asarray(vals, dtype=dtype)
+        else:  # a disconnected point is NaN: the series is float64
+            values = np.asarray(
+                [np.nan if (x is None or not ok) else x for x, ok in zip(vals, live, strict=True)],
+                dtype=np.float64,
+            )
+            dtype = "float64"
+        out[pv] = SeriesColumns(
+            pv, values, times[lo:hi], sev[lo:hi], status[lo:hi], live, dtype, units.get(i, "")
+        )
+    return out, last
 
 
 def _reading(
@@ -166,12 +233,15 @@ def _reading(
     status: int,
     connected: bool,
     units: str,
-    dtypes: Mapping[int, str],
+    dtype: str | None,
 ) -> Reading:
+    """One journal row as a Reading; scalars (most rows) without re-inferring their type."""
     if not connected or value is None:
         return Reading(pv, None, "float64", (), units, float(t), Severity.INVALID, UDF_ALARM, False)
-    reading = Reading.of(pv, value, t, units=units, severity=sev, status=status)
-    return reading
+    if dtype is not None and type(value) in _SCALARS:
+        severity = _SEVERITIES[sev] if 0 <= sev <= 3 else Severity.INVALID
+        return Reading(pv, value, dtype, (), units, float(t), severity, int(status), True)
+    return Reading.of(pv, value, t, units=units, severity=sev, status=status)
 
 
 def append_record(fh: Any, payload: Mapping[str, Any]) -> int:

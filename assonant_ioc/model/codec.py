@@ -58,7 +58,7 @@ def _value_to_dict(v: Value) -> dict[str, Any]:
     return {
         "kind": "time_series",
         "units": v.units,
-        "readings": [reading_to_dict(r) for r in v.readings],
+        "readings": [reading_to_dict(r) for r in v.points()],
     }
 
 

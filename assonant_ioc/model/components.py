@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.readings import Reading, Severity
 
 
 class Moment(enum.Enum):
@@ -117,20 +118,81 @@ class DataField:
     units: str
 
 
+@dataclass(frozen=True, eq=False)
+class SeriesColumns:
+    """A recorded series of one scalar PV as columns, one element per update, oldest first
+    (a recording read back from the journal: no object per reading).
+
+    ``values`` holds NaN (numbers) or "" (strings) where ``connected`` is False; ``times``
+    are EPICS timestamps as POSIX seconds. Sequences are numpy arrays or lists.
+    """
+
+    source: str
+    values: Any
+    times: Any
+    severity: Any
+    status: Any
+    connected: Any
+    dtype: str
+    units: str = ""
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def readings(self) -> tuple[Reading, ...]:
+        """The same series as readings (for the few consumers that want objects)."""
+        out = []
+        for v, t, sev, st, conn in zip(
+            self.values, self.times, self.severity, self.status, self.connected, strict=True
+        ):
+            if conn:
+                value = v.item() if hasattr(v, "item") else v
+                out.append(
+                    Reading(
+                        self.source,
+                        value,
+                        self.dtype,
+                        (),
+                        self.units,
+                        float(t),
+                        Severity(int(sev)) if 0 <= int(sev) <= 3 else Severity.INVALID,
+                        int(st),
+                        True,
+                    )
+                )
+            else:
+                out.append(Reading.disconnected(self.source, float(t)))
+        return tuple(out)
+
+
 @dataclass(frozen=True)
 class TimeSeries:
-    """Every reading of a field from the start to the end of a recording."""
+    """Every reading of a field from the start to the end of a recording: as readings, or
+    (a recording read from the journal) as ``columns`` with ``readings`` empty."""
 
     readings: tuple[Reading, ...]
     units: str
+    columns: SeriesColumns | None = None
+
+    def points(self) -> tuple[Reading, ...]:
+        """Every reading, whichever form the series is held in."""
+        return self.columns.readings() if self.columns is not None else self.readings
+
+    def __len__(self) -> int:
+        return len(self.columns) if self.columns is not None else len(self.readings)
+
+    def disconnected_count(self) -> int:
+        if self.columns is not None:
+            return int(len(self.columns) - sum(bool(c) for c in self.columns.connected))
+        return sum(1 for r in self.readings if not r.connected)
 
     @property
     def values(self) -> list[object]:
-        return [r.value for r in self.readings]
+        return [r.value for r in self.points()]
 
     @property
     def timestamps(self) -> list[float]:
-        return [r.timestamp for r in self.readings]
+        return [r.timestamp for r in self.points()]
 
 
 Value = DataField | TimeSeries
@@ -205,7 +267,23 @@ class Entry:
                 if isinstance(val, DataField):
                     yield val.reading
                 else:
-                    yield from val.readings
+                    yield from val.points()
+
+    def counts(self) -> tuple[int, int]:
+        """(readings captured, of which disconnected), without building recorded readings."""
+        comps = [c for top in self.instrument for c in top.walk()]
+        if self.sample is not None:
+            comps += list(self.sample.walk())
+        total = disconnected = 0
+        for comp in comps:
+            for val in [*comp.fields.values(), *(a.value for a in comp.axes.values())]:
+                if isinstance(val, DataField):
+                    total += 1
+                    disconnected += not val.reading.connected
+                else:
+                    total += len(val)
+                    disconnected += val.disconnected_count()
+        return total, disconnected
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
         a for a in sample.axes.values() if a.transformation_type is TransformationType.ROTATION
     )
     value = axis.value
-    readings = (value.reading,) if isinstance(value, DataField) else value.readings
+    readings = (value.reading,) if isinstance(value, DataField) else value.points()
     known = [(r.timestamp, float(cast(float, r.value))) for r in readings if r.value is not None]
     if not known:
         return np.full(len(times), np.nan), value.units

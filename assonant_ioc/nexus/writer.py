@@ -166,20 +166,32 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     """An NXlog; ``time`` is seconds from ``t0`` (the recording start; the first point,
     the value held when recording began, may be earlier)."""
     log_group = _group(parent, name, "NXlog")
-    readings = series.readings
-    stamps = np.array([r.timestamp for r in readings], dtype=np.float64)
-    _field(log_group, "value", _series_data(readings), series.units)
+    cols = series.columns
+    if cols is not None:  # a recording from the journal: its columns as they are
+        values: Any = cols.values
+        if cols.dtype == "str":
+            values = np.array(values, dtype=_STR_DTYPE)
+        stamps = np.asarray(cols.times, dtype=np.float64)
+        severity = np.asarray(cols.severity, dtype=np.int8)
+        status = np.asarray(cols.status, dtype=np.int16)
+        connected = np.asarray(cols.connected, dtype=bool)
+        source = cols.source if len(cols) else ""
+    else:
+        readings = series.readings
+        values = _series_data(readings)
+        stamps = np.array([r.timestamp for r in readings], dtype=np.float64)
+        severity = np.array([int(r.severity) for r in readings], dtype=np.int8)
+        status = np.array([r.status for r in readings], dtype=np.int16)
+        connected = np.array([r.connected for r in readings], dtype=bool)
+        source = readings[0].source if readings else ""
+    _field(log_group, "value", values, series.units)
     t = _field(log_group, "time", stamps - t0, "s")
     t.attrs["start"] = iso(t0)
-    _array(
-        log_group,
-        "alarm_severity",
-        np.array([int(r.severity) for r in readings], dtype=np.int8),
-    )
-    _array(log_group, "alarm_status", np.array([r.status for r in readings], dtype=np.int16))
-    _array(log_group, "connected", np.array([r.connected for r in readings], dtype=bool))
-    if readings:
-        log_group.attrs["source_pv"] = readings[0].source
+    _array(log_group, "alarm_severity", severity)
+    _array(log_group, "alarm_status", status)
+    _array(log_group, "connected", connected)
+    if source:
+        log_group.attrs["source_pv"] = source
     return log_group
 
 
@@ -212,9 +224,17 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dat
         dset = _write_value(trans, name, value, t0)
         assert isinstance(dset, h5py.Dataset)
     else:
-        dset = _field(trans, name, _series_data(value.readings), value.units)
-        if value.readings:
-            dset.attrs["source_pv"] = value.readings[0].source
+        cols = value.columns
+        data = _series_data(value.readings) if cols is None else cols.values
+        if cols is not None and cols.dtype == "str":
+            data = np.array(data, dtype=_STR_DTYPE)
+        dset = _field(trans, name, data, value.units)
+        if cols is not None:
+            source = cols.source
+        else:
+            source = value.readings[0].source if value.readings else ""
+        if source:
+            dset.attrs["source_pv"] = source
     dset.attrs["transformation_type"] = axis.transformation_type.value
     dset.attrs["vector"] = np.array(axis.vector, dtype=np.float64)
     if axis.offset is not None:

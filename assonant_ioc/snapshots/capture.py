@@ -17,6 +17,7 @@ from assonant_ioc.model.components import (
     Experiment,
     LinkedData,
     Moment,
+    SeriesColumns,
     TimeSeries,
     Value,
     exposure_moment,
@@ -24,6 +25,10 @@ from assonant_ioc.model.components import (
 from assonant_ioc.model.readings import Reading
 
 log = logging.getLogger(__name__)
+
+#: What a moment captured per PV: the latest reading (pre/post) or the recorded series
+#: (during: readings, or columns when read back from the journal).
+Captures = Mapping[str, Reading] | Mapping[str, list[Reading] | SeriesColumns]
 
 
 class FileNames:
@@ -92,7 +97,7 @@ def _constant_reading(name: str, value: object, units: str, when: float) -> Read
 def _component(
     spec: ComponentSpec,
     moment: Moment,
-    values: Mapping[str, Reading] | Mapping[str, list[Reading]],
+    values: Captures,
     when: float,
     extra_fields: Mapping[str, Reading] | None = None,
     frames: Mapping[str, Sequence[str]] | None = None,
@@ -109,6 +114,8 @@ def _component(
         elif isinstance(got, list):
             units = ch.units or (got[0].units if got else "")
             value = TimeSeries(tuple(got), units)
+        elif isinstance(got, SeriesColumns):
+            value = TimeSeries((), ch.units or got.units, got)
         else:
             reading = got if got is not None else Reading.disconnected(ch.pv, when)
             value = DataField(reading, ch.units or reading.units)
@@ -159,7 +166,7 @@ def _relink(spec: ComponentSpec, axes: dict[str, Axis]) -> None:
 def build_entry(
     config: BeamlineConfig,
     moment: Moment,
-    values: Mapping[str, Reading] | Mapping[str, list[Reading]],
+    values: Captures,
     start: float,
     end: float,
     sample_name: str = "",
@@ -191,7 +198,7 @@ class Captured:
     """
 
     moment: Moment
-    values: Mapping[str, Reading] | Mapping[str, list[Reading]]
+    values: Captures
     start: float
     end: float
 

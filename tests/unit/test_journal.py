@@ -128,3 +128,52 @@ def test_outbox_keeps_order_until_removed(tmp_path: Path) -> None:
     again.remove(pending[0])
     assert [p.event["n"] for p in Outbox(tmp_path).pending()] == [1, 2]
     assert json.loads(pending[1].path.read_text())["ready"] is False
+
+
+def test_the_file_built_from_the_journal_holds_every_recorded_point(tmp_path: Path) -> None:
+    import h5py
+
+    from assonant_ioc.config import load_config
+    from assonant_ioc.lifecycle.build import BuildJob, build
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "sim.yaml")
+    journal = Journal(tmp_path / "state")
+    x, ring = "SIM:smp:x:RBV", "SIM:ring:current"
+    meta = {
+        "experiment_id": "j1",
+        "captured": ["pre", "during"],
+        "moments": {
+            "pre": {"start": T0, "end": T0},
+            "during": {
+                "start": T0,
+                "end": T0 + 10,
+                "interrupted": {"down_from": T0 + 9, "up_at": T0 + 20},
+            },
+        },
+    }
+    journal.begin(meta)
+    journal.save_snapshot("pre", [reading(x, 1.5, T0, units="mm")])
+    rec = Recorder(journal.during_path(), [x, ring], T0, {x: "mm"}.get, 60.0)
+    for i in range(5):
+        rec.add(x, 1.5 + i, T0 + i, 0, 0, True)
+    rec.add(ring, None, T0 + 2, 3, 17, False)
+    rec.add(ring, 100.25, T0 + 3, 1, 4, True)
+    rec.stop()
+    final = tmp_path / "data" / "j1.nxs"
+    tmp, event = build(
+        BuildJob(config, str(tmp_path / "state"), str(final), "j1", "s", "", "ab" * 16)
+    )
+    assert event["event_id"] == "ab" * 16 and event["readings_captured"] > 7
+    with h5py.File(tmp, "r") as f:
+        assert f["pre_exposure/sample/transformations/x"][()] == 1.5
+        log_x = f["during_exposure/sample/x"]
+        # the recorded points, then the gap marked at the last durable point
+        assert list(log_x["value"][:5]) == [1.5, 2.5, 3.5, 4.5, 5.5]
+        assert np.isnan(log_x["value"][5]) and not log_x["connected"][5]
+        assert list(log_x["time"][:5]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert log_x["value"].attrs["units"] == "mm"
+        cur = f["during_exposure/instrument/storage_ring/current"]
+        assert np.isnan(cur["value"][0]) and cur["value"][1] == 100.25
+        assert list(cur["connected"][:2]) == [False, True]
+        assert list(cur["alarm_severity"][:2]) == [3, 1] and cur["alarm_status"][1] == 4
+        assert "service_interruption" in f["during_exposure"]

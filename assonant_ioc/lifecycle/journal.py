@@ -163,62 +163,72 @@ def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], 
     """The recording in ``path`` per PV, oldest first: scalar PVs as columns (no object per
     reading), waveforms as readings; and the last durable point's time."""
     pvs: list[str] = []
-    p: list[int] = []
-    v: list[Any] = []
-    t: list[float] = []
-    s: list[int] = []
-    a: list[int] = []
-    c: list[bool] = []
+    parts: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+    other: dict[int, Any] = {}
     units: dict[int, str] = {}
     dtypes: dict[int, str] = {}
     last: float | None = None
+    rows = 0
     for batch in read_records(path):
         if "pvs" in batch:
             pvs = list(batch["pvs"])
             continue
-        p += batch["p"]
-        v += batch["v"]
-        t += batch["t"]
-        s += batch["s"]
-        a += batch["a"]
-        c += batch["c"]
+        for name, _ in _COLUMNS:
+            parts[name].append(batch[name])
+        other.update({rows + j: x for j, x in batch["o"]})
+        rows += int(batch["n"])
         units.update({int(k): u for k, u in batch.get("u", {}).items()})
         dtypes.update({int(k): d for k, d in batch.get("d", {}).items()})
         last = float(batch["at"])
-    index = np.asarray(p, dtype=np.int64)
-    order = np.argsort(index, kind="stable")  # per PV, in arrival order
-    bounds = np.searchsorted(index[order], np.arange(len(pvs) + 1))
-    times = np.asarray(t, dtype=np.float64)[order]
-    sev = np.asarray(s, dtype=np.int64)[order]
-    status = np.asarray(a, dtype=np.int64)[order]
-    conn = np.asarray(c, dtype=bool)[order]
+    col = {
+        name: np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=kind)
+        for name, kind in _COLUMNS
+    }
+    order = np.argsort(col["p"], kind="stable")  # per PV, in arrival order
+    bounds = np.searchsorted(col["p"][order], np.arange(len(pvs) + 1))
+    times, sev, status = col["t"][order], col["s"][order], col["a"][order]
+    conn, kinds = col["c"][order], col["k"][order]
+    vf, vi = col["vf"][order], col["vi"][order]
     out: dict[str, list[Reading] | SeriesColumns] = {}
     for i, pv in enumerate(pvs):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
-        rows = order[lo:hi]
-        vals = [v[j] for j in rows]
         dtype = dtypes.get(i, "float64")
-        first = next((x for x in vals if x is not None), None)
-        if isinstance(first, (list, dict)) or dtype == "bool":  # waveforms: as readings
-            out[pv] = [
-                _reading(pv, v[j], t[j], s[j], a[j], c[j], units.get(i, ""), dtypes.get(i))
-                for j in rows
-            ]
-            continue
         live = conn[lo:hi]
+        k = kinds[lo:hi]
         values: Any
-        if dtype == "str":
-            values = [
-                "" if (x is None or not ok) else str(x) for x, ok in zip(vals, live, strict=True)
+        if hi > lo and bool((k == 0).all()):  # the common case: floats, all connected
+            values = vf[lo:hi].astype(dtype) if dtype != "float64" else vf[lo:hi]
+        elif hi > lo and bool((k == 1).all()):
+            values = vi[lo:hi].astype(dtype) if dtype not in ("int64", "str") else vi[lo:hi]
+        else:
+            rows_ = order[lo:hi]
+            raw = [
+                vf[lo + j] if kj == 0 else vi[lo + j] if kj == 1 else other.get(int(rows_[j]))
+                for j, kj in enumerate(k)
             ]
-        elif bool(live.all()):  # a connected point always has a value
-            values = np.asarray(vals, dtype=dtype)
-        else:  # a disconnected point is NaN: the series is float64
-            values = np.asarray(
-                [np.nan if (x is None or not ok) else x for x, ok in zip(vals, live, strict=True)],
-                dtype=np.float64,
-            )
-            dtype = "float64"
+            first = next((x for x in raw if x is not None), None)
+            if isinstance(first, (list, dict)) or dtype == "bool":  # waveforms: as readings
+                out[pv] = [
+                    _reading(
+                        pv,
+                        x,
+                        times[lo + j],
+                        sev[lo + j],
+                        status[lo + j],
+                        bool(live[j]),
+                        units.get(i, ""),
+                        dtypes.get(i),
+                    )
+                    for j, x in enumerate(raw)
+                ]
+                continue
+            if dtype == "str":
+                values = ["" if x is None else str(x) for x in raw]
+            elif bool(live.all()):
+                values = np.asarray(raw, dtype=dtype)
+            else:  # a disconnected point is NaN: the series is float64
+                values = np.asarray([np.nan if x is None else x for x in raw], dtype=np.float64)
+                dtype = "float64"
         out[pv] = SeriesColumns(
             pv, values, times[lo:hi], sev[lo:hi], status[lo:hi], live, dtype, units.get(i, "")
         )
@@ -244,13 +254,37 @@ def _reading(
     return Reading.of(pv, value, t, units=units, severity=sev, status=status)
 
 
-def append_record(fh: Any, payload: Mapping[str, Any]) -> int:
-    """Append one record (length, crc32, JSON payload) to an unbuffered file; returns its size.
+#: The columns of a batch record, in order: row's PV index, EPICS time, severity, status,
+#: connected, value kind (0 float, 1 integer, 2 other: in the JSON header), float, integer.
+_COLUMNS = (
+    ("p", np.int32),
+    ("t", np.float64),
+    ("s", np.int16),
+    ("a", np.int16),
+    ("c", np.bool_),
+    ("k", np.uint8),
+    ("vf", np.float64),
+    ("vi", np.int64),
+)
+_JSON, _BATCH = b"J", b"B"
+_LEN = struct.Struct("<I")
+
+
+def append_record(
+    fh: Any, payload: Mapping[str, Any], columns: Mapping[str, Any] | None = None
+) -> int:
+    """Append one record (length, crc32, then a JSON payload, or a JSON header and the binary
+    ``columns`` of a batch) to an unbuffered file; returns its size.
 
     On a failed write (a full disk) the file is cut back to where it was, so the log never
     holds a torn record in its middle.
     """
-    data = json.dumps(payload, separators=(",", ":")).encode()
+    head = json.dumps(payload, separators=(",", ":")).encode()
+    if columns is None:
+        data = _JSON + head
+    else:
+        arrays = [np.ascontiguousarray(columns[name], dtype=kind) for name, kind in _COLUMNS]
+        data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
     record = _HEADER.pack(len(data), zlib.crc32(data)) + data
     pos = fh.tell()
     try:
@@ -266,7 +300,10 @@ def append_record(fh: Any, payload: Mapping[str, Any]) -> int:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete records of an append-only log; stops at the first torn or corrupt one."""
+    """The complete records of an append-only log; stops at the first torn or corrupt one.
+
+    A batch record comes back as its JSON header with its columns as numpy arrays.
+    """
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -281,8 +318,39 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             if len(data) < size or zlib.crc32(data) != crc:
                 log.warning("%s: torn record at the end, dropped", path)
                 return
-            record: dict[str, Any] = json.loads(data)
-            yield record
+            yield _decode(data)
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    if data[:1] == _JSON:
+        record: dict[str, Any] = json.loads(data[1:])
+        return record
+    (size,) = _LEN.unpack_from(data, 1)
+    start = 1 + _LEN.size
+    record = json.loads(data[start : start + size])
+    offset, n = start + size, int(record["n"])
+    for name, kind in _COLUMNS:
+        record[name] = np.frombuffer(data, dtype=kind, count=n, offset=offset)
+        offset += n * np.dtype(kind).itemsize
+    return record
+
+
+def encode_values(values: list[Any], connected: list[bool]) -> dict[str, Any]:
+    """Split a batch's values by kind: floats and integers as binary columns, the rest
+    (strings, waveforms, disconnected) in a JSON list of [row, value]."""
+    n = len(values)
+    kinds = [2] * n
+    vf = [0.0] * n
+    vi = [0] * n
+    other = []
+    for j, (x, conn) in enumerate(zip(values, connected, strict=True)):
+        if conn and isinstance(x, float):
+            kinds[j], vf[j] = 0, x
+        elif conn and isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63:
+            kinds[j], vi[j] = 1, x
+        else:
+            other.append([j, _jsonable(x) if conn else None])
+    return {"k": kinds, "vf": vf, "vi": vi, "o": other}
 
 
 class Recorder:
@@ -371,31 +439,21 @@ class Recorder:
     def _write_batch(self, cols: tuple[list[Any], ...]) -> int:
         p, v, t, s, a, c = cols
         now = time.time()
-        if p:
-            units = {i: self._units_of(self.pvs[i]) for i in set(p)}
-            values = [None if not conn else _jsonable(x) for x, conn in zip(v, c, strict=True)]
-            dtypes = {}
-            for i, x, conn in zip(p, v, c, strict=True):
-                if conn and i not in dtypes:
-                    dtypes[i] = describe(x)[0]
-            append_record(
-                self._fh,
-                {
-                    "at": now,
-                    "p": p,
-                    "v": values,
-                    "t": t,
-                    "s": s,
-                    "a": a,
-                    "c": c,
-                    "u": {str(k): u for k, u in units.items() if u},
-                    "d": {str(k): d for k, d in dtypes.items()},
-                },
-            )
-        else:  # a heartbeat record: the recording is durable up to now
-            append_record(
-                self._fh, {"at": now, "p": [], "v": [], "t": [], "s": [], "a": [], "c": []}
-            )
+        units = {i: self._units_of(self.pvs[i]) for i in set(p)}
+        dtypes = {}
+        for i, x, conn in zip(p, v, c, strict=True):
+            if conn and i not in dtypes:
+                dtypes[i] = describe(x)[0]
+        values = encode_values(v, c)
+        header = {
+            "at": now,
+            "n": len(p),
+            "o": values.pop("o"),
+            "u": {str(k): u for k, u in units.items() if u},
+            "d": {str(k): d for k, d in dtypes.items()},
+        }
+        # an empty batch is a heartbeat: the recording is durable up to now
+        append_record(self._fh, header, {"p": p, "t": t, "s": s, "a": a, "c": c, **values})
         self._sync()
         self.durable_at = now
         self.count += len(p)

@@ -111,6 +111,23 @@ class EventSender:
             await self._drop_producer()
 
 
+async def _assign_from_start(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> list[Any]:
+    """Assign every partition of ``topic`` (waiting for it to appear), from its start."""
+    parts: list[TopicPartition] = []
+    while not parts and time.monotonic() < deadline:
+        # fresh metadata each time: the topic may appear after we start
+        cluster = await consumer._client.fetch_all_metadata()
+        ids = cluster.partitions_for_topic(topic) or set()
+        parts = [TopicPartition(topic, p) for p in sorted(ids)]
+        if not parts:
+            await asyncio.sleep(0.2)
+    if not parts:
+        raise TimeoutError(f"topic {topic!r} did not appear")
+    consumer.assign(parts)
+    await consumer.seek_to_beginning(*parts)
+    return parts
+
+
 async def consume_event(
     bootstrap: str, topic: str, key: str, timeout: float = 20.0
 ) -> dict[str, Any]:
@@ -119,18 +136,7 @@ async def consume_event(
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
-        parts: list[TopicPartition] = []
-        while not parts and time.monotonic() < deadline:
-            # fresh metadata each time: the topic may appear after we start
-            cluster = await consumer._client.fetch_all_metadata()
-            ids = cluster.partitions_for_topic(topic) or set()
-            parts = [TopicPartition(topic, p) for p in sorted(ids)]
-            if not parts:
-                await asyncio.sleep(0.2)
-        if not parts:
-            raise TimeoutError(f"topic {topic!r} did not appear on {bootstrap}")
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        await _assign_from_start(consumer, topic, deadline)
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
@@ -139,5 +145,30 @@ async def consume_event(
                         event: dict[str, Any] = json.loads(rec.value)
                         return event
         raise TimeoutError(f"no event with key {key!r} on {topic!r} within {timeout} s")
+    finally:
+        await consumer.stop()
+
+
+async def consume_all(
+    bootstrap: str, topic: str, at_least: int, timeout: float = 40.0
+) -> list[dict[str, Any]]:
+    """Every event on ``topic``, from its start to its end once ``at_least`` have arrived, in
+    the order they were sent (by record timestamp: keys spread over partitions)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        parts = await _assign_from_start(consumer, topic, deadline)
+        events: list[tuple[int, dict[str, Any]]] = []
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                events += [(r.timestamp, json.loads(r.value)) for r in records if r.value]
+            if len(events) >= at_least:
+                ends = await consumer.end_offsets(parts)
+                positions = [await consumer.position(p) for p in parts]
+                if all(pos >= ends[p] for pos, p in zip(positions, parts, strict=True)):
+                    return [e for _, e in sorted(events, key=lambda te: te[0])]
+        raise TimeoutError(f"{len(events)} of {at_least} events on {topic!r} within {timeout} s")
     finally:
         await consumer.stop()

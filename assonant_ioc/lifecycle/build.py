@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
-from assonant_ioc.lifecycle.journal import Journal, read_columns
+from assonant_ioc.lifecycle.journal import Journal
+from assonant_ioc.lifecycle.records import read_columns
 from assonant_ioc.model.components import Moment, SeriesColumns
 from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.model.times import iso

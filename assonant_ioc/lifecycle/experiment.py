@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from assonant_ioc.config.spec import BeamlineConfig, render_file_name
-from assonant_ioc.errors import CommandRefused, SendFailed, WriteFailed
+from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.model.components import Moment
@@ -34,9 +35,6 @@ from assonant_ioc.nexus.writer import partial_path, publish
 from assonant_ioc.snapshots import FileNames
 
 log = logging.getLogger(__name__)
-
-#: How often undelivered events are tried again while the broker does not answer.
-RETRY_S = 5.0
 
 
 class StepFailed(Exception):
@@ -55,16 +53,6 @@ class Reporter(Protocol):
     async def file_written(self, path: Path) -> None: ...
 
     async def validated(self, text: str) -> None: ...
-
-
-class Sender(Protocol):
-    connected: bool
-
-    async def connect(self) -> bool: ...
-
-    async def send(self, key: str, event: dict[str, Any]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -103,8 +91,7 @@ class Lifecycle:
         self._recorder: Recorder | None = None
         self._frames: FileNames | None = None
         self._pool: ProcessPoolExecutor | None = None
-        self._wake = asyncio.Event()
-        self._validating: set[str] = set()
+        self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_worker)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._moment_pvs = {m: config.pvs(m) for m in Moment}
 
@@ -157,9 +144,9 @@ class Lifecycle:
                 await self.reporter.error(message + "; Abort discards it")
         for pending in self.outbox.pending():
             if not pending.ready:
-                self.spawn(self._validate_and_release(pending))
+                self.spawn(self.delivery.validate_and_release(pending))
         if self.sender is not None:
-            self.spawn(self._deliver_forever())
+            self.spawn(self.delivery.run())
         return message
 
     async def stop(self) -> None:
@@ -343,16 +330,20 @@ class Lifecycle:
             if recorder is not None:
                 self.monitor.remove_sink(recorder)
                 await asyncio.to_thread(recorder.abandon)
-            self._stop_frames()
-            try:
-                await asyncio.to_thread(self.journal.discard)
-            except Exception:
-                log.exception("cannot remove the journal of %s", self.experiment_id)
-            self.machine.state = State.IDLE
-            self.machine.captured.clear()
-            self._meta = {}
+            await self._close_experiment()
             await self.reporter.state_changed(State.IDLE)
             await self.reporter.say(f"{self.experiment_id}: aborted, nothing written")
+
+    async def _close_experiment(self) -> None:
+        """Written or aborted: forget the experiment (its journal too); back to Idle."""
+        self._stop_frames()
+        try:
+            await asyncio.to_thread(self.journal.discard)
+        except Exception:
+            log.exception("cannot remove the journal of %s", self.experiment_id)
+        self.machine.state = State.IDLE
+        self.machine.captured.clear()
+        self._meta = {}
 
     async def end_of_experiment(self, settings: Settings) -> tuple[Path, int]:
         """Write the file and queue its event; returns (path, the counter used)."""
@@ -404,21 +395,14 @@ class Lifecycle:
 
     async def _finish_written(self, final: Path, queued: Pending) -> None:
         """The file is at its final name and its event in the outbox: the experiment is done."""
-        self._stop_frames()
-        try:
-            await asyncio.to_thread(self.journal.discard)
-        except Exception:
-            log.exception("cannot remove the journal of %s", self.experiment_id)
-        self.machine.state = State.IDLE
-        self.machine.captured.clear()
-        self._meta = {}
+        await self._close_experiment()
         await self.reporter.file_written(final)
         await self.reporter.state_changed(State.IDLE)
         await self.reporter.say(f"{self.experiment_id}: wrote {final}")
         if queued.ready:
-            self._wake.set()
+            self.delivery.wake()
         else:
-            self.spawn(self._validate_and_release(queued))
+            self.spawn(self.delivery.validate_and_release(queued))
 
     def _next_path(self, settings: Settings) -> tuple[Path, int]:
         """The next free file name and its counter: a name already on disk is never reused."""
@@ -442,60 +426,6 @@ class Lifecycle:
         raise WriteFailed(f"{directory}: no free file name for template {template!r}")
 
     # -- validation and delivery ---------------------------------------------------------------
-    async def _validate_and_release(self, pending: Pending) -> None:
-        """Validate the file (never fatal), put the result in the event, release it."""
-        if pending.event_id in self._validating:
-            return
-        self._validating.add(pending.event_id)
-        event = dict(pending.event)
-        path = str(event["file_path"])
-        try:
-            if self.config.validate and Path(path).exists():
-                try:
-                    summary, result = await self._in_worker(worker.validate_file, path)
-                    event["validation"] = result
-                    await self.reporter.validated(f"{Path(path).name}: {summary}")
-                    log.info("%s: %s", path, summary)
-                except Exception as err:  # a validator's failure never loses the file or event
-                    log.exception("validation of %s failed", path)
-                    await self.reporter.error(f"{Path(path).name}: validation failed: {err}")
-            await asyncio.to_thread(self.outbox.update, pending.path, pending.key, event, True)
-        finally:
-            self._validating.discard(pending.event_id)
-        self._wake.set()
-
-    async def _deliver_forever(self) -> None:
-        """Send the outbox's events in order; each leaves the disk once acknowledged."""
-        assert self.sender is not None
-        failing = False
-        while True:
-            try:
-                pending = await asyncio.to_thread(self.outbox.pending)
-                first = pending[0] if pending else None
-                if first is not None and first.ready:
-                    await self.sender.send(first.key, first.event)
-                    await asyncio.to_thread(self.outbox.remove, first)
-                    failing = False
-                    await self.reporter.say(
-                        f"{first.key}: event sent for {first.event['file_path']}"
-                    )
-                    continue
-                if first is None and not self.sender.connected:
-                    await self.sender.connect()
-            except SendFailed as err:
-                if not failing:
-                    await self.reporter.error(
-                        f"{err}; {len(pending)} event(s) kept on disk, will be sent again "
-                        "when the broker answers"
-                    )
-                failing = True
-            except Exception as err:
-                log.exception("event delivery")
-                await self.reporter.error(f"event delivery: {type(err).__name__}: {err}")
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RETRY_S)
-
     # -- recovery ------------------------------------------------------------------------------
     async def _recover(self) -> str:
         meta = await asyncio.to_thread(self.journal.load_meta)

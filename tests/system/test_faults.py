@@ -18,8 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from assonant_ioc.events.kafka import consume_all
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.sim import procs
 from tests.system.conftest import REPO, start_service
@@ -214,47 +214,8 @@ def _workers(pid: int) -> list[int]:
     return out
 
 
-def _consume(
-    bootstrap: str, topic: str, at_least: int, timeout: float = 40
-) -> list[dict[str, Any]]:
-    """Every event on ``topic`` from its start to its end, once ``at_least`` have arrived,
-    in the order they were sent (the record timestamps: keys spread over partitions)."""
-    import json
-
-    async def run() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            deadline = time.monotonic() + timeout
-            parts: list[TopicPartition] = []
-            while not parts and time.monotonic() < deadline:
-                cluster = await consumer._client.fetch_all_metadata()
-                ids = cluster.partitions_for_topic(topic) or set()
-                parts = [TopicPartition(topic, p) for p in sorted(ids)]
-                if not parts:
-                    await asyncio.sleep(0.2)
-            assert parts, f"topic {topic} never appeared"
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            events: list[dict[str, Any]] = []
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    events += [
-                        json.loads(r.value) | {"_sent_at": r.timestamp}
-                        for r in records
-                        if r.value is not None
-                    ]
-                if len(events) >= at_least:
-                    ends = await consumer.end_offsets(parts)
-                    positions = [await consumer.position(p) for p in parts]
-                    if all(pos >= ends[p] for pos, p in zip(positions, parts, strict=True)):
-                        return sorted(events, key=lambda e: e["_sent_at"])
-            raise TimeoutError(f"{len(events)} of {at_least} events on {topic}")
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+def _consume(bootstrap: str, topic: str, at_least: int) -> list[dict[str, Any]]:
+    return asyncio.run(consume_all(bootstrap, topic, at_least))
 
 
 def test_broker_down_three_experiments_sigterm_sigkill_each_event_once(

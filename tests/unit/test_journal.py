@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assonant_ioc.lifecycle.journal import Journal, Recorder, read_records
+from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
+from assonant_ioc.lifecycle.records import read_records
 from tests.unit.factories import T0, reading
 
 

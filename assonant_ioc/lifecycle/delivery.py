@@ -1,0 +1,109 @@
+"""Delivery of the outbox's events: validation fills each one in, then they go to the broker
+in order, each leaving the disk only once acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from assonant_ioc.errors import SendFailed
+from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle.outbox import Outbox, Pending
+
+if TYPE_CHECKING:
+    from assonant_ioc.lifecycle.experiment import Reporter
+
+log = logging.getLogger(__name__)
+
+#: How often undelivered events are tried again while the broker does not answer.
+RETRY_S = 5.0
+
+
+class Sender(Protocol):
+    connected: bool
+
+    async def connect(self) -> bool: ...
+
+    async def send(self, key: str, event: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        reporter: Reporter,
+        sender: Sender | None,
+        validate: bool,
+        in_worker: Callable[..., Awaitable[Any]],
+    ) -> None:
+        self.outbox = outbox
+        self.reporter = reporter
+        self.sender = sender
+        self.validate = validate
+        self.in_worker = in_worker
+        self._wake = asyncio.Event()
+        self._validating: set[str] = set()
+
+    def wake(self) -> None:
+        """An event is ready: look at the outbox now."""
+        self._wake.set()
+
+    async def validate_and_release(self, pending: Pending) -> None:
+        """Validate the file (never fatal), put the result in the event, release it."""
+        if pending.event_id in self._validating:
+            return
+        self._validating.add(pending.event_id)
+        event = dict(pending.event)
+        path = str(event["file_path"])
+        try:
+            if self.validate and Path(path).exists():
+                try:
+                    summary, result = await self.in_worker(worker.validate_file, path)
+                    event["validation"] = result
+                    await self.reporter.validated(f"{Path(path).name}: {summary}")
+                    log.info("%s: %s", path, summary)
+                except Exception as err:  # a validator's failure never loses the file or event
+                    log.exception("validation of %s failed", path)
+                    await self.reporter.error(f"{Path(path).name}: validation failed: {err}")
+            await asyncio.to_thread(self.outbox.update, pending.path, pending.key, event, True)
+        finally:
+            self._validating.discard(pending.event_id)
+        self.wake()
+
+    async def run(self) -> None:
+        """Send the outbox's events in order; each leaves the disk once acknowledged."""
+        assert self.sender is not None
+        failing = False
+        while True:
+            self._wake.clear()  # a wake-up from here on is seen by the wait below
+            try:
+                pending = await asyncio.to_thread(self.outbox.pending)
+                first = pending[0] if pending else None
+                if first is not None and first.ready:
+                    await self.sender.send(first.key, first.event)
+                    await asyncio.to_thread(self.outbox.remove, first)
+                    failing = False
+                    await self.reporter.say(
+                        f"{first.key}: event sent for {first.event['file_path']}"
+                    )
+                    continue
+                if first is None and not self.sender.connected:
+                    await self.sender.connect()
+            except SendFailed as err:
+                if not failing:
+                    await self.reporter.error(
+                        f"{err}; {len(pending)} event(s) kept on disk, will be sent again "
+                        "when the broker answers"
+                    )
+                failing = True
+            except Exception as err:
+                log.exception("event delivery")
+                await self.reporter.error(f"event delivery: {type(err).__name__}: {err}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RETRY_S)

@@ -1,0 +1,234 @@
+"""The recording's log format: append-only records, each length-prefixed and CRC-checked.
+
+A record is JSON (the header naming the recorded PVs), or a batch: a JSON header and
+binary columns, one element per update (PV index, EPICS time, severity, status,
+connected, and the value as a float or an integer; other values in the header).
+Reading stops at the first torn or corrupt record, so a kill in the middle of a write
+loses that batch only, and nothing is ever misread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assonant_ioc.model.components import SeriesColumns
+from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+_SEVERITIES = tuple(Severity)
+_SCALARS = (float, int, str, bool)
+
+
+def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], float | None]:
+    """The recording in ``path`` per PV, oldest first: scalar PVs as columns (no object per
+    reading), waveforms as readings; and the last durable point's time."""
+    pvs: list[str] = []
+    parts: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+    other: dict[int, Any] = {}
+    units: dict[int, str] = {}
+    dtypes: dict[int, str] = {}
+    last: float | None = None
+    rows = 0
+    for batch in read_records(path):
+        if "pvs" in batch:
+            pvs = list(batch["pvs"])
+            continue
+        for name, _ in _COLUMNS:
+            parts[name].append(batch[name])
+        other.update({rows + j: x for j, x in batch["o"]})
+        rows += int(batch["n"])
+        units.update({int(k): u for k, u in batch.get("u", {}).items()})
+        dtypes.update({int(k): d for k, d in batch.get("d", {}).items()})
+        last = float(batch["at"])
+    col = {
+        name: np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=kind)
+        for name, kind in _COLUMNS
+    }
+    order = np.argsort(col["p"], kind="stable")  # per PV, in arrival order
+    bounds = np.searchsorted(col["p"][order], np.arange(len(pvs) + 1))
+    times, sev, status = col["t"][order], col["s"][order], col["a"][order]
+    conn, kinds = col["c"][order], col["k"][order]
+    vf, vi = col["vf"][order], col["vi"][order]
+    out: dict[str, list[Reading] | SeriesColumns] = {}
+    for i, pv in enumerate(pvs):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        dtype = dtypes.get(i, "float64")
+        live = conn[lo:hi]
+        k = kinds[lo:hi]
+        values: Any
+        if hi > lo and bool((k == 0).all()):  # the common case: floats, all connected
+            values = vf[lo:hi].astype(dtype) if dtype != "float64" else vf[lo:hi]
+        elif hi > lo and bool((k == 1).all()):
+            values = vi[lo:hi].astype(dtype) if dtype not in ("int64", "str") else vi[lo:hi]
+        else:
+            rows_ = order[lo:hi]
+            raw = [
+                vf[lo + j] if kj == 0 else vi[lo + j] if kj == 1 else other.get(int(rows_[j]))
+                for j, kj in enumerate(k)
+            ]
+            first = next((x for x in raw if x is not None), None)
+            if isinstance(first, (list, dict)) or dtype == "bool":  # waveforms: as readings
+                out[pv] = [
+                    _reading(
+                        pv,
+                        x,
+                        times[lo + j],
+                        sev[lo + j],
+                        status[lo + j],
+                        bool(live[j]),
+                        units.get(i, ""),
+                        dtypes.get(i),
+                    )
+                    for j, x in enumerate(raw)
+                ]
+                continue
+            if dtype == "str":
+                values = ["" if x is None else str(x) for x in raw]
+            elif bool(live.all()):
+                values = np.asarray(raw, dtype=dtype)
+            else:  # a disconnected point is NaN: the series is float64
+                values = np.asarray([np.nan if x is None else x for x in raw], dtype=np.float64)
+                dtype = "float64"
+        out[pv] = SeriesColumns(
+            pv, values, times[lo:hi], sev[lo:hi], status[lo:hi], live, dtype, units.get(i, "")
+        )
+    return out, last
+
+
+def _reading(
+    pv: str,
+    value: Any,
+    t: float,
+    sev: int,
+    status: int,
+    connected: bool,
+    units: str,
+    dtype: str | None,
+) -> Reading:
+    """One journal row as a Reading; scalars (most rows) without re-inferring their type."""
+    if not connected or value is None:
+        return Reading(pv, None, "float64", (), units, float(t), Severity.INVALID, UDF_ALARM, False)
+    if dtype is not None and type(value) in _SCALARS:
+        severity = _SEVERITIES[sev] if 0 <= sev <= 3 else Severity.INVALID
+        return Reading(pv, value, dtype, (), units, float(t), severity, int(status), True)
+    return Reading.of(pv, value, t, units=units, severity=sev, status=status)
+
+
+#: The columns of a batch record, in order: row's PV index, EPICS time, severity, status,
+#: connected, value kind (0 float, 1 integer, 2 other: in the JSON header), float, integer.
+_COLUMNS = (
+    ("p", np.int32),
+    ("t", np.float64),
+    ("s", np.int16),
+    ("a", np.int16),
+    ("c", np.bool_),
+    ("k", np.uint8),
+    ("vf", np.float64),
+    ("vi", np.int64),
+)
+_JSON, _BATCH = b"J", b"B"
+_LEN = struct.Struct("<I")
+
+
+def append_record(
+    fh: Any, payload: Mapping[str, Any], columns: Mapping[str, Any] | None = None
+) -> int:
+    """Append one record (length, crc32, then a JSON payload, or a JSON header and the binary
+    ``columns`` of a batch) to an unbuffered file; returns its size.
+
+    On a failed write (a full disk) the file is cut back to where it was, so the log never
+    holds a torn record in its middle.
+    """
+    head = json.dumps(payload, separators=(",", ":")).encode()
+    if columns is None:
+        data = _JSON + head
+    else:
+        arrays = [np.ascontiguousarray(columns[name], dtype=kind) for name, kind in _COLUMNS]
+        data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
+    record = _HEADER.pack(len(data), zlib.crc32(data)) + data
+    pos = fh.tell()
+    try:
+        view = memoryview(record)
+        while view:
+            view = view[fh.write(view) :]
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fh.truncate(pos)
+            fh.seek(pos)
+        raise
+    return len(record)
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The complete records of an append-only log; stops at the first torn or corrupt one.
+
+    A batch record comes back as its JSON header with its columns as numpy arrays.
+    """
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with fh:
+        while True:
+            head = fh.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                return
+            size, crc = _HEADER.unpack(head)
+            data = fh.read(size)
+            if len(data) < size or zlib.crc32(data) != crc:
+                log.warning("%s: torn record at the end, dropped", path)
+                return
+            yield _decode(data)
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    if data[:1] == _JSON:
+        record: dict[str, Any] = json.loads(data[1:])
+        return record
+    (size,) = _LEN.unpack_from(data, 1)
+    start = 1 + _LEN.size
+    record = json.loads(data[start : start + size])
+    offset, n = start + size, int(record["n"])
+    for name, kind in _COLUMNS:
+        record[name] = np.frombuffer(data, dtype=kind, count=n, offset=offset)
+        offset += n * np.dtype(kind).itemsize
+    return record
+
+
+def encode_values(values: list[Any], connected: list[bool]) -> dict[str, Any]:
+    """Split a batch's values by kind: floats and integers as binary columns, the rest
+    (strings, waveforms, disconnected) in a JSON list of [row, value]."""
+    n = len(values)
+    kinds = [2] * n
+    vf = [0.0] * n
+    vi = [0] * n
+    other = []
+    for j, (x, conn) in enumerate(zip(values, connected, strict=True)):
+        if conn and isinstance(x, float):
+            kinds[j], vf[j] = 0, x
+        elif conn and isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63:
+            kinds[j], vi[j] = 1, x
+        else:
+            other.append([j, _jsonable(x) if conn else None])
+    return {"k": kinds, "vf": vf, "vi": vi, "o": other}

@@ -385,7 +385,10 @@ def test_record_stop_and_end_of_experiment_at_once_never_lose_the_recording(
 
 READER = """
 import os, sys, time, h5py
-path, stop = sys.argv[1], sys.argv[2]
+path, stop, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+open(ready, "w").close()
+while not os.path.exists(path) and not os.path.exists(stop):
+    time.sleep(0.001)
 opens = fails = 0
 while not os.path.exists(stop):
     try:
@@ -402,23 +405,26 @@ print(f"opens={opens} fails={fails}", flush=True)
 def test_a_reader_opening_the_new_file_in_a_loop_never_fails(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, _dd, _proc):
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, data_dir, _proc):
+        client.put(f"{P}ExperimentId", "read-me")
         client.put(f"{P}Snapshot:Pre", 1)
         client.put(f"{P}Record:During", 1)
         client.put(f"{P}Record:During", 0)
-        client.put(f"{P}EndOfExperiment", 1)
-        path = client.get(f"{P}LastFile")
+        path = data_dir / "SIM_read-me_00001.nxs"  # the config's template, counter 1
         env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
-        stop = tmp_path / "stop-reading"
+        stop, ready = tmp_path / "stop-reading", tmp_path / "reader-ready"
         reader = subprocess.Popen(  # another program, with HDF5's default file locking
-            [sys.executable, "-c", READER, path, str(stop)],
+            [sys.executable, "-c", READER, str(path), str(stop), str(ready)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
         )
         try:
+            _wait(ready.exists, 30, "the reader")
+            client.put(f"{P}EndOfExperiment", 1)
+            assert client.get(f"{P}LastFile") == str(path)
             # the validators run after the put: read until they have finished
-            _wait(lambda: Path(path).name in client.get(f"{P}Validation"), 60, "validation")
+            _wait(lambda: path.name in client.get(f"{P}Validation"), 60, "validation")
         finally:
             stop.touch()
             out = reader.communicate(timeout=30)[0]

@@ -18,7 +18,8 @@ Status: ``State`` (Idle, Collecting, Recording, Writing, Fault), ``Status``,
 ``Version``, ``MemUsed``, ``CPULoad``, ``UpdateRate``.
 
 A command that makes no sense in the current state is refused: the put fails
-and ``Status``/``LastError`` say why.
+and ``Status``/``LastError`` say why. The experiment in progress and the events not
+yet delivered are kept in --state-dir and survive a crash or a restart.
 """
 
 from __future__ import annotations

@@ -289,6 +289,8 @@ class Lifecycle:
                     self.config.journal_flush_s,
                 )
                 self._meta["moments"]["during"] = {"start": now, "end": None}
+                if self._frames is not None:
+                    self._meta["frames_held"] = self._frames.held()
                 await self._enter(Command.RECORD_START)
                 await self._save()
                 self.monitor.add_sink(self._recorder, pvs)

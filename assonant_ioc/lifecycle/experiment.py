@@ -248,7 +248,7 @@ class Lifecycle:
 
     def _snapshot(self, moment: Moment, now: float) -> int:
         """The latest readings, durable in the journal; returns how many of the moment's PVs."""
-        self.journal.save_snapshot(moment.value, self.monitor.latest().values())
+        self.journal.save_snapshot(moment.value, self.monitor.snapshot())
         self._meta["moments"][moment.value] = {"start": now, "end": now}
         if self._frames is not None:
             self._meta["frames_held"] = self._frames.held()

@@ -26,10 +26,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.lifecycle.records import append_record, encode_values, read_columns, read_records
-from assonant_ioc.model.codec import reading_from_dict, reading_to_dict
+from assonant_ioc.lifecycle.records import (
+    append_record,
+    encode_values,
+    jsonable,
+    read_columns,
+    read_records,
+    read_snapshot,
+)
 from assonant_ioc.model.components import SeriesColumns
-from assonant_ioc.model.readings import Reading, describe
+from assonant_ioc.model.readings import RawSnapshot, Reading, describe
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +97,37 @@ class Journal:
                 fsync_dir(self.state_dir)
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save_snapshot(self, moment: str, readings: Iterable[Reading]) -> None:
-        rows = [reading_to_dict(r) for r in readings]
-        write_durable(self.dir / f"{moment}.json", json.dumps(rows).encode())
+    def save_snapshot(self, moment: str, snap: RawSnapshot) -> None:
+        """A snapshot as it was taken (raw updates, binary columns), durable before return."""
+        pvs = list(snap.raw)
+        index = {pv: i for i, pv in enumerate(pvs)}
+        rows = list(snap.raw.values())
+        header = {
+            "pvs": pvs,
+            "u": {str(index[pv]): u for pv, u in snap.units.items() if u and pv in index},
+            "last": {str(index[pv]): jsonable(v) for pv, v in snap.last.items() if pv in index},
+        }
+        values, connected = [r[0] for r in rows], [r[4] for r in rows]
+        columns = {
+            "p": range(len(rows)),
+            "t": [r[1] for r in rows],
+            "s": [r[2] for r in rows],
+            "a": [r[3] for r in rows],
+            "c": connected,
+            **encode_values(values, connected),
+        }
+        path = self.dir / f"{moment}.log"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb", buffering=0) as fh:
+            append_record(fh, header)
+            batch = {"at": time.time(), "n": len(rows), "o": columns.pop("o")}
+            append_record(fh, batch, columns)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.dir)
 
     def load_snapshot(self, moment: str) -> dict[str, Reading]:
-        rows = json.loads((self.dir / f"{moment}.json").read_text(encoding="utf-8"))
-        return {r.source: r for r in (reading_from_dict(d) for d in rows)}
+        return read_snapshot(self.dir / f"{moment}.log").readings()
 
     # -- frames --------------------------------------------------------------------------------
     def add_frame_file(self, component: str, path: str) -> None:

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 
 from assonant_ioc.model.components import SeriesColumns
-from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
+from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot, Reading, Severity
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, tuple):
@@ -230,5 +230,32 @@ def encode_values(values: list[Any], connected: list[bool]) -> dict[str, Any]:
         elif conn and isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63:
             kinds[j], vi[j] = 1, x
         else:
-            other.append([j, _jsonable(x) if conn else None])
+            other.append([j, jsonable(x) if conn else None])
     return {"k": kinds, "vf": vf, "vi": vi, "o": other}
+
+
+def read_snapshot(path: Path) -> RawSnapshot:
+    """A snapshot written by ``Journal.save_snapshot``, back as the monitor held it."""
+    header, batch = list(read_records(path))
+    pvs = header["pvs"]
+    other = dict(batch["o"])
+    raw: dict[str, Raw] = {}
+    for j, pv in enumerate(pvs):
+        kind = int(batch["k"][j])
+        value = (
+            float(batch["vf"][j])
+            if kind == 0
+            else int(batch["vi"][j])
+            if kind == 1
+            else other.get(j)
+        )
+        raw[pv] = (
+            value,
+            float(batch["t"][j]),
+            int(batch["s"][j]),
+            int(batch["a"][j]),
+            bool(batch["c"][j]),
+        )
+    units = {pvs[int(i)]: u for i, u in header.get("u", {}).items()}
+    last = {pvs[int(i)]: v for i, v in header.get("last", {}).items()}
+    return RawSnapshot(raw, units, last)

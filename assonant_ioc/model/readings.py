@@ -130,3 +130,30 @@ def describe(value: Any) -> tuple[str, tuple[int, ...], Value]:
     if isinstance(value, (bool, int, float, str)):
         return _scalar_dtype(value), (), value
     return "str", (), str(value)
+
+
+#: One update as it arrived: (value, EPICS time, severity, status, connected).
+Raw = tuple[Any, float, int, int, bool]
+
+
+@dataclass(frozen=True)
+class RawSnapshot:
+    """The latest update of every PV heard from, as the monitor holds them: a snapshot costs a
+    dict copy; readings are built from it later, away from the command's put."""
+
+    raw: dict[str, Raw]
+    units: dict[str, str]
+    #: the last connected value of each PV now disconnected (its dtype and shape are kept)
+    last: dict[str, Any]
+
+    def readings(self) -> dict[str, Reading]:
+        out: dict[str, Reading] = {}
+        for pv, (value, t, severity, status, connected) in self.raw.items():
+            units = self.units.get(pv, "")
+            if connected:
+                out[pv] = Reading.of(pv, value, t, units, severity, status)
+            else:
+                prev = self.last.get(pv)
+                before = Reading.of(pv, prev, t, units) if prev is not None else None
+                out[pv] = Reading.disconnected(pv, t, before)
+        return out

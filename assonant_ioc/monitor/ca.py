@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from assonant_ioc.model.readings import UDF_ALARM, Reading
+from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot, Reading
 from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,6 @@ class Sink(Protocol):
     def add(
         self, pv: str, value: Any, t: float, severity: int, status: int, connected: bool
     ) -> None: ...
-
-
-#: The latest update of a PV as it arrived: (value, EPICS time, severity, status, connected).
-Raw = tuple[Any, float, int, int, bool]
 
 
 class PVMonitor:
@@ -131,24 +127,18 @@ class PVMonitor:
     def total(self) -> int:
         return len(self.pvs)
 
-    def latest(self) -> dict[str, Reading]:
-        """The latest reading of every PV heard from (PVs never heard from are absent).
-
-        The raw updates are copied under the lock; the readings are built after it.
-        """
+    def snapshot(self) -> RawSnapshot:
+        """The latest update of every PV heard from (PVs never heard from are absent): a copy
+        made under the lock, no reading built."""
         with self._lock:
             raw = dict(self._latest)
             units = dict(self._units)
-            last = {pv: self._last_value[pv] for pv, r in raw.items() if not r[4]}
-        out: dict[str, Reading] = {}
-        for pv, (value, t, severity, status, connected) in raw.items():
-            if connected:
-                out[pv] = Reading.of(pv, value, t, units.get(pv, ""), severity, status)
-            else:
-                prev = last.get(pv)
-                before = Reading.of(pv, prev, t, units.get(pv, "")) if prev is not None else None
-                out[pv] = Reading.disconnected(pv, t, before)
-        return out
+            last = {pv: self._last_value.get(pv) for pv, r in raw.items() if not r[4]}
+        return RawSnapshot(raw, units, {pv: v for pv, v in last.items() if v is not None})
+
+    def latest(self) -> dict[str, Reading]:
+        """The latest reading of every PV heard from (PVs never heard from are absent)."""
+        return self.snapshot().readings()
 
     def units_of(self, pv: str) -> str:
         return self._units.get(pv, "")

@@ -11,6 +11,7 @@ import pytest
 from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.records import read_records
+from assonant_ioc.model.readings import RawSnapshot
 from tests.unit.factories import T0, reading
 
 
@@ -106,9 +107,26 @@ class _Failing:
 def test_snapshots_and_frames_round_trip(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.begin({"experiment_id": "x"})
-    readings = [reading("B:a", 1.25, T0, units="keV"), reading("B:b", "on", T0)]
-    journal.save_snapshot("pre", readings)
-    assert journal.load_snapshot("pre") == {r.source: r for r in readings}
+    snap = RawSnapshot(
+        {
+            "B:a": (1.25, T0, 0, 0, True),
+            "B:b": ("on", T0 + 1, 1, 5, True),
+            "B:n": (7, T0 + 2, 2, 3, True),
+            "B:w": ([1, 2, 3], T0 + 3, 0, 0, True),
+            "B:gone": (None, T0 + 4, 3, 17, False),
+        },
+        {"B:a": "keV", "B:gone": "mm"},
+        {"B:gone": 2.5},
+    )
+    journal.save_snapshot("pre", snap)
+    got = journal.load_snapshot("pre")
+    assert got == snap.readings()
+    assert got["B:a"] == reading("B:a", 1.25, T0, units="keV")
+    assert got["B:b"].value == "on" and int(got["B:b"].severity) == 1 and got["B:b"].status == 5
+    assert got["B:n"].value == 7 and got["B:n"].dtype == "int64"
+    assert got["B:w"].value == (1, 2, 3) and got["B:w"].shape == (3,)
+    gone = got["B:gone"]
+    assert not gone.connected and gone.value is None and gone.units == "mm"
     journal.add_frame_file("cam", "/d/a.h5")
     journal.add_frame_file("cam", "/d/b.h5")
     with open(journal.dir / "frames.log", "a") as fh:
@@ -153,7 +171,7 @@ def test_the_file_built_from_the_journal_holds_every_recorded_point(tmp_path: Pa
         },
     }
     journal.begin(meta)
-    journal.save_snapshot("pre", [reading(x, 1.5, T0, units="mm")])
+    journal.save_snapshot("pre", RawSnapshot({x: (1.5, T0, 0, 0, True)}, {x: "mm"}, {}))
     rec = Recorder(journal.during_path(), [x, ring], T0, {x: "mm"}.get, 60.0)
     for i in range(5):
         rec.add(x, 1.5 + i, T0 + i, 0, 0, True)

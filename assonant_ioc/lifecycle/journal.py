@@ -205,6 +205,8 @@ class Recorder:
         self._cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
         self.count = 0
         self.durable_at = start
+        self._units_sent: dict[int, str] = {}
+        self._dtypes_sent: dict[int, str] = {}
         self.flush_error: BaseException | None = None
         self._fh = open(path, "ab", buffering=0)
         append_record(self._fh, {"pvs": self.pvs, "start": start})
@@ -259,11 +261,20 @@ class Recorder:
     def _write_batch(self, cols: tuple[list[Any], ...]) -> int:
         p, v, t, s, a, c = cols
         now = time.time()
-        units = {i: self._units_of(self.pvs[i]) for i in set(p)}
+        # units and dtypes go in a record only when first seen or changed
+        units = {}
+        for i in set(p):
+            u = self._units_of(self.pvs[i])
+            if self._units_sent.get(i) != u:
+                units[i] = self._units_sent[i] = u
         dtypes = {}
+        seen: set[int] = set()
         for i, x, conn in zip(p, v, c, strict=True):
-            if conn and i not in dtypes:
-                dtypes[i] = describe(x)[0]
+            if conn and i not in seen:
+                seen.add(i)
+                d = describe(x)[0]
+                if self._dtypes_sent.get(i) != d:
+                    dtypes[i] = self._dtypes_sent[i] = d
         values = encode_values(v, c)
         header = {
             "at": now,

@@ -65,7 +65,8 @@ def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], 
         name: np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=kind)
         for name, kind in _COLUMNS
     }
-    order = np.argsort(col["p"], kind="stable")  # per PV, in arrival order
+    index = col["p"].astype(np.uint16) if len(pvs) <= 65536 else col["p"]
+    order = np.argsort(index, kind="stable")  # per PV, in arrival order (a radix sort)
     bounds = np.searchsorted(col["p"][order], np.arange(len(pvs) + 1))
     times, sev, status = col["t"][order], col["s"][order], col["a"][order]
     conn, kinds = col["c"][order], col["k"][order]

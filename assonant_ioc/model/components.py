@@ -183,7 +183,9 @@ class TimeSeries:
 
     def disconnected_count(self) -> int:
         if self.columns is not None:
-            return int(len(self.columns) - sum(bool(c) for c in self.columns.connected))
+            conn = self.columns.connected
+            live = int(conn.sum()) if hasattr(conn, "sum") else sum(map(bool, conn))
+            return len(self.columns) - live
         return sum(1 for r in self.readings if not r.connected)
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -136,6 +137,7 @@ _TOP_KEYS = {
     "state_dir",
     "journal_flush_s",
     "connect_timeout",
+    "data_root",
     LINE,
 }
 
@@ -220,6 +222,13 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
             p.add(_line(doc, key), f"{key} must be a number of seconds in (0, 600], not {raw_t!r}")
         else:
             timing[key] = float(raw_t)
+    raw_roots = doc.get("data_root") or []
+    roots = [raw_roots] if isinstance(raw_roots, str) else raw_roots
+    if not isinstance(roots, list) or not all(
+        isinstance(r, str) and os.path.isabs(r) for r in roots
+    ):
+        p.add(_line(doc, "data_root"), "data_root must be an absolute directory or a list of them")
+        roots = []
     if p.items:
         raise ConfigError(str(path), p.items)
     return BeamlineConfig(
@@ -237,6 +246,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         state_dir=str(doc.get("state_dir") or ""),
         journal_flush_s=timing["journal_flush_s"],
         connect_timeout=timing["connect_timeout"],
+        data_root=tuple(roots),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,10 +17,35 @@ SNAPSHOT_MOMENTS = frozenset({Moment.PRE, Moment.POST})
 TEMPLATE_FIELDS = ("beamline", "experiment_id", "sample", "counter", "date", "time")
 
 
+#: A plain format spec: optional fill/align, zero padding, a width of at most 10, d or s.
+_PLAIN_SPEC = re.compile(r"^(?:[<>^])?0?(?P<width>\d{0,2})(?:d|s)?$")
+#: The longest file name most file systems take, in bytes.
+NAME_MAX = 255
+
+
+def _check_template_fields(template: str) -> None:
+    """Only the documented fields, plainly formatted: no attribute or index access, no
+    conversion, no nested field, a width of at most 10 (raises ValueError)."""
+    for _literal, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS:
+            raise ValueError(f"unknown field {{{field}}}")
+        if conversion is not None:
+            raise ValueError(f"{{{field}!{conversion}}}: no conversions")
+        match = _PLAIN_SPEC.match(spec or "")
+        if match is None or "{" in (spec or ""):
+            raise ValueError(f"{{{field}:{spec}}}: only a plain width (e.g. 05d) is allowed")
+        if match["width"] and int(match["width"]) > 10:
+            raise ValueError(f"{{{field}:{spec}}}: a width of at most 10")
+
+
 def render_file_name(
     template: str, *, beamline: str, experiment_id: str, sample: str, counter: int, when: float
 ) -> str:
-    """Fill a file name template; raises KeyError/ValueError/IndexError when it is malformed."""
+    """Fill a file name template; raises KeyError/ValueError/IndexError when it is malformed
+    or gives something that is not one usable path component."""
+    _check_template_fields(template)
     stamp = datetime.fromtimestamp(when, tz=timezone.utc)
     name = template.format(
         beamline=beamline,
@@ -28,8 +55,16 @@ def render_file_name(
         date=stamp.strftime("%Y%m%d"),
         time=stamp.strftime("%H%M%S"),
     )
-    if not name or "/" in name or "\0" in name or name in (".", "..") or name.startswith("."):
-        raise ValueError(f"template {template!r} gives an unusable file name {name!r}")
+    if (
+        not name
+        or "/" in name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or len(name.encode()) > NAME_MAX
+    ):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ValueError(f"template {template!r} gives an unusable file name {shown!r}")
     return name
 
 
@@ -48,7 +83,7 @@ def check_file_name_template(
         )
     except (KeyError, ValueError, IndexError, AttributeError, TypeError) as err:
         return (
-            f"bad file name template {template!r} ({type(err).__name__}: {err}); "
+            f"bad file name template {template[:80]!r} ({type(err).__name__}: {err}); "
             f"allowed fields: {', '.join(TEMPLATE_FIELDS)}"
         )
     return None
@@ -159,6 +194,8 @@ class BeamlineConfig:
     journal_flush_s: float = 1.0
     #: at start, how long to wait for every PV's first value before saying ready (seconds)
     connect_timeout: float = 5.0
+    #: directories DataDir must be inside (empty: anywhere but /proc, /sys, /dev)
+    data_root: tuple[str, ...] = ()
 
     def components(self) -> Iterator[ComponentSpec]:
         for top in self.instrument:

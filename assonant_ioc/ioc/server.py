@@ -45,6 +45,7 @@ from assonant_ioc.errors import CommandRefused, ConfigError
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.health import CpuLoad, rss_mb
+from assonant_ioc.ioc.inputs import data_dir_problem, text_problem
 from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
@@ -252,6 +253,7 @@ class AssonantIOC(PVGroup):
         await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
+        _restore_client_port()  # the CA server has its port: libca searches as configured
         await asyncio.to_thread(self.monitor.start)
         heard, total = await asyncio.to_thread(
             self.monitor.wait_first_values, self.config.connect_timeout
@@ -348,11 +350,12 @@ class AssonantIOC(PVGroup):
 
     @experiment_id.putter
     async def experiment_id(self, instance: Any, value: Any) -> str:
-        text = str(value).strip()
-        if "/" in text or "\\" in text or any(ord(c) < 32 for c in text):
-            await self._refuse_setting(
-                f"ExperimentId refused: {text!r} has a path separator or control character"
-            )
+        text = str(value).strip(" ")
+        why = text_problem("ExperimentId", text, 255)
+        if why:
+            await self._refuse_setting(why)
+        if "/" in text or "\\" in text:
+            await self._refuse_setting(f"ExperimentId refused: {text[:60]!r} has a path separator")
         if text in (".", ".."):
             await self._refuse_setting(f"ExperimentId refused: {text!r} is not a usable id")
         why = self._file_name_problem(experiment_id=text)
@@ -363,24 +366,40 @@ class AssonantIOC(PVGroup):
 
     @data_dir.putter
     async def data_dir(self, instance: Any, value: Any) -> str:
-        text = str(value).strip()
-        if not os.path.isabs(text):
-            await self._refuse_setting(f"DataDir refused: {text!r} is not an absolute path")
+        text = str(value).strip(" ")
+        why = await asyncio.to_thread(data_dir_problem, text, self.config.data_root)
+        if why:
+            await self._refuse_setting(why)
         self._persist(DataDir=text)
         return text
 
     @file_name.putter
     async def file_name(self, instance: Any, value: Any) -> str:
-        text = str(value).strip()
-        why = check_file_name_template(text) or self._file_name_problem(template=text)
+        text = str(value).strip(" ")
+        why = (
+            text_problem("FileName", text, 255)
+            or check_file_name_template(text)
+            or self._file_name_problem(template=text)
+        )
         if why:
             await self._refuse_setting(f"FileName refused: {why}")
         self._persist(FileName=text)
         return text
 
+    @comment.putter
+    async def comment(self, instance: Any, value: Any) -> str:
+        text = str(value)
+        why = text_problem("Comment", text, 1023)
+        if why:
+            await self._refuse_setting(why)
+        return text
+
     @sample_name.putter
     async def sample_name(self, instance: Any, value: Any) -> str:
         text = str(value)
+        why = text_problem("SampleName", text, 255)
+        if why:
+            await self._refuse_setting(why)
         why = self._file_name_problem(sample=text or "sample")
         if why and not self._restoring:
             await self._refuse_setting(f"SampleName refused: {why}")
@@ -452,6 +471,31 @@ class _Reporter:
 
     async def validated(self, text: str) -> None:
         await self.ioc.validation.write(text[:1023])
+
+
+_CLIENT_PORT: list[str | None] = []
+
+
+def _server_port_from_cas() -> None:
+    """Listen on ``EPICS_CAS_SERVER_PORT`` when it is set, as rsrv and pcaspy do.
+
+    caproto's server reads ``EPICS_CA_SERVER_PORT`` once, when it starts; libca, started
+    after it, reads the same variable as the port it searches by default. The server's
+    value is put there for caproto, and the client's put back before libca starts.
+    """
+    cas = os.environ.get("EPICS_CAS_SERVER_PORT")
+    if cas:
+        _CLIENT_PORT.append(os.environ.get("EPICS_CA_SERVER_PORT"))
+        os.environ["EPICS_CA_SERVER_PORT"] = cas
+
+
+def _restore_client_port() -> None:
+    if _CLIENT_PORT:
+        client = _CLIENT_PORT.pop()
+        if client is None:
+            os.environ.pop("EPICS_CA_SERVER_PORT", None)
+        else:
+            os.environ["EPICS_CA_SERVER_PORT"] = client
 
 
 def default_state_dir(autosave: Path | None, prefix: str) -> Path:
@@ -546,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=Path(state_dir).resolve() if state_dir else None,
         **ioc_options,
     )
+    _server_port_from_cas()
     # our own read-only opens (checksums, validation) never lock a reader out of a new file
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     # SIGTERM stops as SIGINT does: the shutdown hooks run and say what is left pending

@@ -1,0 +1,226 @@
+"""Hostile writes to a running IOC: each is refused with a reason on LastError and changes
+nothing; the IOC then runs a normal experiment. And the server's port from EPICS_CAS_SERVER_PORT."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import h5py
+import pytest
+
+from assonant_ioc.sim import procs
+from tests.system.conftest import CA, REPO, start_service
+
+CONTROL = ["\t", "\n", "\r", "\x1b", "\x07", "\x7f"]
+
+
+def _hostile(tmp_path: Path) -> list[tuple[str, Any, str]]:
+    """(PV suffix, value, what LastError must start with): well over 200 writes."""
+    a_file = tmp_path / "a_regular_file"
+    a_file.write_text("not a directory")
+    writes: list[tuple[str, Any, str]] = []
+    dirs = [
+        "relative/dir",
+        "./data",
+        "../data",
+        "data",
+        "~/data",
+        "",
+        "/proc",
+        "/proc/self",
+        "/proc/1/cwd",
+        "/sys",
+        "/sys/kernel",
+        "/dev",
+        "/dev/null",
+        "/dev/shm/x",
+        "/etc",
+        "/etc/assonant",
+        "/usr/lib",
+        "/bin",
+        "/boot",
+        "/",
+        "/run/x",
+        str(a_file),
+        str(a_file / "below"),
+        "/tmp/x" + "y" * 1100,
+        "//proc",
+        "/./dev/x",
+        "/tmp/../proc",
+        "/tmp/../../sys/x",
+        "/usr/../etc/x",
+        "/lib64",
+        "/sbin/x",
+        "/boot/../dev",
+        "~",
+        "$HOME/data",
+    ]
+    dirs += [f"/tmp/bad{c}dir" for c in CONTROL]
+    dirs += [f"/tmp/{c}" for c in CONTROL]
+    writes += [("DataDir", d, "DataDir refused") for d in dirs]
+    templates = [
+        "{experiment_id.__class__}",
+        "{counter.__class__.__mro__}",
+        "{counter:c}",
+        "{counter:{counter}}",
+        "{counter:99999999d}",
+        "{counter:011d}",
+        "{counter!r}",
+        "{counter!s}",
+        "{sample[0]}",
+        "{beamline.upper}",
+        "{0}",
+        "{}",
+        "{unknown}",
+        "{counter",
+        "counter}",
+        "}",
+        "a/b.nxs",
+        "{beamline}/x.nxs",
+        ".",
+        "..",
+        ".hidden.nxs",
+        "x" * 300,
+        "",
+        "{counter:>99d}",
+        "{counter:,d}",
+        "{counter:+d}",
+        "{counter:x}",
+        "{counter:e}",
+        "{counter:%}",
+        "{date:%Y}",
+        "{time!a}",
+        "{experiment_id:{sample}}",
+        "{sample:.3}",
+        "{counter:_d}",
+        "{counter:#x}",
+        "{counter:n}",
+        "{counter:=+5d}",
+    ]
+    templates += [f"name{c}.nxs" for c in CONTROL]
+    templates += [f"{{{name}!{conv}}}" for name in ("sample", "date") for conv in "rsa"]
+    templates += [f"{{{name}:200}}" for name in ("beamline", "sample", "experiment_id")]
+    templates += [f"{{counter:{w}d}}" for w in (11, 12, 20, 50, 99)]
+    templates += [f"{{{name}.real}}" for name in ("counter", "date", "time", "beamline")]
+    templates += [f"{{{name}[1]}}" for name in ("counter", "date", "sample", "experiment_id")]
+    writes += [("FileName", t, "FileName refused") for t in templates]
+    ids = [".", "..", "a/b", "a\\b", "/", "x" * 256, "x" * 1000, "../etc", "a/../b", "run/1"]
+    ids += [f"{p}/x" for p in ("proc", "..", ".", "~", "$HOME", "%2F")]
+    ids += [f"id{c}x" for c in CONTROL] + [f"{c}" for c in CONTROL]
+    writes += [("ExperimentId", i, "ExperimentId refused") for i in ids]
+    samples = ["s" * 256, "s" * 1000] + [f"sample{c}name" for c in CONTROL]
+    samples += [f"{c}" for c in CONTROL] + [f"x{c}" for c in CONTROL]
+    writes += [("SampleName", s, "SampleName refused") for s in samples]
+    comments = ["c" * 1024, "c" * 5000] + [f"a note{c}more" for c in CONTROL]
+    writes += [("Comment", c, "Comment refused") for c in comments]
+    for command in ("Snapshot:Pre", "Snapshot:Post", "EndOfExperiment", "Abort"):
+        writes += [(command, v, f"{command} refused") for v in (2, 3, -1, 7, 255, 65536)]
+    writes += [("Record:During", v, "Record:During refused") for v in (2, 3, -1, 7, 255, 65536)]
+    # commands that make no sense while Idle
+    writes += [(c, 1, f"{c} refused") for c in ("Snapshot:Post", "EndOfExperiment", "Abort")]
+    writes += [("Record:During", 0, "Record:During=0 refused")]
+    return writes
+
+
+def test_hostile_writes_are_refused_with_a_reason_and_change_nothing(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    writes = _hostile(tmp_path)
+    assert len(writes) >= 200
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
+        client,
+        P,
+        data_dir,
+        proc,
+    ):
+        settings = ("DataDir", "FileName", "ExperimentId", "SampleName", "Comment")
+        before = {name: client.get(f"{P}{name}") for name in settings}
+        accepted = []
+        for n, (pv, value, reason) in enumerate(writes):
+            client.put(f"{P}Comment", f"marker {n}")  # LastError must change for this write
+            try:
+                client.put(f"{P}{pv}", value)
+                accepted.append((pv, value))
+                continue
+            except Exception:  # noqa: BLE001 - a refusal: the put fails
+                pass
+            error = client.get(f"{P}LastError")
+            assert error.startswith(reason), (pv, value, error)
+            assert client.get(f"{P}State") == "Idle"
+        assert accepted == [], accepted
+        before["Comment"] = f"marker {len(writes) - 1}"  # none of the refused ones
+        assert {name: client.get(f"{P}{name}") for name in settings} == before
+        assert proc.popen.poll() is None
+        # and the IOC still runs a normal experiment
+        client.put(f"{P}ExperimentId", "after-the-storm")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{P}Record:During", 0)
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+        assert path.parent == data_dir
+        with h5py.File(path, "r") as f:
+            assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+            assert f["pre_exposure/experiment_identifier"][()].decode() == "after-the-storm"
+
+
+def test_a_data_root_confines_the_data_directory(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "beamline_data"
+    text = f"data_root: [{str(root)!r}]\n" + (REPO / "configs" / "sim.yaml").read_text()
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"], config_text=text) as (
+        client,
+        P,
+        _data_dir,
+        _proc,
+    ):
+        with pytest.raises(Exception):  # noqa: B017 - refused
+            client.put(f"{P}DataDir", str(tmp_path / "elsewhere"))
+        assert "outside the data roots" in client.get(f"{P}LastError")
+        client.put(f"{P}DataDir", str(root / "run1"))
+        assert client.get(f"{P}DataDir") == str(root / "run1")
+
+
+def test_the_server_listens_on_epics_cas_server_port(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    bl_prefix, bl_port = sim
+    port = procs.free_port()
+    prefix = procs.new_prefix("AS")
+    config = tmp_path / "sim.yaml"
+    config.write_text((REPO / "configs" / "sim.yaml").read_text())
+    env = procs.ca_client_env(bl_port) | {
+        "EPICS_CAS_SERVER_PORT": str(port),  # and no EPICS_CA_SERVER_PORT at all
+        "EPICS_CAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    }
+    saved = os.environ.pop("EPICS_CA_SERVER_PORT", None)
+    args = [
+        sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(config),
+        "--prefix", prefix, "--interfaces", "127.0.0.1", "--macro", f"BL={bl_prefix}",
+        "--no-kafka", "--autosave", str(tmp_path / "autosave.json"),
+    ]  # fmt: skip
+    try:
+        with procs.running("assonant-ioc-cas", args, env, log_dir) as proc:
+            client_env = procs.ca_client_env(port)
+            procs.wait_until(
+                lambda: procs.ca_get(f"{prefix}Status", client_env, timeout=0.5) != "Starting",
+                30,
+                "the IOC on EPICS_CAS_SERVER_PORT",
+                proc,
+            )
+            with CA(port) as client:
+                total = client.get(f"{prefix}PVsTotal")
+                # its CA client still finds the beamline (libca's own port untouched)
+                procs.wait_until(
+                    lambda: client.get(f"{prefix}PVsConnected") == total, 20, "connections"
+                )
+    finally:
+        if saved is not None:
+            os.environ["EPICS_CA_SERVER_PORT"] = saved

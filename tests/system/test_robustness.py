@@ -99,11 +99,13 @@ def test_disconnected_pvs_are_recorded_not_fatal(log_dir: Path, tmp_path: Path) 
 def test_failed_write_keeps_the_experiment_for_a_retry(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    blocker = tmp_path / "not_a_directory"
-    blocker.write_text("a file where the data directory should be")
+    blocker = tmp_path / "becomes_a_file"
+    blocker.mkdir()
     with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, data_dir, _proc):
         client.put(f"{P}Snapshot:Pre", 1)
-        client.put(f"{P}DataDir", str(blocker / "data"))
+        client.put(f"{P}DataDir", str(blocker / "data"))  # fine when written...
+        blocker.rmdir()
+        blocker.write_text("a file where the data directory should be")  # ...not any more
         with pytest.raises(Exception):  # noqa: B017 - the put fails: the file was not written
             client.put(f"{P}EndOfExperiment", 1)
         assert client.get(f"{P}State") == "Fault"

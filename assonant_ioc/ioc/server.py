@@ -473,6 +473,35 @@ class _Reporter:
         await self.ioc.validation.write(text[:1023])
 
 
+class _BeaconFailures(logging.Filter):
+    """A beacon that cannot be sent (no listener on the beacon port is usual on loopback):
+    one line a minute per address, without caproto's traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Failed to send beacon"):
+            return True
+        where = str(record.args)
+        now = time.monotonic()
+        if now - self._last.get(where, -3600.0) < 60.0:
+            return False
+        self._last[where] = now
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _one_log() -> None:
+    """Each log line once: caproto's own handlers go (the root handler prints its records)."""
+    for name in ("caproto", "caproto.ctx", "caproto.circ"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+    logging.getLogger("caproto.ctx").addFilter(_BeaconFailures())
+
+
 _CLIENT_PORT: list[str | None] = []
 
 
@@ -569,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args, ioc_options, run_options = _parse_args(argv)
+    _one_log()
     try:
         config = build_config(args)
     except ConfigError as err:

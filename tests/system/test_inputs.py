@@ -3,6 +3,7 @@ nothing; the IOC then runs a normal experiment. And the server's port from EPICS
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -224,3 +225,21 @@ def test_the_server_listens_on_epics_cas_server_port(
     finally:
         if saved is not None:
             os.environ["EPICS_CA_SERVER_PORT"] = saved
+
+
+def test_the_log_says_each_thing_once_without_beacon_tracebacks(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, _dd, proc):
+        # beacons go to 127.0.0.1:5065, where nothing listens: they fail from the start
+        procs.wait_until(lambda: client.get(f"{P}Heartbeat") >= 3, 20, "three heartbeats")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Abort", 1)
+        text = proc.log_path.read_text()
+    assert "Traceback" not in text, text
+    assert text.count("Failed to send beacon") <= 1, text
+    lines = [line.split(" ", 2)[-1] for line in text.splitlines() if line[:4].isdigit()]
+    assert any("aborted, nothing written" in line for line in lines), text
+    assert not [line for line in text.splitlines() if line.startswith("[")], text  # one format
+    repeats = [a for a, b in itertools.pairwise(lines) if a == b]
+    assert not repeats, repeats

@@ -138,6 +138,7 @@ _TOP_KEYS = {
     "journal_flush_s",
     "connect_timeout",
     "data_root",
+    "access_security",
     LINE,
 }
 
@@ -229,6 +230,11 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     ):
         p.add(_line(doc, "data_root"), "data_root must be an absolute directory or a list of them")
         roots = []
+    acf = str(doc.get("access_security") or "")
+    if acf and not os.path.isabs(acf):
+        acf = str(path.parent / acf)
+    if acf and not os.path.isfile(acf):
+        p.add(_line(doc, "access_security"), f"access_security: no file {acf!r}")
     if p.items:
         raise ConfigError(str(path), p.items)
     return BeamlineConfig(
@@ -247,6 +253,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         journal_flush_s=timing["journal_flush_s"],
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),
+        access_security=acf,
     )
 
 

@@ -196,6 +196,8 @@ class BeamlineConfig:
     connect_timeout: float = 5.0
     #: directories DataDir must be inside (empty: anywhere but /proc, /sys, /dev)
     data_root: tuple[str, ...] = ()
+    #: EPICS access security file (empty: everyone may write)
+    access_security: str = ""
 
     def components(self) -> Iterator[ComponentSpec]:
         for top in self.instrument:

@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from caproto import ChannelType
+from caproto import AccessRights, ChannelType
 from caproto.server import PVGroup, pvproperty, run, template_arg_parser
 
 import assonant_ioc
@@ -43,6 +43,7 @@ from assonant_ioc.config import BeamlineConfig, load_config
 from assonant_ioc.config.spec import check_file_name_template
 from assonant_ioc.errors import CommandRefused, ConfigError
 from assonant_ioc.events.kafka import EventSender
+from assonant_ioc.ioc.access import COMMANDS_ASG, SETTINGS_ASG, Access, Policy, load_acf
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.health import CpuLoad, rss_mb
 from assonant_ioc.ioc.inputs import data_dir_problem, text_problem
@@ -198,9 +199,13 @@ class AssonantIOC(PVGroup):
         monitor: PVMonitor | None = None,
         autosave: Autosave | None = None,
         state_dir: Path | None = None,
+        acf: Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self._acf = acf
+        self._policy: Policy | None = load_acf(acf) if acf is not None else None
+        self._guard_writes()
         self.autosave = autosave
         self._restoring = False
         self._started = time.time()
@@ -215,6 +220,60 @@ class AssonantIOC(PVGroup):
             state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
         self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)
         self._counter = 0
+
+    # -- access security and audit ----------------------------------------------------------
+    def _guard_writes(self) -> None:
+        """Every command and setting PV: access as the ACF says, each accepted write logged
+        with who made it, and a refusal caproto makes before a putter runs on LastError."""
+        groups = {name: COMMANDS_ASG for name in self.COMMANDS}
+        groups |= {name: SETTINGS_ASG for name in self.SETTINGS}
+        for attr, prop in self._pvs_.items():
+            name = prop.pvspec.name
+            if name in groups:
+                self._guard(getattr(self, attr), name, groups[name])
+
+    def _rights(self, asg: str, host: str | None, user: str | None) -> AccessRights:
+        if self._policy is None:
+            return AccessRights.READ | AccessRights.WRITE
+        access = self._policy.access(asg, host, user)
+        if access is Access.WRITE:
+            return AccessRights.READ | AccessRights.WRITE
+        return AccessRights.READ if access is Access.READ else AccessRights.NO_ACCESS
+
+    def _guard(self, pv: Any, name: str, asg: str) -> None:
+        original = pv.auth_write
+        pv.check_access = lambda host, user: self._rights(asg, host, user)
+
+        async def auth_write(
+            hostname: str, username: str, data: Any, data_type: Any, metadata: Any, **kw: Any
+        ) -> Any:
+            who = f"{username}@{hostname}"
+            if AccessRights.WRITE not in self._rights(asg, hostname, username):
+                await self._error(f"{name} refused: {who} has no write access ({asg})")
+                return await original(hostname, username, data, data_type, metadata, **kw)
+            before = self.last_error.value
+            try:
+                result = await original(hostname, username, data, data_type, metadata, **kw)
+            except Exception as err:
+                if self.last_error.value == before:  # refused before a putter ran
+                    await self._error(f"{name} refused: {type(err).__name__}: {err}")
+                log.info("audit: %s wrote %s: refused", who, name)
+                raise
+            log.info("audit: %s wrote %s = %r", who, name, pv.value)
+            return result
+
+        pv.auth_write = auth_write
+
+    async def _reload_acf(self) -> None:
+        """SIGHUP: read the access security file again; a bad file keeps the old rules."""
+        if self._acf is None:
+            return
+        try:
+            self._policy = await asyncio.to_thread(load_acf, self._acf)
+        except ConfigError as err:
+            await self._error(f"access security not reloaded, old rules kept: {err}")
+            return
+        await self._say(f"access security reloaded from {self._acf}")
 
     # -- helpers ------------------------------------------------------------------------------
     async def _say(self, message: str) -> None:
@@ -259,6 +318,10 @@ class AssonantIOC(PVGroup):
             self.monitor.wait_first_values, self.config.connect_timeout
         )
         recovered = await self.lifecycle.start()
+        if self._acf is not None:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: self.lifecycle.spawn(self._reload_acf())
+            )
         self._ready = True
         if self.status.value == "Starting":  # a refusal during start-up stays on show
             missing = f" ({total - heard} without a value yet)" if heard < total else ""
@@ -556,6 +619,13 @@ def _parse_args(
         "$XDG_STATE_HOME/assonant-ioc/<prefix>.json)",
     )
     parser.add_argument(
+        "--acf",
+        metavar="FILE",
+        help="EPICS access security file (UAG, HAG, ASG with RULEs): groups ASSONANT_COMMANDS "
+        "and ASSONANT_SETTINGS; SIGHUP reloads it (default: the config's access_security, "
+        "else everyone may write)",
+    )
+    parser.add_argument(
         "--state-dir",
         metavar="DIR",
         help="where the experiment in progress and undelivered events are kept across "
@@ -613,11 +683,18 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.autosave) if args.autosave else default_path(ioc_options["prefix"])
     )
     state_dir = args.state_dir or config.state_dir
+    acf = args.acf or config.access_security
+    try:
+        if acf:
+            load_acf(acf)  # a bad file stops the start with every problem and its line
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
     ioc = AssonantIOC(
         config=config,
         sender=sender,
         autosave=autosave,
         state_dir=Path(state_dir).resolve() if state_dir else None,
+        acf=Path(acf).resolve() if acf else None,
         **ioc_options,
     )
     _server_port_from_cas()

@@ -109,7 +109,7 @@ def test_panel_matches_the_running_ioc(sim: tuple[str, int], log_dir: Path, tmp_
         listed = {
             line.strip()
             for line in proc.log_path.read_text().splitlines()
-            if line.startswith("    ") and line.strip().startswith(P)
+            if line.strip().startswith(P) and " " not in line.strip()  # one PV a line
         }
         for name in names:
             assert f"{P}{name}" in listed, name  # in --list-pvs ...

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import logging
 import os
 import signal
@@ -55,6 +56,8 @@ from assonant_ioc.monitor import PVMonitor
 log = logging.getLogger(__name__)
 
 STATE_STRINGS = [s.label for s in State]
+#: user@host of the client whose write is being handled (set around each putter)
+WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
 
 
 def _long_string(
@@ -252,6 +255,7 @@ class AssonantIOC(PVGroup):
                 await self._error(f"{name} refused: {who} has no write access ({asg})")
                 return await original(hostname, username, data, data_type, metadata, **kw)
             before = self.last_error.value
+            token = WRITER.set(who)
             try:
                 result = await original(hostname, username, data, data_type, metadata, **kw)
             except Exception as err:
@@ -259,6 +263,8 @@ class AssonantIOC(PVGroup):
                     await self._error(f"{name} refused: {type(err).__name__}: {err}")
                 log.info("audit: %s wrote %s: refused", who, name)
                 raise
+            finally:
+                WRITER.reset(token)
             log.info("audit: %s wrote %s = %r", who, name, pv.value)
             return result
 
@@ -304,6 +310,7 @@ class AssonantIOC(PVGroup):
             data_dir=str(self.data_dir.value),
             file_name=str(self.file_name.value),
             counter=self._counter,
+            who=WRITER.get(),
         )
 
     # -- startup / periodic ---------------------------------------------------------------
@@ -372,7 +379,7 @@ class AssonantIOC(PVGroup):
         if value == 1:
             await self.lifecycle.record_start(self._settings())
             return 1
-        await self.lifecycle.record_stop()
+        await self.lifecycle.record_stop(WRITER.get())
         return 0
 
     @snapshot_post.putter

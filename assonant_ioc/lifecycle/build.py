@@ -51,6 +51,7 @@ class BuildJob:
     sample: str
     comment: str
     event_id: str
+    ended_by: str = ""
 
 
 def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], dict[str, str]]:
@@ -121,13 +122,42 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
     final = Path(job.final_path)
-    entry_notes = {entry: {"service_interruption": text} for entry, text in notes.items()}
+    entry_notes: dict[str, dict[str, str]] = {
+        entry: {"service_interruption": text} for entry, text in notes.items()
+    }
+    for entry, text in _audit(meta).items():
+        entry_notes.setdefault(entry, {})["audit"] = text
     tmp = write_partial(experiment, final, job.config.compression, entry_notes)
     size, sha256 = sha256_of(tmp)
     event = file_written_event(
         experiment, final, size, sha256, time.time(), None, event_id=job.event_id
     )
+    if job.ended_by:
+        event["ended_by"] = job.ended_by
     return str(tmp), event
+
+
+#: The steps that made each entry (EndOfExperiment made them all).
+_STEPS = {
+    Moment.PRE: ("Snapshot:Pre",),
+    Moment.DURING: ("Record:During=1", "Record:During=0"),
+    Moment.POST: ("Snapshot:Post",),
+}
+
+
+def _audit(meta: dict[str, Any]) -> dict[str, str]:
+    """Per entry, who triggered each of its steps and when (one line a step)."""
+    steps = meta.get("steps", [])
+    out = {}
+    for moment, names in _STEPS.items():
+        lines = [
+            f"{iso(float(s['at']))} {s['step']} by {s['by'] or 'unknown'}"
+            for s in steps
+            if s["step"] in (*names, "EndOfExperiment")
+        ]
+        if lines:
+            out[moment.entry_name] = "\n".join(lines)
+    return out
 
 
 def sha256_of(path: Path) -> tuple[int, str]:

@@ -65,6 +65,8 @@ class Settings:
     data_dir: str = ""
     file_name: str = ""
     counter: int = 0
+    #: who wrote the command (``user@host`` as the CA client gave them), for the audit
+    who: str = ""
 
 
 class Lifecycle:
@@ -187,7 +189,12 @@ class Lifecycle:
             await self.reporter.error(str(err))
             raise
 
-    async def _enter(self, cmd: Command) -> None:
+    async def _enter(self, cmd: Command, who: str = "") -> None:
+        if self._meta:
+            step = {"step": cmd.value, "by": who, "at": time.time()}
+            self._meta.setdefault("steps", []).append(step)
+            if who:
+                log.info("audit: %s by %s", cmd.value, who)
         new = self.machine.apply(cmd)
         self._meta["state"] = new.label
         self._meta["captured"] = sorted(m.value for m in self.machine.captured)
@@ -264,7 +271,7 @@ class Lifecycle:
                 if self.state is State.IDLE:
                     await asyncio.to_thread(self._begin, settings, now)
                 count = await asyncio.to_thread(self._snapshot, moment, now)
-                await self._enter(cmd)
+                await self._enter(cmd, settings.who)
                 await self._save()
             except Exception as err:
                 raise await self._fail(cmd.value, err) from err
@@ -291,7 +298,7 @@ class Lifecycle:
                 self._meta["moments"]["during"] = {"start": now, "end": None}
                 if self._frames is not None:
                     self._meta["frames_held"] = self._frames.held()
-                await self._enter(Command.RECORD_START)
+                await self._enter(Command.RECORD_START, settings.who)
                 await self._save()
                 self.monitor.add_sink(self._recorder, pvs)
             except Exception as err:
@@ -301,7 +308,7 @@ class Lifecycle:
                 raise await self._fail(Command.RECORD_START.value, err) from err
             await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs")
 
-    async def record_stop(self) -> None:
+    async def record_stop(self, who: str = "") -> None:
         async with self._lock:
             await self._refuse_unless(Command.RECORD_STOP)
             now = time.time()
@@ -314,7 +321,7 @@ class Lifecycle:
                 count = await asyncio.to_thread(recorder.stop)
                 self._recorder = None
                 self._meta["moments"]["during"]["end"] = now
-                await self._enter(Command.RECORD_STOP)
+                await self._enter(Command.RECORD_STOP, who)
                 await self._save()
             except Exception as err:
                 self._recorder = None
@@ -355,7 +362,7 @@ class Lifecycle:
                 msg = "EndOfExperiment refused: nothing captured (Abort, then start again)"
                 await self.reporter.error(msg)
                 raise CommandRefused(msg)
-            await self._enter(Command.END_OF_EXPERIMENT)
+            await self._enter(Command.END_OF_EXPERIMENT, settings.who)
             await self.reporter.say(f"{self.experiment_id}: writing")
             final: Path | None = None
             queued: Pending | None = None
@@ -377,6 +384,7 @@ class Lifecycle:
                     self.sample,
                     settings.comment,
                     event_id,
+                    settings.who,
                 )
                 tmp, event = await self._in_worker(worker.build, job)
                 ready = not self.config.validate

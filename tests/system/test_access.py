@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import h5py
 from caproto import AccessRights
 from caproto.threading.client import Context
 
@@ -52,7 +53,9 @@ def test_access_security_with_two_identities_and_a_reload(
         op_ctx = Context(host_name="console1", client_name="op")
         guest_ctx = Context(host_name="laptop", client_name="guest")
         try:
-            op_sample, op_pre, op_abort = _pvs(op_ctx, P, "SampleName", "Snapshot:Pre", "Abort")
+            op_sample, op_pre, op_eoe = _pvs(
+                op_ctx, P, "SampleName", "Snapshot:Pre", "EndOfExperiment"
+            )
             guest_sample, guest_pre, guest_status = _pvs(
                 guest_ctx, P, "SampleName", "Snapshot:Pre", "Status"
             )
@@ -82,7 +85,11 @@ def test_access_security_with_two_identities_and_a_reload(
             assert client.get(f"{P}State") == "Idle"
             op_pre.write([1], wait=True, timeout=10)
             assert client.get(f"{P}State") == "Collecting"
-            op_abort.write([1], wait=True, timeout=10)
+            op_eoe.write([1], wait=True, timeout=30)
+            with h5py.File(client.get(f"{P}LastFile"), "r") as f:  # who did what, in the file
+                audit = f["pre_exposure/audit/description"][()].decode()
+            assert " Snapshot:Pre by op@console1" in audit, audit
+            assert " EndOfExperiment by op@console1" in audit, audit
 
             # a new rule, applied without a restart
             acf.write_text(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,8 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
 
     event = asyncio.run(consume_event(kafka, topic, exp_id))
     jsonschema.validate(event, json.loads(EVENT_SCHEMA_PATH.read_text()))
+    user, host = getpass.getuser(), socket.gethostname()  # what caproto's client says it is
+    assert event["ended_by"] == f"{user}@{host}"
     data = last.read_bytes()
     assert event["sha256"] == hashlib.sha256(data).hexdigest()
     assert event["file_size"] == len(data)

@@ -407,6 +407,14 @@ class AssonantIOC(PVGroup):
         await self._error(msg)
         raise ValueError(msg)
 
+    async def _text(self, name: str, value: Any, max_bytes: int, strip: bool = False) -> str:
+        """A text setting's value, or a refusal: too long, or a control character in it."""
+        text = str(value).strip(" ") if strip else str(value)
+        why = text_problem(name, text, max_bytes)
+        if why:
+            await self._refuse_setting(why)
+        return text
+
     def _file_name_problem(self, **changed: str) -> str | None:
         """Why the file name would be unusable with ``changed`` settings, or None."""
         current = {
@@ -420,10 +428,7 @@ class AssonantIOC(PVGroup):
 
     @experiment_id.putter
     async def experiment_id(self, instance: Any, value: Any) -> str:
-        text = str(value).strip(" ")
-        why = text_problem("ExperimentId", text, 255)
-        if why:
-            await self._refuse_setting(why)
+        text = await self._text("ExperimentId", value, 255, strip=True)
         if "/" in text or "\\" in text:
             await self._refuse_setting(f"ExperimentId refused: {text[:60]!r} has a path separator")
         if text in (".", ".."):
@@ -445,12 +450,8 @@ class AssonantIOC(PVGroup):
 
     @file_name.putter
     async def file_name(self, instance: Any, value: Any) -> str:
-        text = str(value).strip(" ")
-        why = (
-            text_problem("FileName", text, 255)
-            or check_file_name_template(text)
-            or self._file_name_problem(template=text)
-        )
+        text = await self._text("FileName", value, 255, strip=True)
+        why = check_file_name_template(text) or self._file_name_problem(template=text)
         if why:
             await self._refuse_setting(f"FileName refused: {why}")
         self._persist(FileName=text)
@@ -458,18 +459,11 @@ class AssonantIOC(PVGroup):
 
     @comment.putter
     async def comment(self, instance: Any, value: Any) -> str:
-        text = str(value)
-        why = text_problem("Comment", text, 1023)
-        if why:
-            await self._refuse_setting(why)
-        return text
+        return await self._text("Comment", value, 1023)
 
     @sample_name.putter
     async def sample_name(self, instance: Any, value: Any) -> str:
-        text = str(value)
-        why = text_problem("SampleName", text, 255)
-        if why:
-            await self._refuse_setting(why)
+        text = await self._text("SampleName", value, 255)
         why = self._file_name_problem(sample=text or "sample")
         if why and not self._restoring:
             await self._refuse_setting(f"SampleName refused: {why}")

@@ -93,6 +93,23 @@ def client_env(env: Mapping[str, str] | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _search_again(call: Callable[[], Any]) -> Any:
+    """Run a caproto sync-client call; if its name search timed out, search once more.
+
+    libca keeps searching with a back-off; caproto's sync client gives up after one
+    timeout (rarely seen on a loaded machine). Only a search is repeated: a write whose
+    reply timed out may have happened, and is never sent twice.
+    """
+    from caproto import CaprotoTimeoutError
+
+    try:
+        return call()
+    except CaprotoTimeoutError as err:
+        if "from the search for" not in str(err):
+            raise
+        return call()
+
+
 def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) -> Any:
     """``caget``: a scalar as a Python value, a char waveform as a string, enums as labels."""
     from caproto import ChannelType
@@ -101,7 +118,7 @@ def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) ->
     # repeater=False: the sync client would otherwise spawn a caproto repeater and leave it
     # running (and its Popen to the garbage collector); direct reads need no beacons
     with client_env(env):
-        resp = read(pv, timeout=timeout, repeater=False)
+        resp = _search_again(lambda: read(pv, timeout=timeout, repeater=False))
     if resp.data_type in (ChannelType.CHAR, ChannelType.TIME_CHAR):
         return bytes(resp.data).split(b"\0", 1)[0].decode()
     value = resp.data[0] if len(resp.data) == 1 else resp.data

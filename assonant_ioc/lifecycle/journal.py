@@ -3,8 +3,8 @@
 One directory per service (``--state-dir``) holds at most one experiment in progress::
 
     experiment/meta.json     who, what was captured, the state; replaced atomically each step
-    experiment/pre.json      a snapshot: every reading (the model's lossless codec), fsynced
-    experiment/post.json
+    experiment/pre.log       a snapshot: the monitor's raw updates as binary columns, fsynced
+    experiment/post.log
     experiment/during.log    the recording: length-prefixed, CRC-checked batches, appended
     experiment/frames.log    the detector files seen so far, one JSON line each
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot, Reading
+from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
 from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Sink(Protocol):
 
 
 class PVMonitor:
-    """Keeps the latest :class:`Reading` of each PV and tracks connections."""
+    """Keeps the latest update of each PV (raw, no object per update) and tracks connections."""
 
     def __init__(self, pvs: Iterable[str]) -> None:
         self.pvs = list(dict.fromkeys(pvs))
@@ -135,10 +135,6 @@ class PVMonitor:
             units = dict(self._units)
             last = {pv: self._last_value.get(pv) for pv, r in raw.items() if not r[4]}
         return RawSnapshot(raw, units, {pv: v for pv, v in last.items() if v is not None})
-
-    def latest(self) -> dict[str, Reading]:
-        """The latest reading of every PV heard from (PVs never heard from are absent)."""
-        return self.snapshot().readings()
 
     def units_of(self, pv: str) -> str:
         return self._units.get(pv, "")
@@ -234,7 +230,7 @@ class PVMonitor:
             log.exception("control callback failed for %s", pvname)
 
     def _on_time(self, args: Any) -> None:
-        """DBR_TIME event: value, EPICS timestamp and alarm become a Reading."""
+        """DBR_TIME event: value, EPICS timestamp and alarm, kept raw and handed to the sinks."""
         from epics import ca, dbr
 
         pvname = self._names.get(_chid_key(args.chid), "")

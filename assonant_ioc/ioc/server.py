@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from caproto import AccessRights, ChannelType
-from caproto.server import PVGroup, pvproperty, run, template_arg_parser
+from caproto.server import PVGroup, pvproperty, template_arg_parser
 
 import assonant_ioc
 from assonant_ioc.config import BeamlineConfig, load_config
@@ -46,8 +46,22 @@ from assonant_ioc.errors import CommandRefused, ConfigError
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc.access import COMMANDS_ASG, SETTINGS_ASG, Access, Policy, load_acf
 from assonant_ioc.ioc.autosave import Autosave, default_path
-from assonant_ioc.ioc.health import CpuLoad, rss_mb
-from assonant_ioc.ioc.inputs import data_dir_problem, text_problem
+from assonant_ioc.ioc.ca_server import (
+    NO_WRITE_ACCESS,
+    PUT_FAILED,
+    PUT_NOTIFY,
+    one_log,
+    restore_client_port,
+    serve,
+    server_port_from_cas,
+)
+from assonant_ioc.ioc.health import CpuLoad, LoopLag, rss_mb
+from assonant_ioc.ioc.inputs import (
+    command_problem,
+    data_dir_problem,
+    raw_text_problem,
+    text_problem,
+)
 from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
@@ -174,6 +188,14 @@ class AssonantIOC(PVGroup):
         read_only=True,
         doc="CPU used by the IOC process over the last second",
     )
+    loop_lag = pvproperty(
+        name="LoopLag",
+        value=0.0,
+        units="ms",
+        precision=1,
+        read_only=True,
+        doc="how late the IOC's event loop ran over the last second (the worst delay)",
+    )
 
     #: The PV interface by role (the panel generator and the docs read these).
     COMMANDS = ("Snapshot:Pre", "Record:During", "Snapshot:Post", "EndOfExperiment", "Abort")
@@ -190,7 +212,7 @@ class AssonantIOC(PVGroup):
         "KafkaConnected",
         "Heartbeat",
     )
-    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate")
+    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate", "LoopLag")
     #: Settings kept by autosave, by PV name.
     AUTOSAVED = ("ExperimentId", "SampleName", "DataDir", "FileName")
 
@@ -213,6 +235,8 @@ class AssonantIOC(PVGroup):
         self._restoring = False
         self._started = time.time()
         self._cpu = CpuLoad()
+        self._lag = LoopLag()
+        self._errors = 0  # refusals and errors shown so far
         self._last_updates = (0, time.monotonic())
         self._callback_errors = 0
         self._ready = False
@@ -233,7 +257,7 @@ class AssonantIOC(PVGroup):
         for attr, prop in self._pvs_.items():
             name = prop.pvspec.name
             if name in groups:
-                self._guard(getattr(self, attr), name, groups[name])
+                self._guard(getattr(self, attr), name, groups[name], name in self.COMMANDS)
 
     def _rights(self, asg: str, host: str | None, user: str | None) -> AccessRights:
         if self._policy is None:
@@ -243,25 +267,35 @@ class AssonantIOC(PVGroup):
             return AccessRights.READ | AccessRights.WRITE
         return AccessRights.READ if access is Access.READ else AccessRights.NO_ACCESS
 
-    def _guard(self, pv: Any, name: str, asg: str) -> None:
+    def _guard(self, pv: Any, name: str, asg: str, command: bool) -> None:
         original = pv.auth_write
         pv.check_access = lambda host, user: self._rights(asg, host, user)
 
         async def auth_write(
             hostname: str, username: str, data: Any, data_type: Any, metadata: Any, **kw: Any
         ) -> Any:
+            """A refused write: the reason on LastError, and a put with callback completes
+            with a failure status (a plain put gets caproto's error message)."""
             who = f"{username}@{hostname}"
             if AccessRights.WRITE not in self._rights(asg, hostname, username):
                 await self._error(f"{name} refused: {who} has no write access ({asg})")
+                if PUT_NOTIFY.get():
+                    return NO_WRITE_ACCESS
                 return await original(hostname, username, data, data_type, metadata, **kw)
-            before = self.last_error.value
+            errors = self._errors
             token = WRITER.set(who)
             try:
+                why = command_problem(name, data) if command else raw_text_problem(name, data)
+                if why:
+                    await self._error(why)
+                    raise CommandRefused(why)
                 result = await original(hostname, username, data, data_type, metadata, **kw)
             except Exception as err:
-                if self.last_error.value == before:  # refused before a putter ran
+                if self._errors == errors:  # refused before a putter ran
                     await self._error(f"{name} refused: {type(err).__name__}: {err}")
                 log.info("audit: %s wrote %s: refused", who, name)
+                if PUT_NOTIFY.get():
+                    return PUT_FAILED
                 raise
             finally:
                 WRITER.reset(token)
@@ -289,6 +323,7 @@ class AssonantIOC(PVGroup):
     async def _error(self, message: str) -> None:
         """A refusal or an error: logged, and shown on Status and LastError."""
         log.warning("%s", message)
+        self._errors += 1
         await self.status.write(message[:1023])
         await self.last_error.write(message[:1023])
 
@@ -317,9 +352,10 @@ class AssonantIOC(PVGroup):
     @status.startup
     async def status(self, instance: Any, async_lib: Any) -> None:
         await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
+        self.lifecycle.spawn(self._lag.run())
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
-        _restore_client_port()  # the CA server has its port: libca searches as configured
+        restore_client_port()  # the CA server has its port: libca searches as configured
         await asyncio.to_thread(self.monitor.start)
         heard, total = await asyncio.to_thread(
             self.monitor.wait_first_values, self.config.connect_timeout
@@ -351,6 +387,7 @@ class AssonantIOC(PVGroup):
         rate = (updates - self._last_updates[0]) / max(now - self._last_updates[1], 1e-3)
         self._last_updates = (updates, now)
         await self.update_rate.write(rate)
+        await self.loop_lag.write(round(1000 * self._lag.take(), 1))
         errors = self.monitor.callback_errors
         if errors != self._callback_errors:  # counted in libca's threads, reported here
             self._callback_errors = errors
@@ -537,60 +574,6 @@ class _Reporter:
         await self.ioc.validation.write(text[:1023])
 
 
-class _BeaconFailures(logging.Filter):
-    """A beacon that cannot be sent (no listener on the beacon port is usual on loopback):
-    one line a minute per address, without caproto's traceback."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("Failed to send beacon"):
-            return True
-        where = str(record.args)
-        now = time.monotonic()
-        if now - self._last.get(where, -3600.0) < 60.0:
-            return False
-        self._last[where] = now
-        record.exc_info = record.exc_text = None
-        return True
-
-
-def _one_log() -> None:
-    """Each log line once: caproto's own handlers go (the root handler prints its records)."""
-    for name in ("caproto", "caproto.ctx", "caproto.circ"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-    logging.getLogger("caproto.ctx").addFilter(_BeaconFailures())
-
-
-_CLIENT_PORT: list[str | None] = []
-
-
-def _server_port_from_cas() -> None:
-    """Listen on ``EPICS_CAS_SERVER_PORT`` when it is set, as rsrv and pcaspy do.
-
-    caproto's server reads ``EPICS_CA_SERVER_PORT`` once, when it starts; libca, started
-    after it, reads the same variable as the port it searches by default. The server's
-    value is put there for caproto, and the client's put back before libca starts.
-    """
-    cas = os.environ.get("EPICS_CAS_SERVER_PORT")
-    if cas:
-        _CLIENT_PORT.append(os.environ.get("EPICS_CA_SERVER_PORT"))
-        os.environ["EPICS_CA_SERVER_PORT"] = cas
-
-
-def _restore_client_port() -> None:
-    if _CLIENT_PORT:
-        client = _CLIENT_PORT.pop()
-        if client is None:
-            os.environ.pop("EPICS_CA_SERVER_PORT", None)
-        else:
-            os.environ["EPICS_CA_SERVER_PORT"] = client
-
-
 def default_state_dir(autosave: Path | None, prefix: str) -> Path:
     """Beside the autosave file: ``<autosave name without .json>.state``."""
     base = autosave or default_path(prefix)
@@ -601,7 +584,10 @@ def _parse_args(
     argv: list[str] | None,
 ) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any]]:
     parser, split_args = template_arg_parser(
-        default_prefix="", desc=textwrap.dedent(__doc__ or ""), argv=argv
+        default_prefix="",
+        desc=textwrap.dedent(__doc__ or ""),
+        supported_async_libs=("asyncio",),
+        argv=argv,
     )
     parser.add_argument("--config", required=True, help="beamline config (.yaml, or a .csv PV map)")
     parser.add_argument("--data-dir", help="directory for the files (overrides the config)")
@@ -669,7 +655,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args, ioc_options, run_options = _parse_args(argv)
-    _one_log()
+    one_log()
     try:
         config = build_config(args)
     except ConfigError as err:
@@ -698,12 +684,12 @@ def main(argv: list[str] | None = None) -> None:
         acf=Path(acf).resolve() if acf else None,
         **ioc_options,
     )
-    _server_port_from_cas()
+    server_port_from_cas()
     # our own read-only opens (checksums, validation) never lock a reader out of a new file
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     # SIGTERM stops as SIGINT does: the shutdown hooks run and say what is left pending
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-    run(ioc.pvdb, **run_options)
+    serve(ioc.pvdb, run_options["interfaces"], run_options["log_pv_names"])
 
 
 if __name__ == "__main__":

@@ -125,20 +125,27 @@ def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) ->
     return value.decode() if isinstance(value, bytes) else value
 
 
+class PutFailed(Exception):
+    """A put with callback completed with a failure status (``caput -c`` prints an error)."""
+
+
 def ca_put(
     pv: str,
     value: Any,
     env: Mapping[str, str] | None = None,
     wait: bool = True,
     timeout: float = 30,
+    data_type: Any = None,
 ) -> None:
-    """``caput`` (``caput -c`` when ``wait``); a string goes to a char waveform (``caput -S``)."""
+    """``caput`` (``caput -c`` when ``wait``: a refused put raises ``PutFailed``); a string
+    goes to a char waveform (``caput -S``) unless ``data_type`` (a caproto ``ChannelType``)
+    says how to send it."""
     from caproto import ChannelType
     from caproto.sync.client import write
 
     with client_env(env):
-        if isinstance(value, str):
-            write(
+        if isinstance(value, str) and data_type is None:
+            reply = write(
                 pv,
                 [*value.encode(), 0],
                 notify=wait,
@@ -147,7 +154,11 @@ def ca_put(
                 repeater=False,
             )
         else:
-            write(pv, value, notify=wait, timeout=timeout, repeater=False)
+            reply = write(
+                pv, value, notify=wait, timeout=timeout, data_type=data_type, repeater=False
+            )
+    if wait and not reply.status.success:
+        raise PutFailed(f"{pv}: {reply.status.name} ({reply.status.description})")
 
 
 def ca_answers(pv: str, env: Mapping[str, str]) -> bool:

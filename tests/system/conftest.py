@@ -90,6 +90,9 @@ class CA:
     def get(self, pv: str) -> Any:
         return procs.ca_get(pv, timeout=5)
 
-    def put(self, pv: str, value: Any, wait: bool = True, timeout: float = 30) -> None:
-        """A put with callback (``caput -c``) when ``wait``: returns when the command is done."""
-        procs.ca_put(pv, value, wait=wait, timeout=timeout)
+    def put(
+        self, pv: str, value: Any, wait: bool = True, timeout: float = 30, data_type: Any = None
+    ) -> None:
+        """A put with callback (``caput -c``) when ``wait``: returns when the command is done,
+        raises ``procs.PutFailed`` when it was refused."""
+        procs.ca_put(pv, value, wait=wait, timeout=timeout, data_type=data_type)

@@ -22,7 +22,7 @@ GHOST = """\
 
 
 def _refused(client: object, pv: str, value: object) -> str:
-    with pytest.raises(Exception):  # noqa: B017 - caproto raises its own error type
+    with pytest.raises(procs.PutFailed):  # refused
         client.put(pv, value)  # type: ignore[attr-defined]
     return str(client.get(pv.rsplit(":", 1)[0] + ":LastError"))  # type: ignore[attr-defined]
 
@@ -44,7 +44,7 @@ def test_wrong_writes_are_refused_with_a_message(
             ("FileName", "../{counter}.nxs", "unusable file name"),
             ("ExperimentId", "a/b", "path separator"),
         ]:
-            with pytest.raises(Exception):  # noqa: B017 - caproto raises its own error type
+            with pytest.raises(procs.PutFailed):  # refused
                 client.put(f"{P}{pv}", value)
             assert why in _error(client, P), (pv, value)
             assert why in client.get(f"{P}Status")
@@ -106,7 +106,7 @@ def test_failed_write_keeps_the_experiment_for_a_retry(
         client.put(f"{P}DataDir", str(blocker / "data"))  # fine when written...
         blocker.rmdir()
         blocker.write_text("a file where the data directory should be")  # ...not any more
-        with pytest.raises(Exception):  # noqa: B017 - the put fails: the file was not written
+        with pytest.raises(procs.PutFailed):  # the put fails: the file was not written
             client.put(f"{P}EndOfExperiment", 1)
         assert client.get(f"{P}State") == "Fault"
         assert "write failed, experiment kept" in _error(client, P)

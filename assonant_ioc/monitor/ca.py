@@ -88,6 +88,9 @@ class PVMonitor:
         """Create every channel (non-blocking); subscriptions follow each first connection."""
         from epics import ca
 
+        from assonant_ioc.monitor.repeater import repeater_on_path
+
+        repeater_on_path()  # libca starts a repeater when none runs; it must find one
         ca.initialize_libca()
         self._worker = threading.Thread(
             target=self._subscribe_loop, name="pv-subscribe", daemon=True

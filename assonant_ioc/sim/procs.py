@@ -143,20 +143,14 @@ def ca_put(
     from caproto import ChannelType
     from caproto.sync.client import write
 
+    if isinstance(value, str) and data_type is None:
+        value, data_type = [*value.encode(), 0], ChannelType.CHAR
     with client_env(env):
-        if isinstance(value, str) and data_type is None:
-            reply = write(
-                pv,
-                [*value.encode(), 0],
-                notify=wait,
-                timeout=timeout,
-                data_type=ChannelType.CHAR,
-                repeater=False,
-            )
-        else:
-            reply = write(
+        reply = _search_again(  # a search that timed out wrote nothing: safe to repeat
+            lambda: write(
                 pv, value, notify=wait, timeout=timeout, data_type=data_type, repeater=False
             )
+        )
     if wait and not reply.status.success:
         raise PutFailed(f"{pv}: {reply.status.name} ({reply.status.description})")
 
@@ -232,6 +226,29 @@ def running(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -
         yield proc
     finally:
         proc.stop()
+
+
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            udp.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def ca_repeater(log_dir: Path) -> Iterator[int]:
+    """A CA repeater on a port of its own; yields the port (for ``EPICS_CA_REPEATER_PORT``).
+
+    With it running, libca in the processes started here finds a repeater and starts none
+    of its own (which would outlive them, as EPICS' caRepeater does)."""
+    port = free_port()
+    args = [sys.executable, "-m", "assonant_ioc.monitor.repeater"]
+    env = {"EPICS_CA_REPEATER_PORT": str(port)}
+    with running("caRepeater", args, env, log_dir) as proc:
+        wait_until(lambda: udp_port_taken(port), 20, "the CA repeater", proc)
+        yield port
 
 
 def broker_binary() -> str:

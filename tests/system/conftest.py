@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,22 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ca_repeater(log_dir: Path) -> Iterator[int]:
+    """One CA repeater for the session: the libca of every process started here finds it
+    and starts none of its own (one would outlive the tests)."""
+    with procs.ca_repeater(log_dir) as port:
+        saved = os.environ.get("EPICS_CA_REPEATER_PORT")
+        os.environ["EPICS_CA_REPEATER_PORT"] = str(port)
+        try:
+            yield port
+        finally:
+            if saved is None:
+                os.environ.pop("EPICS_CA_REPEATER_PORT", None)
+            else:
+                os.environ["EPICS_CA_REPEATER_PORT"] = saved
 
 
 @pytest.fixture(scope="session")

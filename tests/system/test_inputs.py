@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,38 @@ def test_the_log_says_each_thing_once_without_beacon_tracebacks(
     assert not [line for line in text.splitlines() if line.startswith("[")], text  # one format
     repeats = [a for a, b in itertools.pairwise(lines) if a == b]
     assert not repeats, repeats
+
+
+def _repeaters_on(port: int) -> list[int]:
+    """PIDs of the CA repeaters that serve ``port`` (found by their environment)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"caRepeater" in cmdline and f"EPICS_CA_REPEATER_PORT={port}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_libca_starts_the_repeater_this_package_installs(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No repeater on the port, and none on PATH: libca finds the package's caRepeater,
+    without the "couldn't be located" message."""
+    port = procs.free_port()
+    monkeypatch.setenv("EPICS_CA_REPEATER_PORT", str(port))
+    monkeypatch.setenv("PATH", os.defpath)  # the venv's bin is not on it
+    try:
+        with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (_c, _p, _dd, proc):
+            procs.wait_until(lambda: procs.udp_port_taken(port), 20, "a repeater", proc)
+            assert _repeaters_on(port), "the port is taken, but not by a caRepeater"
+            text = proc.log_path.read_text()
+        assert "couldn't be located" not in text, text
+    finally:
+        for pid in _repeaters_on(port):  # started for this test: it would outlive it
+            os.kill(pid, signal.SIGTERM)

@@ -74,8 +74,9 @@ def synthetic_experiment(n: int, series: int, points: int) -> Experiment:
     )
 
 
-def minimal_h5py(x: Experiment, path: Path) -> None:
-    """The same groups and datasets, written as plainly as h5py allows (no attributes)."""
+def minimal_h5py(x: Experiment, path: Path, units: bool = True) -> None:
+    """The same groups and datasets, written as plainly as h5py allows, with ``units``
+    (``units=False``: no attributes at all, the floor)."""
     with h5py.File(path, "w") as f:
         for entry in x.entries:
             inst = f.create_group(f"{entry.moment.entry_name}/instrument")
@@ -83,10 +84,14 @@ def minimal_h5py(x: Experiment, path: Path) -> None:
                 g = inst.create_group(comp.name)
                 for name, value in comp.fields.items():
                     if isinstance(value, DataField):
-                        g.create_dataset(name, data=value.reading.value)
+                        ds = g.create_dataset(name, data=value.reading.value)
+                        if units:
+                            ds.attrs["units"] = value.units
                     else:
                         log = g.create_group(name)
-                        log.create_dataset("value", data=np.array(value.values, dtype=float))
-                        log.create_dataset(
-                            "time", data=np.array(value.timestamps) - entry.start_time
-                        )
+                        data = np.array(value.values, dtype=float)
+                        times = np.array(value.timestamps) - entry.start_time
+                        ds = log.create_dataset("value", data=data)
+                        ts = log.create_dataset("time", data=times)
+                        if units:
+                            ds.attrs["units"], ts.attrs["units"] = value.units, "s"

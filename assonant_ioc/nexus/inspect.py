@@ -1,7 +1,8 @@
 """``assonant-ioc inspect FILE``: the file's tree as a NeXus viewer shows it.
 
 One line per object: name, NX class (groups) or dtype and shape (fields),
-value (arrays abbreviated) and units. The walk is nexusformat's.
+value (arrays abbreviated), units, and ``<- PV`` for a value captured from a PV (from the
+``provenance`` NXcollections, see ``nexus/provenance.py``). The walk is nexusformat's.
 """
 
 from __future__ import annotations
@@ -39,17 +40,44 @@ def _value(field: Any) -> str:
     return f"[{', '.join(items)}]"
 
 
+def _sources(path: str) -> dict[str, str]:
+    """Path of each field or NXlog that holds captured values -> the PV it came from."""
+    import h5py
+
+    from assonant_ioc.nexus.writer import PROVENANCE
+
+    found: dict[str, str] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if not (isinstance(obj, h5py.Group) and name.rsplit("/", 1)[-1] == PROVENANCE):
+            return
+        owner = obj.parent
+        if "field" in obj and "source_pv" in obj:  # a component's table
+            fields, pvs = obj["field"].asstr()[()], obj["source_pv"].asstr()[()]
+            for field, pv in zip(fields, pvs, strict=True):
+                found[f"{owner.name}/{field}"] = pv
+        elif "source_pv" in obj:  # an NXlog's
+            found[owner.name] = obj["source_pv"].asstr()[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return found
+
+
 def tree_lines(path: str) -> list[str]:
     from nexusformat.nexus import nxload
 
+    sources = _sources(path)
     root = nxload(path, "r")
     lines = []
     for obj in root.walk():
         depth = obj.nxpath.count("/") if obj.nxpath != "/" else 0
         indent = "  " * max(depth - 1, 0)
         name = obj.nxname if obj.nxpath != "/" else Path(path).name
+        pv = sources.get(obj.nxpath)
+        source = f" <- {pv}" if pv else ""
         if obj.nxclass != "NXfield":
-            lines.append(f"{indent}{name}:{obj.nxclass}")
+            lines.append(f"{indent}{name}:{obj.nxclass}{source}")
             continue
         units = obj.attrs.get("units")
         units_text = f" {getattr(units, 'nxvalue', units)}" if units is not None else ""
@@ -57,7 +85,7 @@ def tree_lines(path: str) -> list[str]:
         dtype = (
             "str" if obj.dtype == object or str(obj.dtype).startswith(("|S", "<U")) else obj.dtype
         )
-        lines.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}")
+        lines.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}{source}")
     return lines
 
 

@@ -3,9 +3,9 @@
 Both validators exit 0 even on errors and report through logging, so their
 findings are collected here and classed: an error is something the NeXus
 definitions forbid or require (a missing required field, a wrong type, enum or
-unit, a broken link); a warning is something they do not describe (our
-provenance attributes are undocumented, on purpose). Validation is optional:
-without the ``validate`` extra the report says it was skipped.
+unit, a broken link); a warning is something they do not describe (none of ours: our
+provenance is in NXcollections, which they leave open). Validation is optional: without
+the ``validate`` extra the report says it was skipped.
 """
 
 from __future__ import annotations

@@ -1,8 +1,18 @@
 """Write an :class:`Experiment` as one NeXus/HDF5 file: one NXentry per acquisition moment.
 
 The small helpers ``_group`` and ``_field`` own the NeXus rules (``NX_class``,
-``units``, provenance attributes); no other code sets them by hand. The file is
-written under a temporary name and renamed into place once closed.
+``units``); no other code sets them by hand. The file is written under a temporary name
+and renamed into place once closed.
+
+Provenance (the PV each value came from, its EPICS timestamp, alarm severity and status,
+whether it was connected) is kept where the NeXus definitions allow any content, in an
+NXcollection named ``provenance`` (``nexus/provenance.py`` reads it back):
+
+- in each component group, a table with one row per field that holds one reading:
+  ``field``, ``source_pv``, ``epics_timestamp``, ``alarm_severity``, ``alarm_status``,
+  ``connected``, and the component's ``assonant_class``;
+- in each NXlog, ``source_pv`` and one ``alarm_severity``, ``alarm_status`` and
+  ``connected`` per point.
 """
 
 from __future__ import annotations
@@ -108,15 +118,38 @@ def _field(parent: h5py.Group, name: str, data: Any, units: str = "") -> h5py.Da
     return dset
 
 
-def _provenance(obj: h5py.HLObject, r: Reading) -> None:
-    _attrs(
-        obj,
-        source_pv=r.source,
-        epics_timestamp=iso(r.timestamp),
-        alarm_severity=r.severity.name,
-        alarm_status=r.status,
-        connected=r.connected,
-    )
+class _Rows:
+    """A component's provenance table: one row per field holding one reading."""
+
+    def __init__(self) -> None:
+        self.fields: list[str] = []
+        self.readings: list[Reading] = []
+        self.extra: dict[str, Any] = {}
+
+    def add(self, field: str, r: Reading) -> None:
+        self.fields.append(field)
+        self.readings.append(r)
+
+    def write(self, group: h5py.Group) -> None:
+        if not self.fields and not self.extra:
+            return
+        table = _group(group, PROVENANCE, "NXcollection")
+        rs = self.readings
+        if rs:
+            table.create_dataset("field", data=np.array(self.fields, dtype=_STR_DTYPE))
+            table.create_dataset("source_pv", data=np.array([r.source for r in rs], _STR_DTYPE))
+            stamps = np.array([iso(r.timestamp) for r in rs], dtype=_STR_DTYPE)
+            table.create_dataset("epics_timestamp", data=stamps)
+            severities = np.array([r.severity.name for r in rs], dtype=_STR_DTYPE)
+            table.create_dataset("alarm_severity", data=severities)
+            table.create_dataset("alarm_status", data=np.array([r.status for r in rs], np.int16))
+            table.create_dataset("connected", data=np.array([r.connected for r in rs], bool))
+        for name, value in self.extra.items():
+            table.create_dataset(name, data=value)
+
+
+#: the name of the NXcollection that holds provenance in a component group or an NXlog
+PROVENANCE = "provenance"
 
 
 def _scalar_data(r: Reading) -> Any:
@@ -153,11 +186,13 @@ def _series_data(readings: tuple[Reading, ...]) -> Any:
     ).astype(dtype)
 
 
-def _write_value(parent: h5py.Group, name: str, value: Value, t0: float) -> h5py.HLObject:
-    """A field as a dataset with provenance, or a time series as an NXlog group."""
+def _write_value(
+    parent: h5py.Group, name: str, value: Value, t0: float, rows: _Rows, row_name: str = ""
+) -> h5py.HLObject:
+    """A field as a dataset (its provenance a row of ``rows``), or a time series as an NXlog."""
     if isinstance(value, DataField):
         dset = _field(parent, name, _scalar_data(value.reading), value.units)
-        _provenance(dset, value.reading)
+        rows.add(row_name or name, value.reading)
         return dset
     return _write_log(parent, name, value, t0)
 
@@ -186,16 +221,16 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
         source = readings[0].source if readings else ""
     _field(log_group, "value", values, series.units)
     t = _field(log_group, "time", stamps - t0, "s")
-    t.attrs["start"] = iso(t0)
-    _array(log_group, "alarm_severity", severity)
-    _array(log_group, "alarm_status", status)
-    _array(log_group, "connected", connected)
-    if source:
-        log_group.attrs["source_pv"] = source
+    _attrs(t, start=iso(t0))
+    where = _group(log_group, PROVENANCE, "NXcollection")
+    where.create_dataset("source_pv", data=source)
+    _array(where, "alarm_severity", severity)
+    _array(where, "alarm_status", status)
+    _array(where, "connected", connected)
     return log_group
 
 
-def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
+def _write_axes(group: h5py.Group, comp: Component, t0: float, rows: _Rows) -> None:
     """Axes in an NXtransformations group, the component's ``depends_on`` naming the first.
 
     A detector module's axes (``fast_pixel_direction``, ``slow_pixel_direction``,
@@ -208,8 +243,9 @@ def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
     def path(axis_name: str) -> str:
         return "." if axis_name == "." else f"{base}/{axis_name}"
 
+    prefix = "" if in_place else "transformations/"
     for name, axis in comp.axes.items():
-        dset = _write_axis(trans, name, axis, t0)
+        dset = _write_axis(trans, name, axis, t0, rows, prefix + name)
         dset.attrs["depends_on"] = path(axis.depends_on)
         if isinstance(axis.value, TimeSeries) and not in_place:
             _write_log(group, name, axis.value, t0)
@@ -218,10 +254,14 @@ def _write_axes(group: h5py.Group, comp: Component, t0: float) -> None:
         group.create_dataset("depends_on", data=path(head))
 
 
-def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dataset:
+def _write_axis(
+    trans: h5py.Group, name: str, axis: Axis, t0: float, rows: _Rows, row_name: str
+) -> h5py.Dataset:
+    """An axis: one value (a row of ``rows``), or the recorded positions (their NXlog of the
+    same name in the component holds their provenance)."""
     value = axis.value
     if isinstance(value, DataField):
-        dset = _write_value(trans, name, value, t0)
+        dset = _write_value(trans, name, value, t0, rows, row_name)
         assert isinstance(dset, h5py.Dataset)
     else:
         cols = value.columns
@@ -229,12 +269,6 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dat
         if cols is not None and cols.dtype == "str":
             data = np.array(data, dtype=_STR_DTYPE)
         dset = _field(trans, name, data, value.units)
-        if cols is not None:
-            source = cols.source
-        else:
-            source = value.readings[0].source if value.readings else ""
-        if source:
-            dset.attrs["source_pv"] = source
     dset.attrs["transformation_type"] = axis.transformation_type.value
     dset.attrs["vector"] = np.array(axis.vector, dtype=np.float64)
     if axis.offset is not None:
@@ -244,7 +278,7 @@ def _write_axis(trans: h5py.Group, name: str, axis: Axis, t0: float) -> h5py.Dat
 
 
 def _link_frames(
-    group: h5py.Group, linked: LinkedData, master_dir: Path, virtual: bool = False
+    group: h5py.Group, linked: LinkedData, master_dir: Path, rows: _Rows, virtual: bool = False
 ) -> str | None:
     """``group/data``: the detector's frames through an external link (one file) or a virtual
     dataset (several), with paths relative to the master file so the directory can move.
@@ -275,7 +309,7 @@ def _link_frames(
     missing = [f for f in linked.files if f not in shapes and f not in unusable]
     for name, files in (("missing_files", missing), ("unusable_files", unusable)):
         if files:  # named, never fatal: the other frames and the metadata are still written
-            group.attrs[name] = np.array(files, dtype=_STR_DTYPE)
+            rows.extra[name] = np.array(files, dtype=_STR_DTYPE)
     if missing:
         log.warning("%s: detector file(s) not found: %s", group.name, ", ".join(missing))
     if not linked.files:
@@ -300,18 +334,20 @@ def _write_component(
 ) -> list[str]:
     """Write ``comp`` and its subcomponents; returns the paths of linked detector data."""
     group = _group(parent, comp.name, comp.component_class.nx_class)
-    group.attrs["assonant_class"] = comp.component_class.value
+    rows = _Rows()
+    rows.extra["assonant_class"] = comp.component_class.value
     kind = comp.component_class.insertion_device_type
     if kind and "type" not in comp.fields:
         group.create_dataset("type", data=kind)
     for name, value in comp.fields.items():
-        _write_value(group, name, value, t0)
+        _write_value(group, name, value, t0, rows)
     if comp.axes:
-        _write_axes(group, comp, t0)
+        _write_axes(group, comp, t0, rows)
     linked = []
     if comp.data is not None:
-        path = _link_frames(group, comp.data, master_dir, virtual)
+        path = _link_frames(group, comp.data, master_dir, rows, virtual)
         linked += [path] if path else []
+    rows.write(group)
     for sub in comp.subcomponents:
         linked += _write_component(group, sub, t0, master_dir, virtual)
     return linked

@@ -93,19 +93,35 @@ def client_env(env: Mapping[str, str] | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _in_search(err: BaseException) -> bool:
+    """Whether ``err`` was raised while caproto's sync client searched (nothing sent yet)."""
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "search":
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _search_again(call: Callable[[], Any]) -> Any:
-    """Run a caproto sync-client call; if its name search timed out, search once more.
+    """Run a caproto sync-client call; if its name search failed, search once more.
 
     libca keeps searching with a back-off; caproto's sync client gives up after one
-    timeout (rarely seen on a loaded machine). Only a search is repeated: a write whose
-    reply timed out may have happened, and is never sent twice.
+    timeout (rarely seen on a loaded machine), and stops at the first datagram it cannot
+    parse (its UDP port may have been a CA repeater client's a moment before, and still
+    get that client's traffic). Only a search is repeated: a write whose reply timed out
+    may have happened, and is never sent twice.
     """
-    from caproto import CaprotoTimeoutError
+    from caproto import CaprotoTimeoutError, RemoteProtocolError
 
     try:
         return call()
     except CaprotoTimeoutError as err:
         if "from the search for" not in str(err):
+            raise
+        return call()
+    except RemoteProtocolError as err:
+        if not _in_search(err):
             raise
         return call()
 

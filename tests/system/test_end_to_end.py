@@ -18,6 +18,7 @@ import pytest
 
 from assonant_ioc.events import EVENT_SCHEMA_PATH
 from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.nexus.provenance import provenance
 from assonant_ioc.sim import procs
 from tests.system.conftest import start_service
 
@@ -111,9 +112,9 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
         assert mono.attrs["NX_class"] == "NXmonochromator"
         assert mono["energy"][()] == pytest.approx(pre["energy"])
         assert mono["energy"].attrs["units"] == "keV"
-        assert mono["energy"].attrs["source_pv"] == f"{BL}mono:energy:RBV"
-        assert mono["energy"].attrs["connected"]
-        assert mono["energy"].attrs["alarm_severity"] == "NO_ALARM"
+        energy = provenance(mono["energy"])
+        assert energy["source_pv"] == f"{BL}mono:energy:RBV"
+        assert energy["connected"] and energy["alarm_severity"] == "NO_ALARM"
         assert mono["wavelength"][()] == pytest.approx(pre["wavelength"])
         assert mono["wavelength"].attrs["units"] == "angstrom"
         slit = pre_e["instrument/slit_1"]

@@ -242,8 +242,11 @@ def test_inspect_prints_the_tree(tmp_path: Path) -> None:
     lines = [line.strip() for line in out.stdout.splitlines()]
     assert lines[0] == "x.nxs:NXroot"
     assert "mono:NXmonochromator" in lines
-    assert "energy [float64, scalar] = 12 keV" in lines
-    assert "spectrum [float64, 3] = [1.5, 2.5, 3.5] counts" in lines
-    assert "frames [int64, scalar] = 7" in lines
-    assert "lost [float64, scalar] = nan" in lines
+    # each captured value with the PV it came from
+    assert "energy [float64, scalar] = 12 keV <- BL:E" in lines
+    assert "spectrum [float64, 3] = [1.5, 2.5, 3.5] counts <- BL:wave" in lines
+    assert "frames [int64, scalar] = 7 <- BL:n" in lines
+    assert "lost [float64, scalar] = nan <- BL:gone" in lines
+    assert "x:NXlog <- BL:x" in lines
     assert "value [float64, 5] = [0, 1, 2, 3, 4] mm" in lines
+    assert "provenance:NXcollection" in lines

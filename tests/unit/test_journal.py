@@ -12,6 +12,7 @@ from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.records import read_records
 from assonant_ioc.model.readings import RawSnapshot
+from assonant_ioc.nexus.provenance import provenance
 from tests.unit.factories import T0, reading
 
 
@@ -188,11 +189,12 @@ def test_the_file_built_from_the_journal_holds_every_recorded_point(tmp_path: Pa
         log_x = f["during_exposure/sample/x"]
         # the recorded points, then the gap marked at the last durable point
         assert list(log_x["value"][:5]) == [1.5, 2.5, 3.5, 4.5, 5.5]
-        assert np.isnan(log_x["value"][5]) and not log_x["connected"][5]
+        assert np.isnan(log_x["value"][5]) and not provenance(log_x)["connected"][5]
         assert list(log_x["time"][:5]) == [0.0, 1.0, 2.0, 3.0, 4.0]
         assert log_x["value"].attrs["units"] == "mm"
         cur = f["during_exposure/instrument/storage_ring/current"]
         assert np.isnan(cur["value"][0]) and cur["value"][1] == 100.25
-        assert list(cur["connected"][:2]) == [False, True]
-        assert list(cur["alarm_severity"][:2]) == [3, 1] and cur["alarm_status"][1] == 4
+        where = provenance(cur)
+        assert list(where["connected"][:2]) == [False, True]
+        assert list(where["alarm_severity"][:2]) == [3, 1] and where["alarm_status"][1] == 4
         assert "service_interruption" in f["during_exposure"]

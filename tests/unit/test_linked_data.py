@@ -19,6 +19,7 @@ from assonant_ioc.model.components import (
     Moment,
 )
 from assonant_ioc.nexus import write_experiment
+from assonant_ioc.nexus.provenance import component_info
 from tests.unit.factories import T0
 
 FRAMES = "/entry/data/data"
@@ -85,7 +86,7 @@ def test_a_missing_detector_file_is_named_not_fatal(tmp_path: Path) -> None:
     write_experiment(_experiment([present, missing]), tmp_path / "master.nxs")
     with h5py.File(tmp_path / "master.nxs", "r") as f:
         det = f["during_exposure/instrument/detector"]
-        assert list(det.attrs["missing_files"]) == [missing]
+        assert component_info(det, "missing_files") == [missing]
         assert det["data"].shape == (2, 16, 12)
 
 
@@ -100,6 +101,6 @@ def test_a_detector_file_of_other_frames_or_not_hdf5_is_named_not_fatal(tmp_path
     write_experiment(_experiment(files), tmp_path / "master.nxs")
     with h5py.File(tmp_path / "master.nxs", "r") as f:
         det = f["during_exposure/instrument/detector"]
-        assert list(det.attrs["unusable_files"]) == [str(other), str(broken)]
-        assert "missing_files" not in det.attrs
+        assert component_info(det, "unusable_files") == [str(other), str(broken)]
+        assert component_info(det, "missing_files") is None
         assert det["data"][:, 0, 0].tolist() == [1, 1, 3, 3, 3]

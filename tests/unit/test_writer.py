@@ -10,6 +10,7 @@ import pytest
 
 from assonant_ioc.errors import WriteFailed
 from assonant_ioc.nexus import write_experiment
+from assonant_ioc.nexus.provenance import component_info, provenance
 from tests.unit.factories import T0, experiment
 
 
@@ -35,11 +36,17 @@ def test_groups_fields_and_units(nxs: Path) -> None:
         assert "units" not in mono["frames"].attrs
         assert list(mono["spectrum"][()]) == [1.5, 2.5, 3.5]
         assert mono["mode"][()].decode() == "Si111"
-        assert mono["energy"].attrs["source_pv"] == "BL:E"
-        assert mono["energy"].attrs["connected"]
+        energy = provenance(mono["energy"])
+        assert energy["source_pv"] == "BL:E" and energy["connected"]
+        assert energy["epics_timestamp"].startswith("2026-")
         lost = mono["lost"]
         assert np.isnan(lost[()])  # not a made-up zero
-        assert not lost.attrs["connected"] and lost.attrs["alarm_severity"] == "INVALID"
+        assert provenance(lost)["alarm_severity"] == "INVALID"
+        assert not provenance(lost)["connected"]
+        # in an NXcollection (which NeXus leaves open), not in undocumented attributes
+        assert mono["provenance"].attrs["NX_class"] == "NXcollection"
+        assert set(mono["energy"].attrs) == {"units"}
+        assert component_info(mono, "assonant_class") == "Monochromator"
 
 
 def test_transformations_chain(nxs: Path) -> None:
@@ -68,7 +75,8 @@ def test_time_series_is_an_nxlog(nxs: Path) -> None:
         assert log["time"].attrs["units"] == "s"
         assert log["time"].attrs["start"].startswith("2026-")
         assert list(during["sample/transformations/x"][()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
-        assert list(log["connected"][()]) == [True] * 5
+        assert list(provenance(log)["connected"]) == [True] * 5
+        assert set(log) == {"value", "time", "provenance"}
     assert T0  # the factory's start time is the NXlog start
 
 

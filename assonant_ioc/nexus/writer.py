@@ -353,8 +353,52 @@ def _write_component(
     return linked
 
 
-def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path) -> bool:
-    """Write one NXentry; returns whether it has an NXdata to plot."""
+def _recorded_series(entry: Entry) -> list[str]:
+    """Paths (in the entry) of its NXlogs, best to plot first: the recorded axes (the
+    sample's first), then the other recorded fields, in config order."""
+    axes: list[str] = []
+    fields: list[str] = []
+
+    def walk(path: str, comp: Component) -> None:
+        if comp.component_class is not ComponentClass.DETECTOR_MODULE:
+            axes.extend(
+                f"{path}/{n}" for n, a in comp.axes.items() if isinstance(a.value, TimeSeries)
+            )
+        fields.extend(f"{path}/{n}" for n, v in comp.fields.items() if isinstance(v, TimeSeries))
+        for sub in comp.subcomponents:
+            walk(f"{path}/{sub.name}", sub)
+
+    if entry.sample is not None:
+        walk(entry.sample.name, entry.sample)
+    for comp in entry.instrument:
+        walk(f"instrument/{comp.name}", comp)
+    return axes + fields
+
+
+def _plot_series(group: h5py.Group, entry: Entry) -> bool:
+    """An NXdata of the first recorded numeric series against time (``@default`` on the
+    entry), so that viewers open on something without detector frames too."""
+    for path in _recorded_series(entry):
+        log_group = group.get(path)
+        if not isinstance(log_group, h5py.Group) or "value" not in log_group:
+            continue
+        value, time = log_group["value"], log_group["time"]
+        if value.ndim != 1 or value.dtype.kind not in "iuf" or len(value) == 0:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        signal = name if name != "time" else "value"
+        nxdata = _group(group, "data", "NXdata")
+        link(nxdata, signal, value)
+        link(nxdata, "time", time)
+        _attrs(nxdata, signal=signal, axes="time")
+        _attrs(group, default="data")
+        return True
+    return False
+
+
+def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path) -> int:
+    """Write one NXentry; returns what it has to plot: 2 detector frames, 1 a recorded
+    series, 0 nothing."""
     group = _group(root, entry.moment.entry_name, "NXentry")
     group.create_dataset("experiment_identifier", data=x.experiment_id)
     group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
@@ -387,9 +431,10 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path)
             nxdata["data"] = h5py.SoftLink(linked[0])
         _attrs(nxdata, signal="data")
         _attrs(group, default="data")
+    plot = 2 if linked else int(_plot_series(group, entry))
     if definition:
         fill_definition(definition, group, entry)
-    return bool(linked)
+    return plot
 
 
 def write_experiment(
@@ -437,9 +482,13 @@ def write_partial(
             f.attrs["creator"] = f"assonant-ioc {assonant_ioc.__version__}"
             f.attrs["HDF5_Version"] = h5py.version.hdf5_version
             f.attrs["h5py_version"] = h5py.version.version
-            plottable = [e for e in x.entries if _write_entry(f, x, e, final.parent.resolve())]
-            if plottable or x.entries:
-                _attrs(f, default=(plottable or list(x.entries))[0].moment.entry_name)
+            plots = {
+                e.moment.entry_name: _write_entry(f, x, e, final.parent.resolve())
+                for e in x.entries
+            }
+            if plots:  # the viewers open on the frames, else on a recorded series
+                best = max(plots.values())
+                _attrs(f, default=next(n for n, p in plots.items() if p == best))
             for entry_name, entry_notes in (notes or {}).items():
                 if entry_name in f:
                     for name, text in entry_notes.items():

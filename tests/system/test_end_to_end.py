@@ -100,6 +100,12 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
     with h5py.File(last, "r") as f:
         assert f.attrs["NX_class"] == "NXroot"
         assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+        # no detector frames in this config: the viewers open on a recorded axis
+        from silx.io.nxdata import get_default
+
+        plot = get_default(f)
+        assert plot is not None and plot.is_valid, "silx finds no default plot"
+        assert plot.group.name == "/during_exposure/data" and plot.axes_dataset_names == ["time"]
         for name in f:
             entry = f[name]
             assert entry.attrs["NX_class"] == "NXentry"

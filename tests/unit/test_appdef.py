@@ -22,6 +22,17 @@ NEXUSFORMAT_KNOWN = (
 )
 
 
+def _opens_on_the_frames(path: Path) -> None:
+    """silx (and so NeXpy and h5web, which follow the same @default chain) opens on the
+    detector frames."""
+    from silx.io.nxdata import get_default
+
+    with h5py.File(path, "r") as f:
+        nxdata = get_default(f)
+        assert nxdata is not None and nxdata.is_valid
+        assert nxdata.group.name == "/during_exposure/data" and nxdata.signal.ndim == 3
+
+
 def _write(config_name: str, tmp_path: Path) -> Path:
     """A whole experiment from the config (every PV read, the during PVs moving, the
     detector's dark, flat and projection files), written as the service writes it."""
@@ -43,6 +54,7 @@ def test_mogno_like_config_writes_an_nxtomo_that_pynxtools_passes(tmp_path: Path
             entry["data/rotation_angle"].attrs["target"] == "/during_exposure/sample/rotation_angle"
         )
         assert entry["sample/rotation/value"].chunks is None  # 10 points: under min_points
+    _opens_on_the_frames(path)
     report = validate(path)
     assert report.validators == ("pynxtools", "nexusformat")
     # valid, and nothing of ours undocumented: provenance lives in NXcollections
@@ -64,6 +76,7 @@ def test_manaca_like_config_from_a_csv_map_writes_an_nxmx_that_pynxtools_passes(
         assert module["data_size"][()].tolist() == [1475, 1679]
         assert entry["instrument/beam/incident_wavelength"].attrs["units"] == "angstrom"
         assert entry["source/name"][()].decode() == "Sirius"
+    _opens_on_the_frames(path)
     report = validate(path)
     assert report.count("pynxtools", "error") == 0, report.errors
     assert report.count("pynxtools", "warning") == 0, report.findings

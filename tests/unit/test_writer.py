@@ -22,7 +22,7 @@ def nxs(tmp_path: Path) -> Path:
 def test_groups_fields_and_units(nxs: Path) -> None:
     with h5py.File(nxs, "r") as f:
         assert f.attrs["NX_class"] == "NXroot"
-        assert f.attrs["default"] == "pre_exposure"
+        assert f.attrs["default"] == "during_exposure"  # the entry with a plot
         pre = f["pre_exposure"]
         assert pre.attrs["NX_class"] == "NXentry"
         assert pre["start_time"][()].decode().endswith("+00:00")
@@ -91,3 +91,19 @@ def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(WriteFailed, match="cannot write"):
         write_experiment(experiment(), blocker / "sub" / "exp.nxs")
+
+
+def test_every_file_opens_on_a_plot_in_silx(nxs: Path, tmp_path: Path) -> None:
+    """No detector frames: the NXdata plots the first recorded axis against time."""
+    from silx.io.nxdata import get_default
+
+    with h5py.File(nxs, "r") as f:
+        nxdata = get_default(f)
+        assert nxdata is not None and nxdata.is_valid
+        assert nxdata.group.name == "/during_exposure/data"
+        assert nxdata.signal_dataset_name == "x"
+        assert list(nxdata.signal[()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert nxdata.axes_dataset_names == ["time"]
+        assert f["during_exposure/data/x"].attrs["target"] == "/during_exposure/sample/x/value"
+        # a snapshot entry has nothing to plot: no NXdata, no @default
+        assert "data" not in f["pre_exposure"] and "default" not in f["pre_exposure"].attrs

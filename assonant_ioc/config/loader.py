@@ -216,6 +216,8 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         else:
             for line, msg in missing_for_definition(definition, instrument, sample):
                 p.add(line or _line(doc, "definition"), msg)
+    if definition == "NXtomo" and not doc.get("file_name"):
+        file_name = file_name.removesuffix(".nxs") + ".nx"  # the extension nabu takes
     timing: dict[str, float] = {}
     for key, default in (("journal_flush_s", 1.0), ("connect_timeout", 5.0)):
         raw_t = doc.get(key, default)

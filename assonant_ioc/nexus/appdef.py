@@ -2,8 +2,9 @@
 
 The config check (``assonant_ioc.config.appdef``) made sure the components are
 there; this module writes what is derived from them: ``definition``,
-NXtomo's per-frame ``image_key`` and ``rotation_angle`` and the NXdata links,
-NXmx's ``end_time_estimated``.
+NXtomo's per-frame ``image_key`` and ``rotation_angle``, the NXdata links and what the
+tomography programs (nabu, nxtomo, tomoscan) read beside them, NXmx's
+``end_time_estimated``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,66 @@ def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
     return angles, value.units
 
 
+def _scalar(group: h5py.Group, name: str) -> h5py.Dataset | None:
+    """``group[name]`` as one value: a recorded series (NXlog) moves to ``<name>_log`` and
+    ``<name>`` is its median (the tomography programs read one energy, distance or pixel
+    size per scan). None when there is no such field or no finite value."""
+    item = group.get(name)
+    if isinstance(item, h5py.Group) and "value" in item:
+        values = np.asarray(item["value"][()], dtype=np.float64)
+        units = item["value"].attrs.get("units", "")
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return None
+        group.move(name, f"{name}_log")
+        item = group.create_dataset(name, data=float(np.median(values)))
+        if units:
+            item.attrs["units"] = units
+    return item if isinstance(item, h5py.Dataset) and item.dtype.kind in "iuf" else None
+
+
+def _nxtomo_geometry(group: h5py.Group, entry: Entry) -> None:
+    """What nabu, nxtomo and tomoscan read beside the frames: ``image_key_control``, the
+    NXsource at ``instrument/source`` (moved there from its configured name), the energy
+    at ``instrument/beam/incident_energy`` (from an NXbeam's ``incident_energy`` or a
+    monochromator's ``energy``), and the
+    detector's ``distance`` (sample to detector), ``x_pixel_size`` and ``y_pixel_size``
+    as single values. What the config does not give is named in the log."""
+    instrument = group["instrument"]
+    det = instrument["detector"]
+    if "image_key" in det and "image_key_control" not in det:
+        det.create_dataset("image_key_control", data=det["image_key"][()])
+    if "source" not in instrument:  # NXtomo allows one NXsource: it moves there
+        for comp in entry.instrument:
+            if comp.component_class.nx_class == "NXsource" and comp.name in instrument:
+                instrument.move(comp.name, "source")
+                break
+    energy = None
+    for comp in entry.instrument:
+        for sub in comp.walk():
+            where = instrument.get("/".join(_path_to(comp, sub)))
+            if not isinstance(where, h5py.Group):
+                continue
+            if sub.component_class is ComponentClass.BEAM and energy is None:
+                energy = _scalar(where, "incident_energy")
+            elif sub.component_class.nx_class == "NXmonochromator" and energy is None:
+                energy = _scalar(where, "energy")
+    if energy is not None and energy.name != f"{instrument.name}/beam/incident_energy":
+        beam = instrument.get("beam")
+        if beam is None:
+            beam = instrument.create_group("beam")
+            beam.attrs["NX_class"] = "NXbeam"
+        link(beam, "incident_energy", energy)
+    missing = [n for n in ("distance", "x_pixel_size", "y_pixel_size") if _scalar(det, n) is None]
+    missing += [] if energy is not None else ["energy (NXbeam incident_energy or a monochromator)"]
+    if missing:
+        log.warning(
+            "%s: NXtomo without %s: tomography programs need them (config constants or PVs)",
+            group.name,
+            ", ".join(missing),
+        )
+
+
 def _nxtomo(group: h5py.Group, entry: Entry) -> None:
     det = group["instrument/detector"]
     data = det.get("data")
@@ -101,6 +162,7 @@ def _nxtomo(group: h5py.Group, entry: Entry) -> None:
         link(nxdata, name, target[name])
     nxdata.attrs["axes"] = np.array(["rotation_angle", ".", "."], dtype=h5py.string_dtype())
     nxdata.attrs["rotation_angle_indices"] = 0
+    _nxtomo_geometry(group, entry)
 
 
 def link(group: h5py.Group, name: str, target: h5py.Dataset) -> None:

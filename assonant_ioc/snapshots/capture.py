@@ -135,7 +135,9 @@ def _component(
         for c in (_component(s, moment, values, when, None, frames) for s in spec.subcomponents)
         if c is not None
     )
-    if not fields and not axes and not subs and moment is Moment.DURING:
+    # during the exposure, only what was recorded, and what the config fixes (the
+    # beam's energy, the detector's pixel size: the exposure's definition needs them)
+    if not fields and not axes and not subs and not spec.constants and moment is Moment.DURING:
         return None
     for const in spec.constants:
         fields.setdefault(

@@ -92,7 +92,7 @@ def _only_known_errors(event: dict[str, Any], validation_pv: str) -> None:
     """pynxtools: no error; nexusformat: only its known false reports; both on the PV too."""
     report = event["validation"]
     assert report["validators"] == ["pynxtools", "nexusformat"]
-    assert report["warnings"] > 0  # our provenance attributes are undocumented: warnings
+    assert report["warnings"] > 0  # nexusformat: fields of ours its base classes do not list
     assert f"{report['errors']} errors" in validation_pv
     for finding in report["first_errors"]:
         assert finding.startswith("nexusformat") and any(k in finding for k in NEXUSFORMAT_KNOWN)
@@ -137,6 +137,29 @@ def test_nxtomo_over_the_detectors_own_files(
 
     assert event["definition"] == "NXtomo"
     _only_known_errors(event, validation_pv)
+    _tomography_programs_take(moved / master.name, n_frames)
+
+
+def _tomography_programs_take(path: Path, n_frames: list[int]) -> None:
+    """nabu's dataset analyzer, and nxtomo/tomoscan under it, take the file as written (its
+    extension, ``.nx``, is the one nabu takes) and read what the config gave."""
+    from nabu.resources.dataset_analyzer import analyze_dataset
+    from tomoscan.esrf import NXtomoScan
+
+    assert path.suffix == ".nx"
+    dataset = analyze_dataset(str(path), extra_options={"hdf5_entry": "during_exposure"})
+    darks, flats = dataset.darks, dataset.flats
+    assert darks is not None and flats is not None, "nabu finds no darks or flats"
+    assert sum(d.shape[0] if d.ndim == 3 else 1 for d in darks.values()) >= 1
+    assert len(dataset.projections) == n_frames[2]
+    assert dataset.energy == pytest.approx(12.0, rel=0.05)  # the sim's monochromator, keV
+    assert dataset.distance == pytest.approx(0.1)  # 100 mm in the config, in m
+    assert dataset.pixel_size == pytest.approx(6.5)  # um
+    scan = NXtomoScan(str(path), "during_exposure")
+    assert scan.source_name == "SIM storage ring"
+    assert scan.energy == pytest.approx(dataset.energy)
+    assert scan.sample_detector_distance == pytest.approx(0.1)
+    assert len(scan.projections) == n_frames[2] and len(scan.darks) == n_frames[0]
 
 
 def test_nxmx_with_the_goniometer_chain_over_one_sweep(

@@ -15,6 +15,10 @@ from assonant_ioc.sim.experiment import simulated_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 #: nexusformat 2.1 findings that are not faults of the file (README, "Validation")
+#: pynxtools findings that are the definitions' gaps, not faults of the file: nabu reads
+#: darks and flats from image_key_control, which NXtomo does not document (nxtomo itself
+#: writes it as a "non-standard extension")
+PYNXTOOLS_KNOWN = ("/instrument/detector/image_key_control",)
 NEXUSFORMAT_KNOWN = (
     "NXslit is an invalid class in NXinstrument",
     "size is inconsistent",
@@ -59,7 +63,8 @@ def test_mogno_like_config_writes_an_nxtomo_that_pynxtools_passes(tmp_path: Path
     assert report.validators == ("pynxtools", "nexusformat")
     # valid, and nothing of ours undocumented: provenance lives in NXcollections
     assert report.count("pynxtools", "error") == 0, report.errors
-    assert report.count("pynxtools", "warning") == 0, report.findings
+    pynx = [f for f in report.findings if f.validator == "pynxtools"]
+    assert [f for f in pynx if not f.path.endswith(PYNXTOOLS_KNOWN)] == [], pynx
     unknown = [e for e in report.errors if not any(k in e.message for k in NEXUSFORMAT_KNOWN)]
     assert unknown == []
 

@@ -39,5 +39,6 @@ def test_during_entry_holds_time_series_and_chains_skip_absent_axes() -> None:
     rx = entry.sample.axes["Rx"]
     assert isinstance(rx.value, TimeSeries) and rx.value.values == [0.0, 1.0, 2.0]
     assert rx.depends_on == "."  # x and y are pre/post only: the chain ends here
-    # only what records during (the map's names made NeXus names; the beam from the YAML)
-    assert [c.name for c in entry.instrument] == ["PILATUS_2M", "beam"]
+    # only what records during and what the config fixes (the map's names made NeXus
+    # names; the ring's constants and the beam from the YAML)
+    assert [c.name for c in entry.instrument] == ["Storage_Ring", "PILATUS_2M", "beam"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import h5py
 
+from assonant_ioc.nexus.provenance import provenance
 from assonant_ioc.sim import procs
 from bench.scale import write_scale_config, write_scale_db
 
@@ -227,7 +228,7 @@ class Bench:
                     continue
                 for log in comp.values():
                     if isinstance(log, h5py.Group) and log.attrs.get("NX_class") == "NXlog":
-                        pv = log["provenance/source_pv"].asstr()[()]
+                        pv = provenance(log)["source_pv"]
                         for t, v in zip(log["time"][()] + t0, log["value"][()], strict=True):
                             if t0 - 1e-3 <= t <= t1 + 1e-3:
                                 ours.add((pv, float(v)))
@@ -537,10 +538,9 @@ def _minimal_rewrite(path: Path, out: Path) -> tuple[float, int]:
 
         def take(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and "/during_exposure/" in f"/{name}/":
-                owner = obj.parent  # the NXlog, or the provenance NXcollection in it
-                if owner.attrs.get("NX_class") == "NXcollection":
-                    owner = owner.parent
-                if owner.attrs.get("NX_class") == "NXlog" and obj.ndim == 1:
+                owner = obj.parent  # an NXlog, or an NXlog's collection in the provenance
+                per_point = owner.attrs.get("NX_class") == "NXcollection" and "field" not in owner
+                if (owner.attrs.get("NX_class") == "NXlog" or per_point) and obj.ndim == 1:
                     arrays.append((name, obj[()]))
 
         f.visititems(take)

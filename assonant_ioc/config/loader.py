@@ -35,6 +35,7 @@ from assonant_ioc.config.spec import (
 )
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
+from assonant_ioc.nexus.provenance import PROVENANCE, RESERVED
 
 LINE = "__line__"
 KEY_LINES = "__key_lines__"
@@ -547,6 +548,8 @@ def _component(
             if ch is not None:
                 channels.append(ch)
     _check_unique([c.name for c in channels], f"field/axis in {name!r}", p, line)
+    for taken in sorted({name, *(c.name for c in channels)} & (RESERVED | {PROVENANCE})):
+        p.add(line, f"component {name!r}: {taken!r} is a name the file's provenance uses")
     constants: list[ConstantSpec] = []
     raw_constants = raw.get("constants") or {}
     if not isinstance(raw_constants, dict):

@@ -24,6 +24,7 @@ from assonant_ioc.model.components import (
     TransformationType,
 )
 from assonant_ioc.model.times import EPICS_EPOCH, iso
+from assonant_ioc.nexus.provenance import move
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _scalar(group: h5py.Group, name: str) -> h5py.Dataset | None:
         values = values[np.isfinite(values)]
         if values.size == 0:
             return None
-        group.move(name, f"{name}_log")
+        move(group, name, f"{name}_log")
         item = group.create_dataset(name, data=float(np.median(values)))
         if units:
             item.attrs["units"] = units
@@ -115,7 +116,7 @@ def _nxtomo_geometry(group: h5py.Group, entry: Entry) -> None:
     if "source" not in instrument:  # NXtomo allows one NXsource: it moves there
         for comp in entry.instrument:
             if comp.component_class.nx_class == "NXsource" and comp.name in instrument:
-                instrument.move(comp.name, "source")
+                move(instrument, comp.name, "source")
                 break
     energy = None
     for comp in entry.instrument:
@@ -176,7 +177,7 @@ def _field_of_log(group: h5py.Group, name: str) -> None:
     """Where a definition wants a field and the exposure recorded a series: the NXlog moves
     to ``<name>_log`` and ``<name>`` links its values."""
     if isinstance(group.get(name), h5py.Group):
-        group.move(name, f"{name}_log")
+        move(group, name, f"{name}_log")
         link(group, name, group[f"{name}_log/value"])
 
 

@@ -44,23 +44,28 @@ def _sources(path: str) -> dict[str, str]:
     """Path of each field or NXlog that holds captured values -> the PV it came from."""
     import h5py
 
-    from assonant_ioc.nexus.writer import PROVENANCE
+    from assonant_ioc.nexus.provenance import PROVENANCE
 
     found: dict[str, str] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if not (isinstance(obj, h5py.Group) and name.rsplit("/", 1)[-1] == PROVENANCE):
-            return
-        owner = obj.parent
-        if "field" in obj and "source_pv" in obj:  # a component's table
-            fields, pvs = obj["field"].asstr()[()], obj["source_pv"].asstr()[()]
-            for field, pv in zip(fields, pvs, strict=True):
-                found[f"{owner.name}/{field}"] = pv
-        elif "source_pv" in obj:  # an NXlog's
-            found[owner.name] = obj["source_pv"].asstr()[()]
-
     with h5py.File(path, "r") as f:
-        f.visititems(visit)
+        for entry in f.values():
+            top = entry.get(PROVENANCE) if isinstance(entry, h5py.Group) else None
+            if not isinstance(top, h5py.Group):
+                continue
+            base, mark = entry.name, f"{entry.name}/{PROVENANCE}"
+
+            def visit(name: str, obj: Any, base: str = base, mark: str = mark) -> None:
+                if not isinstance(obj, h5py.Group) or "source_pv" not in obj:
+                    return
+                owner = base + obj.name[len(mark) :]
+                pvs = obj["source_pv"]
+                if "field" in obj:  # a component's table
+                    rows = zip(obj["field"].asstr()[()], pvs.asstr()[()], strict=True)
+                    found.update({f"{owner}/{field}": pv for field, pv in rows})
+                else:  # an NXlog's
+                    found[owner] = pvs.asstr()[()]
+
+            top.visititems(visit)
     return found
 
 

@@ -1,8 +1,11 @@
-"""Read back where a value came from: the provenance the writer keeps in NXcollections.
+"""Where a value came from: the provenance the writer keeps in NXcollections, and how to
+read it back.
 
-A field holding one reading has a row in its component's ``provenance`` table (the row whose
-``field`` is the field's name, ``transformations/<axis>`` for an axis); an NXlog has its own
-``provenance`` collection, with one alarm severity, alarm status and connected flag per point.
+Each entry's ``provenance`` NXcollection mirrors the entry: the component at
+``/<entry>/<path>`` has its collection at ``/<entry>/provenance/<path>``, a table with one
+row per field holding one reading (the row whose ``field`` is the field's name,
+``transformations/<axis>`` for an axis); an NXlog's collection has its ``source_pv`` and
+one alarm severity, alarm status and connected flag per point.
 """
 
 from __future__ import annotations
@@ -12,7 +15,48 @@ from typing import Any
 import h5py
 import numpy as np
 
-from assonant_ioc.nexus.writer import PROVENANCE
+#: the NXcollection of each entry that holds the provenance of its components and NXlogs
+PROVENANCE = "provenance"
+#: names a component's provenance collection uses for itself (not for its children)
+RESERVED = frozenset(
+    {
+        "field",
+        "source_pv",
+        "epics_timestamp",
+        "alarm_severity",
+        "alarm_status",
+        "connected",
+        "assonant_class",
+        "missing_files",
+        "unusable_files",
+    }
+)
+
+
+def mirror_path(obj: h5py.HLObject) -> str:
+    """Where the provenance of ``obj`` (``/<entry>/<path>``) is: ``/<entry>/provenance/<path>``."""
+    _, entry, rel = obj.name.split("/", 2)
+    return f"/{entry}/{PROVENANCE}/{rel}"
+
+
+def mirror(obj: h5py.Group) -> h5py.Group:
+    """The provenance collection of ``obj``, created with its parents as NXcollections."""
+    group = obj.file
+    for part in mirror_path(obj).strip("/").split("/"):
+        child = group.get(part)
+        if child is None:
+            child = group.create_group(part)
+            child.attrs["NX_class"] = "NXcollection"
+        group = child
+    return group
+
+
+def move(group: h5py.Group, old: str, new: str) -> None:
+    """Rename ``group[old]`` and its provenance collection with it."""
+    where = group.file.get(mirror_path(group[old]))
+    group.move(old, new)
+    if isinstance(where, h5py.Group):
+        where.parent.move(where.name.rsplit("/", 1)[-1], new)
 
 
 def _nx_class(obj: h5py.HLObject) -> str:
@@ -32,7 +76,7 @@ def provenance(obj: h5py.Dataset | h5py.Group) -> dict[str, Any]:
     ``alarm_severity`` (0 NO_ALARM .. 3 INVALID), ``alarm_status``, ``connected``.
     """
     if isinstance(obj, h5py.Group):
-        where = obj[PROVENANCE]
+        where = obj.file[mirror_path(obj)]
         return {
             "source_pv": _text(where["source_pv"][()]),
             "alarm_severity": where["alarm_severity"][()],
@@ -43,8 +87,8 @@ def provenance(obj: h5py.Dataset | h5py.Group) -> dict[str, Any]:
     component = obj.parent
     if _nx_class(component) == "NXtransformations":
         name, component = f"transformations/{name}", component.parent
-    table = component[PROVENANCE]
-    if "field" not in table:
+    table = component.file.get(mirror_path(component))
+    if table is None or "field" not in table:
         raise KeyError(f"{obj.name}: no provenance row")
     fields = [_text(f) for f in table["field"][()]]
     if name not in fields:
@@ -62,7 +106,7 @@ def provenance(obj: h5py.Dataset | h5py.Group) -> dict[str, Any]:
 def component_info(group: h5py.Group, name: str) -> Any:
     """A component-wide provenance item (``assonant_class``, ``missing_files``,
     ``unusable_files``), or None when the component has none."""
-    table = group.get(PROVENANCE)
+    table = group.file.get(mirror_path(group))
     if table is None or name not in table:
         return None
     value = table[name][()]

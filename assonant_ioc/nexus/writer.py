@@ -5,13 +5,16 @@ The small helpers ``_group`` and ``_field`` own the NeXus rules (``NX_class``,
 and renamed into place once closed.
 
 Provenance (the PV each value came from, its EPICS timestamp, alarm severity and status,
-whether it was connected) is kept where the NeXus definitions allow any content, in an
-NXcollection named ``provenance`` (``nexus/provenance.py`` reads it back):
+whether it was connected) is kept where the NeXus definitions allow any content: the
+NXcollection ``provenance`` of each entry mirrors the entry's tree, one NXcollection per
+component and per NXlog at the same relative path (``nexus/provenance.py`` reads it back).
+Nothing is added inside the components or the NXlogs, which readers such as scippnexus
+take field by field.
 
-- in each component group, a table with one row per field that holds one reading:
-  ``field``, ``source_pv``, ``epics_timestamp``, ``alarm_severity``, ``alarm_status``,
-  ``connected``, and the component's ``assonant_class``;
-- in each NXlog, ``source_pv`` and one ``alarm_severity``, ``alarm_status`` and
+- a component's collection: a table with one row per field that holds one reading
+  (``field``, ``source_pv``, ``epics_timestamp``, ``alarm_severity``, ``alarm_status``,
+  ``connected``), and the component's ``assonant_class``;
+- an NXlog's collection: ``source_pv`` and one ``alarm_severity``, ``alarm_status`` and
   ``connected`` per point.
 """
 
@@ -45,6 +48,7 @@ from assonant_ioc.model.components import (
 from assonant_ioc.model.readings import Reading
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.appdef import fill_definition, link, needs_virtual
+from assonant_ioc.nexus.provenance import mirror
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,7 @@ class _Rows:
     def write(self, group: h5py.Group) -> None:
         if not self.fields and not self.extra:
             return
-        table = _group(group, PROVENANCE, "NXcollection")
+        table = mirror(group)
         rs = self.readings
         if rs:
             table.create_dataset("field", data=np.array(self.fields, dtype=_STR_DTYPE))
@@ -146,10 +150,6 @@ class _Rows:
             table.create_dataset("connected", data=np.array([r.connected for r in rs], bool))
         for name, value in self.extra.items():
             table.create_dataset(name, data=value)
-
-
-#: the name of the NXcollection that holds provenance in a component group or an NXlog
-PROVENANCE = "provenance"
 
 
 def _scalar_data(r: Reading) -> Any:
@@ -222,7 +222,7 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     _field(log_group, "value", values, series.units)
     t = _field(log_group, "time", stamps - t0, "s")
     _attrs(t, start=iso(t0))
-    where = _group(log_group, PROVENANCE, "NXcollection")
+    where = mirror(log_group)
     where.create_dataset("source_pv", data=source)
     _array(where, "alarm_severity", severity)
     _array(where, "alarm_status", status)

@@ -37,6 +37,27 @@ def _opens_on_the_frames(path: Path) -> None:
         assert nxdata.group.name == "/during_exposure/data" and nxdata.signal.ndim == 3
 
 
+def _nxlogs_load_in_scippnexus(path: Path) -> None:
+    """scippnexus loads every NXlog of the exposure as a time series (no fallback)."""
+    import warnings
+
+    import scippnexus as snx
+
+    with h5py.File(path, "r") as f:
+        logs: list[str] = []
+        f["during_exposure"].visititems(
+            lambda name, obj: logs.append(name) if obj.attrs.get("NX_class") == "NXlog" else None
+        )
+    assert len(logs) >= 3, logs
+    with warnings.catch_warnings(record=True) as caught, snx.File(path) as f:
+        warnings.simplefilter("always")
+        for name in logs:
+            loaded = f[f"during_exposure/{name}"][()]
+            assert "time" in loaded.coords, (name, loaded)
+    fallbacks = [str(w.message) for w in caught if "Falling back" in str(w.message)]
+    assert fallbacks == []
+
+
 def _write(config_name: str, tmp_path: Path) -> Path:
     """A whole experiment from the config (every PV read, the during PVs moving, the
     detector's dark, flat and projection files), written as the service writes it."""
@@ -59,6 +80,7 @@ def test_mogno_like_config_writes_an_nxtomo_that_pynxtools_passes(tmp_path: Path
         )
         assert entry["sample/rotation/value"].chunks is None  # 10 points: under min_points
     _opens_on_the_frames(path)
+    _nxlogs_load_in_scippnexus(path)
     report = validate(path)
     assert report.validators == ("pynxtools", "nexusformat")
     # valid, and nothing of ours undocumented: provenance lives in NXcollections

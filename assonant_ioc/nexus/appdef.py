@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -42,19 +42,27 @@ def frame_metadata(frames: h5py.Dataset) -> tuple[np.ndarray, np.ndarray]:
     keys: list[np.ndarray] = []
     times: list[np.ndarray] = []
     master_dir = Path(frames.file.filename).resolve().parent
+    runs: list[list[Any]] = []  # [file, first frame in the file, frames]: mappings merged
     for source in frames.virtual_sources():
         low, high = source.vspace.get_select_bounds()
         n = int(high[0] - low[0] + 1)
+        first = int(source.src_space.get_select_bounds()[0][0])
+        last = runs[-1] if runs else None
+        if last is not None and last[0] == source.file_name and last[1] + last[2] == first:
+            last[2] += n
+        else:
+            runs.append([source.file_name, first, n])
+    for file_name, first, n in runs:
         key = np.zeros(n, dtype=np.int32)
         stamp = np.full(n, np.nan)
-        with h5py.File(master_dir / source.file_name, "r") as f:
+        with h5py.File(master_dir / file_name, "r") as f:
             nd = f.get(ND_ATTRIBUTES)
             if isinstance(nd, h5py.Group):
                 if "image_key" in nd:
-                    key[:] = np.asarray(nd["image_key"][:n], dtype=np.int32)
+                    key[:] = np.asarray(nd["image_key"][first : first + n], dtype=np.int32)
                 if "NDArrayEpicsTSSec" in nd and "NDArrayEpicsTSnSec" in nd:
-                    secs = np.asarray(nd["NDArrayEpicsTSSec"][:n], dtype=np.float64)
-                    nsecs = np.asarray(nd["NDArrayEpicsTSnSec"][:n], dtype=np.float64)
+                    secs = np.asarray(nd["NDArrayEpicsTSSec"][first : first + n], np.float64)
+                    nsecs = np.asarray(nd["NDArrayEpicsTSnSec"][first : first + n], np.float64)
                     stamp[:] = secs + EPICS_EPOCH + nsecs * 1e-9
         keys.append(key)
         times.append(stamp)

@@ -318,15 +318,43 @@ def _link_frames(
         rel = os.path.relpath(linked.files[0], master_dir)
         group["data"] = h5py.ExternalLink(rel, linked.dataset)
         return f"{group.name}/data"
+    _virtual_frames(group, "data", shapes, linked.dataset, master_dir, dtype)
+    return f"{group.name}/data"
+
+
+def _virtual_frames(
+    group: h5py.Group,
+    name: str,
+    shapes: Mapping[str, tuple[int, ...]],
+    dataset: str,
+    master_dir: Path,
+    dtype: Any,
+) -> None:
+    """A virtual dataset over the files' frames, one mapping per frame.
+
+    One mapping per file would do for HDF5, but nexusformat (NeXpy) reads a virtual dataset
+    as one frame per mapping. Through the low-level API a mapping costs about 9 us and
+    120 bytes of the master file (10,000 frames: about 0.1 s and 1.2 MB).
+    """
     frame = next(iter(shapes.values()))[1:]
-    layout = h5py.VirtualLayout(shape=(sum(s[0] for s in shapes.values()), *frame), dtype=dtype)
+    total = sum(s[0] for s in shapes.values())
+    vspace = h5py.h5s.create_simple((total, *frame))
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_fill_value(np.zeros((), dtype=dtype))
+    block = (1, *frame)
+    origin = (0,) * len(frame)
     start = 0
     for path, shape in shapes.items():
-        source = h5py.VirtualSource(os.path.relpath(path, master_dir), linked.dataset, shape)
-        layout[start : start + shape[0]] = source
+        sspace = h5py.h5s.create_simple(shape)
+        file_name = os.path.relpath(path, master_dir).encode()
+        for i in range(shape[0]):
+            vspace.select_hyperslab((start + i, *origin), block)
+            sspace.select_hyperslab((i, *origin), block)
+            dcpl.set_virtual(vspace, file_name, dataset.encode(), sspace)
         start += shape[0]
-    group.create_virtual_dataset("data", layout)
-    return f"{group.name}/data"
+    vspace.select_all()
+    tid = h5py.h5t.py_create(np.dtype(dtype))
+    h5py.h5d.create(group.id, name.encode(), tid, vspace, dcpl=dcpl).close()
 
 
 def _write_component(

@@ -181,12 +181,132 @@ def link(group: h5py.Group, name: str, target: h5py.Dataset) -> None:
     group[name] = target
 
 
-def _field_of_log(group: h5py.Group, name: str) -> None:
-    """Where a definition wants a field and the exposure recorded a series: the NXlog moves
-    to ``<name>_log`` and ``<name>`` links its values."""
-    if isinstance(group.get(name), h5py.Group):
-        move(group, name, f"{name}_log")
-        link(group, name, group[f"{name}_log/value"])
+def _in_any_entry(group: h5py.Group, path: str) -> h5py.Dataset | None:
+    """``group[path]`` as one value, else the same field of another entry of the file (a
+    distance captured before the sweep, say)."""
+    found = _scalar(group.parent[path.rsplit("/", 1)[0]], path.rsplit("/", 1)[1])
+    if found is not None:
+        return found
+    for other in group.file.values():
+        rel = path.split("/", 2)[2]
+        item = other.get(rel) if isinstance(other, h5py.Group) else None
+        if isinstance(item, h5py.Dataset) and item.ndim == 0 and item.dtype.kind in "iuf":
+            return item
+    return None
+
+
+def _mm(item: h5py.Dataset) -> float:
+    units = item.attrs.get("units", "mm")
+    units = units.decode() if isinstance(units, bytes) else str(units)
+    scale = {"m": 1000.0, "cm": 10.0, "mm": 1.0, "um": 1e-3, "micron": 1e-3}.get(units, 1.0)
+    return float(item[()]) * scale
+
+
+def _transformation(
+    parent: h5py.Group, name: str, value: Any, kind: str, vector: Any, units: str, on: str
+) -> h5py.Dataset:
+    dset = parent.create_dataset(name, data=value)
+    dset.attrs["transformation_type"] = kind
+    dset.attrs["vector"] = np.asarray(vector, dtype=np.float64)
+    dset.attrs["units"] = units
+    dset.attrs["depends_on"] = on
+    dset.attrs["offset"] = np.zeros(3)
+    dset.attrs["offset_units"] = units
+    return dset
+
+
+def _nxmx_sweep(group: h5py.Group, entry: Entry) -> None:
+    """The rotation per image, as MX processing reads it (nexgen's layout): the sample's
+    rotation axis holds one angle per frame (the position at each frame's timestamp), with
+    ``<axis>_increment_set`` and ``<axis>_end`` beside it; the NXdata has it as its axis."""
+    data = group.get("data/data")
+    sample = entry.sample
+    if not isinstance(data, h5py.Dataset) or not data.is_virtual or sample is None:
+        return
+    rotation = next(
+        (n for n, a in sample.axes.items() if a.transformation_type is TransformationType.ROTATION),
+        None,
+    )
+    trans = group.get(f"{sample.name}/transformations")
+    if rotation is None or not isinstance(trans, h5py.Group) or rotation not in trans:
+        return
+    _, times = frame_metadata(data)
+    angles, units = _angles_at(sample, times)
+    old = trans[rotation]
+    attrs = dict(old.attrs)
+    del trans[rotation]
+    per_image = trans.create_dataset(rotation, data=angles)
+    for key, value in attrs.items():
+        per_image.attrs[key] = value
+    steps = np.diff(angles)
+    increment = float(np.median(steps)) if steps.size else 0.0
+    for suffix, value in (("increment_set", increment), ("end", angles + increment)):
+        extra = trans.create_dataset(f"{rotation}_{suffix}", data=value)
+        extra.attrs["units"] = units
+        extra.attrs["transformation_type"] = "rotation"
+    nxdata = group["data"]  # the angles again, as a plain axis (no transformation attributes)
+    nxdata.create_dataset(rotation, data=angles).attrs["units"] = units
+    axes = [rotation] + ["."] * (data.ndim - 1)  # silx reads the list, nexgen the indices
+    nxdata.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
+    nxdata.attrs[f"{rotation}_indices"] = np.array([0], dtype=np.int64)
+
+
+def _nxmx_detector(group: h5py.Group, entry: Entry) -> None:
+    """The detector on a transformation chain, as MX processing follows it: ``det_z``
+    (the sample-detector ``distance`` along the beam), then the module's ``module_offset``
+    (from ``beam_center_x``/``beam_center_y``, in pixels, and the pixel directions), then
+    the pixel directions; ``x_pixel_size``/``y_pixel_size`` and ``data_stride`` beside."""
+    for comp in entry.instrument:
+        if comp.component_class is not ComponentClass.DETECTOR:
+            continue
+        det = group[f"instrument/{comp.name}"]
+        module = next(
+            (
+                det[s.name]
+                for s in comp.subcomponents
+                if s.name in det and s.component_class is ComponentClass.DETECTOR_MODULE
+            ),
+            None,
+        )
+        distance = _in_any_entry(group, f"{det.name}/distance")
+        if distance is None or "transformations" in det:
+            log.warning("%s: NXmx detector without a distance: no det_z", det.name)
+            continue
+        trans = det.create_group("transformations")
+        trans.attrs["NX_class"] = "NXtransformations"
+        if distance.parent != det:  # from another entry: the same value here
+            det.create_dataset("distance", data=distance[()])
+            det["distance"].attrs["units"] = distance.attrs.get("units", "mm")
+        det_z = _transformation(trans, "det_z", _mm(distance), "translation", [0, 0, 1], "mm", ".")
+        det.create_dataset("depends_on", data=det_z.name)
+        if not isinstance(module, h5py.Group):
+            continue
+        if "data_stride" not in module:
+            module.create_dataset("data_stride", data=np.array([1, 1], dtype=np.int64))
+        fast, slow = module.get("fast_pixel_direction"), module.get("slow_pixel_direction")
+        if not isinstance(fast, h5py.Dataset) or not isinstance(slow, h5py.Dataset):
+            continue
+        for name, axis in (("x_pixel_size", fast), ("y_pixel_size", slow)):
+            if name not in det:
+                size = det.create_dataset(name, data=float(axis[()]))
+                size.attrs["units"] = axis.attrs.get("units", "mm")
+        on = det_z.name
+        bx, by = _scalar(det, "beam_center_x"), _scalar(det, "beam_center_y")
+        if bx is not None and by is not None:
+            corner = -(
+                float(bx[()]) * _mm(fast) * np.asarray(fast.attrs["vector"], dtype=np.float64)
+                + float(by[()]) * _mm(slow) * np.asarray(slow.attrs["vector"], dtype=np.float64)
+            )
+            length = float(np.linalg.norm(corner))
+            vector = corner / length if length else np.array([0.0, 0.0, 1.0])
+            offset = _transformation(
+                module, "module_offset", length, "translation", vector, "mm", on
+            )
+            on = offset.name
+        else:
+            log.warning("%s: NXmx detector without beam_center_x/y: no module_offset", det.name)
+        for axis in (fast, slow):
+            axis.attrs["depends_on"] = on
 
 
 def _nxmx(group: h5py.Group, entry: Entry) -> None:
@@ -195,7 +315,7 @@ def _nxmx(group: h5py.Group, entry: Entry) -> None:
         for sub in comp.walk():
             path = f"instrument/{'/'.join(_path_to(comp, sub))}"
             if sub.component_class is ComponentClass.BEAM:
-                _field_of_log(group[path], "incident_wavelength")
+                _scalar(group[path], "incident_wavelength")  # one wavelength per sweep
             elif sub.component_class is ComponentClass.STORAGE_RING and "source" not in group:
                 group["source"] = group[path]  # NXmx wants the NXsource in the entry too
     if "source" not in group:  # not captured at this moment: the one of an earlier entry
@@ -208,6 +328,8 @@ def _nxmx(group: h5py.Group, entry: Entry) -> None:
             if found:
                 group["source"] = found[0]
                 break
+    _nxmx_sweep(group, entry)
+    _nxmx_detector(group, entry)
 
 
 def _path_to(top: Component, target: Component) -> list[str]:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from assonant_ioc.events import EVENT_SCHEMA_PATH
 from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.sim import procs
 from tests.system.conftest import REPO, start_service
 
@@ -195,13 +197,33 @@ def test_nxmx_with_the_goniometer_chain_over_one_sweep(
             trans["z"].name,
             ".",
         ]
-        omega = trans["omega"][()]  # the positions recorded during the sweep
-        assert omega[0] == pytest.approx(0.0) and omega[-1] == pytest.approx(30.0)
+        # omega per image: the position last reported at or before each frame's timestamp
+        omega = trans["omega"][()]
+        assert len(omega) == n and np.all(np.diff(omega) >= 0)
+        log = sample["omega"]
+        start = datetime.fromisoformat(log["time"].attrs["start"]).timestamp()
+        stamps, positions = log["time"][()] + start, log["value"][()]
+        with h5py.File(sweep, "r") as camera:
+            nd = camera["/entry/instrument/NDAttributes"]
+            seconds, nanoseconds = nd["NDArrayEpicsTSSec"][()], nd["NDArrayEpicsTSnSec"][()]
+        frame_t = seconds + EPICS_EPOCH + nanoseconds * 1e-9
+        held = np.clip(np.searchsorted(stamps, frame_t, side="right") - 1, 0, None)
+        assert omega.tolist() == pytest.approx(positions[held].tolist())
+        assert 0.0 <= omega[0] and omega[-1] == pytest.approx(30.0)  # the sweep's end
+        increment = trans["omega_increment_set"][()]
+        assert increment > 0 and trans["omega_end"][()] == pytest.approx(omega + increment)
+        assert entry["data"].attrs["axes"].tolist() == ["omega", ".", "."]
         module = entry["instrument/detector/module"]
         assert module["fast_pixel_direction"].attrs["offset"].tolist() == [0, 0, 0]
-        wavelength = entry["instrument/beam/incident_wavelength"]
+        # the detector's chain, as MX processing follows it: pixels -> beam centre -> distance
+        det = entry["instrument/detector"]
+        det_z = det["transformations/det_z"]
+        assert det["depends_on"][()].decode() == det_z.name and det_z[()] == 200.0
+        assert module["module_offset"].attrs["depends_on"] == det_z.name
+        assert module["fast_pixel_direction"].attrs["depends_on"] == module["module_offset"].name
+        wavelength = entry["instrument/beam/incident_wavelength"]  # one value for the sweep
         assert wavelength.attrs["units"] == "angstrom"
-        assert wavelength[0] == pytest.approx(12.398419843320026 / 12.0, rel=1e-4)
+        assert wavelength[()] == pytest.approx(12.398419843320026 / 12.0, rel=1e-4)
         assert entry["source/name"][()].decode() == "SIM storage ring"
     assert event["definition"] == "NXmx"
     _only_known_errors(event, validation_pv)

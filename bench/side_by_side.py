@@ -1,7 +1,9 @@
 """The same experiment written by assonant-ioc and by the reference (PyPI ``assonant`` 3.0.0),
 both run through the same validators; prints errors and warnings per validator and the
 write times. The reference's exposure entry is checked against the config's definition
-(it cannot name one itself).
+(it cannot name one itself). Then whether the programs scientists run take each file:
+nabu's dataset analyzer (NXtomo), nexusformat reading the frames, silx finding a default
+plot, scippnexus loading the recorded series.
 
     python -m bench.side_by_side [--config configs/mogno.yaml ...] [--json FILE]
 """
@@ -21,6 +23,101 @@ from assonant_ioc.nexus.validate import ValidationReport, validate
 from assonant_ioc.sim.experiment import simulated_experiment
 from bench.reference import write_with_assonant
 
+PROGRAMS = ("nabu", "nexusformat frames", "silx plot", "scippnexus logs")
+
+
+def _nabu(path: Path, entry: str) -> None:
+    from nabu.resources.dataset_analyzer import analyze_dataset
+
+    if path.suffix != ".nx":  # the extension nabu takes for NXtomo, for both writers alike
+        named = path.with_suffix(".nx")
+        named.unlink(missing_ok=True)
+        named.symlink_to(path.name)
+        path = named
+    dataset = analyze_dataset(str(path), extra_options={"hdf5_entry": entry})
+    missing = [
+        name
+        for name in ("darks", "flats", "energy", "distance", "pixel_size")
+        if not getattr(dataset, name)
+    ]
+    if missing or not dataset.projections:
+        raise ValueError(f"no {', '.join(missing or ['projections'])}")
+
+
+def _frames(path: Path, entry: str) -> None:
+    import h5py
+    import numpy as np
+    from nexusformat.nexus import nxload
+
+    with h5py.File(path, "r") as f:
+        found: list[str] = []
+        f[entry].visititems(
+            lambda n, o: (
+                found.append(n)
+                if n.endswith("/data") and isinstance(o, h5py.Dataset) and o.ndim == 3
+                else None
+            )
+        )
+        if not found:
+            raise ValueError("no frames")
+        frames = f[f"{entry}/{found[0]}"][()]
+    seen = nxload(str(path))[f"{entry}/{found[0]}"]
+    if seen.shape != frames.shape or not np.array_equal(np.asarray(seen.nxvalue), frames):
+        raise ValueError(f"reads {seen.shape}, the file holds {frames.shape}")
+
+
+def _silx(path: Path, entry: str) -> None:
+    import h5py
+    from silx.io.nxdata import get_default
+
+    with h5py.File(path, "r") as f:
+        nxdata = get_default(f)
+        if nxdata is None or not nxdata.is_valid:
+            raise ValueError("no valid default NXdata")
+
+
+def _scippnexus(path: Path, entry: str) -> None:
+    import warnings
+
+    import h5py
+    import scippnexus as snx
+
+    with h5py.File(path, "r") as f:
+        logs: list[str] = []
+        f[entry].visititems(
+            lambda n, o: logs.append(n) if o.attrs.get("NX_class") in ("NXlog", b"NXlog") else None
+        )
+    with warnings.catch_warnings(record=True) as caught, snx.File(path) as f:
+        warnings.simplefilter("always")
+        for name in logs:
+            f[f"{entry}/{name}"][()]
+    fallbacks = [w for w in caught if "Falling back" in str(w.message)]
+    if fallbacks or not logs:
+        raise ValueError(f"{len(fallbacks)} of {len(logs)} NXlogs fall back to plain groups")
+
+
+def programs(path: Path, definition: str, entry: str) -> dict[str, str]:
+    """Each program's verdict on the file: "accepted", or "refused: <why>"."""
+    checks = {
+        "nabu": _nabu if definition == "NXtomo" else None,
+        "nexusformat frames": _frames,
+        "silx plot": _silx,
+        "scippnexus logs": _scippnexus,
+    }
+    verdicts = {}
+    for name, check in checks.items():
+        if check is None:
+            verdicts[name] = "-"
+            continue
+        try:
+            check(path, entry)
+            verdicts[name] = "accepted"
+        except Exception as err:  # noqa: BLE001 - a refusal is the result
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            verdicts[name] = f"refused: {type(err).__name__}: {first}"[:100]
+    return verdicts
+
+
 REPO = Path(__file__).resolve().parents[1]
 VALIDATORS = ("pynxtools", "nexusformat")
 
@@ -35,12 +132,16 @@ def compare(config_path: Path, work: Path) -> list[dict[str, Any]]:
     exposure = x.exposure
     assumed = {exposure.moment.entry_name: config.definition} if exposure is not None else {}
     theirs = work / "reference.nxs"
-    return [
+    entry = exposure.moment.entry_name if exposure is not None else ""
+    rows = [
         _row(config.beamline, config.definition, "assonant-ioc", our_s, validate(ours)),
         _row(
             config.beamline, config.definition, "assonant 3.0.0", ref_s, validate(theirs, assumed)
         ),
     ]
+    for row, path in zip(rows, (ours, theirs), strict=True):
+        row["programs"] = programs(path, config.definition, entry) if entry else {}
+    return rows
 
 
 def _row(
@@ -84,6 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for finding in r["first_errors"]:
             print(f"  {r['beamline']} {r['writer']}: {finding}")
+    print()
+    print(f"{'beamline':9} {'writer':15} " + " ".join(f"{p:>18}" for p in PROGRAMS))
+    for r in rows:
+        said = r.get("programs", {})
+        marks = [said.get(p, "-").split(":")[0] for p in PROGRAMS]
+        print(f"{r['beamline']:9} {r['writer']:15} " + " ".join(f"{m:>18}" for m in marks))
+    for r in rows:
+        for program, verdict in r.get("programs", {}).items():
+            if verdict.startswith("refused"):
+                print(f"  {r['beamline']} {r['writer']} {program}: {verdict}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -31,6 +31,7 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty, run, template_arg_parser
 
+from assonant_ioc.sim import phantom
 from assonant_ioc.sim.frames import write_frames
 
 #: hc in keV * angstrom
@@ -99,7 +100,12 @@ class HDF5Plugin(PVGroup):
 
 class Detector(PVGroup):
     """An area-detector-like camera: frames count up at 10 Hz while acquiring; when the
-    acquisition stops, its frames are written to an HDF5 file as areaDetector does."""
+    acquisition stops, its frames are written to an HDF5 file as areaDetector does.
+
+    It looks through the phantom (``sim/phantom.py``) at the sample rotation ``smp:rx``
+    of each frame: dark frames see nothing (100 counts), flats the open beam (1000),
+    projections the object. Pixel (0, 0), outside the object, carries a marker of the
+    frame: 1000 x (2 - image_key) + its index in the file."""
 
     Acquire = pvproperty(
         value=0,
@@ -119,6 +125,7 @@ class Detector(PVGroup):
         super().__init__(*args, **kwargs)
         self._stamps: list[float] = []
         self._keys: list[int] = []
+        self._angles: list[float] = []
         self._acquiring = False
 
     @Acquire.putter
@@ -130,15 +137,21 @@ class Detector(PVGroup):
 
     async def _close_file(self) -> None:
         stamps, key = self._stamps, self._keys[0] if self._keys else 0
-        self._stamps, self._keys = [], []
+        angles = self._angles
+        self._stamps, self._keys, self._angles = [], [], []
         folder = str(self.HDF1.FilePath.value).strip()
         if not folder:
             return
         number = int(self.HDF1.FileNumber.value)
         path = f"{folder}/{self.HDF1.FileName.value}_{number:03d}.h5"
-        level = 1000 * (2 - key)  # dark frames dark, flats bright
-        frames = np.full((len(stamps), 16, 16), level, dtype=np.uint16)
-        frames += np.arange(len(stamps), dtype=np.uint16)[:, None, None]
+        if key == 2:
+            images = np.full((len(stamps), 16, 16), phantom.DARK)
+        elif key == 1:
+            images = np.full((len(stamps), 16, 16), phantom.FLAT)
+        else:
+            images = np.stack([phantom.projection(a) for a in angles])
+        frames = np.rint(images).astype(np.uint16)
+        frames[:, 0, 0] = 1000 * (2 - key) + np.arange(len(stamps))  # the frame's marker
         first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1
         await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
         await self.HDF1.NumCaptured_RBV.write(len(stamps))
@@ -150,6 +163,7 @@ class Detector(PVGroup):
         if self._acquiring:
             self._stamps.append(time.time())
             self._keys.append(int(self.ImageKey.value))
+            self._angles.append(float(self.parent.smp.rx.RBV.value))
             await instance.write(instance.value + 1)
 
     @Temperature.scan(period=1.0)

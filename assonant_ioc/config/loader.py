@@ -33,6 +33,7 @@ from assonant_ioc.config.spec import (
     KafkaSettings,
     check_file_name_template,
 )
+from assonant_ioc.config.units import unit_problem
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 from assonant_ioc.nexus.provenance import PROVENANCE, RESERVED
@@ -439,6 +440,8 @@ def _channel(
     if not isinstance(units, str):
         p.add(line, f"{name!r}: units must be a string")
         units = str(units)
+    elif why := unit_problem(units):
+        p.add(_line(raw, "units") or line, f"{name!r}: {why}")
     axis: AxisSpec | None = None
     if is_axis:
         ttype_raw = str(raw.get("type", "translation")).lower()
@@ -561,6 +564,8 @@ def _component(
         cline = _line(craw) or _line(raw_constants) or line
         value = craw.get("value") if isinstance(craw, dict) else craw
         units = str(craw.get("units", "")) if isinstance(craw, dict) else ""
+        if why := unit_problem(units):
+            p.add(cline, f"{cname!r}: {why}")
         if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
             # whole numbers stay integers (NX_INT fields such as data_size)
             whole = all(isinstance(v, int) for v in value)

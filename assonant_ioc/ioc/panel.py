@@ -142,6 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="assonant-ioc panel", description=__doc__)
     parser.add_argument("-o", "--output", default=str(DEFAULT_PANEL), help="the .bob file")
     args = parser.parse_args(argv)
+    try:
+        import phoebusgen  # noqa: F401 - only to say what is missing
+    except ImportError:
+        raise SystemExit(
+            "assonant-ioc panel: needs phoebusgen: pip install 'assonant-ioc[panel]'"
+        ) from None
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_panel(), encoding="utf-8")

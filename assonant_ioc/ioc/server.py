@@ -589,6 +589,9 @@ def _parse_args(
         supported_async_libs=("asyncio",),
         argv=argv,
     )
+    for action in parser._actions:  # caproto's own option, without a word of help
+        if "--prefix" in action.option_strings:
+            action.help = "PV prefix of the IOC's PVs (default: the config's prefix)"
     parser.add_argument("--config", required=True, help="beamline config (.yaml, or a .csv PV map)")
     parser.add_argument("--data-dir", help="directory for the files (overrides the config)")
     kafka = parser.add_mutually_exclusive_group()

@@ -12,19 +12,13 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from functools import cache
-from typing import Any
 
 from assonant_ioc.config import BeamlineConfig, ChannelSpec, ComponentSpec, load_config
+from assonant_ioc.config.units import registry
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.monitor.ca import PVMonitor
 
-
-@cache
-def _registry() -> Any:
-    import pint
-
-    return pint.UnitRegistry()
+_registry = registry
 
 
 def units_agree(declared: str, egu: str) -> bool | None:

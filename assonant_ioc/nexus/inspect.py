@@ -98,10 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assonant-ioc inspect", description=__doc__)
     parser.add_argument("file", help="a NeXus/HDF5 file")
     args = parser.parse_args(argv)
+    import h5py
+
+    path = Path(args.file)
+    if not path.is_file():
+        sys.stderr.write(f"assonant-ioc inspect: {path}: no such file\n")
+        return 2
+    if not h5py.is_hdf5(path):
+        sys.stderr.write(f"assonant-ioc inspect: {path}: not an HDF5 (NeXus) file\n")
+        return 2
     try:
         lines = tree_lines(args.file)
-    except (OSError, ValueError) as err:
-        sys.stderr.write(f"cannot read {args.file}: {err}\n")
-        return 1
+    except Exception as err:  # noqa: BLE001 - a damaged file: one line, not a traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        sys.stderr.write(f"assonant-ioc inspect: {path}: cannot read: {first}\n")
+        return 2
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

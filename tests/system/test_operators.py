@@ -250,3 +250,32 @@ def test_inspect_prints_the_tree(tmp_path: Path) -> None:
     assert "x:NXlog <- BL:x" in lines
     assert "value [float64, 5] = [0, 1, 2, 3, 4] mm" in lines
     assert "provenance:NXcollection" in lines
+
+
+def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
+    """A user's mistake is one line naming the cause, exit status 2, never a traceback."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "assonant_ioc.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = run("--help")
+    assert listed.returncode == 0
+    for command in ("serve", "check", "inspect", "panel"):
+        assert f"assonant-ioc {command}" in listed.stdout or command == "serve"
+    assert "[serve]" in listed.stdout
+    not_hdf5 = tmp_path / "notes.txt"
+    not_hdf5.write_text("not a NeXus file")
+    for args, says in (
+        (("inspect", str(tmp_path / "nope.nxs")), "no such file"),
+        (("inspect", str(not_hdf5)), "not an HDF5 (NeXus) file"),
+    ):
+        done = run(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert "PV prefix" in run("serve", "--help").stdout

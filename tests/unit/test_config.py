@@ -129,3 +129,27 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_units_pint_does_not_know_are_refused_with_their_line(tmp_path: Path) -> None:
+    text = (
+        "beamline: BL\n"
+        "instrument:\n"
+        "  - name: mono\n"
+        "    class: Monochromator\n"
+        "    fields:\n"
+        "      energy: {pv: 'BL:E', units: bogusunit}\n"
+        "      wavelength: {pv: 'BL:W', units: angstrom}\n"
+        "    constants:\n"
+        "      d_spacing: {value: 3.1, units: furlongs_per_fortnight}\n"
+    )
+    path = tmp_path / "units.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    said = "\n".join(msg for _line, msg in info.value.problems)
+    assert "'energy': unknown unit 'bogusunit'" in said
+    assert "unknown unit 'furlongs_per_fortnight'" in said
+    assert "angstrom" not in said  # a unit pint knows is fine
+    lines = {line for line, msg in info.value.problems if "bogusunit" in msg}
+    assert lines == {6}

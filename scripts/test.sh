@@ -7,6 +7,7 @@ bash scripts/setup.sh test
 # `docker compose config` needs a compose client; the Debian package brings one (no engine)
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing docker-compose (Debian) for the compose file's test..."
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) \
             >/dev/null 2>&1 || echo "could not install docker-compose; its test will fail"
     fi

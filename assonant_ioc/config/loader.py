@@ -112,7 +112,13 @@ def load_config(
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 0
-            raise ConfigError(str(path), [(line, f"not valid YAML: {err}")]) from err
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            context = getattr(err, "context", None)
+            where = f" ({context})" if context else ""
+            column = f", column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(
+                str(path), [(line, f"not valid YAML{column}: {problem}{where}")]
+            ) from err
         if not isinstance(loaded, dict):
             raise ConfigError(str(path), [(1, "a config must be a mapping of settings")])
         doc = loaded
@@ -149,10 +155,8 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     p = _Problems()
     for key in doc:
         if key not in _TOP_KEYS:
-            p.add(
-                _line(doc),
-                f"unknown setting {key!r} (known: {', '.join(sorted(_TOP_KEYS - {LINE}))})",
-            )
+            known = ", ".join(sorted(_TOP_KEYS - {LINE, KEY_LINES}))
+            p.add(_line(doc, key), f"unknown setting {key!r} (known: {known})")
     macros: dict[str, str] = {}
     raw_macros = doc.get("macros") or {}
     if not isinstance(raw_macros, dict):

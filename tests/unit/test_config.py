@@ -153,3 +153,19 @@ def test_units_pint_does_not_know_are_refused_with_their_line(tmp_path: Path) ->
     assert "angstrom" not in said  # a unit pint knows is fine
     lines = {line for line, msg in info.value.problems if "bogusunit" in msg}
     assert lines == {6}
+
+
+def test_messages_speak_of_the_file_not_of_the_loader(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("beamline: BL\nbogus_key: 1\nsample: {name: s, axes: {}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    ((line, message),) = info.value.problems
+    assert line == 2 and "unknown setting 'bogus_key'" in message
+    assert "__" not in message  # no internal bookkeeping among the known settings
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("beamline: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(broken)
+    text = str(info.value)
+    assert "not valid YAML, column" in text and "<unicode string>" not in text

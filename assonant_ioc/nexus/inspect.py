@@ -69,13 +69,35 @@ def _sources(path: str) -> dict[str, str]:
     return found
 
 
+def _in_time_order(root: Any) -> Any:
+    """The root, then each entry's tree, entries in the order they were taken (their
+    ``start_time``: pre, during, post), not nexusformat's alphabetical order."""
+    yield root
+
+    def started(entry: Any) -> str:
+        try:
+            return str(entry["start_time"].nxvalue)
+        except Exception:  # noqa: BLE001 - an entry without start_time goes last
+            return "~"
+
+    moments = ["pre_exposure", "during_exposure", "post_exposure"]
+
+    def order(entry: Any) -> tuple[str, int]:
+        name = entry.nxname
+        return started(entry), moments.index(name) if name in moments else len(moments)
+
+    entries = sorted(root.entries.values(), key=order)
+    for entry in entries:
+        yield from entry.walk()
+
+
 def tree_lines(path: str) -> list[str]:
     from nexusformat.nexus import nxload
 
     sources = _sources(path)
     root = nxload(path, "r")
     lines = []
-    for obj in root.walk():
+    for obj in _in_time_order(root):
         depth = obj.nxpath.count("/") if obj.nxpath != "/" else 0
         indent = "  " * max(depth - 1, 0)
         name = obj.nxname if obj.nxpath != "/" else Path(path).name

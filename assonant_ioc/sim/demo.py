@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,23 @@ def _put(pv: str, value: Any) -> None:
     _out(f"  caput -c {pv} {value!r}")
 
 
+def _acquire(bl: str, key: int, seconds: float) -> None:
+    """Frames of one kind (2 dark, 1 flat) for ``seconds``, then the camera closes its file."""
+    procs.ca_put(f"{bl}det:ImageKey", key)
+    procs.ca_put(f"{bl}det:Acquire", 1)
+    deadline = time.monotonic() + seconds
+    procs.wait_until(lambda: time.monotonic() >= deadline, seconds + 5, "frames")
+    _acquire_stop(bl)
+
+
+def _acquire_stop(bl: str) -> None:
+    before = procs.ca_get(f"{bl}det:HDF1:FullFileName_RBV")
+    procs.ca_put(f"{bl}det:Acquire", 0)
+    procs.wait_until(
+        lambda: procs.ca_get(f"{bl}det:HDF1:FullFileName_RBV") != before, 10, "the camera's file"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default="demo-output", help="where the file goes")
@@ -43,8 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir).resolve()
-    logs = Path(tempfile.mkdtemp(prefix="assonant-demo-"))
-    config = procs.REPO / "configs" / "sim.yaml"
+    logs = data_dir / "logs" / time.strftime("%Y%m%dT%H%M%S")  # beside the file, not in /tmp
+    logs.mkdir(parents=True, exist_ok=True)
+    # NXtomo over the caproto camera's dark, flat and projection files; the C IOC's camera
+    # writes no files, so with it the plain config
+    camera = args.kind == "caproto"
+    config = procs.REPO / "configs" / ("sim_tomo.yaml" if camera else "sim.yaml")
     bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
     _out(f"logs in {logs}")
     with procs.broker(logs) as kafka:
@@ -66,14 +86,23 @@ def main(argv: list[str] | None = None) -> None:
                 _out("\nthe experiment:")
                 _put(f"{prefix}ExperimentId", exp_id)
                 _put(f"{prefix}SampleName", "demo sample")
+                if camera:
+                    _put(f"{bl}det:HDF1:FilePath", str(data_dir / "detector"))
                 _put(f"{prefix}Snapshot:Pre", 1)
+                for key, what in ((2, "dark"), (1, "flat")) if camera else ():
+                    _out(f"  ({what} frames)")
+                    _acquire(bl, key, 0.4)
                 _put(f"{prefix}Record:During", 1)
+                _put(f"{bl}det:ImageKey", 0)
                 _put(f"{bl}smp:rx:VAL", 90.0)
                 _put(f"{bl}det:Acquire", 1)
                 procs.wait_until(
                     lambda: procs.ca_get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None
                 )
-                _put(f"{bl}det:Acquire", 0)
+                if camera:
+                    _acquire_stop(bl)
+                else:
+                    _put(f"{bl}det:Acquire", 0)
                 _put(f"{prefix}Record:During", 0)
                 _put(f"{prefix}Snapshot:Post", 1)
                 _put(f"{prefix}EndOfExperiment", 1)

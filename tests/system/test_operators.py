@@ -279,3 +279,22 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         assert done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert "PV prefix" in run("serve", "--help").stdout
+
+
+def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) -> None:
+    """What the README's first command runs: broker, camera, beamline, IOC, one experiment."""
+    out = tmp_path / "demo-output"
+    done = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.sim.demo", "--data-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (master,) = out.glob("*.nx")  # the extension nabu takes
+    assert '"definition": "NXtomo"' in done.stdout
+    assert f'"file_path": "{master}"' in done.stdout
+    tree = [line for line in done.stdout.splitlines() if line.endswith(":NXentry")]
+    assert tree == ["pre_exposure:NXentry", "during_exposure:NXentry", "post_exposure:NXentry"]
+    assert len(list((out / "detector").glob("*.h5"))) == 3  # dark, flat, projections
+    assert list((out / "logs").iterdir()), "the logs are kept beside the file"

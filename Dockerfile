@@ -1,9 +1,25 @@
 # One image for the service and the simulated beamline (docker-compose.yml).
+#   docker build -t assonant-ioc .
+#   docker run --rm -p 5064:5064 -p 5064:5064/udp -v data:/data -v state:/state \
+#       assonant-ioc --config configs/sim.yaml --no-kafka
 FROM python:3.11-slim
 WORKDIR /opt/assonant-ioc
 COPY pyproject.toml README.md ./
 COPY assonant_ioc ./assonant_ioc
 COPY configs ./configs
 COPY db ./db
-RUN pip install --no-cache-dir . epicscorelibs
-ENV EPICS_CA_AUTO_ADDR_LIST=NO
+# the NeXus validators after each write (validate), the C IOC of the sim beamline
+RUN pip install --no-cache-dir ".[validate]" epicscorelibs \
+    && useradd --system --uid 10001 --home-dir /state assonant \
+    && mkdir -p /data /state \
+    && chown assonant /data /state
+ENV EPICS_CA_AUTO_ADDR_LIST=NO \
+    XDG_STATE_HOME=/state \
+    HDF5_USE_FILE_LOCKING=FALSE
+USER assonant
+# Channel Access (the IOC's server), TCP and UDP
+EXPOSE 5064/tcp 5064/udp
+# the files, and the settings, experiment in progress and undelivered events
+VOLUME ["/data", "/state"]
+ENTRYPOINT ["assonant-ioc"]
+CMD ["--help"]

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
@@ -45,6 +46,32 @@ def test_docker_compose_file_parses() -> None:
     ioc_env = services["assonant-ioc"]["environment"]
     assert ioc_env["EPICS_CA_ADDR_LIST"] == "sim-beamline"
     assert "kafka:9092" in services["assonant-ioc"]["command"]
+    # both services build the image (compose never tries to pull assonant-ioc:latest)
+    assert all("build" in services[name] for name in ("sim-beamline", "assonant-ioc"))
+    # what must outlive the container is on volumes: files, state (journal, outbox,
+    # autosave) and Kafka's log; the broker is reachable from the host
+    ioc_command = services["assonant-ioc"]["command"]
+    assert "/state/autosave.json" in ioc_command and "/state" in ioc_command
+    assert _targets(services["assonant-ioc"]["volumes"]) == {"/data", "/state"}
+    assert _targets(services["kafka"]["volumes"]) == {"/var/lib/kafka/data"}
+    ports = services["kafka"]["ports"]
+    assert any("29092" in (p if isinstance(p, str) else str(p.get("published"))) for p in ports)
+
+
+def _targets(volumes: list[Any]) -> set[str]:
+    """Mount points, from the long syntax (compose v2) or the short one (v1)."""
+    return {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in volumes}
+
+
+def test_the_image_runs_the_service_as_a_user_with_its_state_on_volumes() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in text.splitlines() if line[:1].isupper()]
+    found = {word: rest for word, *more in instructions for rest in more or [""]}
+    assert found["USER"].strip() == "assonant"
+    assert found["ENTRYPOINT"].strip() == '["assonant-ioc"]'
+    assert "5064/tcp" in found["EXPOSE"] and "5064/udp" in found["EXPOSE"]
+    assert "/data" in found["VOLUME"] and "/state" in found["VOLUME"]
+    assert '".[validate]"' in text
 
 
 def test_event_schema_is_a_valid_schema() -> None:

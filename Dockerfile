@@ -1,13 +1,12 @@
 # One image for the service and the simulated beamline (docker-compose.yml).
 #   docker build -t assonant-ioc .
 #   docker run --rm -p 5064:5064 -p 5064:5064/udp -v data:/data -v state:/state \
-#       assonant-ioc --config configs/sim.yaml --no-kafka
+#       assonant-ioc --config sim --no-kafka
 FROM python:3.11-slim
 WORKDIR /opt/assonant-ioc
 COPY pyproject.toml README.md ./
+# the example configs and the C IOC's database are package data
 COPY assonant_ioc ./assonant_ioc
-COPY configs ./configs
-COPY db ./db
 # the NeXus validators after each write (validate), the C IOC of the sim beamline
 RUN pip install --no-cache-dir ".[validate]" epicscorelibs \
     && useradd --system --uid 10001 --home-dir /state assonant \

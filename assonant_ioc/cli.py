@@ -4,6 +4,9 @@ usage: assonant-ioc [serve] --config FILE [...]   run the IOC (serve --help: its
        assonant-ioc check --config FILE           which PVs of a config answer, units, types
        assonant-ioc inspect FILE                  a NeXus file's tree, with each value's PV
        assonant-ioc panel [-o FILE]               (re)generate the Phoebus panel
+       assonant-ioc configs                       the configs shipped (--config NAME)
+       assonant-ioc demo [--data-dir DIR]         broker, sim beamline, IOC, one experiment
+       assonant-ioc sim [--kind caproto|c]        the simulated beamline alone
 
 Each subcommand takes --help.
 """
@@ -34,9 +37,49 @@ def main(argv: list[str] | None = None) -> None:
 
         panel(argv[1:])
         return
+    if command == "configs":
+        from assonant_ioc.config.loader import packaged_configs
+
+        for path in packaged_configs():
+            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").rstrip(", ")
+            sys.stdout.write(f"{path.stem:14} {first[:70]}\n")
+        sys.stdout.write("use one by name: assonant-ioc --config sim ...\n")
+        return
+    if command == "demo":
+        from assonant_ioc.sim.demo import main as demo
+
+        demo(argv[1:])
+        return
+    if command == "sim":
+        _sim(argv[1:])
+        return
     from assonant_ioc.ioc.server import main as ioc
 
     ioc(argv)
+
+
+def _sim(argv: list[str]) -> None:
+    """The simulated beamline alone: the caproto IOC (default) or the C IOC."""
+    kind = "caproto"
+    if "--kind" in argv:
+        at = argv.index("--kind")
+        kind = argv[at + 1] if at + 1 < len(argv) else ""
+        argv = argv[:at] + argv[at + 2 :]
+    if kind == "caproto":
+        from assonant_ioc.sim.beamline import main as beamline
+
+        beamline(argv)
+    elif kind == "c":
+        try:
+            from assonant_ioc.sim.softioc import main as softioc
+        except ImportError as err:
+            raise SystemExit(
+                f"assonant-ioc sim --kind c: needs epicscorelibs: pip install 'assonant-ioc[sim]'"
+                f" ({err})"
+            ) from None
+        softioc(argv)
+    else:
+        raise SystemExit(f"assonant-ioc sim: --kind caproto or c, not {kind!r}")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,27 @@ class _Problems:
         self.items.append((line, msg))
 
 
+#: The example configs shipped in the package (``--config sim``, ``--config mogno``...).
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def packaged_configs() -> list[Path]:
+    """The configs that ship with the package, by name."""
+    return sorted(p for p in CONFIGS_DIR.iterdir() if p.suffix in (".yaml", ".csv"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """``path`` as given when it exists, else the packaged config of that name
+    (``sim``, ``mogno.yaml``...)."""
+    given = Path(path)
+    if given.exists() or given.parent != Path("."):
+        return given
+    for candidate in (given.name, f"{given.name}.yaml", f"{given.name}.csv"):
+        if (CONFIGS_DIR / candidate).is_file():
+            return CONFIGS_DIR / candidate
+    return given
+
+
 def load_config(
     path: str | Path,
     macros: Mapping[str, str] | None = None,
@@ -99,11 +120,14 @@ def load_config(
     ``macros`` (``$(NAME)`` in PV names) override the file's own ``macros``;
     ``overrides`` replace top-level settings (``prefix``, ``data_dir``...).
     """
-    path = Path(path)
+    path = resolve_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(str(path), [(0, f"cannot read config: {err}")]) from err
+        names = ", ".join(p.stem for p in packaged_configs())
+        raise ConfigError(
+            str(path), [(0, f"cannot read config: {err} (shipped configs: {names})")]
+        ) from err
     if path.suffix.lower() == ".csv":
         doc: dict[str, Any] = {"pv_map": str(path.resolve()), LINE: 1}
     else:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.config.loader import resolve_config
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.nexus.inspect import tree_lines
 from assonant_ioc.sim import procs
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     # NXtomo over the caproto camera's dark, flat and projection files; the C IOC's camera
     # writes no files, so with it the plain config
     camera = args.kind == "caproto"
-    config = procs.REPO / "configs" / ("sim_tomo.yaml" if camera else "sim.yaml")
+    config = resolve_config("sim_tomo" if camera else "sim")
     bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
     _out(f"logs in {logs}")
     with procs.broker(logs) as kafka:

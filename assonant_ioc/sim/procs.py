@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # a checkout's top (tests, bench)
+#: the C IOC's database, shipped in the package
+DB_DIR = Path(__file__).resolve().parent / "db"
 
 
 def free_port() -> int:
@@ -324,7 +326,7 @@ def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[
             "--prefix",
             prefix,
             "--db-dir",
-            str(REPO / "db"),
+            str(DB_DIR),
         ]
     with running(f"sim-{kind}", args, ca_server_env(port), log_dir) as proc:
         wait_until(

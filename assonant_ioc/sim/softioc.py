@@ -16,7 +16,11 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db-dir", default="db", help="folder with sim_beamline.substitutions")
+    parser.add_argument(
+        "--db-dir",
+        default=str(Path(__file__).resolve().parent / "db"),
+        help="folder with sim_beamline.substitutions (default: the one shipped in the package)",
+    )
     parser.add_argument("--prefix", default="SIM:", help="PV prefix, the P macro")
     parser.add_argument(
         "--substitutions",

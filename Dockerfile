@@ -16,9 +16,13 @@ ENV EPICS_CA_AUTO_ADDR_LIST=NO \
     XDG_STATE_HOME=/state \
     HDF5_USE_FILE_LOCKING=FALSE
 USER assonant
-# Channel Access (the IOC's server), TCP and UDP
-EXPOSE 5064/tcp 5064/udp
+# Channel Access (the IOC's server, TCP and UDP; beacons and the repeater on 5065)
+EXPOSE 5064/tcp 5064/udp 5065/udp
 # the files, and the settings, experiment in progress and undelivered events
 VOLUME ["/data", "/state"]
+# healthy while the IOC answers and its heartbeat moves (ASSONANT_PREFIX: its PV prefix)
+ENV ASSONANT_PREFIX=SIM:ASSONANT:
+HEALTHCHECK --interval=30s --timeout=10s --retries=3 \
+    CMD ["python", "-m", "assonant_ioc.ioc.healthcheck"]
 ENTRYPOINT ["assonant-ioc"]
 CMD ["--help"]

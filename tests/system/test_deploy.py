@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from assonant_ioc.events import EVENT_SCHEMA_PATH
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _compose() -> list[str]:
+def _compose() -> list[str] | None:
+    """A compose client (``docker compose`` or ``docker-compose``), or None."""
     if (
         shutil.which("docker")
         and subprocess.run(
@@ -27,20 +29,37 @@ def _compose() -> list[str]:
     ):
         return ["docker", "compose"]
     exe = shutil.which("docker-compose")
-    assert exe, "no compose client: install docker-compose (scripts/test.sh does, as root)"
-    return [exe]
+    return [exe] if exe else None
+
+
+def _compose_services() -> dict[str, Any]:
+    """The compose file's services as the compose client resolves them (``config``), or,
+    without a client (no root to install one), as the file states them, checked against
+    what the Compose spec requires of each service and volume."""
+    client = _compose()
+    path = REPO / "docker-compose.yml"
+    if client is not None:
+        out = subprocess.run(
+            [*client, "-f", str(path), "config"], capture_output=True, text=True, cwd=REPO
+        )
+        assert out.returncode == 0, out.stderr
+        services: dict[str, Any] = yaml.safe_load(out.stdout)["services"]
+        return services
+    doc = yaml.safe_load(path.read_text())
+    assert set(doc) <= {"services", "volumes", "networks", "configs", "secrets", "name"}
+    named = set(doc.get("volumes") or {})
+    for name, service in doc["services"].items():
+        assert "image" in service or "build" in service, name
+        for dep in service.get("depends_on") or {}:
+            assert dep in doc["services"], (name, dep)
+        for volume in service.get("volumes") or []:
+            source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+            assert source.startswith(("/", ".")) or source in named, (name, volume)
+    return dict(doc["services"])
 
 
 def test_docker_compose_file_parses() -> None:
-    out = subprocess.run(
-        [*_compose(), "-f", str(REPO / "docker-compose.yml"), "config"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert out.returncode == 0, out.stderr
-    services = yaml.safe_load(out.stdout)["services"]
+    services = _compose_services()
     assert set(services) == {"kafka", "sim-beamline", "assonant-ioc"}
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     ioc_env = services["assonant-ioc"]["environment"]
@@ -65,13 +84,31 @@ def _targets(volumes: list[Any]) -> set[str]:
 
 def test_the_image_runs_the_service_as_a_user_with_its_state_on_volumes() -> None:
     text = (REPO / "Dockerfile").read_text()
-    instructions = [line.split(None, 1) for line in text.splitlines() if line[:1].isupper()]
+    joined = text.replace("\\\n", " ")  # continuation lines
+    instructions = [line.split(None, 1) for line in joined.splitlines() if line[:1].isupper()]
     found = {word: rest for word, *more in instructions for rest in more or [""]}
     assert found["USER"].strip() == "assonant"
     assert found["ENTRYPOINT"].strip() == '["assonant-ioc"]'
     assert "5064/tcp" in found["EXPOSE"] and "5064/udp" in found["EXPOSE"]
     assert "/data" in found["VOLUME"] and "/state" in found["VOLUME"]
     assert '".[validate]"' in text
+    assert "5065/udp" in found["EXPOSE"]
+    assert "assonant_ioc.ioc.healthcheck" in found["HEALTHCHECK"]
+
+
+def test_the_healthcheck_says_healthy_only_while_the_heartbeat_moves(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    from assonant_ioc.ioc.healthcheck import main as healthcheck
+    from tests.system.conftest import start_service
+
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (_client, P, _dd, proc):
+        assert healthcheck([P]) == 0
+        proc.popen.send_signal(signal.SIGSTOP)  # frozen: answers nothing, beats nothing
+        try:
+            assert healthcheck([P]) == 1
+        finally:
+            proc.popen.send_signal(signal.SIGCONT)
 
 
 def test_event_schema_is_a_valid_schema() -> None:

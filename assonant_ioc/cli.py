@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     if command == "configs":
         from assonant_ioc.config.loader import packaged_configs
 
+        if argv[1:2] in (["-h"], ["--help"]):
+            sys.stdout.write("usage: assonant-ioc configs   (the configs shipped, by name)\n")
+            return
         for path in packaged_configs():
             first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").rstrip(", ")
             sys.stdout.write(f"{path.stem:14} {first[:70]}\n")
@@ -73,13 +76,15 @@ def _sim(argv: list[str]) -> None:
         try:
             from assonant_ioc.sim.softioc import main as softioc
         except ImportError as err:
-            raise SystemExit(
+            sys.stderr.write(
                 f"assonant-ioc sim --kind c: needs epicscorelibs: pip install 'assonant-ioc[sim]'"
-                f" ({err})"
-            ) from None
+                f" ({err})\n"
+            )
+            raise SystemExit(2) from None
         softioc(argv)
     else:
-        raise SystemExit(f"assonant-ioc sim: --kind caproto or c, not {kind!r}")
+        sys.stderr.write(f"assonant-ioc sim: --kind caproto or c, not {kind!r}\n")
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Regenerate with ``assonant-ioc panel -o panels/assonant_ioc.bob``.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import phoebusgen  # noqa: F401 - only to say what is missing
     except ImportError:
-        raise SystemExit(
-            "assonant-ioc panel: needs phoebusgen: pip install 'assonant-ioc[panel]'"
-        ) from None
+        fix = "pip install 'assonant-ioc[panel]'"
+        sys.stderr.write(f"assonant-ioc panel: needs phoebusgen: {fix}\n")
+        raise SystemExit(2) from None
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_panel(), encoding="utf-8")

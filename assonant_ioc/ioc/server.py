@@ -30,6 +30,7 @@ import contextvars
 import logging
 import os
 import signal
+import sys
 import textwrap
 import time
 from dataclasses import replace
@@ -653,6 +654,12 @@ def build_config(args: argparse.Namespace) -> BeamlineConfig:
     return replace(config, kafka=kafka)
 
 
+def _user_mistake(message: str) -> None:
+    """A bad config or access security file: every problem it has, exit status 2."""
+    sys.stderr.write(message.rstrip() + "\n")
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -662,7 +669,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = build_config(args)
     except ConfigError as err:
-        raise SystemExit(str(err)) from err
+        _user_mistake(str(err))
     ioc_options["prefix"] = ioc_options["prefix"] or config.prefix
     sender = None
     if config.kafka.enabled and config.kafka.bootstrap:
@@ -678,7 +685,7 @@ def main(argv: list[str] | None = None) -> None:
         if acf:
             load_acf(acf)  # a bad file stops the start with every problem and its line
     except ConfigError as err:
-        raise SystemExit(str(err)) from err
+        _user_mistake(str(err))
     ioc = AssonantIOC(
         config=config,
         sender=sender,

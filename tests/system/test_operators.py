@@ -279,6 +279,27 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         assert done.stderr.strip().count("\n") == 0 and says in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert "PV prefix" in run("serve", "--help").stdout
+    # every subcommand has its --help
+    for command in ("serve", "check", "inspect", "panel", "configs", "demo", "sim"):
+        helped = run(command, "--help")
+        assert helped.returncode == 0 and "usage" in helped.stdout.lower(), command
+    # a config that is not there: one problem, the shipped configs named, status 2
+    missing = run("--config", str(tmp_path / "absent.yaml"))
+    assert missing.returncode == 2 and "shipped configs: " in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # a missing extra: one line naming the extra (phoebusgen made unimportable)
+    blocker = tmp_path / "no_extras" / "phoebusgen"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    no_panel = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "panel", "-o", str(tmp_path / "p.bob")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(blocker.parent), str(REPO)])},
+    )
+    assert no_panel.returncode == 2 and "assonant-ioc[panel]" in no_panel.stderr
+    assert no_panel.stderr.strip().count("\n") == 0, no_panel.stderr
 
 
 def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) -> None:

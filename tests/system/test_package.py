@@ -1,0 +1,67 @@
+"""The package as a new user gets it: the wheel installed with the ``demo`` extra into a fresh
+venv outside the checkout runs the demo to the end, and its C IOC serves the beamline's PVs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from assonant_ioc.sim import procs
+from tests.system.conftest import REPO
+
+
+def _outside(env: dict[str, str]) -> dict[str, str]:
+    """The environment without anything that points into the checkout."""
+    return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
+    tmp_path: Path, log_dir: Path
+) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = dist.glob("assonant_ioc-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    env = _outside(dict(os.environ))
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{wheel}[demo]"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    demo = subprocess.run(
+        [str(env_dir / "bin" / "assonant-ioc"), "demo", "--data-dir", "out"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
+        env=env,
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    (master,) = (elsewhere / "out").glob("*.nx")
+    assert f'"file_path": "{master}"' in demo.stdout
+    assert '"definition": "NXtomo"' in demo.stdout
+    assert str(REPO) not in demo.stdout  # nothing of the checkout was used
+
+    prefix, port = procs.new_prefix("WHL"), procs.free_port()
+    args = [str(env_dir / "bin" / "assonant-ioc"), "sim", "--kind", "c", "--prefix", prefix]
+    with procs.running("sim-c-from-wheel", args, procs.ca_server_env(port), log_dir) as proc:
+        client = procs.ca_client_env(port)
+        procs.wait_until(
+            lambda: procs.ca_answers(f"{prefix}smp:x:RBV", client), 30, "the C IOC", proc
+        )
+        assert procs.ca_get(f"{prefix}mono:energy:RBV", client) > 0

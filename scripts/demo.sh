@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-exec .venv/bin/python -m assonant_ioc.sim.demo "$@"
+exec .venv/bin/assonant-ioc demo "$@"

@@ -232,7 +232,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         p.add(_line(doc, "file_name"), why)
     kafka = _kafka(doc.get("kafka"), p, _line(doc))
     compression = _compression(doc.get("compression"), p, _line(doc, "compression"))
-    if not instrument and sample is None:
+    if not instrument and sample is None and not doc.get("pv_map"):  # a map says its own
         p.add(_line(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
     definition = ""
     if doc.get("definition"):
@@ -668,7 +668,13 @@ def _load_csv(
     for lineno, row in enumerate(rows[2:], start=3):
         if not any(c.strip() for c in row):
             continue
-        row = row + [""] * (len(header) - len(row))
+        if len(row) < len(header):
+            p.add(
+                lineno,
+                f"{path.name}: {len(row)} of {len(header)} columns "
+                "(every row has every column; a cell may be empty)",
+            )
+            continue
 
         def cell(h: str, row: list[str] = row) -> str:
             return row[col[h]].strip()
@@ -684,6 +690,13 @@ def _load_csv(
         entry = comps[key]
         cls_text, parent = cell("Class"), cell("Subcomponent of")
         if cls_text:
+            try:
+                ComponentClass.parse(cls_text)
+            except ValueError:
+                known = ", ".join(c.value for c in ComponentClass)
+                p.add(lineno, f"component {name!r}: unknown Class {cls_text!r} (known: {known})")
+                entry["bad_class"] = True
+                continue
             if (
                 entry["class"]
                 and entry["class"].replace(" ", "").lower() != cls_text.replace(" ", "").lower()
@@ -727,7 +740,8 @@ def _load_csv(
         try:
             cls = ComponentClass.parse(entry["class"])
         except ValueError:
-            p.add(entry["line"], f"component {entry['name']!r}: unknown Class {entry['class']!r}")
+            if not entry.get("bad_class"):  # else said at its row already
+                p.add(entry["line"], f"component {entry['name']!r}: no Class given")
             return None
         children = [build(k, (*stack, key)) for k in order if comps[k]["parent"] == key]
         spec = ComponentSpec(

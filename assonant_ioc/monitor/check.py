@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from assonant_ioc.config import BeamlineConfig, ChannelSpec, ComponentSpec, load_config
 from assonant_ioc.config.units import registry
 from assonant_ioc.errors import ConfigError
+from assonant_ioc.model.components import Moment
 from assonant_ioc.monitor.ca import PVMonitor
 
 _registry = registry
@@ -87,7 +88,7 @@ def connect(config: BeamlineConfig, timeout: float, progress: bool) -> list[Row]
             connected, egu, kind = monitor.describe(ch.pv)
             agree = units_agree(ch.units, egu or "") if connected else None
             units = UNITS_VERDICT[agree] if connected else "-"
-            moments = ",".join(m.value for m in sorted(ch.moments, key=lambda m: m.value))
+            moments = ",".join(m.value for m in sorted(ch.moments, key=list(Moment).index))
             rows.append(Row(ch.pv, where, connected, egu, ch.units, units, kind, moments))
         return rows
     finally:
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         sys.stderr.write(f"{err}\n")
         return 2
-    rows = connect(config, args.timeout, progress=not args.json)
+    # the bar redraws with \r: only on a terminal, never into a redirected file
+    rows = connect(config, args.timeout, progress=not args.json and sys.stderr.isatty())
     totals = summary(rows)
     if args.json:
         sys.stdout.write(

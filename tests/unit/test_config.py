@@ -169,3 +169,31 @@ def test_messages_speak_of_the_file_not_of_the_loader(tmp_path: Path) -> None:
         load_config(broken)
     text = str(info.value)
     assert "not valid YAML, column" in text and "<unicode string>" not in text
+
+
+def test_csv_problems_are_told_in_csv_terms(tmp_path: Path) -> None:
+    header = (
+        "Name,Subcomponent of,Class,Field Name,Unit of Measurement,Data Type,"
+        "Acquisition Type,PV Name,NeXus Class,NeXus Field Name,Transformation Type"
+    )
+    rows = [
+        "title",
+        header,
+        "Mono,,Monochromator,energy,keV,float,snapshot,BL:E,,,",
+        "Mono,,Flux Capacitor,x,mm,float,snapshot,BL:x,,,",  # a typo in one row's class
+        "Short,,Monochromator",  # a row cut short
+    ]
+    path = tmp_path / "map.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    by_line = dict(info.value.problems)
+    assert set(by_line) == {4, 5}  # nothing said of the rows that are fine
+    assert "unknown Class 'Flux Capacitor'" in by_line[4] and "given class" not in by_line[4]
+    assert "3 of 11 columns" in by_line[5]
+    columns = tmp_path / "columns.csv"
+    columns.write_text("title\nName,Class,PV Name\nm,Monochromator,BL:E\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(columns)
+    ((line, message),) = info.value.problems  # the missing columns, and nothing in YAML terms
+    assert line == 2 and "missing column(s)" in message

@@ -576,10 +576,15 @@ def main(argv: list[str] | None = None) -> None:
     scenarios = ["connect", "pre_snapshot", "during", "write", "linked", "event", "durable", "soak"]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:
-        bench = Bench(args.quick, Path(tmp))
-        for name in args.only or scenarios:
-            sys.stderr.write(f"{name}...\n")
-            getattr(bench, name)()
+        # a CA repeater of the bench's own, stopped with it: libca in the processes
+        # started here finds it and starts none that would outlive the bench
+        (Path(tmp) / "repeater").mkdir()
+        with procs.ca_repeater(Path(tmp) / "repeater") as repeater_port:
+            os.environ["EPICS_CA_REPEATER_PORT"] = str(repeater_port)
+            bench = Bench(args.quick, Path(tmp))
+            for name in args.only or scenarios:
+                sys.stderr.write(f"{name}...\n")
+                getattr(bench, name)()
     elapsed = time.monotonic() - t0
     out = {"quick": args.quick, "seconds": elapsed, "cpus": os.cpu_count(), "rows": bench.rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any, cast
 import h5py
 import numpy as np
 
+from assonant_ioc.config.units import registry, unit_problem
 from assonant_ioc.model.components import (
     Component,
     ComponentClass,
@@ -196,10 +197,13 @@ def _in_any_entry(group: h5py.Group, path: str) -> h5py.Dataset | None:
 
 
 def _mm(item: h5py.Dataset) -> float:
+    """A length field's value in mm (pint converts its ``units``; none or unknown: mm)."""
     units = item.attrs.get("units", "mm")
     units = units.decode() if isinstance(units, bytes) else str(units)
-    scale = {"m": 1000.0, "cm": 10.0, "mm": 1.0, "um": 1e-3, "micron": 1e-3}.get(units, 1.0)
-    return float(item[()]) * scale
+    value = float(item[()])
+    if unit_problem(units) is not None or not units.strip():
+        return value
+    return float(registry().Quantity(value, units).to("mm").magnitude)
 
 
 def _transformation(

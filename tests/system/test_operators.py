@@ -320,34 +320,3 @@ def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) ->
     assert tree == ["pre_exposure:NXentry", "during_exposure:NXentry", "post_exposure:NXentry"]
     assert len(list((out / "detector").glob("*.h5"))) == 3  # dark, flat, projections
     assert list((out / "logs").iterdir()), "the logs are kept beside the file"
-
-
-def test_the_package_carries_its_configs_and_the_c_iocs_database(tmp_path: Path) -> None:
-    """A wheel has what the service, the sim beamline and the demo need at run time, and a
-    config is reachable by name."""
-    import zipfile
-
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("assonant_ioc-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for shipped in ("configs/sim.yaml", "configs/mogno.yaml", "configs/manaca_pv_map.csv",
-                    "sim/db/sim_beamline.substitutions", "sim/db/motor.db"):  # fmt: skip
-        assert f"assonant_ioc/{shipped}" in names, shipped
-    listed = subprocess.run(
-        [sys.executable, "-m", "assonant_ioc.cli", "configs"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=True,
-    ).stdout
-    names_listed = {line.split()[0] for line in listed.splitlines()}
-    assert {"sim", "sim_tomo", "mogno", "manaca"} <= names_listed
-    from assonant_ioc.config import load_config
-
-    assert load_config("mogno").definition == "NXtomo"  # by name, from any directory

@@ -7,10 +7,27 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from assonant_ioc.sim import procs
 from tests.system.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package built as a wheel, once for this module's tests."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (built,) = dist.glob("assonant_ioc-*.whl")
+    return built
 
 
 def _outside(env: dict[str, str]) -> dict[str, str]:
@@ -19,16 +36,8 @@ def _outside(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
-    tmp_path: Path, log_dir: Path
+    wheel: Path, tmp_path: Path, log_dir: Path
 ) -> None:
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = dist.glob("assonant_ioc-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -65,3 +74,27 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
             lambda: procs.ca_answers(f"{prefix}smp:x:RBV", client), 30, "the C IOC", proc
         )
         assert procs.ca_get(f"{prefix}mono:energy:RBV", client) > 0
+
+
+def test_the_package_carries_its_configs_and_the_c_iocs_database(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """A wheel has what the service, the sim beamline and the demo need at run time, and a
+    config is reachable by name."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in ("configs/sim.yaml", "configs/mogno.yaml", "configs/manaca_pv_map.csv",
+                    "sim/db/sim_beamline.substitutions", "sim/db/motor.db"):  # fmt: skip
+        assert f"assonant_ioc/{shipped}" in names, shipped
+    listed = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "configs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=True,
+    ).stdout
+    names_listed = {line.split()[0] for line in listed.splitlines()}
+    assert {"sim", "sim_tomo", "mogno", "manaca"} <= names_listed
+    from assonant_ioc.config import load_config
+
+    assert load_config("mogno").definition == "NXtomo"  # by name, from any directory

@@ -7,6 +7,8 @@ usage: assonant-ioc [serve] --config FILE [...]   run the IOC (serve --help: its
        assonant-ioc configs                       the configs shipped (--config NAME)
        assonant-ioc demo [--data-dir DIR]         broker, sim beamline, IOC, one experiment
        assonant-ioc sim [--kind caproto|c]        the simulated beamline alone
+       assonant-ioc catalog [consume|serve|backfill|search]
+                                                  the data catalog fed by the events (tiled)
 
 Each subcommand takes --help.
 """
@@ -56,6 +58,15 @@ def main(argv: list[str] | None = None) -> None:
     if command == "sim":
         _sim(argv[1:])
         return
+    if command == "catalog":
+        try:
+            from assonant_ioc.catalog.cli import main as catalog
+        except ImportError as err:
+            sys.stderr.write(
+                f"assonant-ioc catalog: needs tiled: pip install 'assonant-ioc[catalog]' ({err})\n"
+            )
+            raise SystemExit(2) from None
+        raise SystemExit(catalog(argv[1:]))
     from assonant_ioc.ioc.server import main as ioc
 
     ioc(argv)

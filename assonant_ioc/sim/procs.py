@@ -285,8 +285,12 @@ def broker_binary() -> str:
 
 
 @contextlib.contextmanager
-def broker(log_dir: Path, port: int | None = None) -> Iterator[str]:
-    """A local Kafka-protocol broker on 127.0.0.1; yields its bootstrap address."""
+def broker(
+    log_dir: Path, port: int | None = None, advertised_port: int | None = None
+) -> Iterator[str]:
+    """A local Kafka-protocol broker on 127.0.0.1; yields its bootstrap address.
+
+    ``advertised_port``: the port clients are told to connect to (a proxy in front of it)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     args = [
@@ -295,7 +299,7 @@ def broker(log_dir: Path, port: int | None = None) -> Iterator[str]:
         "--listener-url",
         url,
         "--advertised-listener-url",
-        url,
+        f"tcp://127.0.0.1:{advertised_port or port}",
         "--storage-engine",
         "memory://tansu/",
     ]
@@ -364,3 +368,69 @@ def service(
     with running("assonant-ioc", args, env, log_dir) as proc:
         wait_until(lambda: _started(prefix, ca_client_env(port)), 30, "assonant IOC", proc)
         yield port, proc
+
+
+def http_answers(url: str) -> bool:
+    """Whether an HTTP server answers ``url`` (any status: it is up)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - http:// built here
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def catalog_consumer(
+    log_dir: Path, kafka: str, topic: str, catalog: str, status_port: int | None = None
+) -> Iterator[tuple[Proc, int]]:
+    """``assonant-ioc catalog consume``; yields (proc, status port) once its status answers."""
+    status_port = status_port or free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "catalog",
+        "consume",
+        "--kafka-bootstrap",
+        kafka,
+        "--topic",
+        topic,
+        "--catalog",
+        catalog,
+        "--status-port",
+        str(status_port),
+        "--status-every",
+        "5",
+    ]
+    with running("catalog-consumer", args, {}, log_dir) as proc:
+        url = f"http://127.0.0.1:{status_port}/status"
+        wait_until(lambda: http_answers(url), 60, "catalog consumer", proc)
+        yield proc, status_port
+
+
+@contextlib.contextmanager
+def catalog_server(log_dir: Path, catalog: str, read: list[Path], api_key: str) -> Iterator[str]:
+    """``assonant-ioc catalog serve`` (tiled) on a free port; yields its URL."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "catalog",
+        "serve",
+        "--catalog",
+        catalog,
+        "--port",
+        str(port),
+        *[a for d in read for a in ("--read", str(d))],
+    ]
+    env = {"TILED_SINGLE_USER_API_KEY": api_key}
+    with running("catalog-server", args, env, log_dir) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_answers(f"{url}/api/v1/"), 60, "tiled server", proc)
+        yield url

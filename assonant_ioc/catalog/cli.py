@@ -1,0 +1,244 @@
+"""``assonant-ioc catalog``: the data catalog fed by the ``file_written`` events.
+
+usage: assonant-ioc catalog [consume] --kafka-bootstrap HOST:PORT [--topic T ...]
+       assonant-ioc catalog serve --read DIR [--read DIR ...] [--port 8000]
+       assonant-ioc catalog backfill DIR
+       assonant-ioc catalog search --url URL [--sample S] [--beamline B] [--since T] ...
+
+Every subcommand takes --catalog URI: an SQLite file (default: catalog.db in the
+state directory, $XDG_STATE_HOME/assonant-ioc) or a PostgreSQL URI
+(postgresql://user:password@host/db). serve is tiled's own server over that
+catalog: clients give the API key of TILED_SINGLE_USER_API_KEY (or --api-key-file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.catalog.record import utc
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("consume", "serve", "backfill", "search")
+
+
+def _catalog_arg(parser: argparse.ArgumentParser) -> None:
+    from assonant_ioc.catalog.store import default_uri
+
+    parser.add_argument(
+        "--catalog",
+        default=os.environ.get("ASSONANT_CATALOG") or default_uri(),
+        help="SQLite file or database URI (default: $ASSONANT_CATALOG, else %(default)s)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="assonant-ioc catalog",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="action")
+    consume = sub.add_parser("consume", help="register the files the events announce (default)")
+    consume.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", ""),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP)",
+    )
+    consume.add_argument(
+        "--topic",
+        action="append",
+        help="a topic of file_written events; repeat for each beamline (default: assonant.files)",
+    )
+    consume.add_argument("--group", default="assonant-catalog", help="Kafka consumer group")
+    consume.add_argument(
+        "--status-port", type=int, default=0, help="serve the counts as JSON on this port (0: off)"
+    )
+    consume.add_argument("--status-host", default="127.0.0.1", help="address of the status port")
+    consume.add_argument(
+        "--status-every", type=float, default=30.0, help="log the counts this often (seconds)"
+    )
+    serve = sub.add_parser("serve", help="tiled's HTTP server over the catalog")
+    serve.add_argument(
+        "--read",
+        action="append",
+        required=True,
+        help="a directory the files are in (the data root); repeat for several",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--api-key-file", help="a file holding the API key (else $TILED_SINGLE_USER_API_KEY)"
+    )
+    serve.add_argument(
+        "--public", action="store_true", help="reading needs no API key (tiled's --public)"
+    )
+    backfill = sub.add_parser("backfill", help="register the files already under DIR")
+    backfill.add_argument("dir", help="directory to walk (recursively)")
+    search = sub.add_parser("search", help="find files in a served catalog (tiled client)")
+    search.add_argument("--url", required=True, help="the catalog server, http://host:port")
+    search.add_argument("--beamline")
+    search.add_argument("--sample")
+    search.add_argument("--experiment-id")
+    search.add_argument("--definition", help="NXtomo, NXmx...")
+    search.add_argument("--since", help="ended at or after this time (ISO 8601)")
+    search.add_argument("--until", help="started at or before this time (ISO 8601)")
+    search.add_argument("--text", help="full-text search of the metadata")
+    for each in (consume, serve, backfill):
+        _catalog_arg(each)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*ACTIONS, "-h", "--help"):
+        argv = ["consume", *argv]
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.action == "consume":
+            if not args.kafka_bootstrap:
+                raise SystemExit("assonant-ioc catalog: --kafka-bootstrap (or $KAFKA_BOOTSTRAP)")
+            return asyncio.run(_consume(args))
+        if args.action == "serve":
+            return _serve(args)
+        if args.action == "backfill":
+            return asyncio.run(_backfill(args))
+        return _search(args)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"assonant-ioc catalog {args.action}: {err}\n")
+        return 2
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    from assonant_ioc.catalog.consumer import CatalogConsumer, report, serve_status
+    from assonant_ioc.catalog.store import Catalog
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    catalog = await Catalog.open(args.catalog)
+    log.info("catalog %s: %d records", catalog.uri, await catalog.count())
+    consumer = CatalogConsumer(
+        args.kafka_bootstrap, args.topic or ["assonant.files"], args.group, catalog
+    )
+    status = None
+    if args.status_port:
+        status = await serve_status(consumer.stats, args.status_host, args.status_port)
+        log.info("status on http://%s:%d/status", args.status_host, args.status_port)
+    reporter = asyncio.create_task(report(consumer, args.status_every, stop))
+    try:
+        await consumer.run(stop)
+    finally:
+        stop.set()
+        await reporter
+        if status is not None:
+            status.close()
+        await catalog.close()
+        log.info("catalog consumer stopped: %s", consumer.stats.line())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from assonant_ioc.catalog.store import normalise_uri
+
+    env = dict(os.environ)
+    if args.api_key_file:
+        env["TILED_SINGLE_USER_API_KEY"] = Path(args.api_key_file).read_text().strip()
+    cmd = [sys.executable, "-m", "tiled", "serve", "catalog", normalise_uri(args.catalog), "--init"]
+    for root in args.read:
+        if not Path(root).is_dir():
+            sys.stderr.write(f"--read {root}: no such directory (yet)\n")
+        cmd += ["--read", str(Path(root).resolve())]
+    cmd += ["--host", args.host, "--port", str(args.port)]
+    if args.public:
+        cmd.append("--public")
+    sys.stderr.write(
+        f"tiled serving {normalise_uri(args.catalog)} on http://{args.host}:{args.port}\n"
+    )
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)  # noqa: S606 - the server is tiled's, signals and all
+
+
+async def _backfill(args: argparse.Namespace) -> int:
+    from assonant_ioc.catalog.backfill import backfill
+    from assonant_ioc.catalog.store import Catalog
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a directory")
+    catalog = await Catalog.open(args.catalog)
+    try:
+        counts = await backfill(catalog, root)
+    finally:
+        await catalog.close()
+    summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no HDF5 files"
+    sys.stdout.write(f"backfill {root}: {summary}\n")
+    return 0
+
+
+def query_fields(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
+    """The search as (key, operator, value) triples: ``eq``, ``ge``, ``le``, ``text``."""
+    found: list[tuple[str, str, Any]] = []
+    for name in ("beamline", "sample", "experiment_id", "definition"):
+        if getattr(args, name, None):
+            found.append((name, "eq", getattr(args, name)))
+    if args.since:
+        found.append(("end_epoch", "ge", utc(_zoned(args.since))[1]))
+    if args.until:
+        found.append(("start_epoch", "le", utc(_zoned(args.until))[1]))
+    if args.text:
+        found.append(("", "text", args.text))
+    return found
+
+
+def _zoned(text: str) -> str:
+    """A time without a zone is local time, as an operator typing it means."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.astimezone(timezone.utc).isoformat()
+
+
+def _search(args: argparse.Namespace) -> int:
+    from tiled.client import from_uri
+    from tiled.queries import Comparison, FullText, Key
+
+    client = from_uri(args.url)
+    found = client
+    for key, op, value in query_fields(args):
+        if op == "eq":
+            found = found.search(Key(key) == value)
+        elif op == "text":
+            found = found.search(FullText(value))
+        else:
+            found = found.search(Comparison(op, key, value))
+    n = 0
+    for key, node in found.items():
+        n += 1
+        meta = node.metadata
+        sys.stdout.write(
+            json.dumps(
+                {k: meta.get(k) for k in ("beamline", "experiment_id", "sample", "definition")}
+                | {"key": key, "start_time": meta.get("start_time"), "status": meta.get("status")}
+                | {"file_path": meta.get("file_path")}
+            )
+            + "\n"
+        )
+    sys.stderr.write(f"{n} file(s)\n")
+    with contextlib.suppress(Exception):
+        client.context.close()
+    return 0

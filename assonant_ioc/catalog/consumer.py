@@ -1,0 +1,247 @@
+"""The catalog consumer: ``file_written`` events in, one catalog record per file out.
+
+A Kafka consumer group (aiokafka) over one or more beamlines' topics. A batch's
+offsets are committed only after each of its files is registered, so a stop (even
+SIGKILL) between the two redelivers the events, and the catalog, keyed by file and
+event id, changes nothing the second time. A broker outage only pauses it; a catalog
+that cannot be written is retried, never skipped. Its counts and lag are logged and
+served as JSON (``--status-port``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
+from assonant_ioc.catalog.store import Catalog, Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """What the consumer has done (its status endpoint serves these as JSON)."""
+
+    catalog: str = ""
+    topics: list[str] = field(default_factory=list)
+    group: str = ""
+    registered: int = 0
+    duplicate: int = 0
+    updated: int = 0
+    missing: int = 0
+    checksum_mismatch: int = 0
+    unreadable: int = 0
+    invalid_events: int = 0
+    catalog_errors: int = 0
+    lag: int | None = None
+    broker_connected: bool = False
+    last_event_id: str = ""
+    last_registered_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def line(self) -> str:
+        lag = "?" if self.lag is None else str(self.lag)
+        return (
+            f"registered={self.registered} duplicate={self.duplicate} updated={self.updated} "
+            f"missing={self.missing} checksum_mismatch={self.checksum_mismatch} "
+            f"unreadable={self.unreadable} invalid_events={self.invalid_events} lag={lag} "
+            f"broker={'connected' if self.broker_connected else 'unreachable'}"
+        )
+
+    def as_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+class CatalogConsumer:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        group: str,
+        catalog: Catalog,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group = group
+        self.catalog = catalog
+        self.retry_s = retry_s
+        self.stats = Stats(catalog=catalog.uri, topics=topics, group=group)
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id="assonant-catalog",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a new group, or a broker that lost its offsets
+            metadata_max_age_ms=5000,  # a topic made after the start is found soon
+        )
+
+    async def _start(self, stop: asyncio.Event) -> AIOKafkaConsumer:
+        """Start the consumer, waiting out a broker that is not there yet."""
+        while True:
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                self.stats.broker_connected = True
+                log.info(
+                    "consuming %s as group %s from %s", self.topics, self.group, self.bootstrap
+                )
+                return consumer
+            except (KafkaError, OSError) as err:
+                await consumer.stop()
+                self.stats.broker_connected = False
+                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                except asyncio.TimeoutError:
+                    continue
+                raise asyncio.CancelledError from None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set."""
+        try:
+            self._consumer = consumer = await self._start(stop)
+        except asyncio.CancelledError:
+            return
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500, max_records=200)
+                for tp, records in batch.items():
+                    for rec in records:
+                        if not await self._handle(rec.value, tp, rec.offset, stop):
+                            return  # stopped before this one was registered: not committed
+                    await self._commit(consumer, tp, records[-1].offset + 1)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except (KafkaError, OSError) as err:  # redelivered later: a duplicate, nothing lost
+            log.warning("commit of %s:%s at %s failed: %r", tp.topic, tp.partition, offset, err)
+
+    async def _handle(
+        self, value: bytes | None, tp: TopicPartition, offset: int, stop: asyncio.Event
+    ) -> bool:
+        """Register one event (retrying the catalog until it answers); False when stopped."""
+        where = f"{tp.topic}[{tp.partition}]@{offset}"
+        try:
+            event = json.loads(value or b"")
+            record = from_event(event, time.time())
+        except (ValueError, BadEvent) as err:
+            self.stats.invalid_events += 1
+            log.error("%s: not registered, not a valid file_written event: %s", where, err)
+            return True
+        record = await asyncio.to_thread(check_file, record)
+        while True:
+            try:
+                outcome = await self.catalog.register(record)
+                break
+            except Exception as err:  # noqa: BLE001 - any catalog failure is retried
+                self.stats.catalog_errors += 1
+                log.error("%s: catalog %s failed (%r); retrying", where, self.catalog.uri, err)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                    return False
+                except asyncio.TimeoutError:
+                    pass
+        self._count(outcome, record.status)
+        self.stats.last_event_id = record.metadata["event_id"]
+        level = logging.INFO if record.status is FileStatus.OK else logging.ERROR
+        log.log(
+            level,
+            "%s %s: %s (%s) event %s%s",
+            outcome.value,
+            record.key,
+            record.path,
+            record.status.value,
+            record.metadata["event_id"],
+            f": {record.metadata['problem']}" if record.metadata.get("problem") else "",
+        )
+        return True
+
+    def _count(self, outcome: Outcome, status: FileStatus) -> None:
+        if outcome is Outcome.DUPLICATE:
+            self.stats.duplicate += 1
+            return
+        if outcome is Outcome.REGISTERED:
+            self.stats.registered += 1
+        else:
+            self.stats.updated += 1
+        self.stats.last_registered_at = time.time()
+        if status is FileStatus.MISSING:
+            self.stats.missing += 1
+        elif status is FileStatus.CHECKSUM_MISMATCH:
+            self.stats.checksum_mismatch += 1
+        elif status is FileStatus.UNREADABLE:
+            self.stats.unreadable += 1
+
+    async def refresh(self) -> None:
+        """Update the broker's reachability and the lag (events not yet registered)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            await asyncio.wait_for(consumer.topics(), 5)
+            self.stats.broker_connected = True
+        except (KafkaError, OSError, asyncio.TimeoutError):
+            self.stats.broker_connected = False
+            return
+        lag = 0
+        try:
+            parts = list(consumer.assignment())
+            ends = await asyncio.wait_for(consumer.end_offsets(parts), 5) if parts else {}
+            for tp in parts:
+                lag += max(0, ends.get(tp, 0) - await consumer.position(tp))
+        except (KafkaError, OSError, asyncio.TimeoutError, AssertionError):
+            return  # a rebalance in progress: the next refresh tells
+        self.stats.lag = lag
+
+
+async def report(consumer: CatalogConsumer, every: float, stop: asyncio.Event) -> None:
+    """Refresh the lag each second and log the counts every ``every`` seconds (and on change)."""
+    last_line, last_log = "", 0.0
+    while not stop.is_set():
+        await consumer.refresh()
+        line = consumer.stats.line()
+        now = time.monotonic()
+        if (line != last_line and now - last_log >= min(every, 5)) or now - last_log >= every:
+            log.info("catalog status: %s", line)
+            last_line, last_log = line, now
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
+    """``GET /status`` (any path): the counts as JSON, for a monitoring system to poll."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = stats.as_json()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port)

@@ -1,0 +1,175 @@
+"""One catalog record per file: its key and its searchable metadata (pure: no tiled, no Kafka).
+
+A record is keyed by the file's path, so a file registered twice (a redelivered event,
+an event after a backfill, a second backfill) is one record. Its metadata holds every
+field a search takes: beamline, experiment id, sample, definition, moments, times
+(ISO 8601 in UTC, and POSIX seconds for range queries), who ended it, validation, the
+file's path, size and sha256, the event id, and ``status``: what the catalog found
+when it looked at the file (``ok``, ``missing``, ``checksum_mismatch``, ``unreadable``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.model.times import iso
+
+
+class FileStatus(str, Enum):
+    OK = "ok"
+    MISSING = "missing"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    UNREADABLE = "unreadable"
+
+
+class Origin(str, Enum):
+    EVENT = "event"
+    BACKFILL = "backfill"
+
+
+class BadEvent(ValueError):
+    """A message on the topic that is not a ``file_written`` event this catalog can register."""
+
+
+#: the fields of a ``file_written`` event that a record must have
+_REQUIRED = ("event_id", "beamline", "experiment_id", "file_path", "file_size", "sha256")
+
+
+@dataclass
+class Record:
+    path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return record_key(self.path)
+
+    @property
+    def status(self) -> FileStatus:
+        return FileStatus(self.metadata.get("status", FileStatus.OK.value))
+
+
+def record_key(path: Path) -> str:
+    """A stable key for the file at ``path``: its name (URL-safe) and a hash of its full path."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:80] or "file"
+    digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{stem}-{digest}"
+
+
+def utc(text: str) -> tuple[str, float]:
+    """An ISO 8601 time as (ISO 8601 in UTC with microseconds, POSIX seconds)."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError(f"time {text!r} has no time zone")
+    when = when.astimezone(timezone.utc)
+    return when.isoformat(timespec="microseconds"), when.timestamp()
+
+
+def _times(meta: dict[str, Any], start: str, end: str) -> None:
+    for name, text in (("start", start), ("end", end)):
+        if text:
+            meta[f"{name}_time"], meta[f"{name}_epoch"] = utc(text)
+        else:
+            meta[f"{name}_time"], meta[f"{name}_epoch"] = "", None
+
+
+def from_event(event: Any, registered_at: float) -> Record:
+    """The record a ``file_written`` event describes (before the file is looked at)."""
+    if not isinstance(event, dict) or event.get("event_type") != "file_written":
+        raise BadEvent("not a file_written event")
+    missing = [name for name in _REQUIRED if not event.get(name) and event.get(name) != 0]
+    if missing:
+        raise BadEvent(f"file_written event without {', '.join(missing)}")
+    path = Path(str(event["file_path"]))
+    if not path.is_absolute():
+        raise BadEvent(f"file_path {str(path)!r} is not absolute")
+    meta: dict[str, Any] = {
+        "beamline": str(event["beamline"]),
+        "experiment_id": str(event["experiment_id"]),
+        "sample": str(event.get("sample_name", "")),
+        "definition": str(event.get("definition", "")),
+        "moments": [str(m) for m in event.get("moments", [])],
+        "ended_by": str(event.get("ended_by", "")),
+        "validation": event.get("validation"),
+        "file_path": str(path),
+        "file_size": int(event["file_size"]),
+        "sha256": str(event["sha256"]),
+        "event_id": str(event["event_id"]),
+        "written_at": str(event.get("written_at", "")),
+        "readings_captured": int(event.get("readings_captured", 0)),
+        "readings_disconnected": int(event.get("readings_disconnected", 0)),
+        "origin": Origin.EVENT.value,
+        "registered_at": iso(registered_at),
+    }
+    try:
+        _times(meta, str(event.get("start_time", "")), str(event.get("end_time", "")))
+    except ValueError as err:
+        raise BadEvent(f"bad time in event: {err}") from err
+    return Record(path, meta)
+
+
+def from_file_meta(path: Path, found: dict[str, Any], registered_at: float) -> Record:
+    """The record of a file already on disk, from what ``nexus_meta.read`` found in it."""
+    meta: dict[str, Any] = {
+        "beamline": found.get("beamline", ""),
+        "experiment_id": found.get("experiment_id", ""),
+        "sample": found.get("sample", ""),
+        "definition": found.get("definition", ""),
+        "moments": list(found.get("moments", [])),
+        "ended_by": found.get("ended_by", ""),
+        "validation": None,  # what the IOC's validators found is in its event only
+        "file_path": str(path),
+        "event_id": "",
+        "written_at": found.get("file_time", ""),
+        "origin": Origin.BACKFILL.value,
+        "registered_at": iso(registered_at),
+    }
+    try:
+        _times(meta, found.get("start_time", ""), found.get("end_time", ""))
+    except ValueError:
+        _times(meta, "", "")
+    return Record(path, meta)
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(record: Record) -> Record:
+    """Look at the file: set ``status`` (and ``problem``) from what is on disk.
+
+    An event's size and sha256 are checked against the file; a backfilled record takes
+    them from the file. A missing or changed file is still a record: never dropped."""
+    meta = record.metadata
+    try:
+        size = record.path.stat().st_size
+        digest = sha256_of(record.path)
+    except FileNotFoundError:
+        meta["status"], meta["problem"] = FileStatus.MISSING.value, "no such file"
+        return record
+    except OSError as err:
+        meta["status"], meta["problem"] = FileStatus.UNREADABLE.value, str(err)
+        return record
+    if "sha256" not in meta:  # backfill: the file is its own reference
+        meta["file_size"], meta["sha256"] = size, digest
+    if digest != meta["sha256"] or size != meta["file_size"]:
+        meta["status"] = FileStatus.CHECKSUM_MISMATCH.value
+        meta["problem"] = (
+            f"file has {size} bytes, sha256 {digest}; the event said {meta['file_size']} bytes, "
+            f"sha256 {meta['sha256']}"
+        )
+        meta["file_sha256"] = digest
+        return record
+    meta.setdefault("status", FileStatus.OK.value)
+    meta.setdefault("problem", "")
+    return record

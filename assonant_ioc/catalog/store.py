@@ -1,0 +1,153 @@
+"""The tiled catalog the records go into (the only module of the catalog that imports tiled).
+
+SQLite in the state directory is the embedded default; a facility gives a PostgreSQL
+URI (``postgresql://user@host/db``). Each record is a node at the catalog's top,
+keyed by the file's path; a file that is there is an external HDF5 data source, so
+tiled serves every dataset in it (the detector frames through their links included).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from tiled.catalog import from_uri
+from tiled.catalog.adapter import CatalogContainerAdapter, Collision
+from tiled.queries import Key
+from tiled.structures.core import StructureFamily
+from tiled.structures.data_source import Asset, DataSource, Management
+from tiled.utils import ensure_uri
+
+from assonant_ioc.catalog.record import FileStatus, Origin, Record
+
+log = logging.getLogger(__name__)
+
+HDF5_MIMETYPE = "application/x-hdf5"
+
+
+class Outcome(str, Enum):
+    REGISTERED = "registered"
+    DUPLICATE = "duplicate"  # the same file (and event) again: nothing changed
+    UPDATED = "updated"  # a backfilled file's event, or a file replaced at the same path
+
+
+def default_uri() -> str:
+    """SQLite in the service's state directory (``$XDG_STATE_HOME/assonant-ioc``)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return f"sqlite:///{Path(base) / 'assonant-ioc' / 'catalog.db'}"
+
+
+def normalise_uri(uri: str) -> str:
+    """A path is an SQLite file (its directory is made); a URI is taken as it is."""
+    if "://" not in uri:
+        uri = f"sqlite:///{Path(uri).resolve()}"
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def _data_sources(record: Record) -> list[DataSource[Any]]:
+    if record.status in (FileStatus.MISSING, FileStatus.UNREADABLE):
+        return []  # nothing tiled could open: the record says why
+    asset = Asset(
+        data_uri=ensure_uri(str(record.path)),
+        is_directory=False,
+        parameter="data_uris",
+        num=None,
+    )
+    return [
+        DataSource(
+            structure_family=StructureFamily.container,
+            mimetype=HDF5_MIMETYPE,
+            structure=None,
+            parameters={},
+            management=Management.external,
+            assets=[asset],
+        )
+    ]
+
+
+def _same_file(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return bool(old.get("sha256")) and old.get("sha256") == new.get(
+        "file_sha256", new.get("sha256")
+    )
+
+
+class Catalog:
+    """Open with ``await Catalog.open(uri)``; ``register`` is idempotent per file."""
+
+    def __init__(self, adapter: CatalogContainerAdapter, uri: str) -> None:
+        self._adapter = adapter
+        self.uri = uri
+
+    @classmethod
+    async def open(cls, uri: str) -> Catalog:
+        uri = normalise_uri(uri)
+        adapter = from_uri(uri, init_if_not_exists=True)
+        await adapter.startup()
+        return cls(adapter, uri)
+
+    async def close(self) -> None:
+        await self._adapter.shutdown()
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The metadata of the record ``key``, or None."""
+        try:
+            node = await self._adapter.lookup_adapter([key])
+        except KeyError:
+            return None
+        if node is None:
+            return None
+        return dict(node.metadata())
+
+    async def register(self, record: Record) -> Outcome:
+        """Add the record, or say why nothing (or only its metadata) changed."""
+        old = await self.get(record.key)
+        if old is None:
+            try:
+                await self._adapter.create_node(
+                    structure_family=StructureFamily.container,
+                    metadata=record.metadata,
+                    key=record.key,
+                    specs=[],
+                    data_sources=_data_sources(record),
+                )
+                return Outcome.REGISTERED
+            except Collision:  # registered meanwhile (a backfill beside the consumer)
+                old = await self.get(record.key) or {}
+        new = record.metadata
+        if new["origin"] == Origin.BACKFILL.value:
+            return Outcome.DUPLICATE  # a backfill never overrides what is there
+        if old.get("event_id") == new["event_id"]:
+            return Outcome.DUPLICATE  # the same event again
+        if old.get("event_id") and _same_file(old, new):
+            return Outcome.DUPLICATE  # another event for the same bytes
+        merged = {**old, **new}
+        if not old.get("event_id"):
+            log.info("%s: event %s for a backfilled file", record.key, new["event_id"])
+        else:
+            log.warning(
+                "%s: event %s for %s replaces event %s (sha256 %s -> %s)",
+                record.key,
+                new["event_id"],
+                record.path,
+                old.get("event_id"),
+                old.get("sha256"),
+                new.get("sha256"),
+            )
+        node = await self._adapter.lookup_adapter([record.key])
+        await node.replace_metadata(metadata=merged)
+        return Outcome.UPDATED
+
+    async def search(self, **equal: Any) -> list[str]:
+        """Keys of the records whose metadata has each ``field=value`` (for checks and tools)."""
+        found = self._adapter
+        for name, value in equal.items():
+            found = found.search(Key(name) == value)
+        return list(await found.keys_range(0, None))
+
+    async def count(self) -> int:
+        return int(await self._adapter.exact_len())

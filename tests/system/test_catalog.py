@@ -1,0 +1,274 @@
+"""The data catalog fed by the events, as a facility runs it: broker, simulated beamline, the
+IOC, the catalog consumer and tiled's server, each a real process on loopback.
+
+Files are found over tiled's HTTP API (plain HTTP, the API key in the header) by sample,
+beamline and time range; datasets (a recorded series, a detector frame through the
+NXtomo's links) read over HTTP equal the file's. The consumer killed with SIGKILL, the
+broker stopped and restarted, and a backfill of the same directory: each file stays one
+record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from aiokafka import AIOKafkaProducer
+
+from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.sim import procs
+from tests.system.conftest import CA, REPO, start_service
+from tests.system.tcp_proxy import Proxy
+
+
+class Tiled:
+    """Plain HTTP to tiled's API, as a script or a browser would talk to it."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url, self.api_key = url, api_key
+
+    def get(self, path: str, params: list[tuple[str, str]] | None = None) -> bytes:
+        query = urllib.parse.urlencode(params or [])
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/{path}{'?' + query if query else ''}",
+            headers={"Authorization": f"Apikey {self.api_key}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return bytes(reply.read())
+
+    def search(self, *conditions: tuple[str, str, Any]) -> dict[str, dict[str, Any]]:
+        """Keys -> metadata of the records matching every (key, operator, value)."""
+        params: list[tuple[str, str]] = []
+        for key, op, value in conditions:
+            if op == "eq":
+                params += [("filter[eq][condition][key]", key)]
+            else:
+                params += [
+                    ("filter[comparison][condition][operator]", op),
+                    ("filter[comparison][condition][key]", key),
+                ]
+            params += [
+                (
+                    f"filter[{'eq' if op == 'eq' else 'comparison'}][condition][value]",
+                    json.dumps(value),
+                )
+            ]
+        params.append(("fields", "metadata"))
+        reply = json.loads(self.get("search/", params))
+        return {item["id"]: item["attributes"]["metadata"] for item in reply["data"]}
+
+    def array(
+        self, key: str, dataset: str, dtype: Any, shape: tuple[int, ...], index: str = ""
+    ) -> Any:
+        params = [("format", "application/octet-stream")]
+        if index:
+            params.append(("slice", index))
+        raw = self.get(f"array/full/{key}/{dataset}", params)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _acquire(client: CA, BL: str, key: int) -> None:
+    before = client.get(f"{BL}det:HDF1:FullFileName_RBV")
+    counted = client.get(f"{BL}det:ArrayCounter_RBV")
+    client.put(f"{BL}det:ImageKey", key)
+    client.put(f"{BL}det:Acquire", 1)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 2, 10, "two frames"
+    )
+    client.put(f"{BL}det:Acquire", 0)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:HDF1:FullFileName_RBV") != before, 10, "detector file"
+    )
+
+
+def _experiment(client: CA, BL: str, P: str, exp_id: str, sample: str, turn: float) -> None:
+    """Pre, (dark, flat,) recording while the sample turns and the camera takes
+    projections, post, end: one NXtomo file."""
+    client.put(f"{P}ExperimentId", exp_id)
+    client.put(f"{P}SampleName", sample)
+    client.put(f"{P}Snapshot:Pre", 1)
+    _acquire(client, BL, 2)  # dark
+    _acquire(client, BL, 1)  # flat
+    files_before = client.get(f"{BL}det:HDF1:FileNumber")
+    client.put(f"{P}Record:During", 1)
+    client.put(f"{BL}det:ImageKey", 0)
+    client.put(f"{BL}det:Acquire", 1)
+    client.put(f"{BL}smp:rx:VAL", turn)
+    procs.wait_until(lambda: abs(client.get(f"{BL}smp:rx:RBV") - turn) < 1e-6, 20, "rotation")
+    procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 20, "rotation done")
+    client.put(f"{BL}det:Acquire", 0)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:HDF1:FileNumber") == files_before + 1, 10, "scan file"
+    )
+    client.put(f"{P}Record:During", 0)
+    client.put(f"{P}Snapshot:Post", 1)
+    client.put(f"{P}EndOfExperiment", 1)
+
+
+def _status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
+        status: dict[str, Any] = json.loads(reply.read())
+        return status
+
+
+def _found_within(tiled: Tiled, event: dict[str, Any], timeout: float) -> float:
+    """Wait until the event's file is found by sample, beamline and time range; returns
+    the seconds from the event's ``written_at`` to found."""
+    written = datetime.fromisoformat(event["written_at"]).timestamp()
+    start = datetime.fromisoformat(event["start_time"]).timestamp()
+    end = datetime.fromisoformat(event["end_time"]).timestamp()
+    searches = [
+        [("sample", "eq", event["sample_name"])],
+        [("beamline", "eq", event["beamline"]), ("experiment_id", "eq", event["experiment_id"])],
+        [("end_epoch", "ge", start - 0.5), ("start_epoch", "le", end + 0.5)],
+    ]
+
+    def found() -> bool:
+        return all(
+            any(m["event_id"] == event["event_id"] for m in tiled.search(*s).values())
+            for s in searches
+        )
+
+    procs.wait_until(found, timeout, f"{event['file_path']} in the catalog")
+    return time.time() - written
+
+
+async def _send_raw(kafka: str, topic: str, *values: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"hand-made")
+    finally:
+        await producer.stop()
+
+
+def test_catalog_finds_and_serves_every_file_once(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    BL = sim[0]
+    topic = f"assonant.test.{procs.new_prefix('c').strip(':')}"
+    catalog = f"sqlite:///{tmp_path / 'state' / 'catalog.db'}"
+    api_key = secrets.token_hex(16)
+    broker_port = procs.free_port()
+    config = (REPO / "configs" / "sim_tomo.yaml").read_text()
+    samples = ["phantom A", "phantom B", "phantom C", "phantom D"]
+    events: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    with Proxy(broker_port) as proxy, procs.broker(log_dir, broker_port, proxy.port) as _:
+        kafka = f"127.0.0.1:{proxy.port}"  # every client goes through the proxy
+        with start_service(
+            log_dir, tmp_path, sim, ["--kafka-bootstrap", kafka], topic, config_text=config
+        ) as (client, P, data_dir, _ioc):
+            client.put(f"{BL}det:HDF1:FilePath", str(data_dir / "detector"))
+            with procs.catalog_server(log_dir, catalog, [data_dir], api_key) as url:
+                tiled = Tiled(url, api_key)
+
+                def run(n: int) -> dict[str, Any]:
+                    exp_id = f"cat-{n}-{int(time.time())}"
+                    _experiment(client, BL, P, exp_id, samples[n], turn=(n + 1) * 15.0)
+                    event = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
+                    events.append(event)
+                    return event
+
+                with procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, st):
+                    for n in (0, 1):
+                        latencies.append(_found_within(tiled, run(n), 5))
+                    consumer.popen.send_signal(signal.SIGKILL)  # between two events
+                    consumer.popen.wait(10)
+                # a file written while no consumer runs is registered when one starts again
+                third = run(2)
+                with procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, st):
+                    _found_within(tiled, third, 30)
+                    # a broker outage: the IOC keeps its event, the consumer waits it out
+                    proxy.cut()
+                    exp_id = f"cat-3-{int(time.time())}"
+                    _experiment(client, BL, P, exp_id, samples[3], turn=60.0)
+                    procs.wait_until(lambda: not _status(st)["broker_connected"], 30, "outage seen")
+                    proxy.restore()
+                    fourth = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
+                    events.append(fourth)
+                    _found_within(tiled, fourth, 60)
+                    # what is not a file: a missing file is recorded, garbage is counted
+                    missing = dict(third, event_id="f" * 32, sample_name="gone")
+                    missing["file_path"] = str(data_dir / "never_written.nx")
+                    asyncio.run(_send_raw(kafka, topic, json.dumps(missing).encode(), b"{not json"))
+                    procs.wait_until(lambda: _status(st)["invalid_events"] == 1, 30, "invalid")
+                    gone = tiled.search(("sample", "eq", "gone"))
+                    assert [m["status"] for m in gone.values()] == ["missing"]
+                    status = _status(st)
+                    procs.wait_until(lambda: _status(st)["lag"] == 0, 30, "no lag")
+                    assert status["missing"] == 1 and status["catalog_errors"] == 0
+
+                every = tiled.search(("beamline", "eq", "SIM"))
+                by_event = sorted(m["event_id"] for m in every.values())
+                assert by_event == sorted([e["event_id"] for e in events] + ["f" * 32])
+                for event in events:
+                    mine = [m for m in every.values() if m["event_id"] == event["event_id"]]
+                    assert len(mine) == 1
+                    meta = mine[0]
+                    assert meta["status"] == "ok"
+                    assert meta["sha256"] == event["sha256"]
+                    assert meta["file_size"] == Path(event["file_path"]).stat().st_size
+                    assert meta["definition"] == "NXtomo"
+                    assert meta["validation"] == event["validation"]
+                    assert meta["moments"] == event["moments"]
+                    assert meta["ended_by"] == event["ended_by"]
+
+                # datasets over HTTP equal the file's: a recorded series, a detector frame
+                key = next(k for k, m in every.items() if m["event_id"] == events[0]["event_id"])
+                with h5py.File(events[0]["file_path"]) as f:
+                    rx = f["during_exposure/sample/rx/value"][()]
+                    frames = f["during_exposure/data/data"]
+                    frame = frames[frames.shape[0] - 1]
+                    n_frames = frames.shape[0]
+                    keys = f["during_exposure/data/image_key"][()]
+                assert rx.size > 2 and np.any(keys == 0)
+                got = tiled.array(key, "during_exposure/sample/rx/value", rx.dtype, rx.shape)
+                np.testing.assert_array_equal(got, rx)
+                got = tiled.array(
+                    key, "during_exposure/data/data", frame.dtype, frame.shape, str(n_frames - 1)
+                )
+                np.testing.assert_array_equal(got, frame)
+                assert frame.std() > 0  # a projection of the phantom, not a blank
+
+                # without the API key, nothing
+                try:
+                    Tiled(url, "wrong").search(("beamline", "eq", "SIM"))
+                    raise AssertionError("a wrong API key was let in")
+                except urllib.error.HTTPError as err:
+                    assert err.code == 401
+
+                # a backfill of the same directory adds nothing
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "assonant_ioc.cli",
+                        "catalog",
+                        "backfill",
+                        str(data_dir),
+                        "--catalog",
+                        catalog,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=True,
+                )
+                assert f"duplicate={len(events)}" in out.stdout and "registered" not in out.stdout
+                assert len(tiled.search(("beamline", "eq", "SIM"))) == len(events) + 1
+    assert max(latencies) < 5

@@ -63,7 +63,7 @@ def read(path: Path) -> dict[str, Any]:
             "experiment_id": _text(first, "experiment_identifier"),
             "sample": _text(first.get("sample", first), "name"),
             "definition": definitions[0] if definitions else "",
-            "moments": [name for name, _ in entries if name in MOMENTS],
+            "moments": [m for m in MOMENTS if m in dict(entries)],
             "start_time": min(starts) if starts else "",
             "end_time": max(ends) if ends else "",
             "ended_by": ended_by,

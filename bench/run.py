@@ -366,6 +366,11 @@ class Bench:
             all_ms=[x * 1e3 for x in latencies],
         )
 
+    def catalog(self) -> None:
+        from bench.catalog import run
+
+        run(self)
+
     def durable(self) -> None:
         """The journal: RSS and EndOfExperiment time against the recording's length; the
         whole build against a minimal h5py write of the same arrays; the build with the
@@ -573,7 +578,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default="bench/results.json", help="where the table goes")
     parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
     args = parser.parse_args(argv)
-    scenarios = ["connect", "pre_snapshot", "during", "write", "linked", "event", "durable", "soak"]
+    scenarios = [
+        "connect",
+        "pre_snapshot",
+        "during",
+        "write",
+        "linked",
+        "event",
+        "durable",
+        "soak",
+        "catalog",
+    ]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:
         # a CA repeater of the bench's own, stopped with it: libca in the processes

@@ -41,6 +41,8 @@ class Stats:
     invalid_events: int = 0
     catalog_errors: int = 0
     lag: int | None = None
+    #: partitions assigned to this consumer (0 until it has joined its group)
+    assigned: int = 0
     broker_connected: bool = False
     last_event_id: str = ""
     last_registered_at: float | None = None
@@ -85,6 +87,9 @@ class CatalogConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group, or a broker that lost its offsets
             metadata_max_age_ms=5000,  # a topic made after the start is found soon
+            # a broker that does not answer a fetch as soon as data arrives (Tansu) answers it
+            # after this wait: it bounds the event-to-searchable latency (10 idle fetches/s)
+            fetch_max_wait_ms=100,
         )
 
     async def _start(self, stop: asyncio.Event) -> AIOKafkaConsumer:
@@ -202,6 +207,7 @@ class CatalogConsumer:
         lag = 0
         try:
             parts = list(consumer.assignment())
+            self.stats.assigned = len(parts)
             ends = await asyncio.wait_for(consumer.end_offsets(parts), 5) if parts else {}
             for tp in parts:
                 lag += max(0, ends.get(tp, 0) - await consumer.position(tp))

@@ -105,19 +105,17 @@ class Catalog:
 
     async def register(self, record: Record) -> Outcome:
         """Add the record, or say why nothing (or only its metadata) changed."""
-        old = await self.get(record.key)
-        if old is None:
-            try:
-                await self._adapter.create_node(
-                    structure_family=StructureFamily.container,
-                    metadata=record.metadata,
-                    key=record.key,
-                    specs=[],
-                    data_sources=_data_sources(record),
-                )
-                return Outcome.REGISTERED
-            except Collision:  # registered meanwhile (a backfill beside the consumer)
-                old = await self.get(record.key) or {}
+        try:  # a new file is the common case: one transaction, no lookup first
+            await self._adapter.create_node(
+                structure_family=StructureFamily.container,
+                metadata=record.metadata,
+                key=record.key,
+                specs=[],
+                data_sources=_data_sources(record),
+            )
+            return Outcome.REGISTERED
+        except Collision:
+            old = await self.get(record.key) or {}
         new = record.metadata
         if new["origin"] == Origin.BACKFILL.value:
             return Outcome.DUPLICATE  # a backfill never overrides what is there

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import secrets
+import shlex
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         default="caproto",
         help="simulated beamline: caproto IOC or C IOC from db/",
     )
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="also run the data catalog (consumer and tiled server) and search it for the file",
+    )
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir).resolve()
     logs = data_dir / "logs" / time.strftime("%Y%m%dT%H%M%S")  # beside the file, not in /tmp
@@ -67,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     config = resolve_config("sim_tomo" if camera else "sim")
     bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
     _out(f"logs in {logs}")
-    with procs.broker(logs) as kafka:
+    with procs.broker(logs) as kafka, contextlib.ExitStack() as catalog:
         _out(f"Kafka-protocol broker on {kafka}")
+        if args.catalog:
+            search = _start_catalog(catalog, logs, kafka, data_dir)
         with procs.sim_beamline(logs, bl, kind=args.kind) as bl_port:
             _out(f"simulated beamline ({args.kind}) prefix {bl} on 127.0.0.1:{bl_port}")
             extra = ["--macro", f"BL={bl}", "--data-dir", str(data_dir), "--kafka-bootstrap", kafka]
@@ -113,6 +125,56 @@ def main(argv: list[str] | None = None) -> None:
                 event = asyncio.run(consume_event(kafka, "assonant.files", exp_id))
                 _out("\nthe Kafka event (topic assonant.files):")
                 _out(json.dumps(event, indent=2))
+                if args.catalog:
+                    search(event)
+
+
+def _start_catalog(stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir: Path) -> Any:
+    """The catalog consumer and tiled's server over ``data_dir/catalog.db``; returns the
+    function that waits for an event's file in the catalog and shows how it was found."""
+    db = f"sqlite:///{data_dir / 'catalog.db'}"
+    key = secrets.token_hex(16)
+    stack.enter_context(procs.catalog_consumer(logs, kafka, "assonant.files", db))
+    url = stack.enter_context(procs.catalog_server(logs, db, [data_dir], key))
+    _out(f"data catalog: consumer of assonant.files into {db}; tiled on {url}")
+
+    def search(event: dict[str, Any]) -> None:
+        query = urllib.parse.urlencode(
+            [
+                ("filter[eq][condition][key]", "sample"),
+                ("filter[eq][condition][value]", json.dumps(event["sample_name"])),
+                ("fields", "metadata"),
+            ]
+        )
+        request = urllib.request.Request(  # noqa: S310 - http:// built here
+            f"{url}/api/v1/search/?{query}", headers={"Authorization": f"Apikey {key}"}
+        )
+
+        def found() -> list[dict[str, Any]]:
+            with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
+                hits: list[dict[str, Any]] = json.loads(reply.read())["data"]
+                return [
+                    h for h in hits if h["attributes"]["metadata"]["event_id"] == event["event_id"]
+                ]
+
+        procs.wait_until(lambda: bool(found()), 30, "the file in the catalog")
+        (hit,) = found()
+        meta = hit["attributes"]["metadata"]
+        _out(
+            "\nthe data catalog finds it by its sample (tiled's HTTP API; it stops with the demo):"
+        )
+        _out(f"  curl -H 'Authorization: Apikey {key}' {shlex.quote(request.full_url)}")
+        _out(f"  -> {hit['id']}: {meta['beamline']} {meta['experiment_id']} {meta['definition']}")
+        _out(f"     {meta['file_path']} ({meta['status']}, sha256 {meta['sha256'][:12]}...)")
+        sample = shlex.quote(event["sample_name"])
+        _out("  the same with the command line (TILED_API_KEY holds the key):")
+        _out(f"  assonant-ioc catalog search --url {url} --sample {sample}")
+        frame = f"{url}/api/v1/array/full/{hit['id']}/during_exposure/data/data?slice=0"
+        _out(
+            f"  a frame, through the file's links: curl -H 'Authorization: Apikey {key}' '{frame}'"
+        )
+
+    return search
 
 
 if __name__ == "__main__":

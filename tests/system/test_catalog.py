@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -244,6 +245,30 @@ def test_catalog_finds_and_serves_every_file_once(
                 )
                 np.testing.assert_array_equal(got, frame)
                 assert frame.std() > 0  # a projection of the phantom, not a blank
+
+                # the command line's search (tiled's Python client)
+                found = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "assonant_ioc.cli",
+                        "catalog",
+                        "search",
+                        "--url",
+                        url,
+                        "--sample",
+                        samples[0],
+                        "--since",
+                        events[0]["start_time"],
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                    env=os.environ | {"TILED_API_KEY": api_key},
+                )
+                (line,) = found.stdout.splitlines()
+                assert json.loads(line)["file_path"] == events[0]["file_path"]
 
                 # without the API key, nothing
                 try:

@@ -280,7 +280,7 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
     assert "PV prefix" in run("serve", "--help").stdout
     # every subcommand has its --help
-    for command in ("serve", "check", "inspect", "panel", "configs", "demo", "sim"):
+    for command in ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "catalog"):
         helped = run(command, "--help")
         assert helped.returncode == 0 and "usage" in helped.stdout.lower(), command
     # a config that is not there: one problem, the shipped configs named, status 2
@@ -303,10 +303,19 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
 
 
 def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) -> None:
-    """What the README's first command runs: broker, camera, beamline, IOC, one experiment."""
+    """What the README's first command runs: broker, camera, beamline, IOC, one experiment;
+    with --catalog, the catalog consumer and tiled's server too, and the search that finds it."""
     out = tmp_path / "demo-output"
     done = subprocess.run(  # from any directory: nothing of the checkout is needed
-        [sys.executable, "-m", "assonant_ioc.cli", "demo", "--data-dir", "demo-output"],
+        [
+            sys.executable,
+            "-m",
+            "assonant_ioc.cli",
+            "demo",
+            "--data-dir",
+            "demo-output",
+            "--catalog",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -320,3 +329,6 @@ def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) ->
     assert tree == ["pre_exposure:NXentry", "during_exposure:NXentry", "post_exposure:NXentry"]
     assert len(list((out / "detector").glob("*.h5"))) == 3  # dark, flat, projections
     assert list((out / "logs").iterdir()), "the logs are kept beside the file"
+    found = done.stdout.split("the data catalog finds it by its sample", 1)[1]
+    assert "curl -H 'Authorization: Apikey " in found and "search/?filter" in found
+    assert f"{master} (ok, sha256 " in found

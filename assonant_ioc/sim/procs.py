@@ -199,7 +199,14 @@ def tcp_answers(port: int) -> bool:
 class Proc:
     """A child process with its output in a log file."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        user: str | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         n = 1
@@ -216,6 +223,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            user=user,
         )
 
     def tail(self, n: int = 40) -> str:
@@ -238,8 +246,10 @@ class Proc:
 
 
 @contextlib.contextmanager
-def running(name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> Iterator[Proc]:
-    proc = Proc(name, args, env, log_dir)
+def running(
+    name: str, args: list[str], env: Mapping[str, str], log_dir: Path, user: str | None = None
+) -> Iterator[Proc]:
+    proc = Proc(name, args, env, log_dir, user)
     try:
         yield proc
     finally:
@@ -386,9 +396,10 @@ def http_answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def catalog_consumer(
-    log_dir: Path, kafka: str, topic: str, catalog: str, status_port: int | None = None
+    log_dir: Path, kafka: str, topic: str | list[str], catalog: str, status_port: int | None = None
 ) -> Iterator[tuple[Proc, int]]:
-    """``assonant-ioc catalog consume``; yields (proc, status port) once its status answers."""
+    """``assonant-ioc catalog consume`` of ``topic`` (or of each of a list); yields (proc,
+    status port) once its status answers."""
     status_port = status_port or free_port()
     args = [
         sys.executable,
@@ -398,8 +409,7 @@ def catalog_consumer(
         "consume",
         "--kafka-bootstrap",
         kafka,
-        "--topic",
-        topic,
+        *[a for t in ([topic] if isinstance(topic, str) else topic) for a in ("--topic", t)],
         "--catalog",
         catalog,
         "--status-port",
@@ -434,3 +444,58 @@ def catalog_server(log_dir: Path, catalog: str, read: list[Path], api_key: str) 
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_answers(f"{url}/api/v1/"), 60, "tiled server", proc)
         yield url
+
+
+def postgres_bin() -> Path | None:
+    """The directory of a PostgreSQL server's programs (Debian's layout, or on PATH)."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+@contextlib.contextmanager
+def postgres(log_dir: Path) -> Iterator[str]:
+    """A PostgreSQL server of its own on 127.0.0.1 (a new cluster in a temporary directory,
+    as the ``postgres`` user when run as root); yields the URI of an empty database."""
+    import pwd
+    import shutil
+    import tempfile
+
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("no PostgreSQL server (Debian: apt-get install postgresql)")
+    user = "postgres" if os.geteuid() == 0 else None
+    top = Path(tempfile.mkdtemp(prefix="assonant-pg-"))
+    try:
+        if user is not None:
+            os.chown(top, pwd.getpwnam(user).pw_uid, -1)
+        data = top / "data"
+        init = [str(bindir / "initdb"), "-D", str(data), "-U", "assonant", "--auth=trust"]
+        with running("initdb", [*init, "-E", "UTF8"], {}, log_dir, user) as proc:
+            if proc.popen.wait(120) != 0:
+                raise RuntimeError(f"initdb failed:\n{proc.tail()}")
+        port = free_port()
+        args = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(top)]
+        args += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        with running("postgres", args, {}, log_dir, user) as proc:
+            wait_until(lambda: tcp_answers(port), 30, "PostgreSQL", proc)
+            create = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port)]
+            wait_until(
+                lambda: (
+                    subprocess.run(
+                        [*create, "-U", "assonant", "catalog"], capture_output=True, check=False
+                    ).returncode
+                    == 0
+                ),
+                30,
+                "the catalog database",
+                proc,
+            )
+            yield f"postgresql://assonant@127.0.0.1:{port}/catalog"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -33,52 +33,7 @@ from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.sim import procs
 from tests.system.conftest import CA, REPO, start_service
 from tests.system.tcp_proxy import Proxy
-
-
-class Tiled:
-    """Plain HTTP to tiled's API, as a script or a browser would talk to it."""
-
-    def __init__(self, url: str, api_key: str) -> None:
-        self.url, self.api_key = url, api_key
-
-    def get(self, path: str, params: list[tuple[str, str]] | None = None) -> bytes:
-        query = urllib.parse.urlencode(params or [])
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/{path}{'?' + query if query else ''}",
-            headers={"Authorization": f"Apikey {self.api_key}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return bytes(reply.read())
-
-    def search(self, *conditions: tuple[str, str, Any]) -> dict[str, dict[str, Any]]:
-        """Keys -> metadata of the records matching every (key, operator, value)."""
-        params: list[tuple[str, str]] = []
-        for key, op, value in conditions:
-            if op == "eq":
-                params += [("filter[eq][condition][key]", key)]
-            else:
-                params += [
-                    ("filter[comparison][condition][operator]", op),
-                    ("filter[comparison][condition][key]", key),
-                ]
-            params += [
-                (
-                    f"filter[{'eq' if op == 'eq' else 'comparison'}][condition][value]",
-                    json.dumps(value),
-                )
-            ]
-        params.append(("fields", "metadata"))
-        reply = json.loads(self.get("search/", params))
-        return {item["id"]: item["attributes"]["metadata"] for item in reply["data"]}
-
-    def array(
-        self, key: str, dataset: str, dtype: Any, shape: tuple[int, ...], index: str = ""
-    ) -> Any:
-        params = [("format", "application/octet-stream")]
-        if index:
-            params.append(("slice", index))
-        raw = self.get(f"array/full/{key}/{dataset}", params)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+from tests.system.tiled_http import Tiled, status
 
 
 def _acquire(client: CA, BL: str, key: int) -> None:
@@ -117,12 +72,6 @@ def _experiment(client: CA, BL: str, P: str, exp_id: str, sample: str, turn: flo
     client.put(f"{P}Record:During", 0)
     client.put(f"{P}Snapshot:Post", 1)
     client.put(f"{P}EndOfExperiment", 1)
-
-
-def _status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
-        status: dict[str, Any] = json.loads(reply.read())
-        return status
 
 
 def _found_within(tiled: Tiled, event: dict[str, Any], timeout: float) -> float:
@@ -198,7 +147,7 @@ def test_catalog_finds_and_serves_every_file_once(
                     proxy.cut()
                     exp_id = f"cat-3-{int(time.time())}"
                     _experiment(client, BL, P, exp_id, samples[3], turn=60.0)
-                    procs.wait_until(lambda: not _status(st)["broker_connected"], 30, "outage seen")
+                    procs.wait_until(lambda: not status(st)["broker_connected"], 30, "outage seen")
                     proxy.restore()
                     fourth = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
                     events.append(fourth)
@@ -207,12 +156,12 @@ def test_catalog_finds_and_serves_every_file_once(
                     missing = dict(third, event_id="f" * 32, sample_name="gone")
                     missing["file_path"] = str(data_dir / "never_written.nx")
                     asyncio.run(_send_raw(kafka, topic, json.dumps(missing).encode(), b"{not json"))
-                    procs.wait_until(lambda: _status(st)["invalid_events"] == 1, 30, "invalid")
+                    procs.wait_until(lambda: status(st)["invalid_events"] == 1, 30, "invalid")
                     gone = tiled.search(("sample", "eq", "gone"))
                     assert [m["status"] for m in gone.values()] == ["missing"]
-                    status = _status(st)
-                    procs.wait_until(lambda: _status(st)["lag"] == 0, 30, "no lag")
-                    assert status["missing"] == 1 and status["catalog_errors"] == 0
+                    procs.wait_until(lambda: status(st)["lag"] == 0, 30, "no lag")
+                    counts = status(st)
+                    assert counts["missing"] == 1 and counts["catalog_errors"] == 0
 
                 every = tiled.search(("beamline", "eq", "SIM"))
                 by_event = sorted(m["event_id"] for m in every.values())

@@ -7,8 +7,9 @@ WORKDIR /opt/assonant-ioc
 COPY pyproject.toml README.md ./
 # the example configs and the C IOC's database are package data
 COPY assonant_ioc ./assonant_ioc
-# the NeXus validators after each write (validate), the C IOC of the sim beamline
-RUN pip install --no-cache-dir ".[validate]" epicscorelibs \
+# the NeXus validators after each write (validate), the data catalog (catalog), the C IOC
+# of the sim beamline
+RUN pip install --no-cache-dir ".[validate,catalog]" epicscorelibs \
     && useradd --system --uid 10001 --home-dir /state assonant \
     && mkdir -p /data /state \
     && chown assonant /data /state

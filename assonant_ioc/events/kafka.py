@@ -1,4 +1,5 @@
-"""Send events to Kafka with aiokafka (the only module that imports it).
+"""Send events to Kafka with aiokafka (the only module of the IOC that imports it; the catalog
+consumer, a separate service, has its own in catalog/consumer.py).
 
 Delivery is confirmed (``acks="all"``) by an idempotent producer, so a retry after a
 lost acknowledgement does not write the event twice. Keeping an undelivered event is the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,11 @@ def _compose_services() -> dict[str, Any]:
     path = REPO / "docker-compose.yml"
     if client is not None:
         out = subprocess.run(
-            [*client, "-f", str(path), "config"], capture_output=True, text=True, cwd=REPO
+            [*client, "-f", str(path), "config"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=os.environ | {"TILED_API_KEY": "test-key"},
         )
         assert out.returncode == 0, out.stderr
         services: dict[str, Any] = yaml.safe_load(out.stdout)["services"]
@@ -60,7 +65,7 @@ def _compose_services() -> dict[str, Any]:
 
 def test_docker_compose_file_parses() -> None:
     services = _compose_services()
-    assert set(services) == {"kafka", "sim-beamline", "assonant-ioc"}
+    assert set(services) == {"kafka", "sim-beamline", "assonant-ioc", "catalog", "catalog-server"}
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     ioc_env = services["assonant-ioc"]["environment"]
     assert ioc_env["EPICS_CA_ADDR_LIST"] == "sim-beamline"
@@ -75,6 +80,16 @@ def test_docker_compose_file_parses() -> None:
     assert _targets(services["kafka"]["volumes"]) == {"/var/lib/kafka/data"}
     ports = services["kafka"]["ports"]
     assert any("29092" in (p if isinstance(p, str) else str(p.get("published"))) for p in ports)
+    # the catalog: its database outlives the container, it reads the IOC's files, and the
+    # server takes its API key from the host, never from the file
+    consume, serve = services["catalog"]["command"], services["catalog-server"]["command"]
+    assert consume[:2] == ["catalog", "consume"] and "kafka:9092" in consume
+    assert serve[:2] == ["catalog", "serve"] and "/data" in serve
+    for name in ("catalog", "catalog-server"):
+        assert _targets(services[name]["volumes"]) == {"/data", "/state"}
+        assert "/state/catalog.db" in services[name]["command"]
+    key = services["catalog-server"]["environment"]["TILED_SINGLE_USER_API_KEY"]
+    assert key in ("${TILED_API_KEY:?set TILED_API_KEY, the catalog's API key}", "test-key")
 
 
 def _targets(volumes: list[Any]) -> set[str]:
@@ -91,7 +106,7 @@ def test_the_image_runs_the_service_as_a_user_with_its_state_on_volumes() -> Non
     assert found["ENTRYPOINT"].strip() == '["assonant-ioc"]'
     assert "5064/tcp" in found["EXPOSE"] and "5064/udp" in found["EXPOSE"]
     assert "/data" in found["VOLUME"] and "/state" in found["VOLUME"]
-    assert '".[validate]"' in text
+    assert '".[validate,catalog]"' in text
     assert "5065/udp" in found["EXPOSE"]
     assert "assonant_ioc.ioc.healthcheck" in found["HEALTHCHECK"]
 

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from assonant_ioc.catalog import nexus_meta
 from assonant_ioc.catalog.record import FileStatus, Record, check_file, from_file_meta
-from assonant_ioc.catalog.store import Catalog
+from assonant_ioc.catalog.store import Catalog, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ def _record(path: Path) -> Record | None:
             pass
         return record
     return check_file(from_file_meta(path, found, now))
+
+
+async def _register(catalog: Catalog, record: Record, attempts: int = 10) -> Outcome:
+    """Register, waiting out a catalog busy with another writer (SQLite's lock)."""
+    for attempt in range(attempts):
+        try:
+            return await catalog.register(record)
+        except Exception as err:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s: catalog busy (%r); trying again", record.path, err)
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 class Progress:
@@ -86,7 +99,7 @@ async def backfill(
         if record is None:
             outcome = "skipped"
         else:
-            outcome = (await catalog.register(record)).value
+            outcome = (await _register(catalog, record)).value
             if record.status is not FileStatus.OK and outcome != "duplicate":
                 counts[record.status.value] += 1
                 log.error("%s: %s (%s)", path, record.status.value, record.metadata["problem"])

@@ -121,7 +121,12 @@ class CatalogConsumer:
             return
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=200)
+                try:
+                    batch = await consumer.getmany(timeout_ms=500, max_records=200)
+                except KafkaError as err:  # aiokafka retries connections itself; this is more
+                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
+                    await asyncio.sleep(self.retry_s)
+                    continue
                 for tp, records in batch.items():
                     for rec in records:
                         if not await self._handle(rec.value, tp, rec.offset, stop):

@@ -11,6 +11,7 @@ when it looked at the file (``ok``, ``missing``, ``checksum_mismatch``, ``unread
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,14 +52,21 @@ class Record:
         return record_key(self.path)
 
     @property
+    def real_path(self) -> Path:
+        """The path with every symbolic link resolved (the same file has one record)."""
+        return Path(os.path.realpath(self.path))
+
+    @property
     def status(self) -> FileStatus:
         return FileStatus(self.metadata.get("status", FileStatus.OK.value))
 
 
 def record_key(path: Path) -> str:
-    """A stable key for the file at ``path``: its name (URL-safe) and a hash of its full path."""
+    """A stable key for the file at ``path``: its name (URL-safe) and a hash of its full
+    path, symbolic links resolved (an event's path and a backfill's name one record)."""
+    real = os.path.realpath(path)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:80] or "file"
-    digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return f"{stem}-{digest}"
 
 

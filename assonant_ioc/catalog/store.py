@@ -53,7 +53,7 @@ def _data_sources(record: Record) -> list[DataSource[Any]]:
     if record.status in (FileStatus.MISSING, FileStatus.UNREADABLE):
         return []  # nothing tiled could open: the record says why
     asset = Asset(
-        data_uri=ensure_uri(str(record.path)),
+        data_uri=ensure_uri(str(record.real_path)),  # within serve's --read, links resolved
         is_directory=False,
         parameter="data_uris",
         num=None,

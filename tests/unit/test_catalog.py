@@ -172,3 +172,9 @@ def test_a_missing_file_is_recorded_not_dropped(tmp_path: Path, catalog: Catalog
     record = check_file(from_event(dict(event, file_path=str(tmp_path / "gone.nxs")), T0))
     assert _run(catalog, catalog.register(record)) is Outcome.REGISTERED
     assert _run(catalog, catalog.search(status="missing")) == [record.key]
+
+
+def test_a_file_through_a_symbolic_link_is_the_same_record(tmp_path: Path) -> None:
+    path, _ = _written(tmp_path)
+    (tmp_path / "link").symlink_to(path.parent, target_is_directory=True)
+    assert record_key(tmp_path / "link" / path.name) == record_key(path)

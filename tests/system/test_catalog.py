@@ -178,6 +178,21 @@ def test_catalog_finds_and_serves_every_file_once(
                     assert meta["moments"] == event["moments"]
                     assert meta["ended_by"] == event["ended_by"]
 
+                # every field of the event is a search
+                first = events[0]
+                for query in [
+                    ("ended_by", "eq", first["ended_by"]),
+                    ("sha256", "eq", first["sha256"]),
+                    ("event_id", "eq", first["event_id"]),
+                    ("file_path", "eq", first["file_path"]),
+                    ("experiment_id", "eq", first["experiment_id"]),
+                    ("validation.errors", "eq", first["validation"]["errors"]),
+                    ("moments", "contains", "post_exposure"),
+                    ("text", "text", "phantom"),
+                ]:
+                    hits = tiled.search(query, ("definition", "eq", "NXtomo"))
+                    assert first["event_id"] in [m["event_id"] for m in hits.values()], query
+
                 # datasets over HTTP equal the file's: a recorded series, a detector frame
                 key = next(k for k, m in every.items() if m["event_id"] == events[0]["event_id"])
                 with h5py.File(events[0]["file_path"]) as f:

@@ -27,7 +27,8 @@ class Tiled:
 
     def search(self, *conditions: tuple[str, str, Any]) -> dict[str, dict[str, Any]]:
         """Keys -> metadata of the records matching every (key, operator, value); the
-        operator ``eq``, ``lt``, ``le``, ``gt``, ``ge``, or ``text`` (full text; key unused)."""
+        operator ``eq``, ``lt``, ``le``, ``gt``, ``ge``, ``contains`` (a list's item), or
+        ``text`` (full text; key unused)."""
         params: list[tuple[str, str]] = []
         for key, op, value in conditions:
             if op == "eq":
@@ -35,6 +36,9 @@ class Tiled:
                 params += [("filter[eq][condition][value]", json.dumps(value))]
             elif op == "text":
                 params += [("filter[fulltext][condition][text]", value)]
+            elif op == "contains":
+                params += [("filter[contains][condition][key]", key)]
+                params += [("filter[contains][condition][value]", json.dumps(value))]
             else:
                 params += [
                     ("filter[comparison][condition][operator]", op),

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "consume":
             if not args.kafka_bootstrap:
-                raise SystemExit("assonant-ioc catalog: --kafka-bootstrap (or $KAFKA_BOOTSTRAP)")
+                raise ValueError("which broker? --kafka-bootstrap HOST:PORT (or $KAFKA_BOOTSTRAP)")
             return asyncio.run(_consume(args))
         if args.action == "serve":
             return _serve(args)
@@ -214,10 +214,24 @@ def _zoned(text: str) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
     from tiled.client import from_uri
     from tiled.queries import Comparison, FullText, Key
 
-    client = from_uri(args.url)
+    if not args.url.startswith(("http://", "https://")):
+        raise ValueError(f"--url {args.url}: an http:// or https:// address")
+    try:  # before tiled's client, which retries for a while with a spinner
+        urllib.request.urlopen(f"{args.url.rstrip('/')}/api/v1/", timeout=10).close()  # noqa: S310
+    except urllib.error.HTTPError:
+        pass  # it answers
+    except OSError as err:
+        raise ValueError(f"cannot reach the catalog at {args.url}: {err}") from err
+    try:
+        client = from_uri(args.url)
+    except Exception as err:
+        raise ValueError(f"cannot use the catalog at {args.url}: {err}") from err
     found = client
     for key, op, value in query_fields(args):
         if op == "eq":

@@ -16,6 +16,7 @@ from assonant_ioc import __version__
 from assonant_ioc.ioc.panel import pv_specs, render_panel
 from assonant_ioc.ioc.server import AssonantIOC
 from assonant_ioc.sim import procs
+from assonant_ioc.sim.procs import free_port
 from tests.system.conftest import REPO, start_service
 
 
@@ -273,6 +274,9 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     for args, says in (
         (("inspect", str(tmp_path / "nope.nxs")), "no such file"),
         (("inspect", str(not_hdf5)), "not an HDF5 (NeXus) file"),
+        (("catalog", "backfill", str(tmp_path / "nope")), "not a directory"),
+        (("catalog", "consume", "--catalog", str(tmp_path / "c.db")), "--kafka-bootstrap"),
+        (("catalog", "search", "--url", f"http://127.0.0.1:{free_port()}"), "cannot reach"),
     ):
         done = run(*args)
         assert done.returncode == 2, (args, done.stderr)

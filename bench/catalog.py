@@ -27,7 +27,7 @@ from assonant_ioc.catalog.backfill import backfill
 from assonant_ioc.catalog.store import Catalog
 from assonant_ioc.events import file_written_event
 from assonant_ioc.nexus import write_experiment
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import catalog_procs, procs
 from bench.writes import synthetic_experiment
 
 if TYPE_CHECKING:
@@ -160,13 +160,13 @@ def run(bench: Bench) -> None:
         for t in (topic, f"{topic}.bare"):  # the producer's metadata request makes each topic
             asyncio.run(_produce(kafka, t, []))
         bare_s = asyncio.run(_bare(kafka, f"{topic}.bare", n, events[:n]))
-        with procs.catalog_consumer(bench.logs, kafka, topic, catalog) as (_, port):
+        with catalog_procs.catalog_consumer(bench.logs, kafka, topic, catalog) as (_, port):
             procs.wait_until(lambda: _status(port)["assigned"] > 0, 60, "group joined")
             t0 = time.perf_counter()
             asyncio.run(_produce(kafka, topic, events[:n]))
             procs.wait_until(lambda: _status(port)["registered"] >= n, 300, "registration")
             ours_s = time.perf_counter() - t0
-            with procs.catalog_server(bench.logs, catalog, [data], api_key) as url:
+            with catalog_procs.catalog_server(bench.logs, catalog, [data], api_key) as url:
                 latencies = asyncio.run(_latencies(kafka, topic, events[n:], url, api_key))
     bench.row(
         f"catalog: {n} events",

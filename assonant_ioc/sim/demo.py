@@ -24,7 +24,7 @@ from typing import Any
 from assonant_ioc.config.loader import resolve_config
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.nexus.inspect import tree_lines
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import catalog_procs, procs
 
 
 def _out(text: str = "") -> None:
@@ -134,8 +134,8 @@ def _start_catalog(stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir
     function that waits for an event's file in the catalog and shows how it was found."""
     db = f"sqlite:///{data_dir / 'catalog.db'}"
     key = secrets.token_hex(16)
-    stack.enter_context(procs.catalog_consumer(logs, kafka, "assonant.files", db))
-    url = stack.enter_context(procs.catalog_server(logs, db, [data_dir], key))
+    stack.enter_context(catalog_procs.catalog_consumer(logs, kafka, "assonant.files", db))
+    url = stack.enter_context(catalog_procs.catalog_server(logs, db, [data_dir], key))
     _out(f"data catalog: consumer of assonant.files into {db}; tiled on {url}")
 
     def search(event: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from assonant_ioc.events.kafka import consume_event
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import catalog_procs, procs
 from tests.system.conftest import CA, REPO, start_service
 from tests.system.tcp_proxy import Proxy
 from tests.system.tiled_http import Tiled, status
@@ -124,7 +124,7 @@ def test_catalog_finds_and_serves_every_file_once(
             log_dir, tmp_path, sim, ["--kafka-bootstrap", kafka], topic, config_text=config
         ) as (client, P, data_dir, _ioc):
             client.put(f"{BL}det:HDF1:FilePath", str(data_dir / "detector"))
-            with procs.catalog_server(log_dir, catalog, [data_dir], api_key) as url:
+            with catalog_procs.catalog_server(log_dir, catalog, [data_dir], api_key) as url:
                 tiled = Tiled(url, api_key)
 
                 def run(n: int) -> dict[str, Any]:
@@ -134,14 +134,20 @@ def test_catalog_finds_and_serves_every_file_once(
                     events.append(event)
                     return event
 
-                with procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, st):
+                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (
+                    consumer,
+                    st,
+                ):
                     for n in (0, 1):
                         latencies.append(_found_within(tiled, run(n), 5))
                     consumer.popen.send_signal(signal.SIGKILL)  # between two events
                     consumer.popen.wait(10)
                 # a file written while no consumer runs is registered when one starts again
                 third = run(2)
-                with procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, st):
+                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (
+                    consumer,
+                    st,
+                ):
                     _found_within(tiled, third, 30)
                     # a broker outage: the IOC keeps its event, the consumer waits it out
                     proxy.cut()

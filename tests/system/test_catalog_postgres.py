@@ -24,16 +24,16 @@ from aiokafka import AIOKafkaProducer
 
 from assonant_ioc.events import file_written_event
 from assonant_ioc.nexus import write_experiment
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import catalog_procs, procs
 from tests.system.tiled_http import Tiled, status
 from tests.unit.factories import T0, experiment
 
 
 @pytest.fixture(scope="module")
 def postgres(log_dir: Path) -> Iterator[str]:
-    if procs.postgres_bin() is None:
+    if catalog_procs.postgres_bin() is None:
         pytest.skip("no PostgreSQL server installed (Debian: apt-get install postgresql)")
-    with procs.postgres(log_dir) as uri:
+    with catalog_procs.postgres(log_dir) as uri:
         yield uri
 
 
@@ -72,10 +72,13 @@ def test_a_postgresql_catalog_of_two_beamlines(
         sent.append((topics[beamline == "MANACA"], event))
     asyncio.run(_send(kafka, sent))
     api_key = secrets.token_hex(16)
-    with procs.catalog_server(log_dir, postgres, [data], api_key) as url:
+    with catalog_procs.catalog_server(log_dir, postgres, [data], api_key) as url:
         tiled = Tiled(url, api_key)
         for attempt in range(2):  # the second consumer finds each event registered already
-            with procs.catalog_consumer(log_dir, kafka, topics, postgres) as (consumer, port):
+            with catalog_procs.catalog_consumer(log_dir, kafka, topics, postgres) as (
+                consumer,
+                port,
+            ):
                 procs.wait_until(
                     lambda: status(port)["lag"] == 0 and status(port)["assigned"] > 0,
                     60,

@@ -1,0 +1,134 @@
+"""The data catalog's processes for a demo, a test or the bench: the consumer, tiled's
+server and a PostgreSQL server of its own, each on a free loopback port, stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from assonant_ioc.sim.procs import Proc, free_port, running, tcp_answers, wait_until
+
+
+def http_answers(url: str) -> bool:
+    """Whether an HTTP server answers ``url`` (any status: it is up)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - http:// built here
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def catalog_consumer(
+    log_dir: Path, kafka: str, topic: str | list[str], catalog: str, status_port: int | None = None
+) -> Iterator[tuple[Proc, int]]:
+    """``assonant-ioc catalog consume`` of ``topic`` (or of each of a list); yields (proc,
+    status port) once its status answers."""
+    status_port = status_port or free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "catalog",
+        "consume",
+        "--kafka-bootstrap",
+        kafka,
+        *[a for t in ([topic] if isinstance(topic, str) else topic) for a in ("--topic", t)],
+        "--catalog",
+        catalog,
+        "--status-port",
+        str(status_port),
+        "--status-every",
+        "5",
+    ]
+    with running("catalog-consumer", args, {}, log_dir) as proc:
+        url = f"http://127.0.0.1:{status_port}/status"
+        wait_until(lambda: http_answers(url), 60, "catalog consumer", proc)
+        yield proc, status_port
+
+
+@contextlib.contextmanager
+def catalog_server(log_dir: Path, catalog: str, read: list[Path], api_key: str) -> Iterator[str]:
+    """``assonant-ioc catalog serve`` (tiled) on a free port; yields its URL."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "catalog",
+        "serve",
+        "--catalog",
+        catalog,
+        "--port",
+        str(port),
+        *[a for d in read for a in ("--read", str(d))],
+    ]
+    env = {"TILED_SINGLE_USER_API_KEY": api_key}
+    with running("catalog-server", args, env, log_dir) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_answers(f"{url}/api/v1/"), 60, "tiled server", proc)
+        yield url
+
+
+def postgres_bin() -> Path | None:
+    """The directory of a PostgreSQL server's programs (Debian's layout, or on PATH)."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+@contextlib.contextmanager
+def postgres(log_dir: Path) -> Iterator[str]:
+    """A PostgreSQL server of its own on 127.0.0.1 (a new cluster in a temporary directory,
+    as the ``postgres`` user when run as root); yields the URI of an empty database."""
+    import pwd
+    import shutil
+    import tempfile
+
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("no PostgreSQL server (Debian: apt-get install postgresql)")
+    user = "postgres" if os.geteuid() == 0 else None
+    top = Path(tempfile.mkdtemp(prefix="assonant-pg-"))
+    try:
+        if user is not None:
+            os.chown(top, pwd.getpwnam(user).pw_uid, -1)
+        data = top / "data"
+        init = [str(bindir / "initdb"), "-D", str(data), "-U", "assonant", "--auth=trust"]
+        with running("initdb", [*init, "-E", "UTF8"], {}, log_dir, user) as proc:
+            if proc.popen.wait(120) != 0:
+                raise RuntimeError(f"initdb failed:\n{proc.tail()}")
+        port = free_port()
+        args = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(top)]
+        args += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        with running("postgres", args, {}, log_dir, user) as proc:
+            wait_until(lambda: tcp_answers(port), 30, "PostgreSQL", proc)
+            create = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port)]
+            wait_until(
+                lambda: (
+                    subprocess.run(
+                        [*create, "-U", "assonant", "catalog"], capture_output=True, check=False
+                    ).returncode
+                    == 0
+                ),
+                30,
+                "the catalog database",
+                proc,
+            )
+            yield f"postgresql://assonant@127.0.0.1:{port}/catalog"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -131,7 +131,7 @@ async def _consume(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     catalog = await Catalog.open(args.catalog)
-    log.info("catalog %s: %d records", catalog.uri, await catalog.count())
+    log.info("catalog %s: %d records", catalog.shown, await catalog.count())
     consumer = CatalogConsumer(
         args.kafka_bootstrap, args.topic or ["assonant.files"], args.group, catalog
     )
@@ -153,7 +153,7 @@ async def _consume(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from assonant_ioc.catalog.store import normalise_uri
+    from assonant_ioc.catalog.store import normalise_uri, redacted
 
     env = dict(os.environ)
     if args.api_key_file:
@@ -167,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.public:
         cmd.append("--public")
     sys.stderr.write(
-        f"tiled serving {normalise_uri(args.catalog)} on http://{args.host}:{args.port}\n"
+        f"tiled serving {redacted(normalise_uri(args.catalog))} on http://{args.host}:{args.port}\n"
     )
     sys.stderr.flush()
     os.execve(sys.executable, cmd, env)  # noqa: S606 - the server is tiled's, signals and all

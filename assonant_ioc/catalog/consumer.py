@@ -75,7 +75,7 @@ class CatalogConsumer:
         self.group = group
         self.catalog = catalog
         self.retry_s = retry_s
-        self.stats = Stats(catalog=catalog.uri, topics=topics, group=group)
+        self.stats = Stats(catalog=catalog.shown, topics=topics, group=group)
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -161,7 +161,7 @@ class CatalogConsumer:
                 break
             except Exception as err:  # noqa: BLE001 - any catalog failure is retried
                 self.stats.catalog_errors += 1
-                log.error("%s: catalog %s failed (%r); retrying", where, self.catalog.uri, err)
+                log.error("%s: catalog %s failed (%r); retrying", where, self.catalog.shown, err)
                 try:
                     await asyncio.wait_for(stop.wait(), self.retry_s)
                     return False

@@ -49,6 +49,16 @@ def normalise_uri(uri: str) -> str:
     return uri
 
 
+def redacted(uri: str) -> str:
+    """The URI as logs and the status show it: any password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy parses: show its scheme only
+        return uri.split("://", 1)[0] + "://..."
+
+
 def _data_sources(record: Record) -> list[DataSource[Any]]:
     if record.status in (FileStatus.MISSING, FileStatus.UNREADABLE):
         return []  # nothing tiled could open: the record says why
@@ -82,6 +92,8 @@ class Catalog:
     def __init__(self, adapter: CatalogContainerAdapter, uri: str) -> None:
         self._adapter = adapter
         self.uri = uri
+        #: for logs and the status endpoint (no password)
+        self.shown = redacted(uri)
 
     @classmethod
     async def open(cls, uri: str) -> Catalog:

@@ -178,3 +178,11 @@ def test_a_file_through_a_symbolic_link_is_the_same_record(tmp_path: Path) -> No
     path, _ = _written(tmp_path)
     (tmp_path / "link").symlink_to(path.parent, target_is_directory=True)
     assert record_key(tmp_path / "link" / path.name) == record_key(path)
+
+
+def test_a_password_never_shows() -> None:
+    from assonant_ioc.catalog.store import redacted
+
+    shown = redacted("postgresql://assonant:s3cret@db.facility:5432/catalog")
+    assert "s3cret" not in shown and shown.startswith("postgresql://assonant:***@db.facility")
+    assert redacted("sqlite:////state/catalog.db") == "sqlite:////state/catalog.db"

@@ -574,7 +574,7 @@ _get, _put = procs.ca_get, procs.ca_put
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     parser.add_argument("--json", default="bench/results.json", help="where the table goes")
     parser.add_argument("--only", nargs="*", help="scenarios to run (default: all)")
     args = parser.parse_args(argv)

@@ -115,7 +115,7 @@ def test_catalog_finds_and_serves_every_file_once(
     api_key = secrets.token_hex(16)
     broker_port = procs.free_port()
     config = (REPO / "configs" / "sim_tomo.yaml").read_text()
-    samples = ["phantom A", "phantom B", "phantom C", "phantom D"]
+    samples = ["phantom A", "phantom B", "phantom C", "phantom D", "phantom E"]
     events: list[dict[str, Any]] = []
     latencies: list[float] = []
     with Proxy(broker_port) as proxy, procs.broker(log_dir, broker_port, proxy.port) as _:
@@ -138,28 +138,28 @@ def test_catalog_finds_and_serves_every_file_once(
                     consumer,
                     st,
                 ):
-                    for n in (0, 1):
+                    for n in (0, 1, 2):
                         latencies.append(_found_within(tiled, run(n), 5))
                     consumer.popen.send_signal(signal.SIGKILL)  # between two events
                     consumer.popen.wait(10)
                 # a file written while no consumer runs is registered when one starts again
-                third = run(2)
+                unseen = run(3)
                 with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (
                     consumer,
                     st,
                 ):
-                    _found_within(tiled, third, 30)
+                    _found_within(tiled, unseen, 30)
                     # a broker outage: the IOC keeps its event, the consumer waits it out
                     proxy.cut()
-                    exp_id = f"cat-3-{int(time.time())}"
-                    _experiment(client, BL, P, exp_id, samples[3], turn=60.0)
+                    exp_id = f"cat-4-{int(time.time())}"
+                    _experiment(client, BL, P, exp_id, samples[4], turn=30.0)
                     procs.wait_until(lambda: not status(st)["broker_connected"], 30, "outage seen")
                     proxy.restore()
-                    fourth = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
-                    events.append(fourth)
-                    _found_within(tiled, fourth, 60)
+                    late = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
+                    events.append(late)
+                    _found_within(tiled, late, 60)
                     # what is not a file: a missing file is recorded, garbage is counted
-                    missing = dict(third, event_id="f" * 32, sample_name="gone")
+                    missing = dict(unseen, event_id="f" * 32, sample_name="gone")
                     missing["file_path"] = str(data_dir / "never_written.nx")
                     asyncio.run(_send_raw(kafka, topic, json.dumps(missing).encode(), b"{not json"))
                     procs.wait_until(lambda: status(st)["invalid_events"] == 1, 30, "invalid")

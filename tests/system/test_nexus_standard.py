@@ -201,6 +201,11 @@ def _scippnexus_loads(path: Path, axis: str, n_frames: int) -> None:
     for name, item in entries["during_exposure"]["sample"].items():
         if name in ("rx", "omega"):
             assert isinstance(item, sc.DataArray) and "time" in item.coords, name
+    if axis == "omega":  # NXmx: the sample's chain has omega per image, so a position each
+        sample = snx.compute_positions(entries["during_exposure"]["sample"])
+        assert sample["position"].shape == (n_frames,)
+        detector = snx.compute_positions(entries["during_exposure"]["instrument"]["detector"])
+        assert detector["position"].value.tolist() == pytest.approx([0, 0, 0.2])  # det_z, m
 
 
 def test_nxmx_with_the_goniometer_chain_over_one_sweep(

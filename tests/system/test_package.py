@@ -1,5 +1,6 @@
-"""The package as a new user gets it: the wheel installed with the ``demo`` extra into a fresh
-venv outside the checkout runs the demo to the end, and its C IOC serves the beamline's PVs."""
+"""The package as a new user gets it: the wheel installed with the ``demo`` and ``catalog``
+extras into a fresh venv outside the checkout runs the demo (with the data catalog) to the
+end, and its C IOC serves the beamline's PVs."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
     python = env_dir / "bin" / "python"
     env = _outside(dict(os.environ))
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", f"{wheel}[demo]"],
+        [str(python), "-m", "pip", "install", "-q", f"{wheel}[demo,catalog]"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -53,7 +54,7 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
     elsewhere = tmp_path / "somewhere"
     elsewhere.mkdir()
     demo = subprocess.run(
-        [str(env_dir / "bin" / "assonant-ioc"), "demo", "--data-dir", "out"],
+        [str(env_dir / "bin" / "assonant-ioc"), "demo", "--data-dir", "out", "--catalog"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -65,6 +66,7 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
     assert f'"file_path": "{master}"' in demo.stdout
     assert '"definition": "NXtomo"' in demo.stdout
     assert str(REPO) not in demo.stdout  # nothing of the checkout was used
+    assert f"{master} (ok, sha256 " in demo.stdout  # the catalog found it (tiled from the venv)
 
     prefix, port = procs.new_prefix("WHL"), procs.free_port()
     args = [str(env_dir / "bin" / "assonant-ioc"), "sim", "--kind", "c", "--prefix", prefix]

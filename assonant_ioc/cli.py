@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             raise SystemExit(2) from None
         raise SystemExit(catalog(argv[1:]))
-    from assonant_ioc.ioc.server import main as ioc
+    from assonant_ioc.ioc.main import main as ioc
 
     ioc(argv)
 

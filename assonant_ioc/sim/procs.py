@@ -366,7 +366,7 @@ def service(
     args = [
         sys.executable,
         "-m",
-        "assonant_ioc.ioc.server",
+        "assonant_ioc.ioc.main",
         "--config",
         str(config),
         "--prefix",

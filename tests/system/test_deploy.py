@@ -140,7 +140,7 @@ def test_bad_config_stops_the_ioc_with_every_problem(tmp_path: Path) -> None:
         "  - name: b\n    class: Slit\n    fields:\n      gap: {units: mm}\n"
     )
     out = subprocess.run(
-        [sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(bad), "--no-kafka"],
+        [sys.executable, "-m", "assonant_ioc.ioc.main", "--config", str(bad), "--no-kafka"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -153,7 +153,8 @@ def test_bad_config_stops_the_ioc_with_every_problem(tmp_path: Path) -> None:
 
 
 def test_list_pvs_shows_the_pv_interface(tmp_path: Path) -> None:
-    from assonant_ioc.ioc.server import AssonantIOC, _parse_args, build_config
+    from assonant_ioc.ioc.main import _parse_args, build_config
+    from assonant_ioc.ioc.server import AssonantIOC
 
     args, ioc_options, _ = _parse_args(
         ["--config", str(REPO / "configs" / "sim.yaml"), "--no-kafka", "--prefix", "X:"]

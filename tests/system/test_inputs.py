@@ -223,7 +223,7 @@ def test_the_server_listens_on_epics_cas_server_port(
     }
     saved = os.environ.pop("EPICS_CA_SERVER_PORT", None)
     args = [
-        sys.executable, "-m", "assonant_ioc.ioc.server", "--config", str(config),
+        sys.executable, "-m", "assonant_ioc.ioc.main", "--config", str(config),
         "--prefix", prefix, "--interfaces", "127.0.0.1", "--macro", f"BL={bl_prefix}",
         "--no-kafka", "--autosave", str(tmp_path / "autosave.json"),
     ]  # fmt: skip

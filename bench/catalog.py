@@ -15,8 +15,6 @@ import secrets
 import shutil
 import statistics
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,25 +91,8 @@ async def _bare(kafka: str, topic: str, n: int, events: list[dict[str, Any]]) ->
         await consumer.stop()
 
 
-def _status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
-        status: dict[str, Any] = json.loads(reply.read())
-        return status
-
-
 def _found(url: str, api_key: str, sample: str) -> bool:
-    query = urllib.parse.urlencode(
-        [
-            ("filter[eq][condition][key]", "sample"),
-            ("filter[eq][condition][value]", json.dumps(sample)),
-            ("fields", ""),
-        ]
-    )
-    request = urllib.request.Request(
-        f"{url}/api/v1/search/?{query}", headers={"Authorization": f"Apikey {api_key}"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as reply:
-        return bool(json.loads(reply.read())["data"])
+    return bool(catalog_procs.search(catalog_procs.search_request(url, api_key, "sample", sample)))
 
 
 async def _latencies(
@@ -161,10 +142,14 @@ def run(bench: Bench) -> None:
             asyncio.run(_produce(kafka, t, []))
         bare_s = asyncio.run(_bare(kafka, f"{topic}.bare", n, events[:n]))
         with catalog_procs.catalog_consumer(bench.logs, kafka, topic, catalog) as (_, port):
-            procs.wait_until(lambda: _status(port)["assigned"] > 0, 60, "group joined")
+            procs.wait_until(
+                lambda: catalog_procs.consumer_status(port)["assigned"] > 0, 60, "group joined"
+            )
             t0 = time.perf_counter()
             asyncio.run(_produce(kafka, topic, events[:n]))
-            procs.wait_until(lambda: _status(port)["registered"] >= n, 300, "registration")
+            procs.wait_until(
+                lambda: catalog_procs.consumer_status(port)["registered"] >= n, 300, "registration"
+            )
             ours_s = time.perf_counter() - t0
             with catalog_procs.catalog_server(bench.logs, catalog, [data], api_key) as url:
                 latencies = asyncio.run(_latencies(kafka, topic, events[n:], url, api_key))

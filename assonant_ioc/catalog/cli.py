@@ -158,7 +158,8 @@ def _serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.api_key_file:
         env["TILED_SINGLE_USER_API_KEY"] = Path(args.api_key_file).read_text().strip()
-    cmd = [sys.executable, "-m", "tiled", "serve", "catalog", normalise_uri(args.catalog), "--init"]
+    uri = normalise_uri(args.catalog)
+    cmd = [sys.executable, "-m", "tiled", "serve", "catalog", uri, "--init"]
     for root in args.read:
         if not Path(root).is_dir():
             sys.stderr.write(f"--read {root}: no such directory (yet)\n")
@@ -166,9 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
     cmd += ["--host", args.host, "--port", str(args.port)]
     if args.public:
         cmd.append("--public")
-    sys.stderr.write(
-        f"tiled serving {redacted(normalise_uri(args.catalog))} on http://{args.host}:{args.port}\n"
-    )
+    sys.stderr.write(f"tiled serving {redacted(uri)} on http://{args.host}:{args.port}\n")
     sys.stderr.flush()
     os.execve(sys.executable, cmd, env)  # noqa: S606 - the server is tiled's, signals and all
 

@@ -4,20 +4,22 @@ server and a PostgreSQL server of its own, each on a free loopback port, stopped
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from assonant_ioc.sim.procs import Proc, free_port, running, tcp_answers, wait_until
 
 
 def http_answers(url: str) -> bool:
     """Whether an HTTP server answers ``url`` (any status: it is up)."""
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - http:// built here
             return True
@@ -132,3 +134,31 @@ def postgres(log_dir: Path) -> Iterator[str]:
             yield f"postgresql://assonant@127.0.0.1:{port}/catalog"
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def consumer_status(port: int) -> dict[str, Any]:
+    """The catalog consumer's counts (its ``--status-port``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
+        found: dict[str, Any] = json.loads(reply.read())
+        return found
+
+
+def search_request(url: str, api_key: str, key: str, value: Any) -> urllib.request.Request:
+    """tiled's HTTP search for records whose metadata ``key`` equals ``value``."""
+    query = urllib.parse.urlencode(
+        [
+            ("filter[eq][condition][key]", key),
+            ("filter[eq][condition][value]", json.dumps(value)),
+            ("fields", "metadata"),
+        ]
+    )
+    return urllib.request.Request(  # noqa: S310 - http:// built here
+        f"{url}/api/v1/search/?{query}", headers={"Authorization": f"Apikey {api_key}"}
+    )
+
+
+def search(request: urllib.request.Request) -> list[dict[str, Any]]:
+    """The records a search request finds (tiled's JSON:API items)."""
+    with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
+        hits: list[dict[str, Any]] = json.loads(reply.read())["data"]
+        return hits

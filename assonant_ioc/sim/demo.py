@@ -16,8 +16,6 @@ import secrets
 import shlex
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -139,23 +137,11 @@ def _start_catalog(stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir
     _out(f"data catalog: consumer of assonant.files into {db}; tiled on {url}")
 
     def search(event: dict[str, Any]) -> None:
-        query = urllib.parse.urlencode(
-            [
-                ("filter[eq][condition][key]", "sample"),
-                ("filter[eq][condition][value]", json.dumps(event["sample_name"])),
-                ("fields", "metadata"),
-            ]
-        )
-        request = urllib.request.Request(  # noqa: S310 - http:// built here
-            f"{url}/api/v1/search/?{query}", headers={"Authorization": f"Apikey {key}"}
-        )
+        request = catalog_procs.search_request(url, key, "sample", event["sample_name"])
 
         def found() -> list[dict[str, Any]]:
-            with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
-                hits: list[dict[str, Any]] = json.loads(reply.read())["data"]
-                return [
-                    h for h in hits if h["attributes"]["metadata"]["event_id"] == event["event_id"]
-                ]
+            hits = catalog_procs.search(request)
+            return [h for h in hits if h["attributes"]["metadata"]["event_id"] == event["event_id"]]
 
         procs.wait_until(lambda: bool(found()), 30, "the file in the catalog")
         (hit,) = found()

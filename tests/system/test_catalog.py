@@ -31,23 +31,10 @@ from aiokafka import AIOKafkaProducer
 
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.sim import catalog_procs, procs
+from tests.system.camera import acquire, scan
 from tests.system.conftest import CA, REPO, start_service
 from tests.system.tcp_proxy import Proxy
-from tests.system.tiled_http import Tiled, status
-
-
-def _acquire(client: CA, BL: str, key: int) -> None:
-    before = client.get(f"{BL}det:HDF1:FullFileName_RBV")
-    counted = client.get(f"{BL}det:ArrayCounter_RBV")
-    client.put(f"{BL}det:ImageKey", key)
-    client.put(f"{BL}det:Acquire", 1)
-    procs.wait_until(
-        lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 2, 10, "two frames"
-    )
-    client.put(f"{BL}det:Acquire", 0)
-    procs.wait_until(
-        lambda: client.get(f"{BL}det:HDF1:FullFileName_RBV") != before, 10, "detector file"
-    )
+from tests.system.tiled_http import Tiled
 
 
 def _experiment(client: CA, BL: str, P: str, exp_id: str, sample: str, turn: float) -> None:
@@ -56,20 +43,9 @@ def _experiment(client: CA, BL: str, P: str, exp_id: str, sample: str, turn: flo
     client.put(f"{P}ExperimentId", exp_id)
     client.put(f"{P}SampleName", sample)
     client.put(f"{P}Snapshot:Pre", 1)
-    _acquire(client, BL, 2)  # dark
-    _acquire(client, BL, 1)  # flat
-    files_before = client.get(f"{BL}det:HDF1:FileNumber")
-    client.put(f"{P}Record:During", 1)
-    client.put(f"{BL}det:ImageKey", 0)
-    client.put(f"{BL}det:Acquire", 1)
-    client.put(f"{BL}smp:rx:VAL", turn)
-    procs.wait_until(lambda: abs(client.get(f"{BL}smp:rx:RBV") - turn) < 1e-6, 20, "rotation")
-    procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 20, "rotation done")
-    client.put(f"{BL}det:Acquire", 0)
-    procs.wait_until(
-        lambda: client.get(f"{BL}det:HDF1:FileNumber") == files_before + 1, 10, "scan file"
-    )
-    client.put(f"{P}Record:During", 0)
+    acquire(client, BL, 2)  # dark
+    acquire(client, BL, 1)  # flat
+    scan(client, BL, P, turn)
     client.put(f"{P}Snapshot:Post", 1)
     client.put(f"{P}EndOfExperiment", 1)
 
@@ -153,7 +129,11 @@ def test_catalog_finds_and_serves_every_file_once(
                     proxy.cut()
                     exp_id = f"cat-4-{int(time.time())}"
                     _experiment(client, BL, P, exp_id, samples[4], turn=30.0)
-                    procs.wait_until(lambda: not status(st)["broker_connected"], 30, "outage seen")
+                    procs.wait_until(
+                        lambda: not catalog_procs.consumer_status(st)["broker_connected"],
+                        30,
+                        "outage seen",
+                    )
                     proxy.restore()
                     late = asyncio.run(consume_event(kafka, topic, exp_id, timeout=60))
                     events.append(late)
@@ -162,11 +142,17 @@ def test_catalog_finds_and_serves_every_file_once(
                     missing = dict(unseen, event_id="f" * 32, sample_name="gone")
                     missing["file_path"] = str(data_dir / "never_written.nx")
                     asyncio.run(_send_raw(kafka, topic, json.dumps(missing).encode(), b"{not json"))
-                    procs.wait_until(lambda: status(st)["invalid_events"] == 1, 30, "invalid")
+                    procs.wait_until(
+                        lambda: catalog_procs.consumer_status(st)["invalid_events"] == 1,
+                        30,
+                        "invalid",
+                    )
                     gone = tiled.search(("sample", "eq", "gone"))
                     assert [m["status"] for m in gone.values()] == ["missing"]
-                    procs.wait_until(lambda: status(st)["lag"] == 0, 30, "no lag")
-                    counts = status(st)
+                    procs.wait_until(
+                        lambda: catalog_procs.consumer_status(st)["lag"] == 0, 30, "no lag"
+                    )
+                    counts = catalog_procs.consumer_status(st)
                     assert counts["missing"] == 1 and counts["catalog_errors"] == 0
 
                 every = tiled.search(("beamline", "eq", "SIM"))

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from assonant_ioc.events import file_written_event
 from assonant_ioc.nexus import write_experiment
 from assonant_ioc.sim import catalog_procs, procs
-from tests.system.tiled_http import Tiled, status
+from tests.system.tiled_http import Tiled
 from tests.unit.factories import T0, experiment
 
 
@@ -80,11 +80,14 @@ def test_a_postgresql_catalog_of_two_beamlines(
                 port,
             ):
                 procs.wait_until(
-                    lambda: status(port)["lag"] == 0 and status(port)["assigned"] > 0,
+                    lambda: (
+                        catalog_procs.consumer_status(port)["lag"] == 0
+                        and catalog_procs.consumer_status(port)["assigned"] > 0
+                    ),
                     60,
                     "every event consumed",
                 )
-                counts = status(port)
+                counts = catalog_procs.consumer_status(port)
                 assert counts["registered"] == (3 if attempt == 0 else 0), counts
                 assert counts["catalog_errors"] == 0 and counts["invalid_events"] == 0
                 if attempt == 0:

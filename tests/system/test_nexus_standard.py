@@ -22,6 +22,7 @@ from assonant_ioc.events import EVENT_SCHEMA_PATH
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.sim import phantom, procs
+from tests.system.camera import acquire, scan
 from tests.system.conftest import REPO, start_service
 
 #: nexusformat 2.1 findings that are not faults of the file (see the README, "Validation")
@@ -29,18 +30,6 @@ NEXUSFORMAT_KNOWN = (
     "NXslit is an invalid class in NXinstrument",  # NeXus definitions issue #1430
     "NXsource is an invalid class in NXentry",  # NXmx wants it there: definitions issue #1248
 )
-
-
-def _acquire(client: Any, BL: str, key: int, seconds: float) -> None:
-    """One acquisition of the camera: its frames go to one file when it stops."""
-    before = client.get(f"{BL}det:HDF1:FullFileName_RBV")
-    client.put(f"{BL}det:ImageKey", key)
-    client.put(f"{BL}det:Acquire", 1)
-    time.sleep(seconds)
-    client.put(f"{BL}det:Acquire", 0)
-    procs.wait_until(
-        lambda: client.get(f"{BL}det:HDF1:FullFileName_RBV") != before, 10, "detector file"
-    )
 
 
 def _run(
@@ -69,22 +58,9 @@ def _run(
         client.put(f"{P}ExperimentId", exp_id)
         client.put(f"{P}Snapshot:Pre", 1)
         if dark_and_flat:
-            _acquire(client, BL, 2, 0.35)  # dark
-            _acquire(client, BL, 1, 0.35)  # flat
-        files_before = client.get(f"{BL}det:HDF1:FileNumber")
-        client.put(f"{P}Record:During", 1)
-        client.put(f"{BL}det:ImageKey", 0)
-        client.put(f"{BL}det:Acquire", 1)
-        client.put(f"{BL}smp:rx:VAL", turn)  # 30 deg/s: 30 deg is a one-second scan
-        procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 0, 10, "rx moving")
-        procs.wait_until(
-            lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 10 + turn / 10, f"rx at {turn}"
-        )
-        client.put(f"{BL}det:Acquire", 0)
-        procs.wait_until(
-            lambda: client.get(f"{BL}det:HDF1:FileNumber") == files_before + 1, 10, "scan file"
-        )
-        client.put(f"{P}Record:During", 0)
+            acquire(client, BL, 2)  # dark
+            acquire(client, BL, 1)  # flat
+        scan(client, BL, P, turn)  # 30 deg/s: 30 deg is a one-second scan
         client.put(f"{P}Snapshot:Post", 1)
         client.put(f"{P}EndOfExperiment", 1)
         master = Path(client.get(f"{P}LastFile"))

@@ -57,10 +57,3 @@ class Tiled:
             params.append(("slice", index))
         raw = self.get(f"array/full/{key}/{dataset}", params)
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
-
-
-def status(port: int) -> dict[str, Any]:
-    """The catalog consumer's counts (``--status-port``)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as reply:
-        found: dict[str, Any] = json.loads(reply.read())
-        return found

@@ -1,0 +1,42 @@
+"""Driving the simulated camera and the sample's rotation as a tomography scan does, over CA,
+waiting on the PVs (never on the clock)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assonant_ioc.sim import procs
+
+
+def acquire(client: Any, BL: str, key: int, frames: int = 2) -> None:
+    """One acquisition of ``frames`` frames with image key ``key`` (2 dark, 1 flat): the camera
+    writes them to one file when it stops."""
+    before = client.get(f"{BL}det:HDF1:FullFileName_RBV")
+    counted = client.get(f"{BL}det:ArrayCounter_RBV")
+    client.put(f"{BL}det:ImageKey", key)
+    client.put(f"{BL}det:Acquire", 1)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + frames, 10, "frames"
+    )
+    client.put(f"{BL}det:Acquire", 0)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:HDF1:FullFileName_RBV") != before, 10, "detector file"
+    )
+
+
+def scan(client: Any, BL: str, P: str, turn: float) -> None:
+    """The recording: projections (image key 0) while the sample turns to ``turn`` deg
+    (30 deg/s), then the camera's file closed and the recording stopped."""
+    files_before = client.get(f"{BL}det:HDF1:FileNumber")
+    client.put(f"{P}Record:During", 1)
+    client.put(f"{BL}det:ImageKey", 0)
+    client.put(f"{BL}det:Acquire", 1)
+    client.put(f"{BL}smp:rx:VAL", turn)
+    limit = 10 + abs(turn) / 10
+    procs.wait_until(lambda: abs(client.get(f"{BL}smp:rx:RBV") - turn) < 1e-6, limit, "rotation")
+    procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, limit, "rotation done")
+    client.put(f"{BL}det:Acquire", 0)
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:HDF1:FileNumber") == files_before + 1, 10, "scan file"
+    )
+    client.put(f"{P}Record:During", 0)

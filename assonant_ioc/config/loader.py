@@ -21,6 +21,7 @@ from assonant_ioc.config.spec import (
     COMPRESSION_FILTERS,
     DEFINITIONS,
     SNAPSHOT_MOMENTS,
+    STAMPS,
     AxisSpec,
     BeamlineConfig,
     ChannelSpec,
@@ -633,9 +634,15 @@ def _frames(
     if not isinstance(raw, dict) or not isinstance(raw.get("file_pv"), str):
         p.add(line, f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV)")
         return None
-    for key in sorted(set(raw) - {"file_pv", "dataset", LINE, KEY_LINES}):
+    for key in sorted(set(raw) - {"file_pv", "dataset", "stamp", LINE, KEY_LINES}):
         p.add(_line(raw, key) or line, f"component {comp!r}: frames: unknown key {key!r}")
     dataset = str(raw.get("dataset", "/entry/data/data"))
     if not dataset.startswith("/"):
         p.add(line, f"component {comp!r}: frames dataset {dataset!r} must be an absolute path")
-    return FramesSpec(_expand(raw["file_pv"], macros, p, line), dataset, line)
+    stamp = str(raw.get("stamp", "end"))
+    if stamp not in STAMPS:
+        p.add(
+            _line(raw, "stamp") or line,
+            f"component {comp!r}: frames stamp {stamp!r} is not one of {', '.join(STAMPS)}",
+        )
+    return FramesSpec(_expand(raw["file_pv"], macros, p, line), dataset, line, stamp)

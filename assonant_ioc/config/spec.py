@@ -123,6 +123,10 @@ class ConstantSpec:
     line: int = 0
 
 
+#: Which instant of its exposure a detector stamps a frame with (``frames: {stamp: ...}``).
+STAMPS = ("end", "start", "middle")
+
+
 @dataclass(frozen=True)
 class FramesSpec:
     """Where a detector's frames are: the PV that names each file it writes (areaDetector's
@@ -131,6 +135,9 @@ class FramesSpec:
     file_pv: str
     dataset: str = "/entry/data/data"
     line: int = 0
+    #: which instant of its exposure the detector stamps a frame with: end (areaDetector),
+    #: start or middle
+    stamp: str = "end"
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,8 @@ class LinkedData:
 
     files: tuple[str, ...]
     dataset: str = "/entry/data/data"
+    #: which instant of its exposure the detector stamps a frame with (areaDetector: end)
+    stamp: str = "end"
 
 
 @dataclass(frozen=True)

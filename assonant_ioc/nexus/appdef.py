@@ -10,7 +10,6 @@ tomography programs (nabu, nxtomo, tomoscan) read beside them, NXmx's
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, cast
 
 import h5py
@@ -24,73 +23,76 @@ from assonant_ioc.model.components import (
     Entry,
     TransformationType,
 )
-from assonant_ioc.model.times import EPICS_EPOCH, iso
+from assonant_ioc.model.times import iso
+from assonant_ioc.nexus.frames import constant_step, exposure_window, frame_metadata, positions_at
 from assonant_ioc.nexus.provenance import move
 
 log = logging.getLogger(__name__)
 
-#: areaDetector's HDF5 plugin keeps per-frame NDAttributes here.
-ND_ATTRIBUTES = "/entry/instrument/NDAttributes"
+
+class Checks:
+    """What the writer found wrong or doubtful in what it wrote (geometry against the frames,
+    the sweep, the detector files): kept in the file and sent in the event, named."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, text: str) -> None:
+        log.error("%s", text)
+        self.errors.append(text)
+
+    def warning(self, text: str) -> None:
+        log.warning("%s", text)
+        self.warnings.append(text)
 
 
-def frame_metadata(frames: h5py.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(image_key, POSIX time) of every frame of a virtual dataset, in its order.
-
-    From each source file's NDAttributes (``image_key``: 0 projection, 1 flat, 2 dark, as
-    tomography beamlines record it; ``NDArrayEpicsTSSec``/``nSec``). A file without them
-    counts as projections with unknown times (NaN). Only metadata is read.
-    """
-    keys: list[np.ndarray] = []
-    times: list[np.ndarray] = []
-    master_dir = Path(frames.file.filename).resolve().parent
-    runs: list[list[Any]] = []  # [file, first frame in the file, frames]: mappings merged
-    for source in frames.virtual_sources():
-        low, high = source.vspace.get_select_bounds()
-        n = int(high[0] - low[0] + 1)
-        first = int(source.src_space.get_select_bounds()[0][0])
-        last = runs[-1] if runs else None
-        if last is not None and last[0] == source.file_name and last[1] + last[2] == first:
-            last[2] += n
-        else:
-            runs.append([source.file_name, first, n])
-    for file_name, first, n in runs:
-        key = np.zeros(n, dtype=np.int32)
-        stamp = np.full(n, np.nan)
-        with h5py.File(master_dir / file_name, "r") as f:
-            nd = f.get(ND_ATTRIBUTES)
-            if isinstance(nd, h5py.Group):
-                if "image_key" in nd:
-                    key[:] = np.asarray(nd["image_key"][first : first + n], dtype=np.int32)
-                if "NDArrayEpicsTSSec" in nd and "NDArrayEpicsTSnSec" in nd:
-                    secs = np.asarray(nd["NDArrayEpicsTSSec"][first : first + n], np.float64)
-                    nsecs = np.asarray(nd["NDArrayEpicsTSnSec"][first : first + n], np.float64)
-                    stamp[:] = secs + EPICS_EPOCH + nsecs * 1e-9
-        keys.append(key)
-        times.append(stamp)
-    if not keys:
-        return np.zeros(0, dtype=np.int32), np.zeros(0)
-    return np.concatenate(keys), np.concatenate(times)
-
-
-def _angles_at(sample: Component, times: np.ndarray) -> tuple[np.ndarray, str]:
-    """The sample's rotation at each frame time: the last position reported at or before it
-    (a monitored PV holds its value until the next update), or the last position known
-    when the frames carry no time."""
-    axis = next(
-        a for a in sample.axes.values() if a.transformation_type is TransformationType.ROTATION
+def _rotation(sample: Component) -> tuple[str, np.ndarray, np.ndarray, str] | None:
+    """(name, log times, log positions, units) of the sample's rotation axis."""
+    name = next(
+        (n for n, a in sample.axes.items() if a.transformation_type is TransformationType.ROTATION),
+        None,
     )
-    value = axis.value
+    if name is None:
+        return None
+    value = sample.axes[name].value
     readings = (value.reading,) if isinstance(value, DataField) else value.points()
     known = [(r.timestamp, float(cast(float, r.value))) for r in readings if r.value is not None]
-    if not known:
-        return np.full(len(times), np.nan), value.units
-    stamps = np.array([t for t, _ in known])
-    positions = np.array([v for _, v in known])
-    order = np.argsort(stamps, kind="stable")
-    stamps, positions = stamps[order], positions[order]
-    held = np.clip(np.searchsorted(stamps, np.nan_to_num(times), side="right") - 1, 0, None)
-    angles = np.where(np.isnan(times), positions[-1], positions[held])
-    return angles, value.units
+    t = np.array([k[0] for k in known], dtype=np.float64)
+    v = np.array([k[1] for k in known], dtype=np.float64)
+    return name, t, v, value.units
+
+
+def _seconds(item: h5py.Dataset | None) -> float | None:
+    """A time field's value in seconds (pint converts its ``units``; none: s)."""
+    if item is None:
+        return None
+    units = item.attrs.get("units", "s")
+    units = units.decode() if isinstance(units, bytes) else str(units)
+    value = float(item[()])
+    if not np.isfinite(value) or unit_problem(units) is not None or not units.strip():
+        return value if np.isfinite(value) else None
+    return float(registry().Quantity(value, units).to("s").magnitude)
+
+
+def _exposures(
+    group: h5py.Group, det: h5py.Group, entry: Entry, stamps: np.ndarray, checks: Checks
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of each frame's exposure: its stamp (the instant the config's
+    ``frames: {stamp: ...}`` says, areaDetector's end by default) and the detector's
+    ``count_time`` (AcquireTime), from this entry or a snapshot."""
+    stamp = next(
+        (c.data.stamp for c in entry.instrument if c.data is not None and c.data.stamp), "end"
+    )
+    exposure = _seconds(_in_any_entry(group, f"{det.name}/count_time"))
+    if exposure is None:
+        if stamp != "start":
+            checks.warning(
+                f"{det.name}: no count_time (exposure time): each frame's {stamp} stamp is "
+                "taken as the start of its exposure"
+            )
+        exposure = 0.0
+    return exposure_window(stamps, exposure, stamp)
 
 
 def _scalar(group: h5py.Group, name: str) -> h5py.Dataset | None:
@@ -153,23 +155,30 @@ def _nxtomo_geometry(group: h5py.Group, entry: Entry) -> None:
         )
 
 
-def _nxtomo(group: h5py.Group, entry: Entry) -> None:
+def _nxtomo(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     det = group["instrument/detector"]
     data = det.get("data")
     if not isinstance(data, h5py.Dataset) or not data.is_virtual or entry.sample is None:
         log.warning("%s: NXtomo without frames; the entry will not validate", group.name)
         return
-    keys, times = frame_metadata(data)
+    keys, stamps = frame_metadata(data)
     data.attrs["units"] = "counts"
     det.create_dataset("image_key", data=keys)
     sample = group[entry.sample.name]
-    angles, units = _angles_at(entry.sample, times)
-    if "rotation_angle" not in sample:
+    rotation = _rotation(entry.sample)
+    if "rotation_angle" not in sample and rotation is not None:
+        _, log_t, log_v, units = rotation
+        start, end = _exposures(group, det, entry, stamps, checks)
+        # a projection integrates over its exposure: its angle is the middle one
+        angles = positions_at(log_t, log_v, (start + end) / 2)
+        if np.isnan(stamps).any() and log_v.size:  # frames without a time: the last position
+            angles = np.where(np.isnan(stamps), log_v[-1], angles)
         rot = sample.create_dataset("rotation_angle", data=angles)
         rot.attrs["units"] = units
     nxdata = group["data"]
     for name, target in (("rotation_angle", sample), ("image_key", det)):
-        link(nxdata, name, target[name])
+        if name in target:
+            link(nxdata, name, target[name])
     nxdata.attrs["axes"] = np.array(["rotation_angle", ".", "."], dtype=h5py.string_dtype())
     nxdata.attrs["rotation_angle_indices"] = 0
     _nxtomo_geometry(group, entry)
@@ -219,43 +228,183 @@ def _transformation(
     return dset
 
 
-def _nxmx_sweep(group: h5py.Group, entry: Entry) -> None:
+def _nxmx_sweep(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     """The rotation per image, as MX processing reads it (nexgen's layout): the sample's
-    rotation axis holds one angle per frame (the position at each frame's timestamp), with
-    ``<axis>_increment_set`` and ``<axis>_end`` beside it; the NXdata has it as its axis."""
+    rotation axis holds one angle per image, the start of its oscillation (the position
+    when its exposure began), ``<axis>_end`` the position when it ended and
+    ``<axis>_increment_set`` the step; the NXdata has it as its axis.
+
+    One sweep: frames taken while the rotation did not move (darks, flats, a test shot) or
+    with an image key other than 0 are left out of the sweep's data and named."""
     data = group.get("data/data")
     sample = entry.sample
     if not isinstance(data, h5py.Dataset) or not data.is_virtual or sample is None:
         return
-    rotation = next(
-        (n for n, a in sample.axes.items() if a.transformation_type is TransformationType.ROTATION),
-        None,
-    )
+    rotation = _rotation(sample)
     trans = group.get(f"{sample.name}/transformations")
-    if rotation is None or not isinstance(trans, h5py.Group) or rotation not in trans:
+    if rotation is None or not isinstance(trans, h5py.Group) or rotation[0] not in trans:
         return
-    _, times = frame_metadata(data)
-    angles, units = _angles_at(sample, times)
-    old = trans[rotation]
+    name, log_t, log_v, units = rotation
+    det_path = _detector_of(group, data)
+    keys, stamps = frame_metadata(data)
+    start, end = _exposures(group, group[det_path], entry, stamps, checks)
+    begin, finish = positions_at(log_t, log_v, start), positions_at(log_t, log_v, end)
+    moving = np.abs(finish - begin) > 1e-9
+    sweep = (keys == 0) & (moving if moving.any() else True)
+    left = np.nonzero(~sweep)[0]
+    if left.size:
+        checks.warning(
+            f"{group.name}: {left.size} frame(s) left out of the sweep (not rotating, or image "
+            f"key dark/flat): {_ranges(left)}"
+        )
+        _keep_frames(group, det_path, np.nonzero(sweep)[0])
+        data = group["data/data"]
+    if log_t.size and np.isfinite(start).all() and sweep.any():
+        outside = (start[sweep] < log_t[0] - 1e-6) | (end[sweep] > log_t[-1] + 1e-6)
+        if outside.any():
+            checks.warning(
+                f"{group.name}: {int(outside.sum())} image(s) exposed outside the recorded "
+                f"log of {name} ({_ranges(np.nonzero(outside)[0])}): their angles are held"
+            )
+    angles, ends = begin[sweep], finish[sweep]
+    increment, constant = constant_step(angles)
+    if not angles.size:
+        checks.error(f"{group.name}: no image of the sweep")
+    elif angles.size == 1:
+        increment = float(ends[0] - angles[0])
+    if not constant:
+        steps = np.diff(angles)
+        checks.error(
+            f"{group.name}: {name} step is not constant (from {steps.min():g} to "
+            f"{steps.max():g} {units}, median {increment:g}): not one constant-step sweep"
+        )
+    old = trans[name]
     attrs = dict(old.attrs)
-    del trans[rotation]
-    per_image = trans.create_dataset(rotation, data=angles)
+    del trans[name]
+    per_image = trans.create_dataset(name, data=angles)
     for key, value in attrs.items():
         per_image.attrs[key] = value
-    steps = np.diff(angles)
-    increment = float(np.median(steps)) if steps.size else 0.0
-    for suffix, value in (("increment_set", increment), ("end", angles + increment)):
-        extra = trans.create_dataset(f"{rotation}_{suffix}", data=value)
+    for suffix, value in (("increment_set", increment), ("end", ends)):
+        extra = trans.create_dataset(f"{name}_{suffix}", data=value)
+        for key in ("units", "transformation_type", "vector", "depends_on"):
+            if key in attrs:  # a transformation scippnexus takes as one (nexgen's attributes)
+                extra.attrs[key] = attrs[key]
         extra.attrs["units"] = units
-        extra.attrs["transformation_type"] = "rotation"
     nxdata = group["data"]  # the angles again, as a plain axis (no transformation attributes)
-    nxdata.create_dataset(rotation, data=angles).attrs["units"] = units
-    axes = [rotation] + ["."] * (data.ndim - 1)  # silx reads the list, nexgen the indices
+    nxdata.create_dataset(name, data=angles).attrs["units"] = units
+    axes = [name] + ["."] * (data.ndim - 1)  # silx reads the list, nexgen the indices
     nxdata.attrs["axes"] = np.array(axes, dtype=h5py.string_dtype())
-    nxdata.attrs[f"{rotation}_indices"] = np.array([0], dtype=np.int64)
+    nxdata.attrs[f"{name}_indices"] = np.array([0], dtype=np.int64)
 
 
-def _nxmx_detector(group: h5py.Group, entry: Entry) -> None:
+def _ranges(indices: np.ndarray) -> str:
+    """``0-4, 9`` for frames 0, 1, 2, 3, 4, 9."""
+    out: list[list[int]] = []
+    for i in indices.tolist():
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
+
+
+def _detector_of(group: h5py.Group, data: h5py.Dataset) -> str:
+    """The detector group holding the frames the NXdata links."""
+    for item in group["instrument"].values():
+        if isinstance(item, h5py.Group) and item.attrs.get("NX_class") == "NXdetector":
+            frames = item.get("data")
+            if isinstance(frames, h5py.Dataset) and frames.id == data.id:
+                return str(item.name)
+    return str(group["instrument"].name) + "/detector"
+
+
+def _keep_frames(group: h5py.Group, det_path: str, keep: np.ndarray) -> None:
+    """The detector's virtual frames (and the NXdata's link) cut down to ``keep``."""
+    det = group[det_path]
+    old = det["data"]
+    sources = old.virtual_sources()
+    shape, dtype, attrs = old.shape, old.dtype, dict(old.attrs)
+    frame = shape[1:]
+    vspace = h5py.h5s.create_simple((len(keep), *frame))
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_fill_value(np.zeros((), dtype=dtype))
+    block, origin = (1, *frame), (0,) * len(frame)
+    by_frame = {}
+    for source in sources:  # one mapping per frame (the writer's layout)
+        low, high = source.vspace.get_select_bounds()
+        for i in range(int(low[0]), int(high[0]) + 1):
+            by_frame[i] = (source, i - int(low[0]))
+    for new, i in enumerate(keep.tolist()):
+        source, offset = by_frame[i]
+        src_first = int(source.src_space.get_select_bounds()[0][0]) + offset
+        sspace = source.src_space.copy()
+        sspace.select_hyperslab((src_first, *origin), block)
+        vspace.select_hyperslab((new, *origin), block)
+        dcpl.set_virtual(vspace, source.file_name.encode(), source.dset_name.encode(), sspace)
+    vspace.select_all()
+    del det["data"]
+    tid = h5py.h5t.py_create(np.dtype(dtype))
+    h5py.h5d.create(det.id, b"data", tid, vspace, dcpl=dcpl).close()
+    for key, value in attrs.items():
+        if key != "target":
+            det["data"].attrs[key] = value
+    nxdata = group["data"]
+    del nxdata["data"]
+    link(nxdata, "data", det["data"])
+
+
+def _check_geometry(det: h5py.Group, module: h5py.Group, checks: Checks) -> None:
+    """``data_size`` (slow, fast: NXmx orders it like the data), ``data_origin`` and the
+    beam centre against the frames actually linked; the pixel sizes against the module's."""
+    frames = det.get("data")
+    if not isinstance(frames, h5py.Dataset) or frames.ndim != 3:
+        return
+    shape = [int(n) for n in frames.shape[1:]]
+    size = module.get("data_size")
+    if isinstance(size, h5py.Dataset):
+        declared = [int(n) for n in np.atleast_1d(size[()])]
+        if declared != shape:
+            hint = (
+                " (given as fast, slow: NXmx orders data_size like the data, slow then fast)"
+                if declared == shape[::-1]
+                else ""
+            )
+            checks.error(
+                f"{module.name}/data_size is {declared} but the linked frames are "
+                f"{shape[0]} x {shape[1]} (slow, fast){hint}"
+            )
+    origin = module.get("data_origin")
+    if isinstance(origin, h5py.Dataset):
+        at = [int(n) for n in np.atleast_1d(origin[()])]
+        if len(at) != 2 or not all(0 <= a < n for a, n in zip(at, shape, strict=False)):
+            checks.error(f"{module.name}/data_origin {at} is outside the frames {shape}")
+    for name, n in (("beam_center_x", shape[1]), ("beam_center_y", shape[0])):
+        item = det.get(name)
+        if isinstance(item, h5py.Dataset) and _units(item) in ("pixel", "pixels"):
+            value = float(item[()])
+            if not 0 <= value <= n:
+                checks.warning(
+                    f"{det.name}/{name} {value:g} pixel is off the frames (0 to {n} pixel)"
+                )
+    for name, axis in (
+        ("x_pixel_size", "fast_pixel_direction"),
+        ("y_pixel_size", "slow_pixel_direction"),
+    ):
+        size_item, direction = det.get(name), module.get(axis)
+        if isinstance(size_item, h5py.Dataset) and isinstance(direction, h5py.Dataset):
+            if abs(_mm(size_item) - _mm(direction)) > 1e-9 * max(1.0, abs(_mm(direction))):
+                checks.error(
+                    f"{det.name}/{name} ({_mm(size_item):g} mm) differs from "
+                    f"{module.name}/{axis} ({_mm(direction):g} mm)"
+                )
+
+
+def _units(item: h5py.Dataset) -> str:
+    units = item.attrs.get("units", "")
+    return (units.decode() if isinstance(units, bytes) else str(units)).strip()
+
+
+def _nxmx_detector(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     """The detector on a transformation chain, as MX processing follows it: ``det_z``
     (the sample-detector ``distance`` along the beam), then the module's ``module_offset``
     (from ``beam_center_x``/``beam_center_y``, in pixels, and the pixel directions), then
@@ -285,6 +434,7 @@ def _nxmx_detector(group: h5py.Group, entry: Entry) -> None:
         det.create_dataset("depends_on", data=det_z.name)
         if not isinstance(module, h5py.Group):
             continue
+        _check_geometry(det, module, checks)
         if "data_stride" not in module:
             module.create_dataset("data_stride", data=np.array([1, 1], dtype=np.int64))
         fast, slow = module.get("fast_pixel_direction"), module.get("slow_pixel_direction")
@@ -307,13 +457,20 @@ def _nxmx_detector(group: h5py.Group, entry: Entry) -> None:
                 module, "module_offset", length, "translation", vector, "mm", on
             )
             on = offset.name
+            # a length, as NXmx allows and scippnexus and scipp read (no unit "pixel" there)
+            for item, axis in ((bx, fast), (by, slow)):
+                if _units(item) in ("pixel", "pixels"):
+                    pixels = float(item[()])
+                    name = item.name.rsplit("/", 1)[1]
+                    del det[name]
+                    det.create_dataset(name, data=pixels * _mm(axis)).attrs["units"] = "mm"
         else:
             log.warning("%s: NXmx detector without beam_center_x/y: no module_offset", det.name)
         for axis in (fast, slow):
             axis.attrs["depends_on"] = on
 
 
-def _nxmx(group: h5py.Group, entry: Entry) -> None:
+def _nxmx(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     group.create_dataset("end_time_estimated", data=iso(entry.end_time))
     for comp in entry.instrument:
         for sub in comp.walk():
@@ -332,8 +489,8 @@ def _nxmx(group: h5py.Group, entry: Entry) -> None:
             if found:
                 group["source"] = found[0]
                 break
-    _nxmx_sweep(group, entry)
-    _nxmx_detector(group, entry)
+    _nxmx_sweep(group, entry, checks)
+    _nxmx_detector(group, entry, checks)
 
 
 def _path_to(top: Component, target: Component) -> list[str]:
@@ -350,10 +507,10 @@ def _path_to(top: Component, target: Component) -> list[str]:
 _FILL = {"NXtomo": _nxtomo, "NXmx": _nxmx}
 
 
-def fill_definition(definition: str, group: h5py.Group, entry: Entry) -> None:
+def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Checks) -> None:
     """Write ``definition`` and what it derives into the NXentry ``group`` of ``entry``."""
     group.create_dataset("definition", data=definition)
-    _FILL[definition](group, entry)
+    _FILL[definition](group, entry, checks)
 
 
 def needs_virtual(definition: str) -> bool:

@@ -73,10 +73,9 @@ class ValidationReport:
         return sum(1 for f in self.findings if f.validator == validator and f.severity == severity)
 
     def summary(self) -> str:
-        if self.skipped:
-            return f"validation skipped: {self.skipped}"
         first = f"; first: {self.errors[0]}" if self.errors else ""
-        return f"{len(self.errors)} errors, {len(self.warnings)} warnings{first}"
+        skipped = f" ({self.skipped})" if self.skipped else ""
+        return f"{len(self.errors)} errors, {len(self.warnings)} warnings{skipped}{first}"
 
     def as_event(self) -> dict[str, Any]:
         """The ``validation`` member of the ``file_written`` event."""
@@ -176,6 +175,19 @@ def _nexusformat(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
     return handler.findings
 
 
+def _own_checks(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
+    """What the writer found (geometry against the frames, the sweep, the detector files)."""
+    from assonant_ioc.nexus.writer import checks_of
+
+    exposure = next(
+        (f"/{name}" for name, d in entries if d), f"/{entries[-1][0]}" if entries else "/"
+    )
+    errors, warnings = checks_of(path)
+    return [Finding("assonant", "error", exposure, e) for e in errors] + [
+        Finding("assonant", "warning", exposure, w) for w in warnings
+    ]
+
+
 def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> ValidationReport:
     """Run every validator that is installed on ``path``; never raises for a finding.
 
@@ -188,6 +200,8 @@ def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> 
     missing: list[str] = []
     with _LOCK:
         entries = [(name, (definitions or {}).get(name, d)) for name, d in _entries(path)]
+        validators.append("assonant")  # the writer's own checks, kept in the file
+        findings += _own_checks(path, entries)
         for name, run in (("pynxtools", _pynxtools), ("nexusformat", _nexusformat)):
             try:
                 found = run(path, entries)
@@ -199,5 +213,5 @@ def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> 
                 found = [Finding(name, "error", "/", f"validator failed: {err}")]
             validators.append(name)
             findings += found
-    skipped = f"{', '.join(missing)} not installed" if not validators else ""
+    skipped = f"{', '.join(missing)} not installed" if missing else ""
     return ValidationReport(tuple(validators), tuple(findings), skipped)

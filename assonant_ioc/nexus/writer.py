@@ -47,8 +47,8 @@ from assonant_ioc.model.components import (
 )
 from assonant_ioc.model.readings import Reading
 from assonant_ioc.model.times import iso
-from assonant_ioc.nexus.appdef import fill_definition, link, needs_virtual
-from assonant_ioc.nexus.provenance import mirror
+from assonant_ioc.nexus.appdef import Checks, fill_definition, link, needs_virtual
+from assonant_ioc.nexus.provenance import PROVENANCE, mirror
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,9 @@ def _plot_series(group: h5py.Group, entry: Entry) -> bool:
     return False
 
 
-def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path) -> int:
+def _write_entry(
+    root: h5py.File, x: Experiment, entry: Entry, master_dir: Path, checks: Checks
+) -> int:
     """Write one NXentry; returns what it has to plot: 2 detector frames, 1 a recorded
     series, 0 nothing."""
     group = _group(root, entry.moment.entry_name, "NXentry")
@@ -461,7 +463,7 @@ def _write_entry(root: h5py.File, x: Experiment, entry: Entry, master_dir: Path)
         _attrs(group, default="data")
     plot = 2 if linked else int(_plot_series(group, entry))
     if definition:
-        fill_definition(definition, group, entry)
+        fill_definition(definition, group, entry, checks)
     return plot
 
 
@@ -510,10 +512,12 @@ def write_partial(
             f.attrs["creator"] = f"assonant-ioc {assonant_ioc.__version__}"
             f.attrs["HDF5_Version"] = h5py.version.hdf5_version
             f.attrs["h5py_version"] = h5py.version.version
+            checks = Checks()
             plots = {
-                e.moment.entry_name: _write_entry(f, x, e, final.parent.resolve())
+                e.moment.entry_name: _write_entry(f, x, e, final.parent.resolve(), checks)
                 for e in x.entries
             }
+            _write_checks(f, x, checks)
             if plots:  # the viewers open on the frames, else on a recorded series
                 best = max(plots.values())
                 _attrs(f, default=next(n for n, p in plots.items() if p == best))
@@ -532,6 +536,36 @@ def write_partial(
     finally:
         _COMPRESSION.reset(token)
     return tmp
+
+
+#: Where the writer's own findings are kept: the exposure entry's provenance collection.
+CHECKS = "checks"
+
+
+def _write_checks(f: h5py.File, x: Experiment, checks: Checks) -> None:
+    """The writer's findings (``error: ...``/``warning: ...``) in the exposure entry's
+    provenance collection, for ``checks_of`` (the event, the validators, ``inspect``)."""
+    found = [f"error: {e}" for e in checks.errors] + [f"warning: {w}" for w in checks.warnings]
+    if not found or x.exposure is None:
+        return
+    entry = f[x.exposure.moment.entry_name]
+    collection = entry.get(PROVENANCE) or _group(entry, PROVENANCE, "NXcollection")
+    collection.create_dataset(CHECKS, data=np.array(found, dtype=_STR_DTYPE))
+
+
+def checks_of(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) the writer found in the file at ``path``."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    with h5py.File(path, "r", locking=False) as f:
+        for entry in f.values():
+            found = entry.get(f"provenance/{CHECKS}") if isinstance(entry, h5py.Group) else None
+            if not isinstance(found, h5py.Dataset):
+                continue
+            for item in found.asstr()[()].tolist():
+                kind, _, text = item.partition(": ")
+                (errors if kind == "error" else warnings).append(text)
+    return errors, warnings
 
 
 def publish(tmp: Path, final: Path) -> None:

@@ -40,7 +40,12 @@ MOTOR_PERIOD = 0.1
 
 
 def motor_group(units: str, velocity: float, initial: float) -> type[PVGroup]:
-    """A motor-like group: VAL, RBV moving toward VAL at VELO units/s, DMOV."""
+    """A motor-like group: VAL, RBV moving toward VAL at VELO units/s, DMOV.
+
+    The motion is continuous: the position at any instant is known (:meth:`position_at`,
+    what the camera sees), and RBV posts it at 10 Hz stamped with the instant it was true,
+    including the instants the motion starts and ends, as a controller with
+    hardware-stamped positions does."""
 
     class Motor(PVGroup):
         VAL = pvproperty(value=initial, units=units, precision=4, record="ao", doc="setpoint")
@@ -50,25 +55,52 @@ def motor_group(units: str, velocity: float, initial: float) -> type[PVGroup]:
         VELO = pvproperty(value=velocity, units=f"{units}/s", record="ao", doc="velocity")
         DMOV = pvproperty(value=1, read_only=True, doc="1 when the motion is done")
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # the motion: (start time, start position, target, speed); speed 0 at rest
+            self.motion = (0.0, initial, initial, 0.0)
+
+        def position_at(self, t: float) -> float:
+            start, pos, target, speed = self.motion
+            if speed == 0 or t <= start:
+                return pos
+            travelled = speed * (t - start)
+            if travelled >= abs(target - pos):
+                return target
+            return pos + (travelled if target > pos else -travelled)
+
+        def arrival(self) -> float:
+            start, pos, target, speed = self.motion
+            return start + abs(target - pos) / speed if speed else start
+
         @VAL.putter
         async def VAL(self, instance: Any, value: float) -> float:
-            # like the motor record: DMOV drops as soon as a move is asked for
-            if not new_equal(float(value), float(self.RBV.value)):
-                await self.DMOV.write(0)
+            now = time.time()
+            here = self.position_at(now)
+            speed = abs(float(self.VELO.value))
+            if new_equal(float(value), here) or speed == 0:
+                self.motion = (now, float(value), float(value), 0.0)
+                return value
+            self.motion = (now, here, float(value), speed)
+            # like the motor record: DMOV drops as soon as a move is asked for; the start
+            # position is posted with the instant the motion began
+            await self.RBV.write(here, timestamp=now)
+            await self.DMOV.write(0)
             return value
 
         @RBV.scan(period=MOTOR_PERIOD)
         async def RBV(self, instance: Any, async_lib: Any) -> None:
-            target, pos = float(self.VAL.value), float(instance.value)
-            step = abs(float(self.VELO.value)) * MOTOR_PERIOD
-            if pos != target:
-                new = (
-                    target if abs(target - pos) <= step else pos + (step if target > pos else -step)
-                )
-                await instance.write(new)
-            done = 1 if new_equal(float(instance.value), target) else 0
-            if self.DMOV.value != done:
-                await self.DMOV.write(done)
+            _, _, target, speed = self.motion
+            if speed == 0:
+                return
+            now = time.time()
+            if now >= self.arrival():  # arrived: the end of the motion, at its instant
+                end = self.arrival()
+                self.motion = (end, target, target, 0.0)
+                await instance.write(target, timestamp=end)
+                await self.DMOV.write(1)
+            else:
+                await instance.write(self.position_at(now), timestamp=now)
 
     return Motor
 
@@ -89,21 +121,35 @@ def _long_string(value: str, doc: str, read_only: bool = False) -> Any:
 
 
 class HDF5Plugin(PVGroup):
-    """areaDetector's NDFileHDF5, reduced: each acquisition's frames go to one file."""
+    """areaDetector's NDFileHDF5, reduced: each acquisition's frames go to one file.
+
+    ``Capture_RBV`` is 1 from the acquisition's start until its file is closed; the file is
+    written under its final name only when complete (``CloseDelay`` s after the last frame,
+    a slow file system's lag). ``DropFile`` (a fault to test with) makes the next file be
+    announced but never written."""
 
     FilePath = _long_string("", "directory of the files (nothing is written while empty)")
     FileName = pvproperty(value="frames", dtype=ChannelType.STRING, doc="file name stem")
     FileNumber = pvproperty(value=1, doc="number of the next file")
-    FullFileName_RBV = _long_string("", "full path of the last file closed", read_only=True)
-    NumCaptured_RBV = pvproperty(value=0, read_only=True, doc="frames in the last file")
+    FullFileName_RBV = _long_string("", "full path of the last file opened", read_only=True)
+    NumCaptured_RBV = pvproperty(value=0, read_only=True, doc="frames captured in the file")
+    Capture_RBV = pvproperty(value=0, read_only=True, doc="1 while a file is open")
+    WriteFile_RBV = pvproperty(value=0, read_only=True, doc="1 while a file is being written")
+    CloseDelay = pvproperty(value=0.0, units="s", doc="seconds between the last frame and close")
+    DropFile = pvproperty(value=0, doc="1: the next file is announced but never written")
 
 
 class Detector(PVGroup):
-    """An area-detector-like camera: frames count up at 10 Hz while acquiring; when the
-    acquisition stops, its frames are written to an HDF5 file as areaDetector does.
+    """An area-detector-like camera. Each frame is stamped, as areaDetector stamps an
+    NDArray, at the end of its exposure; frame i of an acquisition is exposed from
+    t0 + i * AcquirePeriod for AcquireTime s. With ``TriggerMode`` Internal, t0 is the
+    Acquire command; with External, the start of the next motion of the rotation ``smp:rx``
+    (a fly scan's trigger). ``ImageMode`` Multiple stops after ``NumImages`` frames,
+    Continuous on Acquire 0. The file plugin opens a file when the acquisition starts
+    (``FullFileName_RBV``) and closes it when it stops.
 
-    It looks through the phantom (``sim/phantom.py``) at the sample rotation ``smp:rx``
-    of each frame: dark frames see nothing (100 counts), flats the open beam (1000),
+    It looks through the phantom (``sim/phantom.py``) at the sample rotation in the middle
+    of each exposure: dark frames see nothing (100 counts), flats the open beam (1000),
     projections the object. Pixel (0, 0), outside the object, carries a marker of the
     frame: 1000 x (2 - image_key) + its index in the file."""
 
@@ -115,6 +161,22 @@ class Detector(PVGroup):
         doc="1 to acquire",
     )
     AcquireTime = pvproperty(value=0.1, units="s", record="ao", doc="exposure time")
+    AcquirePeriod = pvproperty(value=0.1, units="s", record="ao", doc="time between frames")
+    NumImages = pvproperty(value=1, doc="frames of an acquisition in Multiple mode")
+    ImageMode = pvproperty(
+        value=2,
+        dtype=ChannelType.ENUM,
+        enum_strings=["Single", "Multiple", "Continuous"],
+        record="mbbo",
+        doc="Single, Multiple (NumImages) or Continuous",
+    )
+    TriggerMode = pvproperty(
+        value=0,
+        dtype=ChannelType.ENUM,
+        enum_strings=["Internal", "External"],
+        record="mbbo",
+        doc="Internal, or External: the rotation's next motion starts the acquisition",
+    )
     ArrayCounter_RBV = pvproperty(value=0, read_only=True, doc="frames acquired")
     Temperature = pvproperty(value=-20.0, units="degC", precision=2, read_only=True, doc="sensor")
 
@@ -127,44 +189,91 @@ class Detector(PVGroup):
         self._keys: list[int] = []
         self._angles: list[float] = []
         self._acquiring = False
+        self._task: asyncio.Task[None] | None = None
+        self._path = ""
 
     @Acquire.putter
     async def Acquire(self, instance: Any, value: Any) -> Any:
-        self._acquiring = value in (1, "Acquire")  # at once: no frame while the file closes
-        if not self._acquiring and self._stamps:
+        start = value in (1, "Acquire")
+        if start and not self._acquiring:
+            self._acquiring = True
+            await self._open_file()
+            self._task = asyncio.get_running_loop().create_task(self._frames(time.time()))
+        elif not start and self._acquiring:
+            self._acquiring = False  # at once: no frame while the file closes
+            task, self._task = self._task, None
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
             await self._close_file()
         return value
 
-    async def _close_file(self) -> None:
-        stamps, key = self._stamps, self._keys[0] if self._keys else 0
-        angles = self._angles
+    async def _frames(self, armed: float) -> None:
+        """The acquisition: frames at their exposures' ends, until the mode says stop."""
+        rx = self.parent.smp.rx
+        if self.TriggerMode.value in (1, "External"):
+            while rx.motion[0] <= armed or rx.motion[3] == 0:  # wait for the trigger
+                await asyncio.sleep(0.002)
+            t0 = rx.motion[0]
+        else:
+            t0 = armed
+        mode = str(self.ImageMode.value)
+        count = 1 if mode == "Single" else int(self.NumImages.value) if mode == "Multiple" else 0
+        exposure, period = float(self.AcquireTime.value), float(self.AcquirePeriod.value)
+        period = max(period, exposure)
+        i = 0
+        while self._acquiring and (count == 0 or i < count):
+            begin = t0 + i * period
+            end = begin + exposure
+            await asyncio.sleep(max(0.0, end - time.time()))
+            if not self._acquiring:
+                return
+            self._stamps.append(end)
+            self._keys.append(int(self.ImageKey.value))
+            self._angles.append(rx.position_at(begin + exposure / 2))
+            await self.ArrayCounter_RBV.write(self.ArrayCounter_RBV.value + 1)
+            await self.HDF1.NumCaptured_RBV.write(len(self._stamps))
+            i += 1
+        if self._acquiring:  # the mode's last frame: the acquisition ends by itself
+            await self.Acquire.write(0)
+
+    async def _open_file(self) -> None:
         self._stamps, self._keys, self._angles = [], [], []
         folder = str(self.HDF1.FilePath.value).strip()
+        self._path = ""
         if not folder:
             return
         number = int(self.HDF1.FileNumber.value)
-        path = f"{folder}/{self.HDF1.FileName.value}_{number:03d}.h5"
-        if key == 2:
-            images = np.full((len(stamps), 16, 16), phantom.DARK)
-        elif key == 1:
-            images = np.full((len(stamps), 16, 16), phantom.FLAT)
-        else:
-            images = np.stack([phantom.projection(a) for a in angles])
-        frames = np.rint(images).astype(np.uint16)
-        frames[:, 0, 0] = 1000 * (2 - key) + np.arange(len(stamps))  # the frame's marker
-        first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1
-        await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
-        await self.HDF1.NumCaptured_RBV.write(len(stamps))
+        self._path = f"{folder}/{self.HDF1.FileName.value}_{number:03d}.h5"
         await self.HDF1.FileNumber.write(number + 1)
-        await self.HDF1.FullFileName_RBV.write(path)
+        await self.HDF1.NumCaptured_RBV.write(0)
+        await self.HDF1.Capture_RBV.write(1)
+        await self.HDF1.FullFileName_RBV.write(self._path)
 
-    @ArrayCounter_RBV.scan(period=0.1)
-    async def ArrayCounter_RBV(self, instance: Any, async_lib: Any) -> None:
-        if self._acquiring:
-            self._stamps.append(time.time())
-            self._keys.append(int(self.ImageKey.value))
-            self._angles.append(float(self.parent.smp.rx.RBV.value))
-            await instance.write(instance.value + 1)
+    async def _close_file(self) -> None:
+        stamps, key = self._stamps, self._keys[0] if self._keys else 0
+        angles, path = self._angles, self._path
+        self._stamps, self._keys, self._angles, self._path = [], [], [], ""
+        if not path:
+            return
+        await self.HDF1.WriteFile_RBV.write(1)
+        delay = float(self.HDF1.CloseDelay.value)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if int(self.HDF1.DropFile.value):
+            await self.HDF1.DropFile.write(0)
+        elif stamps:
+            if key == 2:
+                images = np.full((len(stamps), 16, 16), phantom.DARK)
+            elif key == 1:
+                images = np.full((len(stamps), 16, 16), phantom.FLAT)
+            else:
+                images = np.stack([phantom.projection(a) for a in angles])
+            frames = np.rint(images).astype(np.uint16)
+            frames[:, 0, 0] = 1000 * (2 - key) + np.arange(len(stamps))  # the frame's marker
+            first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1
+            await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
+        await self.HDF1.WriteFile_RBV.write(0)
+        await self.HDF1.Capture_RBV.write(0)
 
     @Temperature.scan(period=1.0)
     async def Temperature(self, instance: Any, async_lib: Any) -> None:

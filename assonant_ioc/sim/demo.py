@@ -44,10 +44,9 @@ def _acquire(bl: str, key: int, seconds: float) -> None:
 
 
 def _acquire_stop(bl: str) -> None:
-    before = procs.ca_get(f"{bl}det:HDF1:FullFileName_RBV")
     procs.ca_put(f"{bl}det:Acquire", 0)
     procs.wait_until(
-        lambda: procs.ca_get(f"{bl}det:HDF1:FullFileName_RBV") != before, 10, "the camera's file"
+        lambda: procs.ca_get(f"{bl}det:HDF1:Capture_RBV") == 0, 10, "the camera's file"
     )
 
 

@@ -15,18 +15,43 @@ from assonant_ioc.sim.frames import write_frames
 from assonant_ioc.snapshots import Captured, assemble
 
 T0 = 1_790_000_000.0
-#: (file stem, frames, image_key, frame times from T0) of each detector acquisition
+#: the detector's exposure time (``count_time``), s
+EXPOSURE = 1.0
+#: (file stem, frames, image_key, frame stamps from T0) of each detector acquisition: each
+#: frame stamped at the end of its exposure, as areaDetector does; the projections exposed
+#: one a second while the during PVs step once a second, so frame i from T0 + i to T0 + i + 1
 ACQUISITIONS = (
-    ("dark", 2, 2, [-2.0, -1.9]),
-    ("flat", 2, 1, [-1.0, -0.9]),
-    ("proj", 9, 0, [i + 0.5 for i in range(9)]),
+    ("dark", 2, 2, [-3.0, -2.0]),
+    ("flat", 2, 1, [-1.0, 0.0]),
+    ("proj", 9, 0, [i + EXPOSURE for i in range(9)]),
 )
 
 
-def simulated_experiment(config: BeamlineConfig, folder: Path, points: int = 10) -> Experiment:
-    """Snapshots read 1.5 everywhere; each during PV steps 0, 1, 2... once a second."""
+def _frame_shape(config: BeamlineConfig, detector: str) -> tuple[int, int]:
+    """The detector module's ``data_size`` (slow, fast) when the config gives one, else 8 x 8."""
+    for comp in config.components():
+        if comp.name != detector:
+            continue
+        for sub in comp.walk():
+            for const in sub.constants:
+                if const.name == "data_size" and isinstance(const.value, tuple):
+                    slow, fast = (int(v) for v in const.value[:2])
+                    return slow, fast
+    return 8, 8
+
+
+def simulated_experiment(
+    config: BeamlineConfig,
+    folder: Path,
+    points: int = 10,
+    frame_shape: tuple[int, int] | None = None,
+) -> Experiment:
+    """Snapshots read 1.5 everywhere (the detectors' ``count_time`` 1 s); each during PV
+    steps 0, 1, 2... once a second."""
     values = {
-        ch.pv: Reading.of(ch.pv, 1.5, T0, units=ch.units) for ch in config.channels() if ch.pv
+        ch.pv: Reading.of(ch.pv, EXPOSURE if ch.name == "count_time" else 1.5, T0, units=ch.units)
+        for ch in config.channels()
+        if ch.pv
     }
     series = {
         pv: [Reading.of(pv, float(i), T0 + i) for i in range(points)]
@@ -36,7 +61,7 @@ def simulated_experiment(config: BeamlineConfig, folder: Path, points: int = 10)
         comp: [
             write_frames(
                 folder / f"{comp}_{stem}.h5",
-                np.full((n, 8, 8), key, np.uint16),
+                np.full((n, *(frame_shape or _frame_shape(config, comp))), key, np.uint16),
                 key,
                 [T0 + t for t in times],
             )

@@ -33,7 +33,8 @@ def write_frames(
         entry.attrs["NX_class"] = "NXentry"
         data = entry.create_group("data")
         data.attrs["NX_class"] = "NXdata"
-        data.create_dataset("data", data=frames, chunks=(1, *frames.shape[1:]))
+        chunks = (1, *frames.shape[1:])
+        data.create_dataset("data", data=frames, chunks=chunks, compression="gzip", shuffle=True)
         data.attrs["signal"] = "data"
         nd = entry.create_group("instrument/NDAttributes")
         nd.attrs["NX_class"] = "NXcollection"

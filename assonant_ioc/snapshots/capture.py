@@ -148,7 +148,7 @@ def _component(
         fields.setdefault(name, DataField(reading, reading.units))
     data = None
     if frames is not None and spec.frames is not None and spec.name in frames:
-        data = LinkedData(tuple(frames[spec.name]), spec.frames.dataset)
+        data = LinkedData(tuple(frames[spec.name]), spec.frames.dataset, spec.frames.stamp)
     if not fields and not axes and not subs and data is None:
         return None
     return Component(spec.name, spec.component_class, fields, axes, subs, data)

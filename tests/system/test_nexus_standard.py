@@ -9,7 +9,6 @@ import re
 import shutil
 import time
 import warnings
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ import pytest
 
 from assonant_ioc.events import EVENT_SCHEMA_PATH
 from assonant_ioc.events.kafka import consume_event
-from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.sim import phantom, procs
-from tests.system.camera import acquire, scan
+from tests.system.camera import acquire, scan, sweep
 from tests.system.conftest import REPO, start_service
 
 #: nexusformat 2.1 findings that are not faults of the file (see the README, "Validation")
@@ -40,10 +38,12 @@ def _run(
     config_name: str,
     dark_and_flat: bool,
     turn: float = 30.0,
+    images: int = 0,
 ) -> tuple[Path, dict[str, Any], str, Path, Path]:
     """One experiment driven over CA while the camera writes its files and the sample
-    rotates 0 -> ``turn`` deg at 30 deg/s; returns (master file, event, Validation PV,
-    frames dir, data dir)."""
+    rotates 0 -> ``turn`` deg at 30 deg/s (with ``images``: a fly scan, the camera
+    triggered by the motion, ``images`` frames); returns (master file, event, Validation
+    PV, frames dir, data dir)."""
     BL = sim[0]
     topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
     config = (REPO / "configs" / config_name).read_text()
@@ -60,7 +60,10 @@ def _run(
         if dark_and_flat:
             acquire(client, BL, 2)  # dark
             acquire(client, BL, 1)  # flat
-        scan(client, BL, P, turn)  # 30 deg/s: 30 deg is a one-second scan
+        if images:
+            sweep(client, BL, P, turn, images)
+        else:
+            scan(client, BL, P, turn)  # 30 deg/s: 30 deg is a one-second scan
         client.put(f"{P}Snapshot:Post", 1)
         client.put(f"{P}EndOfExperiment", 1)
         master = Path(client.get(f"{P}LastFile"))
@@ -74,7 +77,7 @@ def _run(
 def _only_known_errors(event: dict[str, Any], validation_pv: str) -> None:
     """pynxtools: no error; nexusformat: only its known false reports; both on the PV too."""
     report = event["validation"]
-    assert report["validators"] == ["pynxtools", "nexusformat"]
+    assert report["validators"] == ["assonant", "pynxtools", "nexusformat"]
     assert report["warnings"] > 0  # nexusformat: fields of ours its base classes do not list
     assert f"{report['errors']} errors" in validation_pv
     for finding in report["first_errors"]:
@@ -187,24 +190,33 @@ def _scippnexus_loads(path: Path, axis: str, n_frames: int) -> None:
 def test_nxmx_with_the_goniometer_chain_over_one_sweep(
     sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
 ) -> None:
+    """A 0 -> 30 deg sweep of 10 images, the camera triggered by the motion and stamping
+    each frame at the end of its exposure, after a dark and a flat acquisition: the sweep
+    holds the 10 images, each omega the start of its oscillation."""
+    n, turn = 10, 30.0
+    step = turn / n
     master, event, validation_pv, frames_dir, _ = _run(
-        sim, kafka, log_dir, tmp_path, "sim_mx.yaml", dark_and_flat=False
+        sim, kafka, log_dir, tmp_path, "sim_mx.yaml", dark_and_flat=True, turn=turn, images=n
     )
-    (sweep,) = sorted(frames_dir.glob("*.h5"))
-    n = h5py.File(sweep, "r")["/entry/data/data"].shape[0]
+    *_dark_and_flat, sweep_file = sorted(frames_dir.glob("*.h5"))
+    assert h5py.File(sweep_file, "r")["/entry/data/data"].shape[0] == n
     with h5py.File(master, "r") as f:
         entry = f["during_exposure"]
         assert entry["definition"][()].decode() == "NXmx"
         assert entry["end_time_estimated"][()] == entry["end_time"][()]
-        # one file: a virtual dataset over the camera's own file, read through it
+        # the sweep only: the dark and flat frames (not rotating) are left out, and named
         data = entry["instrument/detector/data"]
         assert data.is_virtual
-        # one mapping per frame (what nexusformat reads right), all in the camera's file
         sources = data.virtual_sources()
-        assert {s.file_name for s in sources} == {f"detector/{sweep.name}"}
-        assert len(sources) == n
+        assert {s.file_name for s in sources} == {f"detector/{sweep_file.name}"}
+        assert len(sources) == n  # one mapping per frame (what nexusformat reads right)
         assert entry["data/data"].shape == (n, 16, 16)
-        assert entry["data/data"][-1, 0, 0] == 2000 + n - 1  # the camera's last projection
+        assert entry["data/data"][:, 0, 0].tolist() == [2000 + i for i in range(n)]
+        checks = entry["provenance/checks"].asstr()[()].tolist()
+        assert checks == [
+            "warning: /during_exposure: 4 frame(s) left out of the sweep (not rotating, or "
+            "image key dark/flat): 0-3"
+        ]
         sample = entry["sample"]
         trans = sample["transformations"]
         assert sample["depends_on"][()].decode() == trans["omega"].name
@@ -214,21 +226,17 @@ def test_nxmx_with_the_goniometer_chain_over_one_sweep(
             trans["z"].name,
             ".",
         ]
-        # omega per image: the position last reported at or before each frame's timestamp
-        omega = trans["omega"][()]
-        assert len(omega) == n and np.all(np.diff(omega) >= 0)
-        log = sample["omega"]
-        start = datetime.fromisoformat(log["time"].attrs["start"]).timestamp()
-        stamps, positions = log["time"][()] + start, log["value"][()]
-        with h5py.File(sweep, "r") as camera:
-            nd = camera["/entry/instrument/NDAttributes"]
-            seconds, nanoseconds = nd["NDArrayEpicsTSSec"][()], nd["NDArrayEpicsTSnSec"][()]
-        frame_t = seconds + EPICS_EPOCH + nanoseconds * 1e-9
-        held = np.clip(np.searchsorted(stamps, frame_t, side="right") - 1, 0, None)
-        assert omega.tolist() == pytest.approx(positions[held].tolist())
-        assert 0.0 <= omega[0] and omega[-1] == pytest.approx(30.0)  # the sweep's end
-        increment = trans["omega_increment_set"][()]
-        assert increment > 0 and trans["omega_end"][()] == pytest.approx(omega + increment)
+        # omega per image: the start of each oscillation, within a tenth of a step of the
+        # motor's start and stop in the recorded log (the frames are stamped at their end)
+        omega, omega_end = trans["omega"][()], trans["omega_end"][()]
+        positions = sample["omega/value"][()]
+        assert positions[0] == pytest.approx(0.0) and positions[-1] == pytest.approx(turn)
+        assert len(omega) == n and len(omega_end) == n
+        assert omega[0] == pytest.approx(positions[0], abs=step / 10)
+        assert omega_end[-1] == pytest.approx(positions[-1], abs=step / 10)
+        assert np.diff(omega).tolist() == pytest.approx([step] * (n - 1), abs=step / 10)
+        assert omega_end.tolist() == pytest.approx((omega + step).tolist(), abs=step / 10)
+        assert trans["omega_increment_set"][()] == pytest.approx(step, abs=step / 10)
         assert entry["data"].attrs["axes"].tolist() == ["omega", ".", "."]
         module = entry["instrument/detector/module"]
         assert module["fast_pixel_direction"].attrs["offset"].tolist() == [0, 0, 0]
@@ -254,8 +262,9 @@ def test_a_half_turn_of_the_phantom_reconstructs(
     frames, image keys and rotation angles, flat-field corrected and back-projected, give
     the object back (nabu's reconstruction needs OpenCL and pyvkfft, which this machine's
     CPU-only environment cannot build; a plain numpy FBP checks the same data)."""
+    n = 60
     master, _event, _pv, _frames, _data = _run(
-        sim, kafka, log_dir, tmp_path, "sim_tomo.yaml", dark_and_flat=True, turn=180.0
+        sim, kafka, log_dir, tmp_path, "sim_tomo.yaml", dark_and_flat=True, turn=180.0, images=n
     )
     with h5py.File(master, "r") as f:
         entry = f["during_exposure"]
@@ -265,7 +274,9 @@ def test_a_half_turn_of_the_phantom_reconstructs(
     dark = frames[keys == 2].mean(axis=0)
     flat = frames[keys == 1].mean(axis=0)
     projections, at = frames[keys == 0], angles[keys == 0]
-    assert len(at) >= 40 and at.max() - at.min() >= 170  # a half turn, densely sampled
+    # a half turn, 3 deg a projection, each at the middle of its exposure (stamped at its end)
+    assert len(at) == n
+    assert at.tolist() == pytest.approx([1.5 + 3 * i for i in range(n)], abs=0.3)
     row = 8  # a slice through both discs
     sinogram = -np.log((projections[:, row] - dark[row]) / (flat[row] - dark[row]))
     image = phantom.filtered_back_projection(sinogram, at)

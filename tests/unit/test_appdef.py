@@ -12,6 +12,7 @@ from assonant_ioc.config import load_config
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.nexus import write_experiment
 from assonant_ioc.nexus.validate import validate
+from assonant_ioc.nexus.writer import checks_of
 from assonant_ioc.sim.experiment import simulated_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -101,6 +102,7 @@ NEXGEN_ONLY = {
 
 def _nexgen_reference(tmp_path: Path, frames: int) -> Path:
     """What Diamond's nexgen writes for a rotation sweep of ``frames`` images."""
+    tmp_path.mkdir(exist_ok=True)
     from nexgen.nxs_utils import Attenuator, Axis, Beam, Detector, Goniometer, Source
     from nexgen.nxs_utils import TransformationType as NexgenTransformation
     from nexgen.nxs_utils.detector import EigerDetector
@@ -161,6 +163,19 @@ def _has_what_nexgen_writes(ours: Path, tmp_path: Path, frames: int) -> None:
     assert missing == [], "\n".join(missing)
 
 
+def _same_sweep_as_nexgen(ours: Path, tmp_path: Path, frames: int) -> None:
+    """nexgen's file for the same sweep (start 0, 1 deg an image) has our omega arrays."""
+    ref = _nexgen_reference(tmp_path, frames)
+    with h5py.File(ref, "r") as f, h5py.File(ours, "r") as g:
+        theirs = f["entry/sample/transformations"]
+        mine = g["during_exposure/Sample/transformations"]
+        for name in ("omega", "omega_end", "omega_increment_set"):
+            expected = np.asarray(theirs[name][()], dtype=np.float64)
+            got = np.asarray(mine[name.replace("omega", "Rx")][()], dtype=np.float64)
+            assert got.tolist() == pytest.approx(expected.tolist()), name
+            assert mine[name.replace("omega", "Rx")].attrs["units"] in ("deg", "degree")
+
+
 def _write(config_name: str, tmp_path: Path) -> Path:
     """A whole experiment from the config (every PV read, the during PVs moving, the
     detector's dark, flat and projection files), written as the service writes it."""
@@ -175,9 +190,10 @@ def test_mogno_like_config_writes_an_nxtomo_that_pynxtools_passes(tmp_path: Path
         entry = f["during_exposure"]
         assert entry["definition"][()].decode() == "NXtomo"
         assert entry["instrument/detector/image_key"][()].tolist() == [2, 2, 1, 1] + [0] * 9
-        # the rotation held before the scan, then the position reported before each frame
+        # each projection at the middle of its exposure (stamped at its end, count_time 1 s,
+        # the rotation stepping 1 deg a second); darks and flats before the scan: held at 0
         angles = entry["sample/rotation_angle"][()].tolist()
-        assert angles == [0.0] * 4 + [float(i) for i in range(9)]
+        assert angles == pytest.approx([0.0] * 4 + [i + 0.5 for i in range(9)])
         assert (
             entry["data/rotation_angle"].attrs["target"] == "/during_exposure/sample/rotation_angle"
         )
@@ -186,7 +202,7 @@ def test_mogno_like_config_writes_an_nxtomo_that_pynxtools_passes(tmp_path: Path
     _nxlogs_load_in_scippnexus(path)
     _nexusformat_reads_the_frames(path, "detector")
     report = validate(path)
-    assert report.validators == ("pynxtools", "nexusformat")
+    assert report.validators == ("assonant", "pynxtools", "nexusformat")
     # valid, and nothing of ours undocumented: provenance lives in NXcollections
     assert report.count("pynxtools", "error") == 0, report.errors
     pynx = [f for f in report.findings if f.validator == "pynxtools"]
@@ -204,15 +220,30 @@ def test_manaca_like_config_from_a_csv_map_writes_an_nxmx_that_pynxtools_passes(
         assert entry["definition"][()].decode() == "NXmx"
         module = entry["instrument/PILATUS_2M/module"]
         assert module["fast_pixel_direction"].attrs["vector"].tolist() == [-1, 0, 0]
-        assert module["data_size"][()].tolist() == [1475, 1679]
+        # PILATUS 2M: 1475 fast x 1679 slow; data_size like the data, slow then fast
+        assert module["data_size"][()].tolist() == [1679, 1475]
+        assert entry["data/data"].shape == (9, 1679, 1475)
+        det = entry["instrument/PILATUS_2M"]
+        for name, pixels in (("beam_center_x", 737.5), ("beam_center_y", 839.5)):
+            assert det[name].attrs["units"] == "mm"  # a length: scipp has no unit "pixel"
+            assert det[name][()] == pytest.approx(pixels * 0.172)
         assert entry["instrument/beam/incident_wavelength"].attrs["units"] == "angstrom"
         assert entry["source/name"][()].decode() == "Sirius"
-        # the rotation per image, at each frame's timestamp: held at 0 before the sweep
-        # (dark and flat frames), then 0..8 deg, one degree an image
+        # one sweep: the dark and flat frames (not rotating) left out and named; the
+        # rotation per image at the start of its exposure (each frame stamped at its end,
+        # count_time 1 s): 0..8 deg, ending 1..9, one degree an image
         trans = entry["Sample/transformations"]
-        assert trans["Rx"][()].tolist() == [0.0] * 5 + [float(i) for i in range(1, 9)]
-        assert trans["Rx_increment_set"][()] == 1.0
-        assert trans["Rx_end"][()].tolist() == (trans["Rx"][()] + 1.0).tolist()
+        assert trans["Rx"][()].tolist() == pytest.approx([float(i) for i in range(9)])
+        assert trans["Rx_increment_set"][()] == pytest.approx(1.0)
+        assert trans["Rx_end"][()].tolist() == pytest.approx([float(i) for i in range(1, 10)])
+        assert entry["data/data"].shape[0] == 9
+        assert entry["data/data"][:, 0, 0].tolist() == [0] * 9  # the projections' files
+        assert entry["instrument/PILATUS_2M/data"].shape[0] == 9
+        checks = entry["provenance/checks"].asstr()[()].tolist()
+        assert checks == [
+            "warning: /during_exposure: 4 frame(s) left out of the sweep (not rotating, or "
+            "image key dark/flat): 0-3"
+        ]
         assert list(entry["data"].attrs["axes"]) == ["Rx", ".", "."] and "Rx" in entry["data"]
         # the detector on its chain: det_z (distance), module_offset (beam centre), pixels
         det = entry["instrument/PILATUS_2M"]
@@ -223,7 +254,8 @@ def test_manaca_like_config_from_a_csv_map_writes_an_nxmx_that_pynxtools_passes(
         x, y = 737.5 * 0.172, 839.5 * 0.172  # beam centre (pixels) x pixel size (mm)
         assert offset[()] == pytest.approx((x**2 + y**2) ** 0.5)
         assert entry["instrument/beam/incident_wavelength"].shape == ()  # one per sweep
-    _has_what_nexgen_writes(path, tmp_path, 13)
+    _has_what_nexgen_writes(path, tmp_path / "names", 9)
+    _same_sweep_as_nexgen(path, tmp_path / "values", 9)
     _opens_on_the_frames(path)
     _nxlogs_load_in_scippnexus(path)
     _nexusformat_reads_the_frames(path, "PILATUS_2M")
@@ -233,6 +265,35 @@ def test_manaca_like_config_from_a_csv_map_writes_an_nxmx_that_pynxtools_passes(
     assert [f for f in pynx if not f.path.endswith(PYNXTOOLS_KNOWN)] == [], pynx
     unknown = [e for e in report.errors if not any(k in e.message for k in NEXUSFORMAT_KNOWN)]
     assert unknown == []
+
+
+def test_geometry_that_does_not_fit_the_frames_is_an_error_named_in_the_file(
+    tmp_path: Path,
+) -> None:
+    """data_size given as (fast, slow), a pixel size that is not the module's: named errors."""
+    text = (CONFIGS / "manaca.yaml").read_text()
+    text = text.replace("data_size: [1679, 1475]", "data_size: [1475, 1679]")
+    text = text.replace("pv_map: manaca_pv_map.csv", f"pv_map: {CONFIGS / 'manaca_pv_map.csv'}")
+    text = text.replace(
+        "beam_center_x:", "x_pixel_size: {value: 0.2, units: mm}\n      beam_center_x:"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    config = load_config(bad)
+    x = simulated_experiment(config, tmp_path, frame_shape=(1679, 1475))  # the real detector
+    path = write_experiment(x, tmp_path / "master.nxs", config.compression)
+    errors, _ = checks_of(path)
+    assert errors == [
+        "/during_exposure/instrument/PILATUS_2M/module/data_size is [1475, 1679] but the linked "
+        "frames are 1679 x 1475 (slow, fast) (given as fast, slow: NXmx orders data_size like "
+        "the data, slow then fast)",
+        "/during_exposure/instrument/PILATUS_2M/x_pixel_size (0.2 mm) differs from "
+        "/during_exposure/instrument/PILATUS_2M/module/fast_pixel_direction (0.172 mm)",
+    ]
+    report = validate(path)
+    assert [str(f) for f in report.errors if f.validator == "assonant"] == [
+        f"assonant error: /during_exposure: {e}" for e in errors
+    ]
 
 
 def test_a_config_that_cannot_fill_the_definition_is_refused_naming_the_fields(

@@ -167,6 +167,7 @@ _TOP_KEYS = {
     "validate",
     "state_dir",
     "journal_flush_s",
+    "journal_max_pending",
     "connect_timeout",
     "data_root",
     "access_security",
@@ -256,6 +257,13 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
             p.add(_line(doc, key), f"{key} must be a number of seconds in (0, 600], not {raw_t!r}")
         else:
             timing[key] = float(raw_t)
+    max_pending = doc.get("journal_max_pending", 2_000_000)
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+        p.add(
+            _line(doc, "journal_max_pending"),
+            f"journal_max_pending must be a whole number of readings >= 1, not {max_pending!r}",
+        )
+        max_pending = 1
     raw_roots = doc.get("data_root") or []
     roots = [raw_roots] if isinstance(raw_roots, str) else raw_roots
     if not isinstance(roots, list) or not all(
@@ -284,6 +292,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         validate=bool(doc.get("validate", True)),
         state_dir=str(doc.get("state_dir") or ""),
         journal_flush_s=timing["journal_flush_s"],
+        journal_max_pending=max_pending,
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),
         access_security=acf,

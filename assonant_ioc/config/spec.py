@@ -199,6 +199,9 @@ class BeamlineConfig:
     state_dir: str = ""
     #: a recording is durable on disk at least this often (seconds)
     journal_flush_s: float = 1.0
+    #: readings a recording holds in memory while the state directory cannot take them
+    #: (about 100 bytes each); beyond, updates are dropped and the gap marked in the file
+    journal_max_pending: int = 2_000_000
     #: at start, how long to wait for every PV's first value before saying ready (seconds)
     connect_timeout: float = 5.0
     #: directories DataDir must be inside (empty: anywhere but /proc, /sys, /dev)

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -46,14 +47,21 @@ class _Context(Context):
 
 
 def serve(pvdb: dict[str, Any], interfaces: list[str] | None, log_pv_names: bool = False) -> None:
-    """Run the server until SIGINT (caproto's ``run``, with the circuit above)."""
+    """Run the server until SIGTERM or SIGINT (caproto's ``run``, with the circuit above).
+
+    SIGTERM cancels the server, whose shutdown hooks then run and say what is left pending;
+    it is handled on its own, not mapped to SIGINT, which a process started in the
+    background by a shell inherits as ignored."""
 
     async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         await _Context(pvdb, interfaces).run(log_pv_names=log_pv_names)
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import textwrap
 from dataclasses import replace
@@ -143,8 +142,6 @@ def main(argv: list[str] | None = None) -> None:
     server_port_from_cas()
     # our own read-only opens (checksums, validation) never lock a reader out of a new file
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-    # SIGTERM stops as SIGINT does: the shutdown hooks run and say what is left pending
-    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     serve(ioc.pvdb, run_options["interfaces"], run_options["log_pv_names"])
 
 

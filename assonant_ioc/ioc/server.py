@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from caproto import AccessRights, ChannelType
+from caproto import AccessRights, AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
 
 import assonant_ioc
@@ -140,6 +140,21 @@ class AssonantIOC(PVGroup):
         doc="the Kafka broker answered the last attempt",
     )
     heartbeat = pvproperty(name="Heartbeat", value=0, read_only=True, doc="+1 every second")
+    state_dir_ok = pvproperty(
+        name="StateDirOK",
+        value="Yes",
+        dtype=ChannelType.ENUM,
+        enum_strings=["No", "Yes"],
+        record="bi",
+        read_only=True,
+        doc="the state directory takes the experiment (No: a MAJOR alarm, see LastError)",
+    )
+    not_durable = pvproperty(
+        name="NotDurable",
+        value=0,
+        read_only=True,
+        doc="readings and snapshots captured but held in memory, not yet durable",
+    )
 
     # -- health (devIocStats style) ------------------------------------------------------
     uptime = pvproperty(name="Uptime", value=0, units="s", read_only=True, doc="seconds running")
@@ -204,6 +219,8 @@ class AssonantIOC(PVGroup):
         "PVsTotal",
         "KafkaConnected",
         "Heartbeat",
+        "StateDirOK",
+        "NotDurable",
     )
     HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate", "LoopLag")
     #: Settings kept by autosave, by PV name.
@@ -565,6 +582,15 @@ class _Reporter:
 
     async def validated(self, text: str) -> None:
         await self.ioc.validation.write(text[:1023])
+
+    async def durability(self, waiting: int, problem: str) -> None:
+        ok = not problem
+        severity = AlarmSeverity.NO_ALARM if ok else AlarmSeverity.MAJOR_ALARM
+        status = AlarmStatus.NO_ALARM if ok else AlarmStatus.STATE
+        await self.ioc.state_dir_ok.write("Yes" if ok else "No", severity=severity, status=status)
+        await self.ioc.not_durable.write(
+            waiting, severity=AlarmSeverity.NO_ALARM if ok else AlarmSeverity.MINOR_ALARM
+        )
 
 
 def default_state_dir(autosave: Path | None, prefix: str) -> Path:

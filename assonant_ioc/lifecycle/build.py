@@ -28,9 +28,26 @@ from assonant_ioc.snapshots import Captured, assemble
 from assonant_ioc.snapshots.capture import Captures
 
 
-def init_worker() -> None:
-    """Run first in the worker process: HDF5 takes no file locks there."""
+def init_worker(parent: int = 0) -> None:
+    """Run first in the worker process: it dies with the IOC (``kill -9`` included: Linux's
+    parent-death signal), and HDF5 takes no file locks there."""
+    die_with_parent(parent)
     os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the process that started it dies (Linux; elsewhere a
+    no-op). ``parent``: its pid, to catch a parent that died before this ran."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if parent and os.getppid() != parent:
+        os._exit(1)
 
 
 def warm_up() -> int:
@@ -54,8 +71,11 @@ class BuildJob:
     ended_by: str = ""
 
 
-def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], dict[str, str]]:
-    """What each moment captured, from the journal; and notes for the entries (the gaps)."""
+def captures(
+    journal: Journal, meta: dict[str, Any], dropped: list[int] | None = None
+) -> tuple[list[Captured], dict[str, str]]:
+    """What each moment captured, from the journal; and notes for the entries (the gaps).
+    The readings a recording had to drop (a full state directory) are added to ``dropped``."""
     out: list[Captured] = []
     notes: dict[str, str] = {}
     moments = meta.get("moments", {})
@@ -66,7 +86,29 @@ def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], di
         start, end = float(info["start"]), float(info["end"])
         values: Captures
         if moment is Moment.DURING:
-            series, _ = read_columns(journal.during_path())
+            gaps: list[dict[str, float]] = []
+            series, _ = read_columns(journal.during_path(), gaps)
+            texts = []
+            for full in gaps:  # updates dropped: a point marked disconnected where they began
+                t = float(full["from"])
+                for pv, recorded in series.items():
+                    if isinstance(recorded, SeriesColumns):
+                        series[pv] = _then_disconnected(recorded, t)
+                    else:
+                        at = next((i for i, r in enumerate(recorded) if r.timestamp > t), None)
+                        at = len(recorded) if at is None else at
+                        last = recorded[at - 1] if at else None
+                        recorded.insert(at, Reading.disconnected(pv, t, last))
+                texts.append(
+                    f"The state directory could not take the recording from {iso(t)} to "
+                    f"{iso(float(full['to']))}: {int(full['dropped'])} update(s) received in "
+                    "that time were dropped, and each series holds a point marked "
+                    "disconnected (INVALID) where the gap begins."
+                )
+                if dropped is not None:
+                    dropped.append(int(full["dropped"]))
+            if texts:
+                notes[moment.entry_name] = " ".join(texts)
             gap = info.get("interrupted")
             if gap:  # from the last durable point on, nothing is known: say so per PV
                 down = float(gap["down_from"])
@@ -76,7 +118,7 @@ def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], di
                     else:
                         last = recorded[-1] if recorded else None
                         recorded.append(Reading.disconnected(pv, down, last))
-                notes[moment.entry_name] = (
+                notes[moment.entry_name] = notes.get(moment.entry_name, "") + (
                     f"The service was down from {iso(down)} to {iso(float(gap['up_at']))}: "
                     "the recording was closed at its last durable point, "
                     "and each series ends with a point marked disconnected (INVALID) there."
@@ -89,20 +131,21 @@ def captures(journal: Journal, meta: dict[str, Any]) -> tuple[list[Captured], di
 
 
 def _then_disconnected(cols: SeriesColumns, t: float) -> SeriesColumns:
-    """``cols`` with one more point at ``t``: disconnected, INVALID, no value."""
+    """``cols`` with one more point at ``t`` (in time order): disconnected, INVALID, no value."""
     import numpy as np
 
+    at = int(np.searchsorted(np.asarray(cols.times), t, side="right"))
     if cols.dtype == "str":
-        values: Any = [*cols.values, ""]
+        values: Any = [*cols.values[:at], "", *cols.values[at:]]
     else:
-        values = np.append(np.asarray(cols.values, dtype=np.float64), np.nan)
+        values = np.insert(np.asarray(cols.values, dtype=np.float64), at, np.nan)
     return SeriesColumns(
         cols.source,
         values,
-        np.append(cols.times, t),
-        np.append(cols.severity, int(Severity.INVALID)),
-        np.append(cols.status, UDF_ALARM),
-        np.append(cols.connected, False),
+        np.insert(cols.times, at, t),
+        np.insert(cols.severity, at, int(Severity.INVALID)),
+        np.insert(cols.status, at, UDF_ALARM),
+        np.insert(cols.connected, at, False),
         cols.dtype if cols.dtype == "str" else "float64",
         cols.units,
     )
@@ -116,7 +159,8 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
 
     journal = Journal(Path(job.state_dir))
     meta = journal.load_meta()
-    caps, notes = captures(journal, meta)
+    dropped: list[int] = []
+    caps, notes = captures(journal, meta, dropped)
     frames = journal.frame_files()
     experiment = assemble(
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
@@ -134,6 +178,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     )
     if job.ended_by:
         event["ended_by"] = job.ended_by
+    event["readings_dropped"] = sum(dropped)
     return str(tmp), event
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +26,7 @@ from assonant_ioc.config.spec import BeamlineConfig, render_file_name
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
-from assonant_ioc.lifecycle.journal import Journal, Recorder
+from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import Command, State, StateMachine
@@ -53,6 +54,10 @@ class Reporter(Protocol):
     async def file_written(self, path: Path) -> None: ...
 
     async def validated(self, text: str) -> None: ...
+
+    async def durability(self, waiting: int, problem: str) -> None:
+        """What is captured but not yet durable (readings, snapshots) and why (empty: all
+        durable)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,13 @@ class Lifecycle:
         self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_worker)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._moment_pvs = {m: config.pvs(m) for m in Moment}
+        # captured but not yet durable (the state directory full): kept here, retried
+        self._unsettled: Recorder | None = None  # a stopped recording's last batch
+        self._held_snapshots: dict[Moment, Any] = {}
+        self._meta_held = False
+        self._retrying: asyncio.Task[None] | None = None
+        self._problem = ""
+        self._loop: Any = None
 
     @property
     def state(self) -> State:
@@ -108,6 +120,7 @@ class Lifecycle:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=worker.init_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -133,6 +146,7 @@ class Lifecycle:
 
         Returns what was recovered (empty when nothing was), also said on Status.
         """
+        self._loop = asyncio.get_running_loop()
         self.spawn(self._in_worker(worker.warm_up))
         message = ""
         if self.journal.exists():
@@ -158,6 +172,15 @@ class Lifecycle:
                 await asyncio.to_thread(self._recorder.flush)
             except Exception:
                 log.exception("last journal flush failed")
+        try:
+            await self._settle()
+        except OSError as err:
+            log.error(
+                "stopping with %d reading(s) or snapshot(s) of %s not durable (lost): %s",
+                self._waiting(),
+                self.experiment_id,
+                err,
+            )
         for task in list(self._tasks):
             task.cancel()
         left = self.outbox.pending()
@@ -201,7 +224,77 @@ class Lifecycle:
         await self.reporter.state_changed(new)
 
     async def _save(self) -> None:
-        await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
+        """The experiment's meta, durable; kept in memory and retried when the state directory
+        cannot take it (a full disk), so a step is never lost for it."""
+        try:
+            await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
+        except OSError as err:
+            self._meta_held = True
+            await self._not_durable(f"{type(err).__name__}: {err}")
+        else:
+            self._meta_held = False
+
+    # -- what is captured but not yet durable --------------------------------------------------
+    def _waiting(self) -> int:
+        """Readings and snapshots held in memory, not yet on disk."""
+        recorders = [r for r in (self._recorder, self._unsettled) if r is not None]
+        return sum(r.waiting for r in recorders) + len(self._held_snapshots)
+
+    async def _not_durable(self, problem: str) -> None:
+        """Something could not be made durable: say it at once, and retry every second."""
+        first = not self._problem
+        self._problem = problem
+        await self.reporter.durability(self._waiting(), problem)
+        if first:
+            await self.reporter.error(
+                f"{self.experiment_id}: the state directory {self.state_dir} cannot take the "
+                f"experiment ({problem}); what is captured is kept in memory and retried every "
+                "second: make room"
+            )
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.get_running_loop().create_task(self._retry_durable())
+
+    def _recorder_durability(self, waiting: int, problem: str) -> None:
+        """From the recorder's flush thread: a failed flush, or the first one that worked."""
+        loop = self._loop
+        if problem:
+            loop.call_soon_threadsafe(lambda: self.spawn(self._not_durable(problem)))
+        else:
+            loop.call_soon_threadsafe(lambda: self.spawn(self._check_durable()))
+
+    async def _check_durable(self) -> None:
+        if not self._problem:
+            return
+        if self._waiting() == 0 and not self._meta_held and self._unsettled is None:
+            self._problem = ""
+            await self.reporter.durability(0, "")
+            await self.reporter.say(f"{self.experiment_id}: everything captured is durable again")
+        else:
+            await self.reporter.durability(self._waiting(), self._problem)
+
+    async def _settle(self) -> None:
+        """Write what is held in memory; raises NotDurable (or OSError) when it still cannot."""
+        if self._unsettled is not None:
+            await asyncio.to_thread(self._unsettled.settle)
+            self._unsettled = None
+        for moment, snap in list(self._held_snapshots.items()):
+            await asyncio.to_thread(self.journal.save_snapshot, moment.value, snap)
+            del self._held_snapshots[moment]
+        if self._meta_held:
+            await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
+            self._meta_held = False
+
+    async def _retry_durable(self) -> None:
+        while self._problem:
+            await asyncio.sleep(self.config.journal_flush_s)
+            async with self._lock:
+                if not self._meta and not self.journal.exists():
+                    self._problem = ""  # aborted meanwhile
+                    await self.reporter.durability(0, "")
+                    return
+                with contextlib.suppress(OSError):
+                    await self._settle()
+                await self._check_durable()
 
     async def _fail(self, step: str, err: BaseException) -> StepFailed:
         """Any failure: Fault, the reason on LastError, the experiment kept."""
@@ -254,9 +347,15 @@ class Lifecycle:
             self.monitor.remove_sink(sink)
 
     def _snapshot(self, moment: Moment, now: float) -> int:
-        """The latest readings, durable in the journal; returns how many of the moment's PVs."""
-        self.journal.save_snapshot(moment.value, self.monitor.snapshot())
+        """The latest readings, durable in the journal (or held in memory when the state
+        directory cannot take them: the error is raised after); returns how many PVs."""
+        snap = self.monitor.snapshot()
         self._meta["moments"][moment.value] = {"start": now, "end": now}
+        try:
+            self.journal.save_snapshot(moment.value, snap)
+        except OSError:
+            self._held_snapshots[moment] = snap
+            raise
         if self._frames is not None:
             self._meta["frames_held"] = self._frames.held()
         return len(self._moment_pvs[moment])
@@ -270,7 +369,13 @@ class Lifecycle:
             try:
                 if self.state is State.IDLE:
                     await asyncio.to_thread(self._begin, settings, now)
-                count = await asyncio.to_thread(self._snapshot, moment, now)
+                try:
+                    count = await asyncio.to_thread(self._snapshot, moment, now)
+                except OSError as err:  # taken, held in memory until the disk takes it
+                    if moment not in self._held_snapshots:
+                        raise
+                    count = len(self._moment_pvs[moment])
+                    await self._not_durable(f"{type(err).__name__}: {err}")
                 await self._enter(cmd, settings.who)
                 await self._save()
             except Exception as err:
@@ -294,6 +399,8 @@ class Lifecycle:
                     now,
                     self.monitor.units_of,
                     self.config.journal_flush_s,
+                    self.config.journal_max_pending,
+                    self._recorder_durability,
                 )
                 self._meta["moments"]["during"] = {"start": now, "end": None}
                 if self._frames is not None:
@@ -318,7 +425,12 @@ class Lifecycle:
                 recorder.close(now)
                 await asyncio.sleep(Recorder.GRACE_S)  # updates stamped before the stop
                 self.monitor.remove_sink(recorder)
-                count = await asyncio.to_thread(recorder.stop)
+                try:
+                    count = await asyncio.to_thread(recorder.stop)
+                except NotDurable as err:  # kept in memory and retried: never thrown away
+                    self._unsettled = recorder
+                    count = recorder.count + err.waiting
+                    await self._not_durable(str(err))
                 self._recorder = None
                 self._meta["moments"]["during"]["end"] = now
                 await self._enter(Command.RECORD_STOP, who)
@@ -339,6 +451,8 @@ class Lifecycle:
             if recorder is not None:
                 self.monitor.remove_sink(recorder)
                 await asyncio.to_thread(recorder.abandon)
+            if self._unsettled is not None:
+                await asyncio.to_thread(self._unsettled.abandon)
             await self._close_experiment()
             await self.reporter.state_changed(State.IDLE)
             await self.reporter.say(f"{self.experiment_id}: aborted, nothing written")
@@ -353,6 +467,12 @@ class Lifecycle:
         self.machine.state = State.IDLE
         self.machine.captured.clear()
         self._meta = {}
+        self._unsettled = None
+        self._held_snapshots.clear()
+        self._meta_held = False
+        if self._problem:
+            self._problem = ""
+            await self.reporter.durability(0, "")
 
     async def end_of_experiment(self, settings: Settings) -> tuple[Path, int]:
         """Write the file and queue its event; returns (path, the counter used)."""
@@ -362,6 +482,17 @@ class Lifecycle:
                 msg = "EndOfExperiment refused: nothing captured (Abort, then start again)"
                 await self.reporter.error(msg)
                 raise CommandRefused(msg)
+            try:  # the file is built from the journal: everything captured must be there
+                await self._settle()
+            except OSError as err:
+                await self._check_durable()
+                msg = (
+                    f"EndOfExperiment refused: what is captured is not yet durable ({err}); "
+                    f"make room in {self.state_dir} and write EndOfExperiment again"
+                )
+                await self.reporter.error(msg)
+                raise CommandRefused(msg) from err
+            await self._check_durable()
             await self._enter(Command.END_OF_EXPERIMENT, settings.who)
             await self.reporter.say(f"{self.experiment_id}: writing")
             final: Path | None = None

@@ -192,8 +192,19 @@ class Recorder:
         start: float,
         units_of: Callable[[str], str] = lambda pv: "",
         flush_s: float = 1.0,
+        max_pending: int = 2_000_000,
+        on_durability: Callable[[int, str], None] = lambda waiting, problem: None,
     ) -> None:
         self.path = path
+        #: readings held in memory while they cannot be written; beyond, updates are dropped
+        #: and the gap is recorded (its times and count) once the journal takes writes again
+        self.max_pending = max_pending
+        self._on_durability = on_durability
+        self.dropped = 0  # readings dropped in all
+        self._gap: list[float] | None = None  # [first, last] time dropped since the last flush
+        self._gap_count = 0
+        self.gaps: list[dict[str, float]] = []  # gaps made durable
+        self.failing = ""  # why the last flush failed (empty: it did not)
         self.start = start
         self.end: float | None = None
         self.flush_s = flush_s
@@ -232,6 +243,13 @@ class Recorder:
             if self._stopped:
                 return
             p, v, ts, s, a, c = self._cols
+            if len(p) >= self.max_pending:  # the journal cannot take it and memory is full
+                self._gap_count += 1
+                if self._gap is None:
+                    self._gap = [t, t]
+                else:
+                    self._gap[0], self._gap[1] = min(self._gap[0], t), max(self._gap[1], t)
+                return
             p.append(i)
             v.append(value)
             ts.append(t)
@@ -245,28 +263,54 @@ class Recorder:
             cols, self._cols = self._cols, ([], [], [], [], [], [])
         return cols
 
+    @property
+    def waiting(self) -> int:
+        """Readings held in memory, not yet durable."""
+        return len(self._cols[0])
+
     def flush(self) -> int:
         """Write the current batch as one record and make it durable; returns its readings.
 
-        If the write fails the batch goes back in front of the buffer: nothing is dropped.
+        If the write fails the batch goes back in front of the buffer: nothing is dropped
+        (up to ``max_pending`` readings; beyond, the gap is recorded with the next batch).
+        A failure and the recovery from it are told to ``on_durability`` at once.
         """
-        cols = self._take()
+        with self._lock:
+            cols, self._cols = self._cols, ([], [], [], [], [], [])
+            gap, count = self._gap, self._gap_count
+            self._gap, self._gap_count = None, 0
         try:
-            return self._write_batch(cols)
-        except BaseException:
+            n = self._write_batch(cols, gap, count)
+        except BaseException as err:
             with self._lock:
                 self._cols = tuple(old + new for old, new in zip(cols, self._cols, strict=True))
+                if gap is not None:  # still to be recorded
+                    self._gap_count += count
+                    self._gap = (
+                        gap
+                        if self._gap is None
+                        else [min(gap[0], self._gap[0]), max(gap[1], self._gap[1])]
+                    )
+            self.failing = f"{type(err).__name__}: {err}"
+            self._on_durability(self.waiting, self.failing)
             raise
+        if self.failing:
+            self.failing = ""
+            self._on_durability(0, "")
+        return n
 
-    def _write_batch(self, cols: tuple[list[Any], ...]) -> int:
+    def _write_batch(
+        self, cols: tuple[list[Any], ...], gap: list[float] | None = None, dropped: int = 0
+    ) -> int:
         p, v, t, s, a, c = cols
         now = time.time()
-        # units and dtypes go in a record only when first seen or changed
+        # units and dtypes go in a record only when first seen or changed (and are marked
+        # sent only once the record is written)
         units = {}
         for i in set(p):
             u = self._units_of(self.pvs[i])
             if self._units_sent.get(i) != u:
-                units[i] = self._units_sent[i] = u
+                units[i] = u
         dtypes = {}
         seen: set[int] = set()
         for i, x, conn in zip(p, v, c, strict=True):
@@ -274,18 +318,25 @@ class Recorder:
                 seen.add(i)
                 d = describe(x)[0]
                 if self._dtypes_sent.get(i) != d:
-                    dtypes[i] = self._dtypes_sent[i] = d
+                    dtypes[i] = d
         values = encode_values(v, c)
-        header = {
+        header: dict[str, Any] = {
             "at": now,
             "n": len(p),
             "o": values.pop("o"),
             "u": {str(k): u for k, u in units.items() if u},
             "d": {str(k): d for k, d in dtypes.items()},
         }
+        if gap is not None:
+            header["gap"] = {"from": gap[0], "to": gap[1], "dropped": dropped}
         # an empty batch is a heartbeat: the recording is durable up to now
         append_record(self._fh, header, {"p": p, "t": t, "s": s, "a": a, "c": c, **values})
         self._sync()
+        self._units_sent.update(units)
+        self._dtypes_sent.update(dtypes)
+        if gap is not None:
+            self.gaps.append(header["gap"])
+            self.dropped += dropped
         self.durable_at = now
         self.count += len(p)
         return len(p)
@@ -295,28 +346,66 @@ class Recorder:
 
     def _run(self) -> None:
         while not self._wake.wait(self.flush_s):
-            try:
-                self.flush()
-            except Exception as err:  # reported by stop(); the monitor must go on
-                self.flush_error = err
-                log.exception("journal flush to %s failed", self.path)
+            self._try_flush()
+
+    def _try_flush(self) -> bool:
+        failing = self.failing
+        try:
+            self.flush()
+        except Exception as err:  # noqa: BLE001 - told at once (on_durability); the monitor goes on
+            self.flush_error = err
+            if not failing:  # one log line per failure, not one a second
+                log.error("journal flush to %s failed: %s", self.path, err)
+            return False
+        if failing:
+            log.warning("journal flush to %s works again", self.path)
+        self.flush_error = None
+        return True
 
     def close(self, end: float) -> None:
         """Fix the end time: later-stamped updates are no longer taken."""
         self.end = end
 
     def stop(self) -> int:
-        """Take nothing more, flush what is left; returns the readings recorded in all."""
+        """Take nothing more, flush what is left; returns the readings recorded in all.
+
+        If the journal cannot take the last batch, it stays in memory and is retried every
+        ``flush_s`` seconds by the flush thread (:meth:`settled` says when it is durable)
+        and :class:`NotDurable` says so; nothing captured is thrown away.
+        """
         self._wake.set()
         self._thread.join()
         with self._lock:
             self._stopped = True
-        try:
-            self.flush()
-        finally:
-            self._fh.close()
-        if self.flush_error is not None:
-            raise self.flush_error
+        if not self._try_flush():
+            self._wake = threading.Event()
+            self._thread = threading.Thread(target=self._retry, name="journal-retry", daemon=True)
+            self._thread.start()
+            raise NotDurable(self.waiting, self.failing)
+        self._fh.close()
+        return self.count
+
+    def _retry(self) -> None:
+        """After the stop: retry the last batch until it is durable (or abandoned)."""
+        while not self._wake.wait(self.flush_s):
+            if self._try_flush():
+                self._fh.close()
+                return
+
+    def settle(self) -> int:
+        """Make the stopped recording durable now, or raise :class:`NotDurable`."""
+        if self._fh.closed:
+            return self.count
+        self._wake.set()
+        self._thread.join()
+        if self._fh.closed:  # the retry made it meanwhile
+            return self.count
+        if not self._try_flush():
+            self._wake = threading.Event()
+            self._thread = threading.Thread(target=self._retry, name="journal-retry", daemon=True)
+            self._thread.start()
+            raise NotDurable(self.waiting, self.failing)
+        self._fh.close()
         return self.count
 
     def abandon(self) -> None:
@@ -325,4 +414,17 @@ class Recorder:
         self._thread.join()
         with self._lock:
             self._stopped = True
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class NotDurable(OSError):
+    """What was captured could not be written to the state directory yet: it is kept in
+    memory and retried."""
+
+    def __init__(self, waiting: int, why: str) -> None:
+        super().__init__(
+            f"{waiting} reading(s) kept in memory, not yet durable (state directory: {why}); "
+            "retried every second: make room"
+        )
+        self.waiting = waiting

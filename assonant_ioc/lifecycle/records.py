@@ -40,9 +40,13 @@ _SEVERITIES = tuple(Severity)
 _SCALARS = (float, int, str, bool)
 
 
-def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], float | None]:
+def read_columns(
+    path: Path, gaps: list[dict[str, float]] | None = None
+) -> tuple[dict[str, list[Reading] | SeriesColumns], float | None]:
     """The recording in ``path`` per PV, oldest first: scalar PVs as columns (no object per
-    reading), waveforms as readings; and the last durable point's time."""
+    reading), waveforms as readings; and the last durable point's time. The gaps the
+    recorder recorded (updates it had to drop: ``from``, ``to``, ``dropped``) are appended
+    to ``gaps``."""
     pvs: list[str] = []
     parts: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
     other: dict[int, Any] = {}
@@ -54,6 +58,8 @@ def read_columns(path: Path) -> tuple[dict[str, list[Reading] | SeriesColumns], 
         if "pvs" in batch:
             pvs = list(batch["pvs"])
             continue
+        if gaps is not None and "gap" in batch:
+            gaps.append(dict(batch["gap"]))
         for name, _ in _COLUMNS:
             parts[name].append(batch[name])
         other.update({rows + j: x for j, x in batch["o"]})

@@ -329,3 +329,56 @@ def test_long_series_are_chunked_and_compressed_as_configured(tmp_path: Path, na
         assert value.id.get_create_plist().get_nfilters() >= 1  # the compression filter
         assert value[()].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
         assert f["pre_exposure/sample/transformations/x"].chunks is None  # a scalar: as it is
+
+
+#: Reads every dataset of a file with plain h5py, hdf5plugin unimportable and no plugin path:
+#: what a reader that never heard of hdf5plugin sees.
+_PLAIN_READER = """
+import sys
+sys.modules["hdf5plugin"] = None
+import h5py
+bad = []
+def read(name, item):
+    if isinstance(item, h5py.Dataset) and not item.is_virtual:
+        try:
+            item[()]
+        except OSError as err:
+            bad.append(f"{name}: {err}")
+with h5py.File(sys.argv[1], "r") as f:
+    f.visititems(read)
+print("\\n".join(bad) or "ok")
+"""
+
+
+@pytest.mark.parametrize("config_name", ["sim_tomo.yaml", "mogno.yaml"])
+def test_a_long_recording_reads_without_hdf5plugin(tmp_path: Path, config_name: str) -> None:
+    """The shipped configs compress with deflate, which libhdf5 has built in: every dataset of a
+    long recording reads in a Python where hdf5plugin cannot be imported. The same recording
+    written with bitshuffle-LZ4 does not, so the check can fail."""
+    import os
+    import subprocess
+    import sys
+
+    from assonant_ioc.config.spec import CompressionSpec
+
+    config = load_config(CONFIGS / config_name)
+    assert config.compression.filter == "gzip"
+    x = simulated_experiment(config, tmp_path, points=2000)
+    env = {**os.environ, "HDF5_PLUGIN_PATH": str(tmp_path / "no-plugins")}
+    for name, spec, expected in (
+        ("deflate.nx", config.compression, "ok"),
+        ("lz4.nx", CompressionSpec("bitshuffle-lz4", 0, 100), "can't open directory"),
+    ):
+        path = write_experiment(x, tmp_path / name, spec)
+        with h5py.File(path, "r") as f:  # long series are compressed
+            axis = "rx" if config_name == "sim_tomo.yaml" else "rotation"
+            value = f[f"during_exposure/sample/{axis}/value"]
+            assert value.shape == (2000,) and value.id.get_create_plist().get_nfilters() >= 1
+        out = subprocess.run(
+            [sys.executable, "-c", _PLAIN_READER, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
+        assert expected in out, out

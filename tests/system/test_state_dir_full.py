@@ -1,0 +1,170 @@
+"""A full state directory is loud and loses nothing: a real tmpfs that fills up while the
+service records the camera's frame counter (10 Hz, +1 a frame, so a lost update shows as a
+step of 2), then room is made while recording, or only after the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from assonant_ioc.events.kafka import consume_event
+from assonant_ioc.sim import procs
+from tests.system.conftest import REPO, start_service
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, size_kb: int) -> Iterator[Path]:
+    """A tmpfs of ``size_kb``; skips (with the reason) where mounting is not allowed."""
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(where: Path) -> Path:
+    """Fill the file system of ``where`` to the last byte; returns the filler (remove it to
+    make room)."""
+    filler = where / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        block = b"\0" * 4096
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(block)
+        with contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0")
+    return filler
+
+
+def _counter_log(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The recorded frame counter (values, times) and the entry's interruption note."""
+    with h5py.File(path, "r") as f:
+        entry = f["during_exposure"]
+        log = entry["instrument/detector/frame_count"]
+        note = entry.get("service_interruption/description")
+        text = note.asstr()[()] if note is not None else ""
+        return log["value"][()], log["time"][()], text
+
+
+def _start(client: Any, BL: str, P: str, state: Path) -> None:
+    client.put(f"{P}Snapshot:Pre", 1)
+    client.put(f"{P}Record:During", 1)
+    client.put(f"{BL}det:Acquire", 1)  # the counter moves at 10 Hz
+    _fill(state)
+    procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "No", 20, "StateDirOK No")
+    assert client.get(f"{P}State") == "Recording"  # the recording goes on
+    assert "cannot take the experiment" in client.get(f"{P}LastError")
+
+
+def test_room_made_while_recording_loses_nothing(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    BL = sim[0]
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    config = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
+    with _tmpfs(tmp_path / "state", 512) as state:
+        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
+        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
+            client,
+            P,
+            _data,
+            proc,
+        ):
+            client.put(f"{P}ExperimentId", "room-while-recording")
+            _start(client, BL, P, state)
+            held = client.get(f"{P}NotDurable")
+            procs.wait_until(lambda: client.get(f"{P}NotDurable") > held, 20, "more held")
+            (state / "filler").unlink()  # room again
+            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+            assert client.get(f"{P}NotDurable") == 0
+            counted = client.get(f"{BL}det:ArrayCounter_RBV")
+            procs.wait_until(
+                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 3, 20, "frames"
+            )
+            client.put(f"{P}Record:During", 0)
+            client.put(f"{BL}det:Acquire", 0)
+            client.put(f"{P}Snapshot:Post", 1)
+            client.put(f"{P}EndOfExperiment", 1)
+            path = Path(client.get(f"{P}LastFile"))
+            event = asyncio.run(consume_event(kafka, topic, "room-while-recording", timeout=60))
+            assert proc.popen.poll() is None
+    values, _times, note = _counter_log(path)
+    counts = values[np.isfinite(values)]
+    assert len(counts) >= 10
+    assert np.diff(counts).tolist() == [1] * (len(counts) - 1)  # every frame, none lost
+    assert np.isfinite(values).all() and note == ""
+    assert event["readings_dropped"] == 0
+
+
+def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """With memory for 40 readings only: the updates beyond are dropped, the gap is marked in
+    the file and counted in the event; the stop, the post snapshot and everything held are
+    kept, and EndOfExperiment waits (refused, with the reason) until there is room."""
+    BL = sim[0]
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + (
+        (REPO / "configs" / "sim.yaml").read_text()
+    )
+    with _tmpfs(tmp_path / "state", 512) as state:
+        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
+        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
+            client,
+            P,
+            _data,
+            proc,
+        ):
+            client.put(f"{P}ExperimentId", "room-after-stop")
+            _start(client, BL, P, state)
+            procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
+            counted = client.get(f"{BL}det:ArrayCounter_RBV")
+            procs.wait_until(  # frames taken while nothing can be kept
+                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
+            )
+            client.put(f"{P}Record:During", 0)  # accepted: the batch stays in memory
+            client.put(f"{BL}det:Acquire", 0)
+            assert client.get(f"{P}State") == "Collecting"
+            client.put(f"{P}Snapshot:Post", 1)  # taken, held in memory
+            assert client.get(f"{P}StateDirOK") == "No"
+            with pytest.raises(procs.PutFailed):
+                client.put(f"{P}EndOfExperiment", 1)
+            assert "not yet durable" in client.get(f"{P}LastError")
+            assert client.get(f"{P}State") == "Collecting"
+            (state / "filler").unlink()
+            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+            client.put(f"{P}EndOfExperiment", 1)
+            path = Path(client.get(f"{P}LastFile"))
+            event = asyncio.run(consume_event(kafka, topic, "room-after-stop", timeout=60))
+            assert proc.popen.poll() is None
+    values, times, note = _counter_log(path)
+    assert "could not take the recording from" in note and "dropped" in note
+    assert event["readings_dropped"] > 0
+    gap = np.nonzero(~np.isfinite(values))[0]
+    assert len(gap) == 1  # one point marked disconnected, where the gap begins
+    before, after = values[: gap[0]], values[gap[0] + 1 :]
+    assert np.diff(before).tolist() == [1] * (len(before) - 1)  # kept up to the gap
+    assert np.diff(after).tolist() == [1] * (len(after) - 1)  # and after it
+    assert after.size == 0 or after[0] - before[-1] > 1  # what the gap lost
+    assert np.all(np.diff(times) >= 0)
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}

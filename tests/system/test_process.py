@@ -32,7 +32,7 @@ def _descendants(pid: int) -> set[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[2])
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     found: set[int] = set()
     todo = [pid]
     while todo:

@@ -640,11 +640,35 @@ def _frames(
         return None
     if isinstance(raw, str):
         raw = {"file_pv": raw}
+    if isinstance(raw, dict) and isinstance(raw.get("plugin"), str):  # areaDetector's names
+        plugin = raw["plugin"]
+        raw = {
+            "file_pv": f"{plugin}FullFileName_RBV",
+            "capture_pv": f"{plugin}Capture_RBV",
+            "captured_pv": f"{plugin}NumCaptured_RBV",
+            **{k: v for k, v in raw.items() if k != "plugin"},
+        }
     if not isinstance(raw, dict) or not isinstance(raw.get("file_pv"), str):
-        p.add(line, f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV)")
+        p.add(
+            line,
+            f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV) "
+            "or 'plugin' (e.g. $(BL)det:HDF1:)",
+        )
         return None
-    for key in sorted(set(raw) - {"file_pv", "dataset", "stamp", LINE, KEY_LINES}):
+    known = {"file_pv", "dataset", "stamp", "capture_pv", "captured_pv", "timeout"}
+    for key in sorted(set(raw) - known - {LINE, KEY_LINES}):
         p.add(_line(raw, key) or line, f"component {comp!r}: frames: unknown key {key!r}")
+    timeout = raw.get("timeout", 30.0)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not 0 < timeout <= 3600
+    ):
+        p.add(
+            _line(raw, "timeout") or line,
+            f"component {comp!r}: frames timeout must be seconds in (0, 3600], not {timeout!r}",
+        )
+        timeout = 30.0
     dataset = str(raw.get("dataset", "/entry/data/data"))
     if not dataset.startswith("/"):
         p.add(line, f"component {comp!r}: frames dataset {dataset!r} must be an absolute path")
@@ -654,4 +678,12 @@ def _frames(
             _line(raw, "stamp") or line,
             f"component {comp!r}: frames stamp {stamp!r} is not one of {', '.join(STAMPS)}",
         )
-    return FramesSpec(_expand(raw["file_pv"], macros, p, line), dataset, line, stamp)
+    return FramesSpec(
+        _expand(raw["file_pv"], macros, p, line),
+        dataset,
+        line,
+        stamp,
+        _expand(str(raw.get("capture_pv") or ""), macros, p, line),
+        _expand(str(raw.get("captured_pv") or ""), macros, p, line),
+        float(timeout),
+    )

@@ -138,6 +138,15 @@ class FramesSpec:
     #: which instant of its exposure the detector stamps a frame with: end (areaDetector),
     #: start or middle
     stamp: str = "end"
+    #: the file plugin's ``Capture_RBV`` (1 while a file is open) and ``NumCaptured_RBV``
+    #: (frames in it): EndOfExperiment waits, up to ``timeout`` s, for each file to be closed
+    #: and to hold the frames the detector says it captured
+    capture_pv: str = ""
+    captured_pv: str = ""
+    timeout: float = 30.0
+
+    def plugin_pvs(self) -> list[str]:
+        return [pv for pv in (self.capture_pv, self.captured_pv) if pv]
 
 
 @dataclass(frozen=True)
@@ -228,8 +237,15 @@ class BeamlineConfig:
         if moment is None:
             for pv in self.frame_pvs().values():
                 seen.setdefault(pv)
+            for comp in self.components():
+                for pv in comp.frames.plugin_pvs() if comp.frames is not None else ():
+                    seen.setdefault(pv)
         return list(seen)
 
     def frame_pvs(self) -> dict[str, str]:
         """Component name -> the PV naming each file its frames are written to."""
         return {c.name: c.frames.file_pv for c in self.components() if c.frames is not None}
+
+    def frames_specs(self) -> dict[str, FramesSpec]:
+        """Component name -> where its frames are and how to know a file is complete."""
+        return {c.name: c.frames for c in self.components() if c.frames is not None}

@@ -25,7 +25,7 @@ from assonant_ioc.model.components import Moment, SeriesColumns
 from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.model.times import iso
 from assonant_ioc.snapshots import Captured, assemble
-from assonant_ioc.snapshots.capture import Captures
+from assonant_ioc.snapshots.capture import Captures, with_frame_counts
 
 
 def init_worker(parent: int = 0) -> None:
@@ -155,7 +155,8 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     """Write the experiment in the journal under the final name's hidden name; returns the
     hidden name and the event (without validation) that will announce the final name."""
     from assonant_ioc.events.message import file_written_event
-    from assonant_ioc.nexus.writer import write_partial
+    from assonant_ioc.nexus.provenance import source_files
+    from assonant_ioc.nexus.writer import checks_of, write_partial
 
     journal = Journal(Path(job.state_dir))
     meta = journal.load_meta()
@@ -165,6 +166,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     experiment = assemble(
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
+    experiment = with_frame_counts(experiment, journal.frame_counts())
     final = Path(job.final_path)
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
@@ -179,6 +181,15 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     if job.ended_by:
         event["ended_by"] = job.ended_by
     event["readings_dropped"] = sum(dropped)
+    sources = source_files(tmp)
+    if sources:
+        event["detector_files"] = [
+            {k: s[k] for k in ("detector", "path", "frames_expected", "frames_linked", "sha256")}
+            for s in sources
+        ]
+    errors, _ = checks_of(tmp)
+    if errors:  # the writer's own findings travel with the event even without validation
+        event["checks"] = errors[:20]
     return str(tmp), event
 
 
@@ -203,6 +214,24 @@ def _audit(meta: dict[str, Any]) -> dict[str, str]:
         if lines:
             out[moment.entry_name] = "\n".join(lines)
     return out
+
+
+def frames_short(wanted: dict[str, tuple[str, int]]) -> list[str]:
+    """Of ``path -> (frames dataset, frames expected or -1)``, the files not yet holding
+    their frames (missing, not yet HDF5, or fewer frames), each as ``path (n of m)``."""
+    import h5py
+
+    short = []
+    for path, (dataset, expected) in wanted.items():
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                have = int(f[dataset].shape[0])
+        except (OSError, KeyError, TypeError, IndexError):
+            short.append(f"{path} (not readable yet)")
+            continue
+        if expected >= 0 and have < expected:
+            short.append(f"{path} ({have} of {expected} frames)")
+    return short
 
 
 def sha256_of(path: Path) -> tuple[int, str]:

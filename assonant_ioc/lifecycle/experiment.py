@@ -338,8 +338,18 @@ class Lifecycle:
         self._stop_frames()
         frame_pvs = self.config.frame_pvs()
         if frame_pvs:  # from now on, each file a detector closes belongs to this experiment
-            self._frames = FileNames(frame_pvs, known, held, self.journal.add_frame_file)
-            self.monitor.add_sink(self._frames, frame_pvs.values())
+            specs = self.config.frames_specs()
+            plugins = {c: (s.capture_pv, s.captured_pv) for c, s in specs.items()}
+            self._frames = FileNames(
+                frame_pvs,
+                known,
+                held,
+                self.journal.add_frame_file,
+                plugins,
+                self.journal.add_frame_count,
+            )
+            watched = [*frame_pvs.values(), *(pv for s in specs.values() for pv in s.plugin_pvs())]
+            self.monitor.add_sink(self._frames, watched)
 
     def _stop_frames(self) -> None:
         sink, self._frames = self._frames, None
@@ -494,6 +504,10 @@ class Lifecycle:
                 raise CommandRefused(msg) from err
             await self._check_durable()
             await self._enter(Command.END_OF_EXPERIMENT, settings.who)
+            try:
+                await self._wait_for_detectors()
+            except Exception:  # the build names what is missing; the write goes on
+                log.exception("waiting for the detector files")
             await self.reporter.say(f"{self.experiment_id}: writing")
             final: Path | None = None
             queued: Pending | None = None
@@ -544,6 +558,40 @@ class Lifecycle:
             self.delivery.wake()
         else:
             self.spawn(self.delivery.validate_and_release(queued))
+
+    async def _wait_for_detectors(self) -> None:
+        """Bounded by each detector's ``frames: {timeout}``: until every file plugin has closed
+        its file and each file holds the frames the detector said it captured. What is still
+        open, missing or short at the timeout is named by the build (never read as zeros)."""
+        specs = {c: s for c, s in self.config.frames_specs().items() if s.capture_pv}
+        sink = self._frames
+        if not specs or sink is None:
+            return
+        deadline = time.monotonic() + max(s.timeout for s in specs.values())
+        said = False
+        while True:
+            open_now = [c for c in specs if sink.is_open(c)]
+            files = sink.files()
+            wanted = {
+                path: (specs[comp].dataset, sink.expected.get(path, -1))
+                for comp, paths in files.items()
+                if comp in specs
+                for path in paths
+            }
+            short = [] if open_now else await self._in_worker(worker.frames_short, wanted)
+            if not open_now and not short:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: detector files not complete after the timeout: %s",
+                    self.experiment_id,
+                    ", ".join([f"{c} still capturing" for c in open_now] + short),
+                )
+                return
+            if not said:
+                said = True
+                await self.reporter.say(f"{self.experiment_id}: waiting for the detector files")
+            await asyncio.sleep(0.1)
 
     def _next_path(self, settings: Settings) -> tuple[Path, int]:
         """The next free file name and its counter: a name already on disk is never reused."""

@@ -131,27 +131,42 @@ class Journal:
 
     # -- frames --------------------------------------------------------------------------------
     def add_frame_file(self, component: str, path: str) -> None:
-        line = json.dumps({"component": component, "path": path}) + "\n"
+        self._frames_line({"component": component, "path": path})
+
+    def add_frame_count(self, component: str, path: str, frames: int) -> None:
+        """The frames the detector says a file holds, when its plugin closed it."""
+        self._frames_line({"component": component, "path": path, "frames": frames})
+
+    def _frames_line(self, item: Mapping[str, Any]) -> None:
         with open(self.dir / FRAMES_LOG, "a", encoding="utf-8") as fh:
-            fh.write(line)
+            fh.write(json.dumps(item) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
-    def frame_files(self) -> dict[str, list[str]]:
-        files: dict[str, list[str]] = {}
+    def _frames_items(self) -> list[dict[str, Any]]:
         try:
             text = (self.dir / FRAMES_LOG).read_text(encoding="utf-8")
         except FileNotFoundError:
-            return files
+            return []
+        items = []
         for line in text.splitlines():
             try:
-                item = json.loads(line)
+                items.append(json.loads(line))
             except ValueError:  # a torn last line
                 continue
+        return items
+
+    def frame_files(self) -> dict[str, list[str]]:
+        files: dict[str, list[str]] = {}
+        for item in self._frames_items():
             names = files.setdefault(item["component"], [])
             if item["path"] not in names:
                 names.append(item["path"])
         return files
+
+    def frame_counts(self) -> dict[str, int]:
+        """Path -> the frames the detector said the file holds (files whose close was seen)."""
+        return {i["path"]: int(i["frames"]) for i in self._frames_items() if "frames" in i}
 
     # -- the recording -------------------------------------------------------------------------
     def during_path(self) -> Path:

@@ -86,7 +86,12 @@ def component_to_dict(c: Component) -> dict[str, Any]:
         },
         "subcomponents": [component_to_dict(s) for s in c.subcomponents],
         "data": (
-            {"files": list(c.data.files), "dataset": c.data.dataset, "stamp": c.data.stamp}
+            {
+                "files": list(c.data.files),
+                "dataset": c.data.dataset,
+                "stamp": c.data.stamp,
+                "expected": list(c.data.expected),
+            }
             if c.data is not None
             else None
         ),
@@ -115,7 +120,10 @@ def component_from_dict(d: dict[str, Any]) -> Component:
         subcomponents=tuple(component_from_dict(s) for s in d["subcomponents"]),
         data=(
             LinkedData(
-                tuple(d["data"]["files"]), d["data"]["dataset"], d["data"].get("stamp", "end")
+                tuple(d["data"]["files"]),
+                d["data"]["dataset"],
+                d["data"].get("stamp", "end"),
+                tuple(d["data"].get("expected", ())),
             )
             if d.get("data") is not None
             else None

@@ -223,6 +223,12 @@ class LinkedData:
     dataset: str = "/entry/data/data"
     #: which instant of its exposure the detector stamps a frame with (areaDetector: end)
     stamp: str = "end"
+    #: per file, the frames the detector said it holds (-1: not known)
+    expected: tuple[int, ...] = ()
+
+    def expected_of(self, path: str) -> int:
+        i = self.files.index(path)
+        return self.expected[i] if i < len(self.expected) else -1
 
 
 @dataclass(frozen=True)

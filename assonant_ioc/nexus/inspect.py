@@ -113,6 +113,27 @@ def tree_lines(path: str) -> list[str]:
             "str" if obj.dtype == object or str(obj.dtype).startswith(("|S", "<U")) else obj.dtype
         )
         lines.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}{source}")
+    return lines + source_lines(path)
+
+
+def source_lines(path: str) -> list[str]:
+    """The detector files the file links, each as linked and as it is now (ok, changed since
+    it was linked, or missing), and the writer's own findings."""
+    from assonant_ioc.nexus.provenance import source_files
+    from assonant_ioc.nexus.writer import checks_of
+
+    lines = []
+    sources = source_files(path)
+    if sources:
+        lines.append("detector files (as linked -> now):")
+    for s in sources:
+        expected = s["frames_expected"] if s["frames_expected"] >= 0 else "?"
+        lines.append(
+            f"  {s['detector']}: {s['path']}: {s['frames_linked']} of {expected} frames, "
+            f"sha256 {s['sha256'][:12] or '-'} -> {s['status'].upper()}"
+        )
+    errors, warnings = checks_of(path)
+    lines += [f"writer error: {e}" for e in errors] + [f"writer warning: {w}" for w in warnings]
     return lines
 
 

@@ -10,6 +10,7 @@ one alarm severity, alarm status and connected flag per point.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -113,3 +114,53 @@ def component_info(group: h5py.Group, name: str) -> Any:
     if isinstance(value, np.ndarray):
         return [_text(v) for v in value]
     return _text(value)
+
+
+def source_files(path: str | Path) -> list[dict[str, Any]]:
+    """Each detector file the file at ``path`` links, as it was when linked (``detector``,
+    ``path``, ``size``, ``mtime``, ``sha256``, ``frames_expected``, ``frames_linked``) and
+    as it is now (``status``: ``ok``, ``changed`` or ``missing``; ``changed`` when its size,
+    modification time or sha256 differ)."""
+    import hashlib
+    import os
+
+    from assonant_ioc.model.times import iso
+
+    out: list[dict[str, Any]] = []
+    with h5py.File(path, "r", locking=False) as f:
+        found: list[tuple[str, h5py.Group]] = []
+
+        def visit(name: str, item: Any) -> None:
+            if isinstance(item, h5py.Group) and "source_path" in item:
+                found.append((name, item))
+
+        for entry in f.values():
+            if isinstance(entry, h5py.Group) and PROVENANCE in entry:
+                entry[PROVENANCE].visititems(visit)
+        for name, table in found:
+            columns = {
+                key: table[f"source_{key}"][()]
+                for key in ("path", "size", "mtime", "sha256", "frames_expected", "frames_linked")
+            }
+            for i in range(len(columns["path"])):
+                row = {
+                    k: _text(v[i]) if v.dtype.kind in "OSU" else int(v[i])
+                    for k, v in columns.items()
+                }
+                row["detector"] = name.rsplit("/", 1)[-1]
+                out.append(row)
+    for row in out:
+        try:
+            stat = os.stat(row["path"])
+        except OSError:
+            row["status"] = "missing"
+            continue
+        same = stat.st_size == row["size"] and iso(stat.st_mtime) == row["mtime"]
+        if same and row["sha256"]:
+            digest = hashlib.sha256()
+            with open(row["path"], "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            same = digest.hexdigest() == row["sha256"]
+        row["status"] = "ok" if same else "changed"
+    return out

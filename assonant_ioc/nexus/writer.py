@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -80,6 +81,7 @@ _NO_COMPRESSION = CompressionSpec()
 _COMPRESSION: contextvars.ContextVar[CompressionSpec | None] = contextvars.ContextVar(
     "compression", default=None
 )
+_CHECKS: contextvars.ContextVar[Checks | None] = contextvars.ContextVar("checks", default=None)
 
 
 def _filter_options(spec: CompressionSpec) -> dict[str, Any]:
@@ -312,6 +314,7 @@ def _link_frames(
             rows.extra[name] = np.array(files, dtype=_STR_DTYPE)
     if missing:
         log.warning("%s: detector file(s) not found: %s", group.name, ", ".join(missing))
+    _sources(group, linked, shapes, rows)
     if not linked.files:
         return None
     if (len(linked.files) == 1 and not virtual) or not shapes:
@@ -320,6 +323,60 @@ def _link_frames(
         return f"{group.name}/data"
     _virtual_frames(group, "data", shapes, linked.dataset, master_dir, dtype)
     return f"{group.name}/data"
+
+
+def _sources(
+    group: h5py.Group, linked: LinkedData, shapes: Mapping[str, tuple[int, ...]], rows: _Rows
+) -> None:
+    """What each detector file was when it was linked (``source_files``: path, size, mtime,
+    sha256, frames expected and linked), so a reader can tell when one has changed or gone;
+    a file missing, unusable or holding fewer frames than the detector said is an error of
+    the writer's checks, named with its counts."""
+    checks = _CHECKS.get()
+    table: dict[str, list[Any]] = {k: [] for k in SOURCE_COLUMNS}
+    for path in linked.files:
+        expected = linked.expected_of(path)
+        frames = shapes[path][0] if path in shapes else 0
+        size, mtime, digest = -1, "", ""
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            size, mtime = stat.st_size, iso(stat.st_mtime)
+            digest = _sha256(path)
+        for key, value in zip(
+            SOURCE_COLUMNS, (path, size, mtime, digest, expected, frames), strict=True
+        ):
+            table[key].append(value)
+        if checks is None:
+            continue
+        said = f"{expected} expected" if expected >= 0 else "none said by the detector"
+        if path not in shapes:
+            why = "missing" if size < 0 else "unusable"
+            checks.error(f"{group.name}: detector file {path} {why}: 0 frames linked ({said})")
+        elif expected >= 0 and frames < expected:
+            checks.error(
+                f"{group.name}: detector file {path} holds {frames} of the {expected} frames "
+                f"the detector captured: {frames} linked"
+            )
+        elif expected >= 0 and frames > expected:
+            checks.warning(
+                f"{group.name}: detector file {path} holds {frames} frames, the detector said "
+                f"{expected}: {frames} linked"
+            )
+    for key in SOURCE_COLUMNS:
+        kind = _STR_DTYPE if key in ("path", "mtime", "sha256") else np.int64
+        rows.extra[f"source_{key}"] = np.array(table[key], dtype=kind)
+
+
+#: The columns of a detector's ``source_*`` provenance table, one row per linked file.
+SOURCE_COLUMNS = ("path", "size", "mtime", "sha256", "frames_expected", "frames_linked")
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _virtual_frames(
@@ -513,11 +570,13 @@ def write_partial(
             f.attrs["HDF5_Version"] = h5py.version.hdf5_version
             f.attrs["h5py_version"] = h5py.version.version
             checks = Checks()
+            checks_token = _CHECKS.set(checks)
             plots = {
                 e.moment.entry_name: _write_entry(f, x, e, final.parent.resolve(), checks)
                 for e in x.entries
             }
             _write_checks(f, x, checks)
+            _CHECKS.reset(checks_token)
             if plots:  # the viewers open on the frames, else on a recorded series
                 best = max(plots.values())
                 _attrs(f, default=next(n for n, p in plots.items() if p == best))

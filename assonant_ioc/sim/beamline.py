@@ -190,6 +190,7 @@ class Detector(PVGroup):
         self._angles: list[float] = []
         self._acquiring = False
         self._task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._path = ""
 
     @Acquire.putter
@@ -204,7 +205,11 @@ class Detector(PVGroup):
             task, self._task = self._task, None
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-            await self._close_file()
+            # the put returns at once, as areaDetector's does; the plugin closes the file
+            # on its own time (Capture_RBV back to 0 when it is complete)
+            closing = (self._stamps, self._keys, self._angles, self._path)
+            self._stamps, self._keys, self._angles, self._path = [], [], [], ""
+            self._closing = asyncio.get_running_loop().create_task(self._close_file(*closing))
         return value
 
     async def _frames(self, armed: float) -> None:
@@ -249,10 +254,10 @@ class Detector(PVGroup):
         await self.HDF1.Capture_RBV.write(1)
         await self.HDF1.FullFileName_RBV.write(self._path)
 
-    async def _close_file(self) -> None:
-        stamps, key = self._stamps, self._keys[0] if self._keys else 0
-        angles, path = self._angles, self._path
-        self._stamps, self._keys, self._angles, self._path = [], [], [], ""
+    async def _close_file(
+        self, stamps: list[float], keys: list[int], angles: list[float], path: str
+    ) -> None:
+        key = keys[0] if keys else 0
         if not path:
             return
         await self.HDF1.WriteFile_RBV.write(1)
@@ -270,7 +275,7 @@ class Detector(PVGroup):
                 images = np.stack([phantom.projection(a) for a in angles])
             frames = np.rint(images).astype(np.uint16)
             frames[:, 0, 0] = 1000 * (2 - key) + np.arange(len(stamps))  # the frame's marker
-            first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1
+            first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1  # ids (approximate)
             await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
         await self.HDF1.WriteFile_RBV.write(0)
         await self.HDF1.Capture_RBV.write(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,19 +45,62 @@ class FileNames:
         known: Mapping[str, Sequence[str]] | None = None,
         held: Mapping[str, str] | None = None,
         on_new: Callable[[str, str], None] | None = None,
+        plugins: Mapping[str, tuple[str, str]] | None = None,
+        on_closed: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """``known``: files already seen (component -> paths, a recovered experiment);
         ``held``: the value each PV held when the experiment began (skipped when seen again);
-        ``on_new(component, path)`` is called for each new file (the journal keeps it)."""
+        ``on_new(component, path)`` is called for each new file (the journal keeps it).
+        ``plugins``: component -> its file plugin's (``Capture_RBV``, ``NumCaptured_RBV``);
+        when a file closes (Capture back to 0) ``on_closed(component, path, frames)`` is told
+        how many frames the detector says it holds."""
         self._by_pv = {pv: comp for comp, pv in pvs.items()}
         self._files: dict[str, list[str]] = {c: list((known or {}).get(c, ())) for c in pvs}
         self._held: dict[str, str | None] = dict(held or {})
         self._first: set[str] = set(self._held) if held is not None else set()
         self._on_new = on_new
         self._lock = threading.Lock()
+        self._capture = {cap: comp for comp, (cap, _) in (plugins or {}).items() if cap}
+        self._captured = {n: comp for comp, (_, n) in (plugins or {}).items() if n}
+        self._open: dict[str, bool] = {}  # component -> Capture_RBV's last value
+        self._count: dict[str, int] = {}  # component -> NumCaptured_RBV's last value
+        self._current: dict[str, str] = {}  # component -> the file it writes now
+        self.expected: dict[str, int] = {}  # path -> frames the detector said it holds
+        self._on_closed = on_closed
 
     def wants(self, pv: str) -> bool:
-        return pv in self._by_pv
+        return pv in self._by_pv or pv in self._capture or pv in self._captured
+
+    def is_open(self, component: str) -> bool:
+        """Whether the component's file plugin has a file open (Capture_RBV 1)."""
+        with self._lock:
+            return self._open.get(component, False)
+
+    def _plugin(self, pv: str, value: Any) -> None:
+        """Capture_RBV or NumCaptured_RBV: a file closing gives its frame count."""
+        closed: tuple[str, str, int] | None = None
+        with self._lock:
+            if pv in self._captured:
+                with contextlib.suppress(TypeError, ValueError):
+                    self._count[self._captured[pv]] = int(value)
+                return
+            comp = self._capture[pv]
+            try:
+                is_open = bool(int(value))
+            except (TypeError, ValueError):
+                is_open = str(value).strip().lower() in ("capture", "capturing", "1")
+            was_open = self._open.get(comp, False)
+            self._open[comp] = is_open
+            path = self._current.get(comp)
+            if was_open and not is_open and path is not None:
+                n = self._count.get(comp, 0)
+                self.expected[path] = n
+                closed = (comp, path, n)
+        if closed is not None and self._on_closed is not None:
+            try:
+                self._on_closed(*closed)
+            except Exception:  # never into libca's thread; the count stays in memory
+                log.exception("cannot journal the frame count of %s", closed[1])
 
     def held(self) -> dict[str, str | None]:
         """The value each PV held when the experiment began."""
@@ -66,8 +110,13 @@ class FileNames:
     def add(
         self, pv: str, value: Any, t: float, severity: int, status: int, connected: bool
     ) -> None:
+        if not connected:
+            return
+        if pv in self._capture or pv in self._captured:
+            self._plugin(pv, value)
+            return
         comp = self._by_pv.get(pv)
-        if comp is None or not connected:
+        if comp is None:
             return
         name = str(value or "").strip()
         with self._lock:
@@ -79,6 +128,7 @@ class FileNames:
             if not name or name in files or name == self._held.get(pv):
                 return
             files.append(name)
+            self._current[comp] = name
         if self._on_new is not None:
             try:
                 self._on_new(comp, name)
@@ -230,6 +280,20 @@ def assemble(
         for c in captures
     ]
     return build_experiment(config, experiment_id, sample_name, entries, comment)
+
+
+def with_frame_counts(x: Experiment, counts: Mapping[str, int]) -> Experiment:
+    """``x`` with each detector file's frame count (path -> frames the detector said it
+    holds) in its LinkedData."""
+
+    def comp(c: Component) -> Component:
+        data = c.data
+        if data is not None:
+            data = replace(data, expected=tuple(counts.get(f, -1) for f in data.files))
+        return replace(c, data=data, subcomponents=tuple(comp(s) for s in c.subcomponents))
+
+    entries = tuple(replace(e, instrument=tuple(comp(c) for c in e.instrument)) for e in x.entries)
+    return replace(x, entries=entries)
 
 
 def build_experiment(

@@ -145,10 +145,33 @@ def end_of_experiment(prefix: str) -> dict[str, Any]:
     return out
 
 
+def back_to_back(prefix: str) -> dict[str, Any]:
+    """Two experiments (Pre, Post, EndOfExperiment) right after each other: the timed
+    EndOfExperiment of each (the second starts while the first file is validated)."""
+    from caproto.threading.client import Context
+
+    ctx = Context()
+    pre, post, eoe = ctx.get_pvs(
+        *(f"{prefix}{n}" for n in ("Snapshot:Pre", "Snapshot:Post", "EndOfExperiment")), timeout=10
+    )
+    for pv in (pre, post, eoe):
+        pv.wait_for_connection(timeout=10)
+    times = []
+    for _ in range(2):
+        pre.write([1], wait=True, timeout=60)
+        post.write([1], wait=True, timeout=60)
+        t = time.perf_counter()
+        eoe.write([1], wait=True, timeout=600)
+        times.append(time.perf_counter() - t)
+    ctx.disconnect()
+    return {"first_s": times[0], "second_s": times[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "kind", choices=["connect-bare", "connect-ours", "count-bare", "roundtrip", "eoe"]
+        "kind",
+        choices=["connect-bare", "connect-ours", "count-bare", "roundtrip", "eoe", "eoe2"],
     )
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--prefix", required=True)
@@ -165,6 +188,8 @@ def main() -> None:
         out = count_updates_bare(pvs, args.seconds)
     elif args.kind == "roundtrip":
         out = roundtrip(args.prefix, args.reps)
+    elif args.kind == "eoe2":
+        out = back_to_back(args.prefix)
     else:
         out = end_of_experiment(args.prefix)
     sys.stdout.write(json.dumps(out) + "\n")

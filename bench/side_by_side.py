@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -157,6 +158,7 @@ def _row(
         row[f"{v}_errors"] = report.count(v, "error")
         row[f"{v}_warnings"] = report.count(v, "warning")
     row["first_errors"] = [str(f) for f in report.errors[:3]]
+    row["pynxtools_verdicts"] = list(report.verdicts)
     return row
 
 
@@ -185,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         for finding in r["first_errors"]:
             print(f"  {r['beamline']} {r['writer']}: {finding}")
+    print("\npynxtools' own verdict (it prints it after its findings):")
+    for r in rows:
+        for verdict in r["pynxtools_verdicts"]:
+            print(f"  {r['beamline']} {r['writer']}: {verdict}")
     print()
     print(f"{'beamline':9} {'writer':15} " + " ".join(f"{p:>18}" for p in PROGRAMS))
     for r in rows:
@@ -197,6 +203,16 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {r['beamline']} {r['writer']} {program}: {verdict}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    refused = [
+        f"{r['beamline']}: {program}: {verdict}"
+        for r in rows
+        if r["writer"] == "assonant-ioc"
+        for program, verdict in r.get("programs", {}).items()
+        if verdict.startswith("refused")
+    ]
+    if refused:  # our files must open in every program: CI fails here
+        sys.stderr.write("our files refused:\n" + "\n".join(refused) + "\n")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

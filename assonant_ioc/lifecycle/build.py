@@ -59,6 +59,17 @@ def warm_up() -> int:
     return os.getpid()
 
 
+def warm_up_validators() -> int:
+    """Import the validators, so the first file's validation does not pay for it."""
+    import contextlib
+
+    with contextlib.suppress(ImportError):
+        import pynxtools.dataconverter.validation  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import nexusformat.nexus.validate  # noqa: F401
+    return os.getpid()
+
+
 @dataclass(frozen=True)
 class BuildJob:
     config: BeamlineConfig

@@ -40,13 +40,13 @@ class Delivery:
         reporter: Reporter,
         sender: Sender | None,
         validate: bool,
-        in_worker: Callable[..., Awaitable[Any]],
+        in_validator: Callable[..., Awaitable[Any]],
     ) -> None:
         self.outbox = outbox
         self.reporter = reporter
         self.sender = sender
         self.validate = validate
-        self.in_worker = in_worker
+        self.in_validator = in_validator
         self._wake = asyncio.Event()
         self._validating: set[str] = set()
 
@@ -64,7 +64,7 @@ class Delivery:
         try:
             if self.validate and Path(path).exists():
                 try:
-                    summary, result = await self.in_worker(worker.validate_file, path)
+                    summary, result = await self.in_validator(worker.validate_file, path)
                     event["validation"] = result
                     await self.reporter.validated(f"{Path(path).name}: {summary}")
                     log.info("%s: %s", path, summary)

@@ -98,7 +98,10 @@ class Lifecycle:
         self._recorder: Recorder | None = None
         self._frames: FileNames | None = None
         self._pool: ProcessPoolExecutor | None = None
-        self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_worker)
+        self._validator_pool: ProcessPoolExecutor | None = None
+        # validation runs in a process of its own, beside the builds: the next experiment's
+        # file never waits for the last one's validators
+        self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_validator)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._moment_pvs = {m: config.pvs(m) for m in Moment}
         # captured but not yet durable (the state directory full): kept here, retried
@@ -135,6 +138,24 @@ class Lifecycle:
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
 
+    async def _in_validator(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` in the validation process (started on first use, replaced if it dies)."""
+        if self._validator_pool is None:
+            self._validator_pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker.init_worker,
+                initargs=(os.getpid(),),
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._validator_pool, fn, *args)
+        except BrokenProcessPool:
+            pool, self._validator_pool = self._validator_pool, None
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -148,6 +169,8 @@ class Lifecycle:
         """
         self._loop = asyncio.get_running_loop()
         self.spawn(self._in_worker(worker.warm_up))
+        if self.config.validate:
+            self.spawn(self._in_validator(worker.warm_up_validators))
         message = ""
         if self.journal.exists():
             try:
@@ -201,8 +224,9 @@ class Lifecycle:
         if self.sender is not None:
             with contextlib.suppress(Exception):
                 await self.sender.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._validator_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     # -- helpers -------------------------------------------------------------------------------
     async def _refuse_unless(self, cmd: Command) -> None:

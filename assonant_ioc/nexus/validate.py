@@ -60,6 +60,9 @@ class ValidationReport:
     validators: tuple[str, ...] = ()
     findings: tuple[Finding, ...] = field(default=())
     skipped: str = ""
+    #: pynxtools' own verdict per entry with a definition, as it prints it, with the reason:
+    #: ``during_exposure (NXtomo): NOT valid: 1 warning (.../image_key_control: ...)``
+    verdicts: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[Finding]:
@@ -75,7 +78,8 @@ class ValidationReport:
     def summary(self) -> str:
         first = f"; first: {self.errors[0]}" if self.errors else ""
         skipped = f" ({self.skipped})" if self.skipped else ""
-        return f"{len(self.errors)} errors, {len(self.warnings)} warnings{skipped}{first}"
+        verdicts = "".join(f"; pynxtools {v}" for v in self.verdicts)
+        return f"{len(self.errors)} errors, {len(self.warnings)} warnings{skipped}{first}{verdicts}"
 
     def as_event(self) -> dict[str, Any]:
         """The ``validation`` member of the ``file_written`` event."""
@@ -85,6 +89,7 @@ class ValidationReport:
             "warnings": len(self.warnings),
             "first_errors": [str(f) for f in self.errors[:5]],
             "skipped": self.skipped,
+            "verdicts": list(self.verdicts),
         }
 
 
@@ -105,9 +110,11 @@ def _entries(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _pynxtools(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
+def _pynxtools(
+    path: Path, entries: list[tuple[str, str]], verdicts: list[str] | None = None
+) -> list[Finding]:
     """pynxtools against each entry's application definition (it needs one: entries without
-    are left to nexusformat's base-class walk)."""
+    are left to nexusformat's base-class walk); its verdict per entry goes to ``verdicts``."""
     import h5py
     from pynxtools.dataconverter.helpers import ValidationProblem, collector
     from pynxtools.dataconverter.validation import validate_hdf_group_against
@@ -120,7 +127,8 @@ def _pynxtools(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
         collector.clear()
         collector.logging = False
         with h5py.File(path, "r") as f:
-            validate_hdf_group_against(definition, f[name], str(path))
+            valid = validate_hdf_group_against(definition, f[name], str(path))
+        start = len(findings)
         for message in sorted(collector.get()):
             # a message is path + "ValidationProblem.<Kind>" + value, run together
             m = _PYNX_PROBLEM.match(message)
@@ -130,6 +138,12 @@ def _pynxtools(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
             false = any(kind == k and where.endswith(end) for k, end in _PYNX_FALSE)
             severity = "warning" if kind in _PYNX_WARNINGS or false else "error"
             findings.append(Finding("pynxtools", severity, where, f"{kind} {value}".strip()))
+        if verdicts is not None:
+            mine = findings[start:]
+            why = "; ".join(f"{f.path}: {f.message.split(' ', 1)[0]}" for f in mine[:3])
+            counted = f"{len(mine)} finding(s)" + (f" ({why})" if why else "")
+            verdict = "valid" if valid else "NOT valid"
+            verdicts.append(f"{name} ({definition}): {verdict}" + ("" if valid else f": {counted}"))
     collector.clear()
     return findings
 
@@ -198,11 +212,16 @@ def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> 
     validators: list[str] = []
     findings: list[Finding] = []
     missing: list[str] = []
+    verdicts: list[str] = []
     with _LOCK:
         entries = [(name, (definitions or {}).get(name, d)) for name, d in _entries(path)]
         validators.append("assonant")  # the writer's own checks, kept in the file
         findings += _own_checks(path, entries)
-        for name, run in (("pynxtools", _pynxtools), ("nexusformat", _nexusformat)):
+        runs: tuple[tuple[str, Any], ...] = (
+            ("pynxtools", lambda p, e: _pynxtools(p, e, verdicts)),
+            ("nexusformat", _nexusformat),
+        )
+        for name, run in runs:
             try:
                 found = run(path, entries)
             except ImportError:
@@ -214,4 +233,4 @@ def validate(path: str | Path, definitions: Mapping[str, str] | None = None) -> 
             validators.append(name)
             findings += found
     skipped = f"{', '.join(missing)} not installed" if missing else ""
-    return ValidationReport(tuple(validators), tuple(findings), skipped)
+    return ValidationReport(tuple(validators), tuple(findings), skipped, tuple(verdicts))

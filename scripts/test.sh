@@ -12,6 +12,19 @@ if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev
             >/dev/null 2>&1 || echo "could not install docker-compose; its test will fail"
     fi
 fi
+# nabu's CPU backend for the reconstruction test: OpenCL through PoCL (into .venv), pyvkfft
+# built against Debian's OpenCL headers (installed system-wide when missing, as root)
+if ! .venv/bin/python -c "import pyopencl, pyvkfft" >/dev/null 2>&1; then
+    if [ ! -f /usr/include/CL/cl.h ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "installing Debian's OpenCL headers for nabu's CPU backend..."
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            opencl-headers ocl-icd-opencl-dev) >/dev/null 2>&1 \
+            || echo "could not install the OpenCL headers; the nabu reconstruction test will fail"
+    fi
+    echo "installing nabu's CPU backend (pyopencl, PoCL, pyvkfft) into .venv..."
+    .venv/bin/python -m pip install -q pyopencl pocl-binary-distribution
+    VKFFT_BACKEND=opencl .venv/bin/python -m pip install -q --no-cache-dir pyvkfft
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -11,6 +11,7 @@ reader in another program is never locked out by our validation or checksums.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -33,6 +34,14 @@ def init_worker(parent: int = 0) -> None:
     parent-death signal), and HDF5 takes no file locks there."""
     die_with_parent(parent)
     os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"
+
+
+def init_validator(parent: int = 0) -> None:
+    """The validation process: as the worker, at a lower priority, so that on a busy (or
+    2-core) machine the next file's build takes the CPU before the last file's validators."""
+    init_worker(parent)
+    with contextlib.suppress(OSError):
+        os.nice(10)
 
 
 def die_with_parent(parent: int) -> None:

@@ -144,7 +144,7 @@ class Lifecycle:
             self._validator_pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init_worker,
+                initializer=worker.init_validator,
                 initargs=(os.getpid(),),
             )
         loop = asyncio.get_running_loop()

@@ -124,6 +124,8 @@ def _nxtomo_geometry(group: h5py.Group, entry: Entry) -> None:
     det = instrument["detector"]
     if "image_key" in det and "image_key_control" not in det:
         det.create_dataset("image_key_control", data=det["image_key"][()])
+    if "field_of_view" not in det:  # nabu's half-tomography "auto" reads it (nxtomo writes it)
+        det.create_dataset("field_of_view", data="Full")
     if "source" not in instrument:  # NXtomo allows one NXsource: it moves there
         for comp in entry.instrument:
             if comp.component_class.nx_class == "NXsource" and comp.name in instrument:

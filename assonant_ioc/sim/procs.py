@@ -234,15 +234,21 @@ class Proc:
         return "\n".join(lines[-n:])
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGINT, then SIGKILL: only this process, by its PID."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
-        self._log.close()
+        """SIGINT, then SIGKILL: only this process, by its PID. Whatever interrupts the wait
+        (a test's timeout included), the process does not outlive it."""
+        try:
+            if self.popen.poll() is None:
+                self.popen.send_signal(signal.SIGINT)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait(timeout)
+        except BaseException:
+            self.popen.kill()
+            raise
+        finally:
+            self._log.close()
 
 
 @contextlib.contextmanager

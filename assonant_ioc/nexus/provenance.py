@@ -69,6 +69,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _severity_name(value: Any) -> str:
+    """A severity as its name, whether stored as a code (the enumeration) or as text."""
+    if isinstance(value, (bytes, str)):
+        return _text(value)
+    from assonant_ioc.model.readings import Severity
+
+    return Severity(int(value)).name
+
+
 def provenance(obj: h5py.Dataset | h5py.Group) -> dict[str, Any]:
     """The provenance of a field or of an NXlog, as a dict; KeyError when it has none.
 
@@ -98,7 +107,7 @@ def provenance(obj: h5py.Dataset | h5py.Group) -> dict[str, Any]:
     return {
         "source_pv": _text(table["source_pv"][row]),
         "epics_timestamp": _text(table["epics_timestamp"][row]),
-        "alarm_severity": _text(table["alarm_severity"][row]),
+        "alarm_severity": _severity_name(table["alarm_severity"][row]),
         "alarm_status": int(table["alarm_status"][row]),
         "connected": bool(table["connected"][row]),
     }

@@ -46,7 +46,7 @@ from assonant_ioc.model.components import (
     TimeSeries,
     Value,
 )
-from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.readings import Reading, Severity
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.appdef import Checks, fill_definition, link, needs_virtual
 from assonant_ioc.nexus.provenance import PROVENANCE, mirror
@@ -102,13 +102,19 @@ def _filter_options(spec: CompressionSpec) -> dict[str, Any]:
     return {}
 
 
-def _array(parent: h5py.Group, name: str, data: Any) -> h5py.Dataset:
+def _array(parent: h5py.Group, name: str, data: Any, dtype: Any = None) -> h5py.Dataset:
     """A dataset, chunked and compressed as configured when it is long enough."""
     spec = _COMPRESSION.get() or _NO_COMPRESSION
     arr = np.asarray(data)
     if spec.filter == "none" or arr.size < max(spec.min_points, 1) or arr.dtype.kind in "OSU":
-        return parent.create_dataset(name, data=data)
-    return parent.create_dataset(name, data=arr, chunks=True, **_filter_options(spec))
+        return parent.create_dataset(name, data=data, dtype=dtype)
+    return parent.create_dataset(name, data=arr, dtype=dtype, chunks=True, **_filter_options(spec))
+
+
+#: EPICS alarm severities, stored one way everywhere (snapshot tables and NXlog points): an
+#: HDF5 enumeration of int8 codes whose names every HDF5 reader shows (h5dump, h5py's
+#: ``h5py.check_enum_dtype``)
+SEVERITY_DTYPE = h5py.enum_dtype({s.name: int(s) for s in Severity}, basetype="i1")
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -146,8 +152,8 @@ class _Rows:
             table.create_dataset("source_pv", data=np.array([r.source for r in rs], _STR_DTYPE))
             stamps = np.array([iso(r.timestamp) for r in rs], dtype=_STR_DTYPE)
             table.create_dataset("epics_timestamp", data=stamps)
-            severities = np.array([r.severity.name for r in rs], dtype=_STR_DTYPE)
-            table.create_dataset("alarm_severity", data=severities)
+            severities = np.array([int(r.severity) for r in rs], dtype=np.int8)
+            table.create_dataset("alarm_severity", data=severities, dtype=SEVERITY_DTYPE)
             table.create_dataset("alarm_status", data=np.array([r.status for r in rs], np.int16))
             table.create_dataset("connected", data=np.array([r.connected for r in rs], bool))
         for name, value in self.extra.items():
@@ -226,7 +232,7 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     _attrs(t, start=iso(t0))
     where = mirror(log_group)
     where.create_dataset("source_pv", data=source)
-    _array(where, "alarm_severity", severity)
+    _array(where, "alarm_severity", np.asarray(severity, dtype=np.int8), SEVERITY_DTYPE)
     _array(where, "alarm_status", status)
     _array(where, "connected", connected)
     return log_group
@@ -481,11 +487,44 @@ def _plot_series(group: h5py.Group, entry: Entry) -> bool:
     return False
 
 
+#: Array fields that describe a geometry, not something to plot.
+_NOT_PLOTTED = {"data_origin", "data_size", "data_stride", "vector", "offset"}
+
+
+def _plot_array(group: h5py.Group) -> bool:
+    """A snapshot's NXdata: the first numeric 1-D field of at least 3 values (a waveform, a
+    spectrum), so that viewers open on it; ``@default`` on the entry. False: nothing."""
+    found: list[h5py.Dataset] = []
+
+    def visit(name: str, item: Any) -> None:
+        if found or not isinstance(item, h5py.Dataset) or "provenance" in name.split("/"):
+            return
+        if item.name.rsplit("/", 1)[-1] in _NOT_PLOTTED:
+            return
+        if item.ndim == 1 and item.shape[0] >= 3 and item.dtype.kind in "iuf":
+            found.append(item)
+
+    for top in ("instrument", *(n for n in group if n not in ("instrument", "provenance"))):
+        where = group.get(top)
+        if isinstance(where, h5py.Group):
+            where.visititems(visit)
+        if found:
+            break
+    if not found:
+        return False
+    signal = found[0].name.rsplit("/", 1)[-1]
+    nxdata = _group(group, "data", "NXdata")
+    link(nxdata, signal, found[0])
+    _attrs(nxdata, signal=signal)
+    _attrs(group, default="data")
+    return True
+
+
 def _write_entry(
     root: h5py.File, x: Experiment, entry: Entry, master_dir: Path, checks: Checks
 ) -> int:
-    """Write one NXentry; returns what it has to plot: 2 detector frames, 1 a recorded
-    series, 0 nothing."""
+    """Write one NXentry; returns what it has to plot: 3 detector frames, 2 a recorded
+    series, 1 a snapshot's waveform, 0 nothing."""
     group = _group(root, entry.moment.entry_name, "NXentry")
     group.create_dataset("experiment_identifier", data=x.experiment_id)
     group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
@@ -518,7 +557,7 @@ def _write_entry(
             nxdata["data"] = h5py.SoftLink(linked[0])
         _attrs(nxdata, signal="data")
         _attrs(group, default="data")
-    plot = 2 if linked else int(_plot_series(group, entry))
+    plot = 3 if linked else 2 if _plot_series(group, entry) else int(_plot_array(group))
     if definition:
         fill_definition(definition, group, entry, checks)
     return plot

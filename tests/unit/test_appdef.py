@@ -22,7 +22,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 #: writes it as a "non-standard extension")
 #: and pynxtools takes NXmx's module_offset for the reserved suffix _offset of a missing
 #: field "module" (its own false report, classed a warning in nexus/validate.py)
-PYNXTOOLS_KNOWN = ("/instrument/detector/image_key_control", "/module/module_offset")
+#: and nabu's full pipeline needs field_of_view (Full/Half), which NXtomo does not document
+PYNXTOOLS_KNOWN = (
+    "/instrument/detector/image_key_control",
+    "/instrument/detector/field_of_view",
+    "/module/module_offset",
+)
 NEXUSFORMAT_KNOWN = (
     "NXslit is an invalid class in NXinstrument",
     "NXsource is an invalid class in NXentry",

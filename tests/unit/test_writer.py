@@ -108,5 +108,32 @@ def test_every_file_opens_on_a_plot_in_silx(nxs: Path, tmp_path: Path) -> None:
         assert list(nxdata.signal[()]) == [0.0, 1.0, 2.0, 3.0, 4.0]
         assert nxdata.axes_dataset_names == ["time"]
         assert f["during_exposure/data/x"].attrs["target"] == "/during_exposure/sample/x/value"
-        # a snapshot entry has nothing to plot: no NXdata, no @default
-        assert "data" not in f["pre_exposure"] and "default" not in f["pre_exposure"].attrs
+        # the file opens on the recording, not on a snapshot's waveform
+        assert f.attrs["default"] == "during_exposure"
+
+
+def test_a_snapshot_with_a_waveform_opens_on_it(nxs: Path) -> None:
+    """The pre entry holds a spectrum (a waveform PV): NXdata and @default point to it, and
+    silx (so NeXpy and h5web) opens the entry on that plot."""
+    from silx.io.nxdata import get_default
+
+    with h5py.File(nxs, "r") as f:
+        pre = f["pre_exposure"]
+        assert pre.attrs["default"] == "data" and pre["data"].attrs["signal"] == "spectrum"
+        plot = get_default(pre)
+        assert plot is not None and plot.is_valid
+        assert plot.signal[()].tolist() == [1.5, 2.5, 3.5]
+
+
+def test_alarm_severities_are_stored_one_way_with_their_names(nxs: Path) -> None:
+    """Snapshot tables and NXlog points hold the same HDF5 enumeration: int8 codes whose
+    names any HDF5 reader shows."""
+    with h5py.File(nxs, "r") as f:
+        table = f["pre_exposure/provenance/instrument/mono/alarm_severity"]
+        points = f["during_exposure/provenance/sample/x/alarm_severity"]
+        names = {"NO_ALARM": 0, "MINOR": 1, "MAJOR": 2, "INVALID": 3}
+        for where in (table, points):
+            assert h5py.check_enum_dtype(where.dtype) == names
+        fields = [x.decode() for x in f["pre_exposure/provenance/instrument/mono/field"][()]]
+        assert table[fields.index("lost")] == 3 and table[fields.index("energy")] == 0
+        assert points[()].tolist() == [0] * 5

@@ -401,6 +401,37 @@ def _check_geometry(det: h5py.Group, module: h5py.Group, checks: Checks) -> None
                 )
 
 
+def beam_centre_as_length(entry: h5py.Group) -> None:
+    """Each detector's ``beam_center_x``/``y`` given in pixels becomes a length (mm, from the
+    module's pixel directions), as NXdetector and NXmx allow and scipp reads (scipp has no
+    unit "pixel"); without pixel sizes it stays as it is."""
+    instrument = entry.get("instrument")
+    if not isinstance(instrument, h5py.Group):
+        return
+    for det in instrument.values():
+        if not isinstance(det, h5py.Group) or det.attrs.get("NX_class") != "NXdetector":
+            continue
+        module = next(
+            (
+                g
+                for g in det.values()
+                if isinstance(g, h5py.Group) and g.attrs.get("NX_class") == "NXdetector_module"
+            ),
+            None,
+        )
+        for name, axis in (
+            ("beam_center_x", "fast_pixel_direction"),
+            ("beam_center_y", "slow_pixel_direction"),
+        ):
+            item, pixel = det.get(name), module.get(axis) if module is not None else None
+            if not isinstance(item, h5py.Dataset) or not isinstance(pixel, h5py.Dataset):
+                continue
+            if _units(item) in ("pixel", "pixels") and item.ndim == 0:
+                value = float(item[()]) * _mm(pixel)
+                del det[name]
+                det.create_dataset(name, data=value).attrs["units"] = "mm"
+
+
 def _units(item: h5py.Dataset) -> str:
     units = item.attrs.get("units", "")
     return (units.decode() if isinstance(units, bytes) else str(units)).strip()
@@ -459,13 +490,6 @@ def _nxmx_detector(group: h5py.Group, entry: Entry, checks: Checks) -> None:
                 module, "module_offset", length, "translation", vector, "mm", on
             )
             on = offset.name
-            # a length, as NXmx allows and scippnexus and scipp read (no unit "pixel" there)
-            for item, axis in ((bx, fast), (by, slow)):
-                if _units(item) in ("pixel", "pixels"):
-                    pixels = float(item[()])
-                    name = item.name.rsplit("/", 1)[1]
-                    del det[name]
-                    det.create_dataset(name, data=pixels * _mm(axis)).attrs["units"] = "mm"
         else:
             log.warning("%s: NXmx detector without beam_center_x/y: no module_offset", det.name)
         for axis in (fast, slow):

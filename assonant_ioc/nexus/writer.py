@@ -48,7 +48,13 @@ from assonant_ioc.model.components import (
 )
 from assonant_ioc.model.readings import Reading, Severity
 from assonant_ioc.model.times import iso
-from assonant_ioc.nexus.appdef import Checks, fill_definition, link, needs_virtual
+from assonant_ioc.nexus.appdef import (
+    Checks,
+    beam_centre_as_length,
+    fill_definition,
+    link,
+    needs_virtual,
+)
 from assonant_ioc.nexus.provenance import PROVENANCE, mirror
 
 log = logging.getLogger(__name__)
@@ -560,6 +566,7 @@ def _write_entry(
     plot = 3 if linked else 2 if _plot_series(group, entry) else int(_plot_array(group))
     if definition:
         fill_definition(definition, group, entry, checks)
+    beam_centre_as_length(group)
     return plot
 
 

@@ -387,3 +387,52 @@ def test_a_long_recording_reads_without_hdf5plugin(tmp_path: Path, config_name: 
             check=True,
         ).stdout
         assert expected in out, out
+
+
+@pytest.mark.parametrize("config_name", ["sim", "sim_tomo", "sim_mx", "mogno", "manaca"])
+def test_a_file_of_every_shipped_config_opens_in_the_readers(
+    tmp_path: Path, config_name: str
+) -> None:
+    """scippnexus loads every entry (only detector groups may fall back, by its design), silx
+    finds the default plot, nexusformat reads the whole tree, plain h5py without hdf5plugin
+    reads every dataset, and nabu's dataset analyzer takes the NXtomo ones."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    import scippnexus as snx
+    from nexusformat.nexus import nxload
+    from silx.io.nxdata import get_default
+
+    config = load_config(CONFIGS / f"{config_name}.yaml")
+    shape = (16, 16) if config_name == "manaca" else None  # a 16 x 16 stand-in camera
+    x = simulated_experiment(config, tmp_path, frame_shape=shape)
+    path = write_experiment(x, tmp_path / "master.nx", config.compression)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with snx.File(path) as f:
+            loaded = {name: f[name][()] for name in f}
+    assert set(loaded) == {"pre_exposure", "during_exposure", "post_exposure"}
+    said = [str(w.message) for w in caught]
+    assert all("Failed to load" not in m or "as NXdetector" in m for m in said), said
+    assert not [m for m in said if "Unrecognized unit" in m], said
+    with h5py.File(path, "r") as f:
+        plot = get_default(f)
+        assert plot is not None and plot.is_valid
+    tree = nxload(str(path))
+    assert tree["during_exposure"].nxclass == "NXentry"
+    env = {**os.environ, "HDF5_PLUGIN_PATH": str(tmp_path / "no-plugins")}
+    out = subprocess.run(
+        [sys.executable, "-c", _PLAIN_READER, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert out.strip() == "ok", out
+    if config.definition == "NXtomo":
+        from nabu.resources.dataset_analyzer import analyze_dataset
+
+        dataset = analyze_dataset(str(path), extra_options={"hdf5_entry": "during_exposure"})
+        assert dataset.darks and dataset.flats and len(dataset.projections) == 9

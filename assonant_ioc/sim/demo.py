@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
                 _put(f"{prefix}ExperimentId", exp_id)
                 _put(f"{prefix}SampleName", "demo sample")
                 if camera:
-                    _put(f"{bl}det:HDF1:FilePath", str(data_dir / "detector"))
+                    # a directory per run: the camera numbers its files from 1 again each
+                    # time the simulated beamline starts, and must not overwrite a file
+                    # an earlier run's master file links
+                    _put(f"{bl}det:HDF1:FilePath", str(data_dir / "detector" / exp_id))
                 _put(f"{prefix}Snapshot:Pre", 1)
                 for key, what in ((2, "dark"), (1, "flat")) if camera else ():
                     _out(f"  ({what} frames)")

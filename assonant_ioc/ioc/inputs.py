@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,14 @@ FORBIDDEN_ROOTS = (
 )
 
 
+#: Bidirectional formatting characters: they make a name display as another (U+202E).
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
 def control_characters(text: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    """Any Unicode control character (category Cc: C0, DEL and C1, such as U+0085 and the
+    terminal escape introducer U+009B) or bidirectional formatting character."""
+    return any(unicodedata.category(c) == "Cc" or c in _BIDI for c in text)
 
 
 def text_problem(name: str, text: str, max_bytes: int) -> str | None:
@@ -37,7 +44,7 @@ def text_problem(name: str, text: str, max_bytes: int) -> str | None:
     if size > max_bytes:
         return f"{name} refused: {size} bytes, at most {max_bytes}"
     if control_characters(text):
-        return f"{name} refused: {text[:60]!r} has a control character"
+        return f"{name} refused: {text[:60]!r} has a control or bidirectional character"
     return None
 
 
@@ -53,7 +60,7 @@ def data_dir_problem(text: str, roots: Sequence[str] = (), max_bytes: int = 1023
     if len(text.encode()) > max_bytes:
         return f"DataDir refused: {len(text.encode())} bytes, at most {max_bytes}"
     if control_characters(text):
-        return f"DataDir refused: {shown!r} has a control character"
+        return f"DataDir refused: {shown!r} has a control or bidirectional character"
     if not os.path.isabs(text):
         return f"DataDir refused: {shown!r} is not an absolute path"
     real = Path(os.path.realpath(text))
@@ -75,35 +82,64 @@ def data_dir_problem(text: str, roots: Sequence[str] = (), max_bytes: int = 1023
 
 
 def command_problem(name: str, data: Any) -> str | None:
-    """Why ``data`` (a write as it came off the wire, before caproto converts it to the
-    command's integer) is not a command's 0 or 1 (an integer, a whole number, or its text),
-    or None. caproto would take 1.5 as 1 and "1.5" as an error without a reason."""
+    """Why ``data`` (a write as it came off the wire, in any CA type, before caproto converts
+    it to the command's 32-bit integer) is not a command's 0 or 1, or None. caproto would take
+    1.5 as 1, wrap 4294967297 to 1, and refuse "1.5" without a reason; the refusal names the
+    value as it was sent."""
     values = [data] if isinstance(data, bytes | str) else list(data)
     if len(values) != 1:
-        return f"{name} refused: write one value, 1 to run the command, not {len(values)} values"
+        return f"{name} refused: write one value, 0 or 1, not {len(values)} values"
     value = values[0]
     if isinstance(value, bytes):
         value = value.split(b"\0", 1)[0].decode("utf-8", errors="replace")
     if isinstance(value, str):
-        if re.fullmatch(r" *[+-]?[0-9]+ *", value):
-            return None
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"{name} refused: write the integer 1 to run the command, not {shown!r}"
+        if re.fullmatch(r" *[+-]?[0-9]+ *", value) and int(value) in (0, 1):
+            return None
+        return f"{name} refused: write 0 or 1, not {shown!r}"
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return f"{name} refused: write the integer 1 to run the command, not {value!r}"
-    if not number.is_integer():
-        return f"{name} refused: write the integer 1 to run the command, not {number!r}"
+        return f"{name} refused: write 0 or 1, not {value!r}"
+    if number not in (0.0, 1.0):
+        sent: float = int(number) if number.is_integer() else number
+        return f"{name} refused: write 0 or 1, not {sent!r}"
     return None
 
 
-def raw_text_problem(name: str, data: Any) -> str | None:
-    """Why ``data`` (a text setting's write as it came off the wire) is not one UTF-8 text,
-    or None: caproto would cut it at a NUL byte without a word, and refuse bytes that are
-    not UTF-8 without a reason."""
+def plain(data: Any, most: int = 8) -> Any:
+    """A value off the wire as it was sent, for a message: numbers as Python numbers."""
+    if isinstance(data, bytes | str):
+        return data[:40]
+    items = list(data)[:most]
+    return [x.item() if hasattr(x, "item") else x for x in items]
+
+
+def empty_text(data: Any) -> bool:
+    """Whether a text setting's write (as it came off the wire) is the empty text: no bytes,
+    only NULs (``caput -S PV ""`` sends one), or an empty DBR_STRING."""
+    if isinstance(data, str):
+        return data == ""
+    items = [data] if isinstance(data, bytes) else list(data)
+    if all(isinstance(item, bytes) for item in items):
+        return all(not item.strip(b"\0") for item in items)
+    try:
+        return all(int(item) == 0 for item in items)
+    except (TypeError, ValueError):
+        return False
+
+
+def raw_text_problem(name: str, data: Any, data_type: Any = None) -> str | None:
+    """Why ``data`` (a text setting's write as it came off the wire, of CA type
+    ``data_type``) is not one UTF-8 text, or None: caproto would turn numbers into
+    characters (``[300, 65]`` into ",A"), cut a text at a NUL byte without a word, and
+    refuse bytes that are not UTF-8 without a reason."""
     if isinstance(data, str):
         return None
+    kind = getattr(data_type, "name", "")
+    if kind and kind not in ("CHAR", "STRING", "TIME_CHAR", "TIME_STRING"):
+        shown = plain(data)
+        return f"{name} refused: write text (a string or a char array), not {kind} {shown!r}"
     items = [data] if isinstance(data, bytes) else list(data)
     if items and all(isinstance(item, bytes) for item in items):  # sent as DBR_STRING
         raw = items[0]

@@ -52,6 +52,8 @@ from assonant_ioc.ioc.health import CpuLoad, LoopLag, rss_mb
 from assonant_ioc.ioc.inputs import (
     command_problem,
     data_dir_problem,
+    empty_text,
+    plain,
     raw_text_problem,
     text_problem,
 )
@@ -295,14 +297,30 @@ class AssonantIOC(PVGroup):
             errors = self._errors
             token = WRITER.set(who)
             try:
-                why = command_problem(name, data) if command else raw_text_problem(name, data)
+                why = (
+                    command_problem(name, data)
+                    if command
+                    else raw_text_problem(name, data, data_type)
+                )
                 if why:
                     await self._error(why)
                     raise CommandRefused(why)
-                result = await original(hostname, username, data, data_type, metadata, **kw)
+                if command and getattr(data_type, "name", "").endswith("ENUM"):
+                    data_type = ChannelType.LONG  # DBR_ENUM 1 is the command's 1, as in rsrv
+                if not command and empty_text(data):
+                    # caproto cannot convert an empty text to a char waveform (it calls int(''))
+                    await pv.write("")
+                    result = None
+                else:
+                    result = await original(hostname, username, data, data_type, metadata, **kw)
             except Exception as err:
                 if self._errors == errors:  # refused before a putter ran
-                    await self._error(f"{name} refused: {type(err).__name__}: {err}")
+                    cause = err if str(err) or err.__cause__ is None else err.__cause__
+                    sent = plain(data)
+                    await self._error(
+                        f"{name} refused: {sent!r} ({getattr(data_type, 'name', data_type)}): "
+                        f"{type(cause).__name__}: {cause}"
+                    )
                 log.info("audit: %s wrote %s: refused", who, name)
                 if PUT_NOTIFY.get():
                     return PUT_FAILED

@@ -17,7 +17,9 @@ from caproto import ChannelType
 from assonant_ioc.sim import procs
 from tests.system.conftest import CA, REPO, start_service
 
-CONTROL = ["\t", "\n", "\r", "\x1b", "\x07", "\x7f"]
+#: C0 and C1 controls (U+0085 next line, U+009B the terminal's escape introducer) and
+#: bidirectional formatting characters (U+202E shows a name as another)
+CONTROL = ["\t", "\n", "\r", "\x1b", "\x07", "\x7f", "\x85", "\x9b", "\u202e", "\u2066", "\u202a"]
 
 
 def _hostile(tmp_path: Path) -> list[tuple[str, Any, str, Any]]:
@@ -135,6 +137,18 @@ def _hostile(tmp_path: Path) -> list[tuple[str, Any, str, Any]]:
         typed += [(command, v, refused, ChannelType.STRING) for v in ("1.5", "abc", "", "1 1")]
         typed += [(command, [1, 1], refused, ChannelType.LONG)]
         typed += [(command, "1", refused, ChannelType.CHAR)]  # b"1\0": two values
+    # a value that wraps to 1 in 32 bits, or any value but 0 and 1: refused, named as sent
+    for command in ("Snapshot:Pre", "Record:During"):
+        said = f"{command} refused: write 0 or 1, not "
+        typed += [(command, v, f"{said}{v!r}", ChannelType.STRING) for v in ("4294967297", "2")]
+        typed += [(command, 4294967297.0, f"{said}4294967297", ChannelType.DOUBLE)]
+        typed += [(command, 4294967296.0, f"{said}4294967296", ChannelType.DOUBLE)]
+        typed += [(command, -4294967295.0, f"{said}-4294967295", ChannelType.DOUBLE)]
+    # numbers are not text: [300, 65] would become ",A"
+    for setting in ("ExperimentId", "SampleName", "Comment", "FileName", "DataDir"):
+        said = f"{setting} refused: write text (a string or a char array), not LONG [300, 65]"
+        typed += [(setting, [300, 65], said, ChannelType.LONG)]
+        typed += [(setting, [65.0, 66.0], f"{setting} refused: write text", ChannelType.DOUBLE)]
     # bytes that are not UTF-8, and a NUL in the middle of a text
     for setting in ("ExperimentId", "SampleName", "Comment", "FileName", "DataDir"):
         typed += [(setting, [0xFF, 0xFE, 0x41, 0], f"{setting} refused", ChannelType.CHAR)]
@@ -298,3 +312,26 @@ def test_libca_starts_the_repeater_this_package_installs(
     finally:
         for pid in _repeaters_on(port):  # started for this test: it would outlive it
             os.kill(pid, signal.SIGTERM)
+
+
+def test_empty_texts_and_an_enum_one_are_accepted(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """What must be accepted: an empty ExperimentId (back to the automatic id) or Comment,
+    sent as ``caput -S PV ""`` (one NUL), as an empty DBR_STRING, or as no bytes; and a
+    command written as an enum (DBR_ENUM 1)."""
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
+        client,
+        P,
+        _data,
+        _proc,
+    ):
+        for setting in ("ExperimentId", "Comment", "SampleName"):
+            for value, data_type in (([0], ChannelType.CHAR), ("", ChannelType.STRING)):
+                client.put(f"{P}{setting}", "something")
+                client.put(f"{P}{setting}", value, data_type=data_type)
+                assert client.get(f"{P}{setting}") == "", (setting, value, data_type)
+        client.put(f"{P}Snapshot:Pre", 1, data_type=ChannelType.ENUM)
+        assert client.get(f"{P}State") == "Collecting"
+        client.put(f"{P}Abort", 1)
+        assert client.get(f"{P}State") == "Idle"

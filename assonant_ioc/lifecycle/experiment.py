@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from assonant_ioc.config.paths import data_dir_problem
 from assonant_ioc.config.spec import BeamlineConfig, render_file_name
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
@@ -622,6 +623,12 @@ class Lifecycle:
         directory = Path(settings.data_dir)
         if not directory.is_absolute():
             raise WriteFailed(f"DataDir {settings.data_dir!r} is not an absolute path")
+        # checked again right before the file is created, where it resolves now: a symbolic
+        # link accepted when DataDir was written may point somewhere else since
+        why = data_dir_problem(settings.data_dir, self.config.data_root)
+        if why:
+            raise WriteFailed(why)
+        directory = Path(os.path.realpath(directory))
         template = settings.file_name
         when = float(self._meta.get("started", time.time()))
         tries = 100_000 if "{counter" in template else 1

@@ -63,6 +63,8 @@ def _hostile(tmp_path: Path) -> list[tuple[str, Any, str, Any]]:
         "/boot/../dev",
         "~",
         "$HOME/data",
+        "/proc/self/cwd",  # resolves to the IOC's working directory: in /proc as written
+        "/proc/self/root/tmp",
     ]
     dirs += [f"/tmp/bad{c}dir" for c in CONTROL]
     dirs += [f"/tmp/{c}" for c in CONTROL]
@@ -219,6 +221,41 @@ def test_a_data_root_confines_the_data_directory(
         assert "outside the data roots" in client.get(f"{P}LastError")
         client.put(f"{P}DataDir", str(root / "run1"))
         assert client.get(f"{P}DataDir") == str(root / "run1")
+
+
+def test_a_data_dir_link_moved_after_it_was_accepted_is_refused_at_the_write(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """DataDir is a symbolic link to an allowed directory; re-pointed to /run before
+    EndOfExperiment, the file is not written there: Fault with the reason, nothing in /run;
+    pointed back, EndOfExperiment writes the file where the link leads."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    link = tmp_path / "data_link"
+    link.symlink_to(allowed)
+    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
+        client,
+        P,
+        _data_dir,
+        _proc,
+    ):
+        client.put(f"{P}DataDir", str(link))
+        client.put(f"{P}ExperimentId", "moved-link")
+        client.put(f"{P}Snapshot:Pre", 1)
+        link.unlink()
+        link.symlink_to("/run")
+        before = set(Path("/run").iterdir())
+        with pytest.raises(procs.PutFailed):
+            client.put(f"{P}EndOfExperiment", 1)
+        error = client.get(f"{P}LastError")
+        assert client.get(f"{P}State") == "Fault"
+        assert f"DataDir refused: {str(link)!r} is in /run (it resolves to '/run')" in error
+        assert set(Path("/run").iterdir()) == before
+        link.unlink()
+        link.symlink_to(allowed)
+        client.put(f"{P}EndOfExperiment", 1)
+        written = Path(client.get(f"{P}LastFile"))
+        assert written.parent == allowed and written.is_file()
 
 
 def test_the_server_listens_on_epics_cas_server_port(

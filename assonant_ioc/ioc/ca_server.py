@@ -45,6 +45,37 @@ class _Circuit(VirtualCircuit):
 class _Context(Context):
     CircuitClass = _Circuit
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _CONTEXTS.append(self)
+
+
+#: The running server (one per process), for pushing new access rights.
+_CONTEXTS: list[_Context] = []
+
+
+async def push_access_rights(pvdb: dict[str, Any]) -> int:
+    """Send every open channel its client's rights now (an access security reload), as rsrv
+    does; returns how many channels were told. libca and caproto's client update the rights
+    they show (``cainfo``) and act on them."""
+    told = 0
+    for context in _CONTEXTS:
+        for circuit in list(context.circuits):
+            host, user = circuit.client_hostname, circuit.client_username
+            for channel in list(circuit.circuit.channels.values()):
+                entry = pvdb.get(channel.name)
+                if entry is None:
+                    continue
+                rights = entry.check_access(host, user)
+                try:
+                    await circuit.send(
+                        ca.AccessRightsResponse(cid=channel.cid, access_rights=rights)
+                    )
+                    told += 1
+                except Exception as err:  # noqa: BLE001 - a circuit closing meanwhile
+                    logging.getLogger(__name__).debug("rights not sent to %s: %s", host, err)
+    return told
+
 
 def serve(pvdb: dict[str, Any], interfaces: list[str] | None, log_pv_names: bool = False) -> None:
     """Run the server until SIGTERM or SIGINT (caproto's ``run``, with the circuit above).

@@ -21,6 +21,7 @@ __all__ = [
     "empty_text",
     "plain",
     "raw_text_problem",
+    "sent_value",
     "text_problem",
 ]
 
@@ -57,6 +58,24 @@ def plain(data: Any, most: int = 8) -> Any:
         return data[:40]
     items = list(data)[:most]
     return [x.item() if hasattr(x, "item") else x for x in items]
+
+
+def sent_value(data: Any) -> Any:
+    """A write's value as the client sent it, for the audit: a char array as its text (up to
+    its first NUL), a single value as itself, an array as a short list."""
+    if isinstance(data, bytes | str):
+        raw = data.encode() if isinstance(data, str) else data
+    else:
+        items = plain(data, 64)
+        if len(items) == 1 and not isinstance(items[0], bytes):
+            return items[0]
+        if items and all(isinstance(i, bytes) for i in items):
+            raw = items[0]
+        elif all(isinstance(i, int) and 0 <= i < 256 for i in items) and len(items) > 1:
+            raw = bytes(items)
+        else:
+            return items
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
 def empty_text(data: Any) -> bool:

@@ -46,6 +46,7 @@ from assonant_ioc.ioc.ca_server import (
     NO_WRITE_ACCESS,
     PUT_FAILED,
     PUT_NOTIFY,
+    push_access_rights,
     restore_client_port,
 )
 from assonant_ioc.ioc.health import CpuLoad, LoopLag, rss_mb
@@ -55,6 +56,7 @@ from assonant_ioc.ioc.inputs import (
     empty_text,
     plain,
     raw_text_problem,
+    sent_value,
     text_problem,
 )
 from assonant_ioc.lifecycle import Lifecycle, Settings
@@ -270,6 +272,30 @@ class AssonantIOC(PVGroup):
             name = prop.pvspec.name
             if name in groups:
                 self._guard(getattr(self, attr), name, groups[name], name in self.COMMANDS)
+            elif prop.pvspec.read_only:
+                self._read_only(getattr(self, attr), name)
+
+    def _read_only(self, pv: Any, name: str) -> None:
+        """A status PV: a put with callback is answered at once with ECA_NOWTACCESS, as
+        rsrv answers it (caproto sends an error message its own client never matches, so a
+        caproto ``write(wait=True)`` waited out its timeout); a plain put gets the message."""
+        original = pv.auth_write
+
+        async def auth_write(
+            hostname: str, username: str, data: Any, data_type: Any, metadata: Any, **kw: Any
+        ) -> Any:
+            log.info(
+                "audit: %s@%s wrote %s = %r: refused (read-only)",
+                username,
+                hostname,
+                name,
+                sent_value(data),
+            )
+            if PUT_NOTIFY.get():
+                return NO_WRITE_ACCESS
+            return await original(hostname, username, data, data_type, metadata, **kw)
+
+        pv.auth_write = auth_write
 
     def _rights(self, asg: str, host: str | None, user: str | None) -> AccessRights:
         if self._policy is None:
@@ -289,8 +315,11 @@ class AssonantIOC(PVGroup):
             """A refused write: the reason on LastError, and a put with callback completes
             with a failure status (a plain put gets caproto's error message)."""
             who = f"{username}@{hostname}"
+            sent = sent_value(data)
             if AccessRights.WRITE not in self._rights(asg, hostname, username):
-                await self._error(f"{name} refused: {who} has no write access ({asg})")
+                denied = f"{who} has no write access ({asg})"
+                await self._error(f"{name} refused: {denied}")
+                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, denied)
                 if PUT_NOTIFY.get():
                     return NO_WRITE_ACCESS
                 return await original(hostname, username, data, data_type, metadata, **kw)
@@ -316,32 +345,38 @@ class AssonantIOC(PVGroup):
             except Exception as err:
                 if self._errors == errors:  # refused before a putter ran
                     cause = err if str(err) or err.__cause__ is None else err.__cause__
-                    sent = plain(data)
                     await self._error(
-                        f"{name} refused: {sent!r} ({getattr(data_type, 'name', data_type)}): "
+                        f"{name} refused: {plain(data)!r} "
+                        f"({getattr(data_type, 'name', data_type)}): "
                         f"{type(cause).__name__}: {cause}"
                     )
-                log.info("audit: %s wrote %s: refused", who, name)
+                reason = str(self.last_error.value)
+                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, reason)
                 if PUT_NOTIFY.get():
                     return PUT_FAILED
                 raise
             finally:
                 WRITER.reset(token)
-            log.info("audit: %s wrote %s = %r", who, name, pv.value)
+            log.info("audit: %s wrote %s = %r", who, name, sent)
             return result
 
         pv.auth_write = auth_write
 
     async def _reload_acf(self) -> None:
-        """SIGHUP: read the access security file again; a bad file keeps the old rules."""
+        """SIGHUP: read the access security file again; a bad file keeps the old rules. The
+        clients' open channels are told their new rights at once, as rsrv does."""
         if self._acf is None:
+            log.warning("SIGHUP: no access security file (--acf): nothing to reload")
             return
         try:
             self._policy = await asyncio.to_thread(load_acf, self._acf)
         except ConfigError as err:
             await self._error(f"access security not reloaded, old rules kept: {err}")
             return
-        await self._say(f"access security reloaded from {self._acf}")
+        changed = await push_access_rights(self.pvdb)
+        await self._say(
+            f"access security reloaded from {self._acf}; new rights sent on {changed} channel(s)"
+        )
 
     # -- helpers ------------------------------------------------------------------------------
     async def _say(self, message: str) -> None:
@@ -389,10 +424,11 @@ class AssonantIOC(PVGroup):
             self.monitor.wait_first_values, self.config.connect_timeout
         )
         recovered = await self.lifecycle.start()
-        if self._acf is not None:
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: self.lifecycle.spawn(self._reload_acf())
-            )
+        # SIGHUP reloads the access security file; without one it is said and changes nothing
+        # (never the default action, which would end the IOC)
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: self.lifecycle.spawn(self._reload_acf())
+        )
         self._ready = True
         if self.status.value == "Starting":  # a refusal during start-up stays on show
             missing = f" ({total - heard} without a value yet)" if heard < total else ""

@@ -15,7 +15,29 @@ Each subcommand takes --help.
 
 from __future__ import annotations
 
+import importlib
 import sys
+import textwrap
+
+COMMANDS = ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "catalog")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (an extra is installed)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def needs(command: str, module: str, extra: str) -> None:
+    """One line and exit 2 when ``command`` needs an extra that is not installed."""
+    if not installed(module):
+        sys.stderr.write(
+            f"assonant-ioc {command}: needs {module}: pip install 'assonant-ioc[{extra}]'\n"
+        )
+        raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     if command in ("", "-h", "--help"):
         sys.stdout.write((__doc__ or "").split("\n", 2)[2])
         raise SystemExit(0 if command else 2)
+    if not command.startswith("-") and command not in COMMANDS:
+        sys.stderr.write(
+            f"assonant-ioc: unknown command {command!r} (commands: {', '.join(COMMANDS)}; "
+            "assonant-ioc --help)\n"
+        )
+        raise SystemExit(2)
     if command == "serve":
         argv, command = argv[1:], "serve"
     if command == "check":
@@ -47,10 +75,12 @@ def main(argv: list[str] | None = None) -> None:
             return
         for path in packaged_configs():
             first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").rstrip(", ")
-            sys.stdout.write(f"{path.stem:14} {first[:70]}\n")
+            sys.stdout.write(f"{path.stem:14} {textwrap.shorten(first, 70, placeholder=' ...')}\n")
         sys.stdout.write("use one by name: assonant-ioc --config sim ...\n")
         return
     if command == "demo":
+        if "--catalog" in argv[1:]:
+            needs("demo --catalog", "tiled", "catalog")
         from assonant_ioc.sim.demo import main as demo
 
         demo(argv[1:])
@@ -59,13 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         _sim(argv[1:])
         return
     if command == "catalog":
-        try:
-            from assonant_ioc.catalog.cli import main as catalog
-        except ImportError as err:
-            sys.stderr.write(
-                f"assonant-ioc catalog: needs tiled: pip install 'assonant-ioc[catalog]' ({err})\n"
-            )
-            raise SystemExit(2) from None
+        needs("catalog", "tiled", "catalog")
+        from assonant_ioc.catalog.cli import main as catalog
+
         raise SystemExit(catalog(argv[1:]))
     from assonant_ioc.ioc.main import main as ioc
 
@@ -75,6 +101,12 @@ def main(argv: list[str] | None = None) -> None:
 def _sim(argv: list[str]) -> None:
     """The simulated beamline alone: the caproto IOC (default) or the C IOC."""
     kind = "caproto"
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(
+            "usage: assonant-ioc sim [--kind caproto|c] [the beamline's options]\n"
+            "  --kind caproto   the caproto simulated beamline (default; its options below)\n"
+            "  --kind c         the same PVs from a C IOC (extra sim: epicscorelibs)\n\n"
+        )
     if "--kind" in argv:
         at = argv.index("--kind")
         kind = argv[at + 1] if at + 1 < len(argv) else ""

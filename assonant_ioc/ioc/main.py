@@ -88,7 +88,10 @@ def build_config(args: argparse.Namespace) -> BeamlineConfig:
         macros[name] = value
     config = load_config(args.config, macros=macros)
     if args.data_dir:
-        config = replace(config, data_dir=args.data_dir)
+        absolute = os.path.abspath(args.data_dir)
+        if absolute != args.data_dir:  # one rule with a CA write: say what it became
+            log.warning("--data-dir %r is relative: the files go to %s", args.data_dir, absolute)
+        config = replace(config, data_dir=absolute)
     if args.no_validate:
         config = replace(config, validate=False)
     kafka = config.kafka

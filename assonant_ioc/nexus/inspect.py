@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     import h5py
 
     path = Path(args.file)
+    if path.is_dir():
+        sys.stderr.write(f"assonant-ioc inspect: {path}: is a directory, not a file\n")
+        return 2
     if not path.is_file():
         sys.stderr.write(f"assonant-ioc inspect: {path}: no such file\n")
         return 2

@@ -277,6 +277,8 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         (("catalog", "backfill", str(tmp_path / "nope")), "not a directory"),
         (("catalog", "consume", "--catalog", str(tmp_path / "c.db")), "--kafka-bootstrap"),
         (("catalog", "search", "--url", f"http://127.0.0.1:{free_port()}"), "cannot reach"),
+        (("nosuchcmd",), "unknown command 'nosuchcmd' (commands: serve, check, inspect"),
+        (("inspect", str(tmp_path)), "is a directory, not a file"),
     ):
         done = run(*args)
         assert done.returncode == 2, (args, done.stderr)
@@ -304,6 +306,29 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     )
     assert no_panel.returncode == 2 and "assonant-ioc[panel]" in no_panel.stderr
     assert no_panel.stderr.strip().count("\n") == 0, no_panel.stderr
+    # without the catalog extra (tiled made unimportable): one line, even for --help
+    tiled = tmp_path / "no_tiled" / "tiled"
+    tiled.mkdir(parents=True)
+    (tiled / "__init__.py").write_text("raise ImportError('not installed')\n")
+    for args in (("catalog", "--help"), ("catalog", "search"), ("demo", "--catalog")):
+        no_tiled = subprocess.run(
+            [sys.executable, "-m", "assonant_ioc.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=os.environ | {"PYTHONPATH": os.pathsep.join([str(tiled.parent), str(REPO)])},
+        )
+        assert no_tiled.returncode == 2, (args, no_tiled.stderr)
+        assert no_tiled.stderr.strip().count("\n") == 0 and "[catalog]" in no_tiled.stderr
+    # sim --help names --kind; the configs' descriptions are never cut mid-word
+    assert "--kind caproto|c" in run("sim", "--help").stdout
+    for line in run("configs").stdout.splitlines()[:-1]:
+        name, description = line.split(maxsplit=1)
+        (path,) = (REPO / "configs").glob(f"{name}.*")
+        first = path.read_text().splitlines()[0]
+        shown = description.removesuffix(" ...")
+        assert first.lstrip("# ").startswith(shown), (line, first)
+        assert description.endswith(" ...") or first.lstrip("# ").rstrip(", ") == shown
 
 
 def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) -> None:
@@ -331,7 +356,7 @@ def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) ->
     assert f'"file_path": "{master}"' in done.stdout
     tree = [line for line in done.stdout.splitlines() if line.endswith(":NXentry")]
     assert tree == ["pre_exposure:NXentry", "during_exposure:NXentry", "post_exposure:NXentry"]
-    assert len(list((out / "detector").glob("*.h5"))) == 3  # dark, flat, projections
+    assert len(list((out / "detector").rglob("*.h5"))) == 3  # dark, flat, projections
     assert list((out / "logs").iterdir()), "the logs are kept beside the file"
     found = done.stdout.split("the data catalog finds it by its sample", 1)[1]
     assert "curl -H 'Authorization: Apikey " in found and "search/?filter" in found

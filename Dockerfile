@@ -4,12 +4,13 @@
 #       assonant-ioc --config sim --no-kafka
 FROM python:3.11-slim
 WORKDIR /opt/assonant-ioc
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 # the example configs and the C IOC's database are package data
 COPY assonant_ioc ./assonant_ioc
 # the NeXus validators after each write (validate), the data catalog (catalog), the C IOC
 # of the sim beamline
-RUN pip install --no-cache-dir ".[validate,catalog]" epicscorelibs \
+# pinned: the versions the tests ran with (constraints.txt)
+RUN pip install --no-cache-dir -c constraints.txt ".[validate,catalog]" epicscorelibs \
     && useradd --system --uid 10001 --home-dir /state assonant \
     && mkdir -p /data /state \
     && chown assonant /data /state

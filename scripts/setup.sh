@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 EXTRAS=${1:-test}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 STAMP=.venv/.assonant-setup
-HASH=$(sha256sum pyproject.toml | cut -d' ' -f1)
+HASH=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 missing=0
 for extra in ${EXTRAS//,/ }; do
     grep -qxF "$HASH $extra" "$STAMP" 2>/dev/null || missing=1
@@ -17,5 +17,6 @@ done
 [ "$missing" = 0 ] && exit 0
 echo "setting up .venv (extras: $EXTRAS)..."
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+# the versions tested (constraints.txt): the same install next month
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
 for extra in ${EXTRAS//,/ }; do echo "$HASH $extra" >> "$STAMP"; done

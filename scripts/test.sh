@@ -22,8 +22,8 @@ if ! .venv/bin/python -c "import pyopencl, pyvkfft" >/dev/null 2>&1; then
             || echo "could not install the OpenCL headers; the nabu reconstruction test will fail"
     fi
     echo "installing nabu's CPU backend (pyopencl, PoCL, pyvkfft) into .venv..."
-    .venv/bin/python -m pip install -q pyopencl pocl-binary-distribution
-    VKFFT_BACKEND=opencl .venv/bin/python -m pip install -q --no-cache-dir pyvkfft
+    .venv/bin/python -m pip install -q -c constraints.txt pyopencl pocl-binary-distribution
+    VKFFT_BACKEND=opencl .venv/bin/python -m pip install -q -c constraints.txt --no-cache-dir pyvkfft
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

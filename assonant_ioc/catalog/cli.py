@@ -167,9 +167,32 @@ def _serve(args: argparse.Namespace) -> int:
     cmd += ["--host", args.host, "--port", str(args.port)]
     if args.public:
         cmd.append("--public")
+    key = env.get("TILED_SINGLE_USER_API_KEY", "").strip()
+    if not key:
+        raise ValueError(
+            "no API key: set TILED_SINGLE_USER_API_KEY or give --api-key-file "
+            "(tiled would make one up and print it)"
+        )
     sys.stderr.write(f"tiled serving {redacted(uri)} on http://{args.host}:{args.port}\n")
     sys.stderr.flush()
-    os.execve(sys.executable, cmd, env)  # noqa: S606 - the server is tiled's, signals and all
+    return _run_redacted(cmd, env, key)
+
+
+def _run_redacted(cmd: list[str], env: dict[str, str], secret: str) -> int:
+    """tiled's server as a child whose output is passed on with the API key masked (its
+    start-up banner prints it in a URL); SIGTERM and SIGINT go to it; its exit status is ours."""
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _frame: child.send_signal(number))
+    assert child.stdout is not None
+    for raw in child.stdout:
+        line = raw.decode(errors="replace").replace(secret, "***")
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    return child.wait()
 
 
 async def _backfill(args: argparse.Namespace) -> int:

@@ -2,6 +2,11 @@
 HEALTHCHECK (the prefix from ``ASSONANT_PREFIX``, default ``SIM:ASSONANT:``).
 
     python -m assonant_ioc.ioc.healthcheck [PREFIX]
+    python -m assonant_ioc.ioc.healthcheck --answers PV     (any PV of this container answers)
+
+It asks the server of its own container only (127.0.0.1, on ``EPICS_CAS_SERVER_PORT``, else
+``EPICS_CA_SERVER_PORT``, else 5064), whatever ``EPICS_CA_ADDR_LIST`` says: in the IOC's
+container that list names the beamline's IOCs, which do not serve the IOC's own PVs.
 """
 
 from __future__ import annotations
@@ -9,6 +14,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+
+
+def _own_server() -> None:
+    """The CA client of this process searches this container's server only."""
+    port = os.environ.get("EPICS_CAS_SERVER_PORT") or os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+    os.environ["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{port}"
+    os.environ["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
 
 
 def healthy(prefix: str, timeout: float = 5.0) -> bool:
@@ -26,16 +38,26 @@ def healthy(prefix: str, timeout: float = 5.0) -> bool:
     return False
 
 
+def answers(pv: str, timeout: float = 5.0) -> bool:
+    from caproto.sync.client import read
+
+    read(pv, timeout=timeout, repeater=False)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    prefix = args[0] if args else os.environ.get("ASSONANT_PREFIX", "SIM:ASSONANT:")
+    _own_server()
+    pv = args[1] if args[:1] == ["--answers"] and len(args) == 2 else ""
+    prefix = args[0] if args and not pv else os.environ.get("ASSONANT_PREFIX", "SIM:ASSONANT:")
+    what = pv or f"{prefix}Heartbeat"
     try:
-        ok = healthy(prefix)
+        ok = answers(pv) if pv else healthy(prefix)
     except Exception as err:  # noqa: BLE001 - unhealthy, with the reason
-        sys.stderr.write(f"{prefix}Heartbeat: {type(err).__name__}: {err}\n")
+        sys.stderr.write(f"{what}: {type(err).__name__}: {err}\n")
         return 1
     if not ok:
-        sys.stderr.write(f"{prefix}Heartbeat does not advance\n")
+        sys.stderr.write(f"{what} does not advance\n")
     return 0 if ok else 1
 
 

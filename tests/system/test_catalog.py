@@ -232,6 +232,9 @@ def test_catalog_finds_and_serves_every_file_once(
                     raise AssertionError("a wrong API key was let in")
                 except urllib.error.HTTPError as err:
                     assert err.code == 401
+                # the server's banner printed its URL, with the key masked
+                served = "".join(p.read_text() for p in log_dir.glob("catalog-server*.log"))
+                assert "api_key=***" in served and api_key not in served
 
                 # a backfill of the same directory adds nothing
                 out = subprocess.run(

@@ -112,21 +112,73 @@ def test_the_image_runs_the_service_as_a_user_with_its_state_on_volumes() -> Non
     assert '".[validate,catalog]"' in text
     assert "5065/udp" in found["EXPOSE"]
     assert "assonant_ioc.ioc.healthcheck" in found["HEALTHCHECK"]
+    # a pinned build: the versions the tests ran with, from the same file
+    assert "-c constraints.txt" in found["RUN"] and "README.md constraints.txt ./" in text
+    assert "-c constraints.txt" in (REPO / "scripts" / "setup.sh").read_text()
+    pins = [
+        line
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert pins and all("==" in line for line in pins), pins[:5]
+    names = {line.split("==")[0].lower() for line in pins}
+    assert {"caproto", "h5py", "numpy", "aiokafka", "pynxtools", "tiled"} <= names
 
 
-def test_the_healthcheck_says_healthy_only_while_the_heartbeat_moves(
+def _compose_check(
+    service: str, port: int, extra: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The service's healthcheck, run as its container runs it: the compose file's environment
+    for that service (its CA ports moved to this test's server), nothing else of EPICS."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"][service]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+    env |= {k: str(v).replace("5064", str(port)) for k, v in spec["environment"].items()}
+    test = spec.get("healthcheck", {}).get("test")
+    args = test[1:] if test else ["python", "-m", "assonant_ioc.ioc.healthcheck"]  # the image's
+    args = [sys.executable if a == "python" else a for a in args]
+    prefix = extra.pop("SIM:", "SIM:")  # the compose file's beamline prefix, moved to the test's
+    return subprocess.run(
+        [a.replace("SIM:", prefix) for a in args],
+        env=env | extra,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_each_service_s_healthcheck_in_its_compose_environment(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    from assonant_ioc.ioc.healthcheck import main as healthcheck
+    """The IOC's container (EPICS_CA_ADDR_LIST names the beamline, not itself) is healthy
+    while its heartbeat moves; unhealthy when the heartbeat alone stops (the IOC still answers)
+    and when it is frozen; the sim beamline's container checks the beamline, not the IOC."""
     from tests.system.conftest import start_service
 
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (_client, P, _dd, proc):
-        assert healthcheck([P]) == 0
-        proc.popen.send_signal(signal.SIGSTOP)  # frozen: answers nothing, beats nothing
-        try:
-            assert healthcheck([P]) == 1
-        finally:
-            proc.popen.send_signal(signal.SIGCONT)
+    hold = tmp_path / "hold-heartbeat"
+    os.environ["ASSONANT_HEARTBEAT_HOLD"] = str(hold)
+    try:
+        with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, _dd, proc):
+            port = int(client.env["EPICS_CA_ADDR_LIST"].split()[0].rsplit(":", 1)[1])
+            ioc = {"ASSONANT_PREFIX": P}
+            assert _compose_check("assonant-ioc", port, dict(ioc)).returncode == 0
+            hold.touch()  # the heartbeat alone stops: the IOC answers, but is not healthy
+            stuck = _compose_check("assonant-ioc", port, dict(ioc))
+            assert stuck.returncode == 1 and "does not advance" in stuck.stderr, stuck.stderr
+            assert client.get(f"{P}Status")  # it does answer
+            hold.unlink()
+            assert _compose_check("assonant-ioc", port, dict(ioc)).returncode == 0
+            proc.popen.send_signal(signal.SIGSTOP)  # frozen: answers nothing, beats nothing
+            try:
+                frozen = _compose_check("assonant-ioc", port, dict(ioc))
+                assert frozen.returncode == 1 and "Timeout" in frozen.stderr, frozen.stderr
+            finally:
+                proc.popen.send_signal(signal.SIGCONT)
+        beamline = _compose_check("sim-beamline", sim[1], {"SIM:": sim[0]})
+        assert beamline.returncode == 0, beamline.stderr
+    finally:
+        os.environ.pop("ASSONANT_HEARTBEAT_HOLD", None)
 
 
 def test_event_schema_is_a_valid_schema() -> None:

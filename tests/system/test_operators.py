@@ -279,6 +279,10 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         (("catalog", "search", "--url", f"http://127.0.0.1:{free_port()}"), "cannot reach"),
         (("nosuchcmd",), "unknown command 'nosuchcmd' (commands: serve, check, inspect"),
         (("inspect", str(tmp_path)), "is a directory, not a file"),
+        (
+            ("catalog", "serve", "--read", str(tmp_path), "--catalog", str(tmp_path / "c.db")),
+            "no API key",
+        ),
     ):
         done = run(*args)
         assert done.returncode == 2, (args, done.stderr)

@@ -23,7 +23,7 @@ COMMANDS = ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "cat
 
 
 def installed(module: str) -> bool:
-    """Whether ``module`` can be imported (an extra is installed)."""
+    """Whether ``module`` (an extra's top package: light to import) can be imported."""
     try:
         importlib.import_module(module)
     except ImportError:

@@ -11,9 +11,12 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import secrets
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -126,6 +129,18 @@ async def _backfill(data: Path, catalog: str) -> tuple[float, int]:
         await store.close()
 
 
+#: The same search as one plain HTTP request from a new Python process: the baseline.
+_BARE_SEARCH = """
+import json, sys, urllib.parse, urllib.request
+url, key, beamline = sys.argv[1:]
+q = urllib.parse.urlencode([("filter[eq][condition][key]", "beamline"),
+                            ("filter[eq][condition][value]", json.dumps(beamline))])
+auth = {"Authorization": "Apikey " + key}
+req = urllib.request.Request(url + "/api/v1/search/?" + q, headers=auth)
+assert len(json.loads(urllib.request.urlopen(req).read())["data"]) == 1
+"""
+
+
 def run(bench: Bench) -> None:
     n = 200 if bench.quick else 2000
     n_latency = 20 if bench.quick else 100
@@ -173,6 +188,55 @@ def run(bench: Bench) -> None:
         all_ms=[x * 1e3 for x in latencies],
     )
     bench.row(f"catalog: {n_latency} events one by one", "p99 ms", p99 * 1e3, "")
+    # the command line's search of a one-file catalog, against a bare HTTP request in the
+    # same run (a new Python process each, as a user runs it)
+    one = work / "one"
+    one.mkdir()
+    shutil.copy(files[0][0], one / files[0][0].name)
+    one_db = f"sqlite:///{work / 'one.db'}"
+    asyncio.run(_backfill(one, one_db))
+    beamline = str(events[0]["beamline"])  # the file's own metadata (backfilled)
+    with catalog_procs.catalog_server(bench.logs, one_db, [one], api_key) as url:
+        env = os.environ | {"TILED_API_KEY": api_key}
+        ours, bare = [], []
+        for _ in range(3 if bench.quick else 5):
+            t = time.perf_counter()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "assonant_ioc.cli",
+                    "catalog",
+                    "search",
+                    "--url",
+                    url,
+                    "--beamline",
+                    beamline,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+                timeout=60,
+            )
+            ours.append(time.perf_counter() - t)
+            assert done.stdout.count("\n") == 1, (done.stdout, done.stderr)
+            t = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", _BARE_SEARCH, url, api_key, beamline],
+                check=True,
+                timeout=60,
+                capture_output=True,
+            )
+            bare.append(time.perf_counter() - t)
+    bench.row(
+        "catalog: search of a one-file catalog",
+        "assonant-ioc catalog search, seconds (median)",
+        statistics.median(ours),
+        "<= 1",
+        bare_http_s=statistics.median(bare),
+        ratio_to_bare=statistics.median(ours) / statistics.median(bare),
+    )
     # backfill of the same files into an empty catalog
     backfill_s, registered = asyncio.run(_backfill(data, f"sqlite:///{work / 'backfill.db'}"))
     bench.row(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -32,9 +31,14 @@ log = logging.getLogger(__name__)
 ACTIONS = ("consume", "serve", "backfill", "search")
 
 
-def _catalog_arg(parser: argparse.ArgumentParser) -> None:
-    from assonant_ioc.catalog.store import default_uri
+def default_uri() -> str:
+    """SQLite in the service's state directory (``$XDG_STATE_HOME/assonant-ioc``); here, not
+    in the store, so that the command line starts without importing tiled's catalog."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return f"sqlite:///{Path(base) / 'assonant-ioc' / 'catalog.db'}"
 
+
+def _catalog_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog",
         default=os.environ.get("ASSONANT_CATALOG") or default_uri(),
@@ -236,45 +240,58 @@ def _zoned(text: str) -> str:
 
 
 def _search(args: argparse.Namespace) -> int:
+    """tiled's HTTP search API, as any script would talk to it: one request a page, the API
+    key from ``TILED_API_KEY`` (no client library to import, nothing logged per request)."""
     import urllib.error
+    import urllib.parse
     import urllib.request
-
-    from tiled.client import from_uri
-    from tiled.queries import Comparison, FullText, Key
 
     if not args.url.startswith(("http://", "https://")):
         raise ValueError(f"--url {args.url}: an http:// or https:// address")
-    try:  # before tiled's client, which retries for a while with a spinner
-        urllib.request.urlopen(f"{args.url.rstrip('/')}/api/v1/", timeout=10).close()  # noqa: S310
-    except urllib.error.HTTPError:
-        pass  # it answers
-    except OSError as err:
-        raise ValueError(f"cannot reach the catalog at {args.url}: {err}") from err
-    try:
-        client = from_uri(args.url)
-    except Exception as err:
-        raise ValueError(f"cannot use the catalog at {args.url}: {err}") from err
-    found = client
-    for key, op, value in query_fields(args):
+    fields = query_fields(args)  # a bad --since/--until is said before connecting
+    params: list[tuple[str, str]] = []
+    for key, op, value in fields:
         if op == "eq":
-            found = found.search(Key(key) == value)
+            params += [("filter[eq][condition][key]", key)]
+            params += [("filter[eq][condition][value]", json.dumps(value))]
         elif op == "text":
-            found = found.search(FullText(value))
+            params += [("filter[fulltext][condition][text]", value)]
         else:
-            found = found.search(Comparison(op, key, value))
+            params += [("filter[comparison][condition][operator]", op)]
+            params += [("filter[comparison][condition][key]", key)]
+            params += [("filter[comparison][condition][value]", json.dumps(value))]
+    params += [("fields", "metadata"), ("page[limit]", "100")]
+    key = os.environ.get("TILED_API_KEY", "")
+    headers = {"Authorization": f"Apikey {key}"} if key else {}
+    url: str | None = f"{args.url.rstrip('/')}/api/v1/search/?{urllib.parse.urlencode(params)}"
     n = 0
-    for key, node in found.items():
-        n += 1
-        meta = node.metadata
-        sys.stdout.write(
-            json.dumps(
-                {k: meta.get(k) for k in ("beamline", "experiment_id", "sample", "definition")}
-                | {"key": key, "start_time": meta.get("start_time"), "status": meta.get("status")}
-                | {"file_path": meta.get("file_path")}
+    while url:
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+                page = json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                raise ValueError(
+                    f"the catalog at {args.url} wants an API key: set TILED_API_KEY"
+                    + (" (this one was refused)" if key else "")
+                ) from None
+            raise ValueError(
+                f"the catalog at {args.url} answered {err.code} {err.reason}"
+            ) from None
+        except OSError as err:
+            raise ValueError(f"cannot reach the catalog at {args.url}: {err}") from err
+        for item in page.get("data", []):
+            meta = item.get("attributes", {}).get("metadata", {})
+            sys.stdout.write(
+                json.dumps(
+                    {k: meta.get(k) for k in ("beamline", "experiment_id", "sample", "definition")}
+                    | {"key": item["id"], "start_time": meta.get("start_time")}
+                    | {"status": meta.get("status"), "file_path": meta.get("file_path")}
+                )
+                + "\n"
             )
-            + "\n"
-        )
+            n += 1
+        url = (page.get("links") or {}).get("next")
     sys.stderr.write(f"{n} file(s)\n")
-    with contextlib.suppress(Exception):
-        client.context.close()
     return 0

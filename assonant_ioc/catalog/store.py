@@ -9,7 +9,6 @@ tiled serves every dataset in it (the detector frames through their links includ
 from __future__ import annotations
 
 import logging
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,6 @@ class Outcome(str, Enum):
     REGISTERED = "registered"
     DUPLICATE = "duplicate"  # the same file (and event) again: nothing changed
     UPDATED = "updated"  # a backfilled file's event, or a file replaced at the same path
-
-
-def default_uri() -> str:
-    """SQLite in the service's state directory (``$XDG_STATE_HOME/assonant-ioc``)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return f"sqlite:///{Path(base) / 'assonant-ioc' / 'catalog.db'}"
 
 
 def normalise_uri(uri: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from assonant_ioc.events.kafka import consume_event
@@ -82,6 +83,7 @@ async def _send_raw(kafka: str, topic: str, *values: bytes) -> None:
         await producer.stop()
 
 
+@pytest.mark.timeout(400)  # its time on a loaded 2-core machine, with room
 def test_catalog_finds_and_serves_every_file_once(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ async def _send(kafka: str, sent: list[tuple[str, dict[str, Any]]]) -> None:
         await producer.stop()
 
 
+@pytest.mark.timeout(300)  # its time on a loaded 2-core machine, with room
 def test_a_postgresql_catalog_of_two_beamlines(
     postgres: str, kafka: str, log_dir: Path, tmp_path: Path
 ) -> None:

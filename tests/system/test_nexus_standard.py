@@ -256,6 +256,7 @@ def test_nxmx_with_the_goniometer_chain_over_one_sweep(
     _scippnexus_loads(master, "omega", n)
 
 
+@pytest.mark.timeout(400)  # its time on a loaded 2-core machine, with room
 def test_a_half_turn_of_the_phantom_reconstructs(
     sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from caproto import ChannelType
 
 from assonant_ioc import __version__
@@ -335,6 +336,7 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         assert description.endswith(" ...") or first.lstrip("# ").rstrip(", ") == shown
 
 
+@pytest.mark.timeout(400)  # its time on a loaded 2-core machine, with room
 def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) -> None:
     """What the README's first command runs: broker, camera, beamline, IOC, one experiment;
     with --catalog, the catalog consumer and tiled's server too, and the search that finds it."""

@@ -36,6 +36,7 @@ def _outside(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
+@pytest.mark.timeout(900)  # its time on a loaded 2-core machine, with room
 def test_the_wheel_in_a_fresh_venv_runs_the_demo_and_the_c_ioc(
     wheel: Path, tmp_path: Path, log_dir: Path
 ) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
+from assonant_ioc.errors import WriteFailed
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.records import read_columns
 from assonant_ioc.model.components import Moment, SeriesColumns
@@ -179,6 +180,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     from assonant_ioc.nexus.writer import checks_of, write_partial
 
     journal = Journal(Path(job.state_dir))
+    _room_for(journal, Path(job.final_path).parent)
     meta = journal.load_meta()
     dropped: list[int] = []
     caps, notes = captures(journal, meta, dropped)
@@ -211,6 +213,25 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     if errors:  # the writer's own findings travel with the event even without validation
         event["checks"] = errors[:20]
     return str(tmp), event
+
+
+def _room_for(journal: Journal, directory: Path) -> None:
+    """Refuse a write that cannot fit, before it starts: libhdf5 can crash the process when
+    the disk fills in the middle of a write. The file takes about what the journal does (its
+    readings as arrays, plus the metadata): twice that, and 1 MB, must be free."""
+    import shutil
+
+    used = sum(p.stat().st_size for p in journal.dir.iterdir() if p.is_file())
+    need = 2 * used + (1 << 20)
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise WriteFailed(
+            f"cannot write in {directory}: {free:,} bytes free, the file needs about {need:,} "
+            "(No space left on device)"
+        )
 
 
 #: The steps that made each entry (EndOfExperiment made them all).

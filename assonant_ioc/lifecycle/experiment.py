@@ -39,6 +39,20 @@ from assonant_ioc.snapshots import FileNames
 log = logging.getLogger(__name__)
 
 
+def _crashed(final: Path) -> str:
+    """Why a build process died, as far as can be told: the room left where it wrote."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(final.parent).free:,} bytes free there"
+    except OSError as err:
+        free = f"its directory: {err}"
+    return (
+        f"cannot write {final}: the process writing it died (libhdf5 crashes when a disk "
+        f"fills in the middle of a write; {free})"
+    )
+
+
 class StepFailed(Exception):
     """A step failed; the state is Fault and the reason was reported."""
 
@@ -322,8 +336,13 @@ class Lifecycle:
                 await self._check_durable()
 
     async def _fail(self, step: str, err: BaseException) -> StepFailed:
-        """Any failure: Fault, the reason on LastError, the experiment kept."""
-        log.error("%s failed", step, exc_info=err)
+        """Any failure: Fault, the reason on LastError, the experiment kept. A failure the
+        service understands (a full disk, a refused path) is one log line; anything else
+        keeps its traceback."""
+        if isinstance(err, WriteFailed | OSError):
+            log.error("%s failed: %s", step, err)
+        else:
+            log.error("%s failed", step, exc_info=err)
         self.machine.state = State.FAULT
         self._meta["state"] = State.FAULT.label
         reason = f"{type(err).__name__}: {err}" if not isinstance(err, WriteFailed) else str(err)
@@ -562,6 +581,8 @@ class Lifecycle:
                 queued = Pending(path, self.experiment_id, event, ready)
                 await asyncio.to_thread(publish, Path(tmp), final)
             except Exception as err:
+                if isinstance(err, BrokenProcessPool) and final is not None:
+                    err = WriteFailed(_crashed(final))
                 if final is not None:
                     with contextlib.suppress(OSError):
                         partial_path(final).unlink(missing_ok=True)

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import gc
 import hashlib
+import io
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -604,6 +607,12 @@ def write_partial(
     """
     token = _COMPRESSION.set(compression or CompressionSpec())
     tmp = partial_path(final)
+    # a failed write (a full disk) makes h5py report every object it then fails to close, as
+    # a traceback each on stderr (hundreds): counted here, said once in the error
+    ignored = [0]
+    hook, stderr = sys.unraisablehook, sys.stderr
+    sys.unraisablehook = lambda _info: ignored.__setitem__(0, ignored[0] + 1)
+    sys.stderr = _Tracebacks(ignored)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -635,10 +644,14 @@ def write_partial(
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
     except Exception as err:
+        gc.collect()  # the failed file's objects, closed (and their errors counted) now
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise WriteFailed(f"cannot write {final}: {type(err).__name__}: {err}") from err
+        also = f" ({ignored[0]} HDF5 close errors after it)" if ignored[0] else ""
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise WriteFailed(f"cannot write {final}: {type(err).__name__}: {first}{also}") from err
     finally:
+        sys.unraisablehook, sys.stderr = hook, stderr
         _COMPRESSION.reset(token)
     return tmp
 
@@ -671,6 +684,19 @@ def checks_of(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
                 kind, _, text = item.partition(": ")
                 (errors if kind == "error" else warnings).append(text)
     return errors, warnings
+
+
+class _Tracebacks(io.StringIO):
+    """stderr while a file is written: what h5py prints of objects it cannot close after a
+    failed write is counted (one per traceback), not printed."""
+
+    def __init__(self, count: list[int]) -> None:
+        super().__init__()
+        self.count = count
+
+    def write(self, text: str) -> int:
+        self.count[0] += text.count("Traceback (most recent call last)")
+        return len(text)
 
 
 def publish(tmp: Path, final: Path) -> None:

@@ -276,7 +276,7 @@ def test_full_disk_is_a_fault_then_a_new_data_dir_writes_the_complete_file(
 ) -> None:
     args = ["--no-kafka", "--no-validate"]
     with _small_tmpfs(tmp_path / "small", 24) as small:
-        with start_service(log_dir, tmp_path, sim, args) as (client, P, data_dir, _proc):
+        with start_service(log_dir, tmp_path, sim, args) as (client, P, data_dir, proc):
             # enough readings that the file cannot fit in 24 kB
             client.put(f"{P}Snapshot:Pre", 1)
             client.put(f"{P}Record:During", 1)
@@ -289,8 +289,11 @@ def test_full_disk_is_a_fault_then_a_new_data_dir_writes_the_complete_file(
             assert client.get(f"{P}State") == "Fault"
             error = client.get(f"{P}LastError")
             assert "write failed, experiment kept" in error
-            assert "cannot write" in error
+            assert "cannot write" in error and "No space left on device" in error
             assert not [p for p in small.iterdir() if p.name != "filler"]
+            said = proc.log_path.read_text()  # one line for the failed write, no traceback
+            assert said.count("write failed: cannot write") == 1, said[-3000:]
+            assert "Traceback" not in said and "Exception ignored" not in said
             client.put(f"{P}DataDir", str(data_dir))
             client.put(f"{P}EndOfExperiment", 1)
             assert client.get(f"{P}State") == "Idle"

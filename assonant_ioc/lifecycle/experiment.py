@@ -53,6 +53,20 @@ def _crashed(final: Path) -> str:
     )
 
 
+def _end_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a worker pool at once: its processes are killed, not joined (Python's exit would
+    wait for a worker to finish what it does, a validator's import of pynxtools included, and
+    SIGTERM would seem ignored). A write cut short is what recovery handles at the next start."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(5)
+
+
 class StepFailed(Exception):
     """A step failed; the state is Fault and the reason was reported."""
 
@@ -241,7 +255,7 @@ class Lifecycle:
                 await self.sender.close()
         for pool in (self._pool, self._validator_pool):
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                _end_pool(pool)
 
     # -- helpers -------------------------------------------------------------------------------
     async def _refuse_unless(self, cmd: Command) -> None:

@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("alembic", "numexpr", "httpx", "httpcore"):  # their start-up INFO lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         if args.action == "consume":
             if not args.kafka_bootstrap:
@@ -157,11 +159,17 @@ async def _consume(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from assonant_ioc.catalog.store import normalise_uri, redacted
-
     env = dict(os.environ)
     if args.api_key_file:
         env["TILED_SINGLE_USER_API_KEY"] = Path(args.api_key_file).read_text().strip()
+    key = env.get("TILED_SINGLE_USER_API_KEY", "").strip()
+    if not key:
+        raise ValueError(
+            "no API key: set TILED_SINGLE_USER_API_KEY or give --api-key-file "
+            "(tiled would make one up and print it)"
+        )
+    from assonant_ioc.catalog.store import normalise_uri, redacted
+
     uri = normalise_uri(args.catalog)
     cmd = [sys.executable, "-m", "tiled", "serve", "catalog", uri, "--init"]
     for root in args.read:
@@ -171,12 +179,6 @@ def _serve(args: argparse.Namespace) -> int:
     cmd += ["--host", args.host, "--port", str(args.port)]
     if args.public:
         cmd.append("--public")
-    key = env.get("TILED_SINGLE_USER_API_KEY", "").strip()
-    if not key:
-        raise ValueError(
-            "no API key: set TILED_SINGLE_USER_API_KEY or give --api-key-file "
-            "(tiled would make one up and print it)"
-        )
     sys.stderr.write(f"tiled serving {redacted(uri)} on http://{args.host}:{args.port}\n")
     sys.stderr.flush()
     return _run_redacted(cmd, env, key)
@@ -200,12 +202,12 @@ def _run_redacted(cmd: list[str], env: dict[str, str], secret: str) -> int:
 
 
 async def _backfill(args: argparse.Namespace) -> int:
-    from assonant_ioc.catalog.backfill import backfill
-    from assonant_ioc.catalog.store import Catalog
-
     root = Path(args.dir)
     if not root.is_dir():
         raise ValueError(f"{root}: not a directory")
+    from assonant_ioc.catalog.backfill import backfill
+    from assonant_ioc.catalog.store import Catalog
+
     catalog = await Catalog.open(args.catalog)
     try:
         counts = await backfill(catalog, root)

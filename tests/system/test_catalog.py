@@ -227,6 +227,15 @@ def test_catalog_finds_and_serves_every_file_once(
                 )
                 (line,) = found.stdout.splitlines()
                 assert json.loads(line)["file_path"] == events[0]["file_path"]
+                assert found.stderr == "1 file(s)\n"  # nothing else: no client library's logs
+                keyless = subprocess.run(
+                    [sys.executable, "-m", "assonant_ioc.cli", "catalog", "search", "--url", url],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env={k: v for k, v in os.environ.items() if k != "TILED_API_KEY"},
+                )
+                assert keyless.returncode == 2 and "set TILED_API_KEY" in keyless.stderr
 
                 # without the API key, nothing
                 try:

@@ -278,6 +278,10 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         (("catalog", "backfill", str(tmp_path / "nope")), "not a directory"),
         (("catalog", "consume", "--catalog", str(tmp_path / "c.db")), "--kafka-bootstrap"),
         (("catalog", "search", "--url", f"http://127.0.0.1:{free_port()}"), "cannot reach"),
+        (  # a bad time is said before anything is asked (no catalog answers there)
+            ("catalog", "search", "--url", f"http://127.0.0.1:{free_port()}", "--since", "yday"),
+            "Invalid isoformat string: 'yday'",
+        ),
         (("nosuchcmd",), "unknown command 'nosuchcmd' (commands: serve, check, inspect"),
         (("inspect", str(tmp_path)), "is a directory, not a file"),
         (
@@ -325,6 +329,25 @@ def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
         )
         assert no_tiled.returncode == 2, (args, no_tiled.stderr)
         assert no_tiled.stderr.strip().count("\n") == 0 and "[catalog]" in no_tiled.stderr
+    # a relative --data-dir: the log says what it became (a CA write of one is refused)
+    relative = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import logging, sys; logging.basicConfig(); "
+            "from assonant_ioc.ioc.main import _parse_args, build_config; "
+            "args, _, _ = _parse_args(['--config', 'sim', '--no-kafka', '--data-dir', 'rel/dir']); "
+            "print(build_config(args).data_dir)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert relative.stdout.strip() == str(tmp_path / "rel" / "dir"), relative.stderr
+    assert f"--data-dir 'rel/dir' is relative: the files go to {tmp_path / 'rel' / 'dir'}" in (
+        relative.stderr
+    )
     # sim --help names --kind; the configs' descriptions are never cut mid-word
     assert "--kind caproto|c" in run("sim", "--help").stdout
     for line in run("configs").stdout.splitlines()[:-1]:

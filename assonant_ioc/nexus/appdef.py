@@ -183,6 +183,9 @@ def _nxtomo(group: h5py.Group, entry: Entry, checks: Checks) -> None:
             link(nxdata, name, target[name])
     nxdata.attrs["axes"] = np.array(["rotation_angle", ".", "."], dtype=h5py.string_dtype())
     nxdata.attrs["rotation_angle_indices"] = 0
+    # every per-frame field says which dimension it follows: a reader guessing from shapes
+    # cannot tell when there are as many frames as pixels on a side (scippnexus gave up)
+    nxdata.attrs["image_key_indices"] = 0
     _nxtomo_geometry(group, entry)
 
 

@@ -385,13 +385,18 @@ class Recorder:
         """Take nothing more, flush what is left; returns the readings recorded in all.
 
         If the journal cannot take the last batch, it stays in memory and is retried every
-        ``flush_s`` seconds by the flush thread (:meth:`settled` says when it is durable)
-        and :class:`NotDurable` says so; nothing captured is thrown away.
+        ``flush_s`` seconds (:meth:`settle` makes it durable now or says why not) and
+        :class:`NotDurable` says so; nothing captured is thrown away.
         """
         self._wake.set()
         self._thread.join()
         with self._lock:
             self._stopped = True
+        return self._flush_or_retry()
+
+    def _flush_or_retry(self) -> int:
+        """Flush what is left and close the log; when the journal cannot take it, a thread
+        retries every ``flush_s`` seconds and :class:`NotDurable` says so."""
         if not self._try_flush():
             self._wake = threading.Event()
             self._thread = threading.Thread(target=self._retry, name="journal-retry", daemon=True)
@@ -415,13 +420,7 @@ class Recorder:
         self._thread.join()
         if self._fh.closed:  # the retry made it meanwhile
             return self.count
-        if not self._try_flush():
-            self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._retry, name="journal-retry", daemon=True)
-            self._thread.start()
-            raise NotDurable(self.waiting, self.failing)
-        self._fh.close()
-        return self.count
+        return self._flush_or_retry()
 
     def abandon(self) -> None:
         """Stop without flushing (the experiment is aborted)."""

@@ -355,14 +355,26 @@ print("\\n".join(bad) or "ok")
 """
 
 
+def _read_plainly(path: Path, env: dict[str, str]) -> str:
+    """What ``_PLAIN_READER`` says of ``path`` (in its own Python, with ``env``)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", _PLAIN_READER, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+
+
 @pytest.mark.parametrize("config_name", ["sim_tomo.yaml", "mogno.yaml"])
 def test_a_long_recording_reads_without_hdf5plugin(tmp_path: Path, config_name: str) -> None:
     """The shipped configs compress with deflate, which libhdf5 has built in: every dataset of a
     long recording reads in a Python where hdf5plugin cannot be imported. The same recording
     written with bitshuffle-LZ4 does not, so the check can fail."""
     import os
-    import subprocess
-    import sys
 
     from assonant_ioc.config.spec import CompressionSpec
 
@@ -379,13 +391,7 @@ def test_a_long_recording_reads_without_hdf5plugin(tmp_path: Path, config_name: 
             axis = "rx" if config_name == "sim_tomo.yaml" else "rotation"
             value = f[f"during_exposure/sample/{axis}/value"]
             assert value.shape == (2000,) and value.id.get_create_plist().get_nfilters() >= 1
-        out = subprocess.run(
-            [sys.executable, "-c", _PLAIN_READER, str(path)],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout
+        out = _read_plainly(path, env)
         assert expected in out, out
 
 
@@ -397,8 +403,6 @@ def test_a_file_of_every_shipped_config_opens_in_the_readers(
     finds the default plot, nexusformat reads the whole tree, plain h5py without hdf5plugin
     reads every dataset, and nabu's dataset analyzer takes the NXtomo ones."""
     import os
-    import subprocess
-    import sys
     import warnings
 
     import scippnexus as snx
@@ -423,13 +427,7 @@ def test_a_file_of_every_shipped_config_opens_in_the_readers(
     tree = nxload(str(path))
     assert tree["during_exposure"].nxclass == "NXentry"
     env = {**os.environ, "HDF5_PLUGIN_PATH": str(tmp_path / "no-plugins")}
-    out = subprocess.run(
-        [sys.executable, "-c", _PLAIN_READER, str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
+    out = _read_plainly(path, env)
     assert out.strip() == "ok", out
     if config.definition == "NXtomo":
         from nabu.resources.dataset_analyzer import analyze_dataset

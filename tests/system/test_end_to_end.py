@@ -80,8 +80,7 @@ def test_whole_experiment(service: Any, kafka: str) -> None:
         client.put(f"{P}Record:During", 1)
     assert "already recording" in client.get(f"{P}LastError")
     client.put(f"{BL}smp:x:VAL", 2.0)  # 5 mm/s at 10 Hz: 0.5 mm steps
-    time.sleep(0.3)
-    _wait(lambda: client.get(f"{BL}smp:x:DMOV") == 1)
+    _wait(lambda: client.get(f"{BL}smp:x:RBV") == 2.0 and client.get(f"{BL}smp:x:DMOV") == 1)
     client.put(f"{P}Record:During", 0)
 
     client.put(f"{BL}det:AcquireTime", 0.25)

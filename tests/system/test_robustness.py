@@ -38,8 +38,8 @@ def test_wrong_writes_are_refused_with_a_message(
     with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (client, P, data_dir, proc):
         template = client.get(f"{P}FileName")
         for pv, value, why in [
-            ("Snapshot:Pre", 2, "write 1"),
-            ("Record:During", 5, "write 1 (start) or 0 (stop)"),
+            ("Snapshot:Pre", 2, "write 0 or 1, not 2"),
+            ("Record:During", 5, "write 0 or 1, not 5"),
             ("DataDir", "relative/path", "not an absolute path"),
             ("FileName", "{beamline}_{oops}.nxs", "bad file name template"),
             ("FileName", "../{counter}.nxs", "unusable file name"),

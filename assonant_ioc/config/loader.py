@@ -648,14 +648,16 @@ def _frames(
             "captured_pv": f"{plugin}NumCaptured_RBV",
             **{k: v for k, v in raw.items() if k != "plugin"},
         }
-    if not isinstance(raw, dict) or not isinstance(raw.get("file_pv"), str):
+    if not isinstance(raw, dict) or not (
+        isinstance(raw.get("file_pv"), str) or isinstance(raw.get("data_key"), str)
+    ):
         p.add(
             line,
-            f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV) "
-            "or 'plugin' (e.g. $(BL)det:HDF1:)",
+            f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV), "
+            "'plugin' (e.g. $(BL)det:HDF1:) or, for Bluesky runs only, 'data_key'",
         )
         return None
-    known = {"file_pv", "dataset", "stamp", "capture_pv", "captured_pv", "timeout"}
+    known = {"file_pv", "dataset", "stamp", "capture_pv", "captured_pv", "timeout", "data_key"}
     for key in sorted(set(raw) - known - {LINE, KEY_LINES}):
         p.add(_line(raw, key) or line, f"component {comp!r}: frames: unknown key {key!r}")
     timeout = raw.get("timeout", 30.0)
@@ -679,11 +681,12 @@ def _frames(
             f"component {comp!r}: frames stamp {stamp!r} is not one of {', '.join(STAMPS)}",
         )
     return FramesSpec(
-        _expand(raw["file_pv"], macros, p, line),
+        _expand(str(raw.get("file_pv") or ""), macros, p, line),
         dataset,
         line,
         stamp,
         _expand(str(raw.get("capture_pv") or ""), macros, p, line),
         _expand(str(raw.get("captured_pv") or ""), macros, p, line),
         float(timeout),
+        str(raw.get("data_key") or ""),
     )

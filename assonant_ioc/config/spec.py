@@ -144,6 +144,9 @@ class FramesSpec:
     capture_pv: str = ""
     captured_pv: str = ""
     timeout: float = 30.0
+    #: Bluesky runs: the data key whose external data (StreamResource, Resource) are these
+    #: frames (empty: the run's one image key, when the config has one detector with frames)
+    data_key: str = ""
 
     def plugin_pvs(self) -> list[str]:
         return [pv for pv in (self.capture_pv, self.captured_pv) if pv]
@@ -244,7 +247,11 @@ class BeamlineConfig:
 
     def frame_pvs(self) -> dict[str, str]:
         """Component name -> the PV naming each file its frames are written to."""
-        return {c.name: c.frames.file_pv for c in self.components() if c.frames is not None}
+        return {
+            c.name: c.frames.file_pv
+            for c in self.components()
+            if c.frames is not None and c.frames.file_pv
+        }
 
     def frames_specs(self) -> dict[str, FramesSpec]:
         """Component name -> where its frames are and how to know a file is complete."""

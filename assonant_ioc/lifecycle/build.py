@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import WriteFailed
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.records import read_columns
-from assonant_ioc.model.components import Moment, SeriesColumns
+from assonant_ioc.model.components import Experiment, Moment, SeriesColumns
 from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.model.times import iso
 from assonant_ioc.snapshots import Captured, assemble
@@ -175,12 +176,8 @@ def _then_disconnected(cols: SeriesColumns, t: float) -> SeriesColumns:
 def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     """Write the experiment in the journal under the final name's hidden name; returns the
     hidden name and the event (without validation) that will announce the final name."""
-    from assonant_ioc.events.message import file_written_event
-    from assonant_ioc.nexus.provenance import source_files
-    from assonant_ioc.nexus.writer import checks_of, write_partial
-
     journal = Journal(Path(job.state_dir))
-    _room_for(journal, Path(job.final_path).parent)
+    room_for(journal.dir, Path(job.final_path).parent)
     meta = journal.load_meta()
     dropped: list[int] = []
     caps, notes = captures(journal, meta, dropped)
@@ -189,20 +186,44 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
     experiment = with_frame_counts(experiment, journal.frame_counts())
-    final = Path(job.final_path)
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
     }
     for entry, text in _audit(meta).items():
         entry_notes.setdefault(entry, {})["audit"] = text
-    tmp = write_partial(experiment, final, job.config.compression, entry_notes)
-    size, sha256 = sha256_of(tmp)
-    event = file_written_event(
-        experiment, final, size, sha256, time.time(), None, event_id=job.event_id
-    )
+    tmp, event = write_file(job.config, experiment, Path(job.final_path), entry_notes, job.event_id)
     if job.ended_by:
         event["ended_by"] = job.ended_by
     event["readings_dropped"] = sum(dropped)
+    return str(tmp), event
+
+
+def write_file(
+    config: BeamlineConfig,
+    experiment: Experiment,
+    final: Path,
+    notes: dict[str, dict[str, str]],
+    event_id: str,
+    after: Callable[[Path], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Write ``experiment`` under the hidden name of ``final`` (``after`` adds to the file
+    before it is summed), and the event that will announce it: size, sha256, the detector
+    files and the writer's own findings. Shared by the PV path and the Bluesky path."""
+    from assonant_ioc.events.message import file_written_event
+    from assonant_ioc.nexus.provenance import source_files
+    from assonant_ioc.nexus.writer import checks_of, write_partial
+
+    tmp = write_partial(experiment, final, config.compression, notes)
+    if after is not None:
+        try:
+            after(tmp)
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
+    size, sha256 = sha256_of(tmp)
+    event = file_written_event(
+        experiment, final, size, sha256, time.time(), None, event_id=event_id
+    )
     sources = source_files(tmp)
     if sources:
         event["detector_files"] = [
@@ -212,16 +233,16 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     errors, _ = checks_of(tmp)
     if errors:  # the writer's own findings travel with the event even without validation
         event["checks"] = errors[:20]
-    return str(tmp), event
+    return tmp, event
 
 
-def _room_for(journal: Journal, directory: Path) -> None:
+def room_for(journal_dir: Path, directory: Path) -> None:
     """Refuse a write that cannot fit, before it starts: libhdf5 can crash the process when
     the disk fills in the middle of a write. The file takes about what the journal does (its
     readings as arrays, plus the metadata): twice that, and 1 MB, must be free."""
     import shutil
 
-    used = sum(p.stat().st_size for p in journal.dir.iterdir() if p.is_file())
+    used = sum(p.stat().st_size for p in journal_dir.iterdir() if p.is_file())
     need = 2 * used + (1 << 20)
     existing = directory
     while not existing.exists() and existing != existing.parent:

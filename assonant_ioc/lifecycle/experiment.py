@@ -30,9 +30,9 @@ from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.model.components import Moment
+from assonant_ioc.model.source import ReadingSource
 from assonant_ioc.model.state import Command, State, StateMachine
 from assonant_ioc.model.times import iso
-from assonant_ioc.monitor import PVMonitor
 from assonant_ioc.nexus.writer import partial_path, publish
 from assonant_ioc.snapshots import FileNames
 
@@ -65,6 +65,40 @@ def _end_pool(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         with contextlib.suppress(Exception):
             process.join(5)
+
+
+def next_path(
+    config: BeamlineConfig,
+    data_dir: str,
+    template: str,
+    experiment_id: str,
+    sample: str,
+    when: float,
+    counter: int = 0,
+) -> tuple[Path, int]:
+    """The next free file name and its counter: a name already on disk is never reused."""
+    directory = Path(data_dir)
+    if not directory.is_absolute():
+        raise WriteFailed(f"DataDir {data_dir!r} is not an absolute path")
+    # checked again right before the file is created, where it resolves now: a symbolic
+    # link accepted when DataDir was written may point somewhere else since
+    why = data_dir_problem(data_dir, config.data_root)
+    if why:
+        raise WriteFailed(why)
+    directory = Path(os.path.realpath(directory))
+    tries = 100_000 if "{counter" in template else 1
+    for n in range(counter + 1, counter + 1 + tries):
+        path = directory / render_file_name(
+            template,
+            beamline=config.beamline,
+            experiment_id=experiment_id,
+            sample=sample or "sample",
+            counter=n,
+            when=when,
+        )
+        if not path.exists() and not partial_path(path).exists():
+            return path, n
+    raise WriteFailed(f"{directory}: no free file name for template {template!r}")
 
 
 class StepFailed(Exception):
@@ -107,7 +141,7 @@ class Lifecycle:
     def __init__(
         self,
         config: BeamlineConfig,
-        monitor: PVMonitor,
+        monitor: ReadingSource,
         state_dir: Path,
         reporter: Reporter,
         sender: Sender | None = None,
@@ -654,31 +688,16 @@ class Lifecycle:
             await asyncio.sleep(0.1)
 
     def _next_path(self, settings: Settings) -> tuple[Path, int]:
-        """The next free file name and its counter: a name already on disk is never reused."""
-        directory = Path(settings.data_dir)
-        if not directory.is_absolute():
-            raise WriteFailed(f"DataDir {settings.data_dir!r} is not an absolute path")
-        # checked again right before the file is created, where it resolves now: a symbolic
-        # link accepted when DataDir was written may point somewhere else since
-        why = data_dir_problem(settings.data_dir, self.config.data_root)
-        if why:
-            raise WriteFailed(why)
-        directory = Path(os.path.realpath(directory))
-        template = settings.file_name
         when = float(self._meta.get("started", time.time()))
-        tries = 100_000 if "{counter" in template else 1
-        for counter in range(settings.counter + 1, settings.counter + 1 + tries):
-            path = directory / render_file_name(
-                template,
-                beamline=self.config.beamline,
-                experiment_id=self.experiment_id,
-                sample=self.sample or "sample",
-                counter=counter,
-                when=when,
-            )
-            if not path.exists() and not partial_path(path).exists():
-                return path, counter
-        raise WriteFailed(f"{directory}: no free file name for template {template!r}")
+        return next_path(
+            self.config,
+            settings.data_dir,
+            settings.file_name,
+            self.experiment_id,
+            self.sample,
+            when,
+            settings.counter,
+        )
 
     # -- validation and delivery ---------------------------------------------------------------
     # -- recovery ------------------------------------------------------------------------------

@@ -225,6 +225,12 @@ class LinkedData:
     stamp: str = "end"
     #: per file, the frames the detector said it holds (-1: not known)
     expected: tuple[int, ...] = ()
+    #: per frame, when the frames' own files do not say it (a Bluesky run's documents do):
+    #: image key (0 projection, 1 flat, 2 dark), time (POSIX) and each rotation read with it
+    #: (source -> position); empty: from the files' NDAttributes
+    keys: tuple[int, ...] = ()
+    times: tuple[float, ...] = ()
+    positions: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     def expected_of(self, path: str) -> int:
         i = self.files.index(path)

@@ -14,9 +14,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
+from assonant_ioc.model.source import Sink
 from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -46,19 +47,6 @@ def _type_name(chid: Any) -> str:
     except Exception:  # noqa: BLE001 - only for display
         return "?"
     return name if count <= 1 else f"{name}[{count}]"
-
-
-class Sink(Protocol):
-    """Something that receives every update of the PVs it wants (a during recording).
-
-    ``add`` runs in libca's threads for every update: it must be cheap and never raise.
-    """
-
-    def wants(self, pv: str) -> bool: ...
-
-    def add(
-        self, pv: str, value: Any, t: float, severity: int, status: int, connected: bool
-    ) -> None: ...
 
 
 class PVMonitor:

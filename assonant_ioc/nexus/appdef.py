@@ -47,6 +47,27 @@ class Checks:
         self.warnings.append(text)
 
 
+def _frame_table(entry: Entry, data: h5py.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(image_key, POSIX stamp) of every frame: from the run's documents when the entry's
+    frames carry them (a Bluesky run), else from the detector files' NDAttributes."""
+    for comp in entry.instrument:
+        linked = comp.data
+        if linked is not None and linked.keys and len(linked.keys) == data.shape[0]:
+            return np.asarray(linked.keys, np.int32), np.asarray(linked.times, np.float64)
+    return frame_metadata(data)
+
+
+def _read_with_frames(entry: Entry, source: str, n: int) -> np.ndarray | None:
+    """The position of ``source`` read with each of the ``n`` frames (a Bluesky step scan
+    reads the rotation in the frame's event; NaN for a frame read without it), or None."""
+    for comp in entry.instrument:
+        linked = comp.data
+        for name, values in linked.positions if linked is not None else ():
+            if name == source and len(values) == n:
+                return np.asarray(values, np.float64)
+    return None
+
+
 def _rotation(sample: Component) -> tuple[str, np.ndarray, np.ndarray, str] | None:
     """(name, log times, log positions, units) of the sample's rotation axis."""
     name = next(
@@ -61,6 +82,12 @@ def _rotation(sample: Component) -> tuple[str, np.ndarray, np.ndarray, str] | No
     t = np.array([k[0] for k in known], dtype=np.float64)
     v = np.array([k[1] for k in known], dtype=np.float64)
     return name, t, v, value.units
+
+
+def _source_of(sample: Component, axis: str) -> str:
+    value = sample.axes[axis].value
+    readings = (value.reading,) if isinstance(value, DataField) else value.points()
+    return next((r.source for r in readings), "")
 
 
 def _seconds(item: h5py.Dataset | None) -> float | None:
@@ -163,16 +190,20 @@ def _nxtomo(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     if not isinstance(data, h5py.Dataset) or not data.is_virtual or entry.sample is None:
         log.warning("%s: NXtomo without frames; the entry will not validate", group.name)
         return
-    keys, stamps = frame_metadata(data)
+    keys, stamps = _frame_table(entry, data)
     data.attrs["units"] = "counts"
     det.create_dataset("image_key", data=keys)
     sample = group[entry.sample.name]
     rotation = _rotation(entry.sample)
     if "rotation_angle" not in sample and rotation is not None:
-        _, log_t, log_v, units = rotation
+        name, log_t, log_v, units = rotation
         start, end = _exposures(group, det, entry, stamps, checks)
-        # a projection integrates over its exposure: its angle is the middle one
+        # a projection integrates over its exposure: its angle is the middle one, unless
+        # the run read the rotation with each frame (a step scan: it stood still)
         angles = positions_at(log_t, log_v, (start + end) / 2)
+        read = _read_with_frames(entry, _source_of(entry.sample, name), len(keys))
+        if read is not None:
+            angles = np.where(np.isfinite(read), read, angles)
         if np.isnan(stamps).any() and log_v.size:  # frames without a time: the last position
             angles = np.where(np.isnan(stamps), log_v[-1], angles)
         rot = sample.create_dataset("rotation_angle", data=angles)
@@ -251,7 +282,7 @@ def _nxmx_sweep(group: h5py.Group, entry: Entry, checks: Checks) -> None:
         return
     name, log_t, log_v, units = rotation
     det_path = _detector_of(group, data)
-    keys, stamps = frame_metadata(data)
+    keys, stamps = _frame_table(entry, data)
     start, end = _exposures(group, group[det_path], entry, stamps, checks)
     begin, finish = positions_at(log_t, log_v, start), positions_at(log_t, log_v, end)
     moving = np.abs(finish - begin) > 1e-9

@@ -1,0 +1,105 @@
+"""Build a run's file from its journaled documents (in the worker process, or in the
+RunEngine's process for the callback): the same file either way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.config.spec import BeamlineConfig
+from assonant_ioc.documents.journal import RunJournal
+from assonant_ioc.documents.mapping import RunContent, content
+from assonant_ioc.lifecycle.build import room_for, write_file
+from assonant_ioc.model.components import Component, Experiment
+from assonant_ioc.snapshots import assemble
+from assonant_ioc.snapshots.capture import with_frame_counts
+
+
+@dataclass(frozen=True)
+class RunJob:
+    config: BeamlineConfig
+    state_dir: str
+    uid: str
+    final_path: str
+    event_id: str
+    #: the run had no stop document and is closed at this time (None: it stopped)
+    closed_at: float | None = None
+
+
+def load(config: BeamlineConfig, state_dir: str, uid: str, closed_at: float | None) -> RunContent:
+    journal = RunJournal(Path(state_dir))
+    return content(config, journal.load(uid), closed_at)
+
+
+def build_run(job: RunJob) -> tuple[str, dict[str, Any]]:
+    """Write the run under the final name's hidden name; returns it and the event."""
+    journal = RunJournal(Path(job.state_dir))
+    room_for(journal.run_dir(job.uid), Path(job.final_path).parent)
+    run = journal.load(job.uid)
+    found = content(job.config, run, job.closed_at)
+    experiment = assemble(
+        found.config,
+        found.experiment_id,
+        found.sample,
+        found.captures,
+        found.comment,
+        found.frames or None,
+    )
+    experiment = with_frame_info(with_frame_counts(experiment, found.frame_counts), found)
+
+    def link_external(tmp: Path) -> None:
+        if found.external:
+            _link_external(tmp, found)
+
+    tmp, event = write_file(
+        found.config, experiment, Path(job.final_path), found.notes, job.event_id, link_external
+    )
+    event["origin"] = "bluesky"
+    event["run_uid"] = job.uid
+    stop = run.stop or {}
+    event["ended_by"] = (
+        "timeout" if job.closed_at is not None else f"bluesky stop ({stop.get('exit_status', '')})"
+    )
+    return str(tmp), event
+
+
+def with_frame_info(x: Experiment, found: RunContent) -> Experiment:
+    """``x`` with each detector's per-frame image key, time and rotation from the run."""
+
+    def comp(c: Component) -> Component:
+        data, info = c.data, found.frame_info.get(c.name)
+        if data is not None and info is not None:
+            data = replace(data, keys=info.keys, times=info.times, positions=info.positions)
+        return replace(c, data=data, subcomponents=tuple(comp(s) for s in c.subcomponents))
+
+    entries = tuple(replace(e, instrument=tuple(comp(c) for c in e.instrument)) for e in x.entries)
+    return replace(x, entries=entries)
+
+
+def _link_external(tmp: Path, found: RunContent) -> None:
+    """Detector data other than frames (a sum, a statistic): linked from the device's files
+    into ``during_exposure/<device>_files`` (an NXcollection), never copied."""
+    import h5py
+
+    with h5py.File(tmp, "r+") as f:
+        entry = f.get("during_exposure")
+        if not isinstance(entry, h5py.Group):
+            return
+        for device, name, places in found.external:
+            group = entry.require_group(f"{device}_files")
+            group.attrs["NX_class"] = "NXcollection"
+            for i, (path, dataset) in enumerate(places):
+                field = name if i == 0 else f"{name}_{i}"
+                if field not in group:
+                    rel = _relative(path, tmp.parent)
+                    group[field] = h5py.ExternalLink(rel, dataset)
+
+
+def _relative(path: str, directory: Path) -> str:
+    import os
+
+    try:
+        return os.path.relpath(path, directory.resolve())
+    except ValueError:
+        return path

@@ -9,6 +9,8 @@ usage: assonant-ioc [serve] --config FILE [...]   run the IOC (serve --help: its
        assonant-ioc sim [--kind caproto|c]        the simulated beamline alone
        assonant-ioc catalog [consume|serve|backfill|search]
                                                   the data catalog fed by the events (tiled)
+       assonant-ioc bluesky --config FILE --topic T   a file per Bluesky run, from the
+                                                  documents bluesky-kafka publishes
 
 Each subcommand takes --help.
 """
@@ -19,7 +21,7 @@ import importlib
 import sys
 import textwrap
 
-COMMANDS = ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "catalog")
+COMMANDS = ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "catalog", "bluesky")
 
 
 def installed(module: str) -> bool:
@@ -93,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         from assonant_ioc.catalog.cli import main as catalog
 
         raise SystemExit(catalog(argv[1:]))
+    if command == "bluesky":
+        needs("bluesky", "msgpack_numpy", "bluesky")
+        from assonant_ioc.documents.consumer import main as bluesky
+
+        raise SystemExit(bluesky(argv[1:]))
     from assonant_ioc.ioc.main import main as ioc
 
     ioc(argv)

@@ -66,6 +66,9 @@ class RunWriter:
         self._orphans: list[tuple[str, dict[str, Any], str]] = []
         self.malformed = 0
         self.repeated = 0
+        #: the run the last document added went to (None: kept nowhere: a repeat of a run
+        #: already written, or waiting for its parent)
+        self.last_run: str | None = None
 
     # -- documents in ------------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -93,6 +96,7 @@ class RunWriter:
 
         Raises :class:`MalformedDocument` (nothing kept) for a document that is not one.
         """
+        self.last_run = None
         try:
             check(name, doc)
         except MalformedDocument:
@@ -102,7 +106,7 @@ class RunWriter:
             done = []
             for event in event_page_events(doc):
                 done += self.add("event", event, where)
-            return done
+            return done  # last_run: that of its events
         if name == "datum_page":
             for datum in datum_page_datums(doc):
                 self.add("datum", datum, where)
@@ -118,6 +122,7 @@ class RunWriter:
         if run is None:
             run = self.runs[run_uid] = Run(run_uid)
         run.last_seen = time.time()
+        self.last_run = run_uid
         if not run.add(name, dict(doc)):
             self.repeated += 1
             return []

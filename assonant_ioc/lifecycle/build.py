@@ -195,6 +195,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     if job.ended_by:
         event["ended_by"] = job.ended_by
     event["readings_dropped"] = sum(dropped)
+    event["origin"] = "epics"
     return str(tmp), event
 
 

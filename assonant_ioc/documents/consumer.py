@@ -1,0 +1,327 @@
+"""Remote: the documents a RunEngine publishes with bluesky-kafka, consumed beside the
+beamline (``assonant-ioc bluesky``), each run written as its stop arrives.
+
+bluesky-kafka's Publisher sends each ``(name, doc)`` as ``msgpack`` (with msgpack-numpy's
+arrays) under the Publisher's key. A consumer group (aiokafka); each document is journaled
+as it arrives, and a partition's offset is committed only past documents whose run's file
+is durable (written, its event in the outbox), as the catalog consumer does: a kill -9
+redelivers them, the journal and the list of written runs keep them once. A malformed
+document is named (topic, partition, offset, field) and counted, and the run goes on; a
+run with no stop for ``--run-timeout`` seconds is closed (``ended_by: timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from assonant_ioc.documents.build import build_run
+from assonant_ioc.documents.run import MalformedDocument
+from assonant_ioc.documents.writer import RunWriter
+from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle.delivery import Delivery, Sender
+from assonant_ioc.model.state import State
+
+log = logging.getLogger(__name__)
+
+
+def decode(value: bytes | None) -> tuple[str, Any]:
+    """A bluesky-kafka message: ``msgpack([name, doc])`` with msgpack-numpy's arrays."""
+    import msgpack
+    import msgpack_numpy
+
+    try:
+        item = msgpack.unpackb(value or b"", object_hook=msgpack_numpy.decode, strict_map_key=False)
+    except Exception as err:  # noqa: BLE001 - any undecodable message is named, not fatal
+        raise MalformedDocument("message", "(value)", f"is not msgpack ({err})") from None
+    if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+        raise MalformedDocument("message", "(value)", "is not a [name, document] pair")
+    return item[0], item[1]
+
+
+class _Log:
+    """The lifecycle's reporter, for a service with no PVs: its log."""
+
+    async def say(self, message: str) -> None:
+        log.info("%s", message)
+
+    async def error(self, message: str) -> None:
+        log.error("%s", message)
+
+    async def state_changed(self, state: State) -> None:
+        pass
+
+    async def file_written(self, path: Path) -> None:
+        pass
+
+    async def validated(self, text: str) -> None:
+        log.info("validated %s", text)
+
+    async def durability(self, waiting: int, problem: str) -> None:
+        pass
+
+
+class DocumentConsumer:
+    def __init__(
+        self,
+        writer: RunWriter,
+        bootstrap: str,
+        topics: list[str],
+        group: str,
+        sender: Sender | None = None,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.writer = writer
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group = group
+        self.retry_s = retry_s
+        self.taken = 0
+        self.files = 0
+        self._pool: ProcessPoolExecutor | None = None
+        #: per partition, the offsets read and not yet committed, with the run of each
+        self._pending: dict[Any, collections.deque[tuple[int, str | None]]] = {}
+        self.delivery = Delivery(
+            writer.outbox, _Log(), sender, writer.config.validate, self._in_worker
+        )
+
+    async def _in_worker(self, fn: Any, *args: Any) -> Any:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker.init_worker,
+                initargs=(os.getpid(),),
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def line(self) -> str:
+        w = self.writer
+        return (
+            f"documents taken={self.taken} repeated={w.repeated} malformed={w.malformed} "
+            f"runs open={len(w.runs)} files={self.files}"
+        )
+
+    async def write(self, uid: str, timed_out: bool = False) -> None:
+        """Write one run's file (the build in the worker process); a failure is logged and
+        the run kept (its offsets not committed): retried with its next document or stop."""
+        try:
+            job = await asyncio.to_thread(self.writer.job, uid, timed_out)
+            written = await asyncio.to_thread(self.writer.resume, job)
+            if written is None:
+                tmp, event = await self._in_worker(build_run, job)
+                ready = not self.writer.config.validate
+                written = await asyncio.to_thread(self.writer.finish, job, tmp, event, ready)
+        except Exception:
+            log.exception("run %s: file not written (kept in %s)", uid, self.writer.journal.dir)
+            return
+        self.files += 1
+        log.info(
+            "run %s: wrote %s%s; %s",
+            uid,
+            written.path,
+            " (closed at its run timeout)" if timed_out else "",
+            self.line(),
+        )
+        if written.pending.ready:
+            self.delivery.wake()
+        else:
+            asyncio.get_running_loop().create_task(
+                self.delivery.validate_and_release(written.pending)
+            )
+
+    def _take(self, tp: Any, offset: int, value: bytes | None) -> list[str]:
+        where = f"{tp.topic}[{tp.partition}]@{offset}"
+        run: str | None = None
+        done: list[str] = []
+        try:
+            name, doc = decode(value)
+            done = self.writer.add(name, doc, where)
+            run = self.writer.last_run
+            self.taken += 1
+        except MalformedDocument as err:
+            if err.name == "message":
+                self.writer.malformed += 1
+            log.error(
+                "%s: document not taken (%d malformed so far): %s",
+                where,
+                self.writer.malformed,
+                err,
+            )
+        self._pending.setdefault(tp, collections.deque()).append((offset, run))
+        return done
+
+    async def _commit(self, consumer: Any) -> None:
+        """Each partition's offset past the documents whose runs are written."""
+        offsets = {}
+        for tp, queue in self._pending.items():
+            last = None
+            while queue and (queue[0][1] is None or queue[0][1] not in self.writer.runs):
+                last = queue.popleft()[0]
+            if last is not None:
+                offsets[tp] = last + 1
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except Exception as err:  # noqa: BLE001 - redelivered later: kept once
+                log.warning("commit of %s failed: %r", offsets, err)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.errors import KafkaError
+
+        for uid in self.writer.recover():
+            await self.write(uid)
+        if self.writer.runs:
+            log.info("%d run(s) recovered from the journal, open", len(self.writer.runs))
+        if self.delivery.sender is not None:
+            asyncio.get_running_loop().create_task(self.delivery.run())
+        for pending in self.writer.outbox.pending():
+            if not pending.ready:
+                asyncio.get_running_loop().create_task(self.delivery.validate_and_release(pending))
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id="assonant-bluesky",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=6000,  # a group's first join takes 3 s, not 23 (Tansu)
+            heartbeat_interval_ms=2000,
+            max_partition_fetch_bytes=16 << 20,
+        )
+        while not stop.is_set():
+            try:
+                await consumer.start()
+                break
+            except (KafkaError, OSError) as err:
+                await consumer.stop()
+                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                consumer = AIOKafkaConsumer(
+                    *self.topics,
+                    bootstrap_servers=self.bootstrap,
+                    group_id=self.group,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=6000,
+                    heartbeat_interval_ms=2000,
+                )
+        if stop.is_set():
+            return
+        log.info("consuming Bluesky documents from %s as group %s", self.topics, self.group)
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                except KafkaError as err:
+                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
+                    await asyncio.sleep(self.retry_s)
+                    continue
+                done: list[str] = []
+                for tp, records in batch.items():
+                    for rec in records:
+                        done += self._take(tp, rec.offset, rec.value)
+                await asyncio.to_thread(self.writer.journal.sync)
+                for uid in dict.fromkeys(done):
+                    await self.write(uid)
+                for uid in self.writer.expired(time.time()):
+                    await self.write(uid, timed_out=True)
+                await self._commit(consumer)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.writer.journal.sync)
+            await consumer.stop()
+
+    async def close(self) -> None:
+        self.writer.close()
+        if self.delivery.sender is not None:
+            with contextlib.suppress(Exception):
+                await self.delivery.sender.close()
+        if self._pool is not None:
+            from assonant_ioc.lifecycle.experiment import _end_pool
+
+            _end_pool(self._pool)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import signal
+
+    from assonant_ioc.config.loader import load_config
+    from assonant_ioc.documents.callback import default_state_dir
+    from assonant_ioc.documents.writer import RUN_TIMEOUT_S
+    from assonant_ioc.errors import ConfigError
+    from assonant_ioc.events.kafka import EventSender
+
+    parser = argparse.ArgumentParser(
+        prog="assonant-ioc bluesky",
+        description="Write a NeXus file per Bluesky run from the documents a RunEngine "
+        "publishes with bluesky-kafka (and send its file_written event).",
+    )
+    parser.add_argument("--config", required=True, help="beamline config (a file or a name)")
+    parser.add_argument(
+        "--bootstrap", help="Kafka bootstrap servers (default: the config's kafka bootstrap)"
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        required=True,
+        help="the documents' topic (bluesky-kafka Publisher's topic); repeat for more",
+    )
+    parser.add_argument("--group", help="consumer group (default: assonant-bluesky-BEAMLINE)")
+    parser.add_argument("--state-dir", help="where runs in progress and the outbox are kept")
+    parser.add_argument("--data-dir", help="where files are written (default: the config's)")
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=RUN_TIMEOUT_S,
+        help=f"close a run with no stop after this many seconds without documents "
+        f"(default {RUN_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--no-events", action="store_true", help="write files, send no events")
+    args = parser.parse_args(argv)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt)
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        parser.exit(2, f"{err}\n")
+    bootstrap = args.bootstrap or config.kafka.bootstrap
+    if not bootstrap:
+        parser.exit(2, "assonant-ioc bluesky: no --bootstrap and none in the config\n")
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(config)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else ""
+    writer = RunWriter(config, state_dir, data_dir, run_timeout=args.run_timeout)
+    sender = None
+    if config.kafka.enabled and not args.no_events:
+        sender = EventSender(bootstrap, config.kafka.topic)
+    consumer = DocumentConsumer(
+        writer, bootstrap, args.topic, args.group or f"assonant-bluesky-{config.beamline}", sender
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await consumer.run(stop)
+        finally:
+            await consumer.close()
+            log.info("stopped: %s", consumer.line())
+
+    asyncio.run(serve())
+    return 0

@@ -78,28 +78,33 @@ def with_frame_info(x: Experiment, found: RunContent) -> Experiment:
 
 
 def _link_external(tmp: Path, found: RunContent) -> None:
-    """Detector data other than frames (a sum, a statistic): linked from the device's files
-    into ``during_exposure/<device>_files`` (an NXcollection), never copied."""
+    """Detector data other than frames (a sum, a statistic): a virtual dataset over the
+    device's files in ``during_exposure/<device>_files`` (an NXcollection), never copied. A
+    file that cannot be read is named in the log and left out."""
+    import logging
+
     import h5py
+
+    from assonant_ioc.nexus.writer import virtual_dataset
 
     with h5py.File(tmp, "r+") as f:
         entry = f.get("during_exposure")
         if not isinstance(entry, h5py.Group):
             return
         for device, name, places in found.external:
+            shapes: dict[str, tuple[int, ...]] = {}
+            dtype = None
+            dataset = places[0][1]
+            for path, _ in places:
+                try:
+                    with h5py.File(path, "r", locking=False) as src:
+                        shapes[path] = tuple(src[dataset].shape)
+                        dtype = src[dataset].dtype
+                except (OSError, KeyError) as err:
+                    logging.getLogger(__name__).error("%s: %s not linked: %s", path, name, err)
+            if not shapes or dtype is None or len({s[1:] for s in shapes.values()}) != 1:
+                continue
             group = entry.require_group(f"{device}_files")
             group.attrs["NX_class"] = "NXcollection"
-            for i, (path, dataset) in enumerate(places):
-                field = name if i == 0 else f"{name}_{i}"
-                if field not in group:
-                    rel = _relative(path, tmp.parent)
-                    group[field] = h5py.ExternalLink(rel, dataset)
-
-
-def _relative(path: str, directory: Path) -> str:
-    import os
-
-    try:
-        return os.path.relpath(path, directory.resolve())
-    except ValueError:
-        return path
+            if name not in group:
+                virtual_dataset(group, name, shapes, dataset, tmp.parent.resolve(), dtype)

@@ -429,6 +429,10 @@ def _virtual_frames(
     h5py.h5d.create(group.id, name.encode(), tid, vspace, dcpl=dcpl).close()
 
 
+#: a virtual dataset over files' datasets, one mapping per first-axis item
+virtual_dataset = _virtual_frames
+
+
 def _write_component(
     parent: h5py.Group, comp: Component, t0: float, master_dir: Path, virtual: bool = False
 ) -> list[str]:

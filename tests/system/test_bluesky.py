@@ -1,0 +1,224 @@
+"""Bluesky runs in: a RunEngine with ophyd-async's simulated devices publishes its documents
+with bluesky-kafka to the test's broker; ``assonant-ioc bluesky`` (a real process) writes one
+file per run; nabu, tomoscan and the MX layout read them right; the catalog finds them; the
+same documents given to the in-process callback give the same file. A kill -9 mid-run, a run
+that never stops and malformed documents lose nothing and are named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from assonant_ioc.documents.callback import NexusCallback
+from assonant_ioc.events.kafka import consume_all
+from assonant_ioc.sim import catalog_procs, procs
+from tests.system.bluesky_runs import Devices, Doc, mx, run, tomo
+from tests.system.conftest import REPO
+from tests.system.test_nexus_standard import NEXUSFORMAT_KNOWN
+from tests.system.tiled_http import Tiled
+
+pytest.importorskip("bluesky_kafka", reason="needs the test extra (bluesky-kafka)")
+
+ANGLES = [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]
+
+
+def _config(tmp_path: Path, events_topic: str, validate: bool = True) -> Path:
+    text = (REPO / "assonant_ioc" / "configs" / "sim_bluesky.yaml").read_text()
+    text = text.replace("topic: assonant.files", f"topic: {events_topic}")
+    if not validate:
+        text += "validate: false\n"
+    path = tmp_path / "sim_bluesky.yaml"
+    path.write_text(text)
+    return path
+
+
+@contextlib.contextmanager
+def consumer(
+    log_dir: Path,
+    kafka: str,
+    config: Path,
+    topic: str,
+    state: Path,
+    data: Path,
+    run_timeout: float = 3600,
+) -> Iterator[procs.Proc]:
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "bluesky",
+        "--config",
+        str(config),
+        "--bootstrap",
+        kafka,
+        "--topic",
+        topic,
+        "--state-dir",
+        str(state),
+        "--data-dir",
+        str(data),
+        "--run-timeout",
+        str(run_timeout),
+    ]
+    with procs.running("bluesky-consumer", args, {}, log_dir) as proc:
+        procs.wait_until(
+            lambda: "consuming Bluesky documents" in proc.tail(200), 60, "consumer up", proc
+        )
+        yield proc
+
+
+def _publisher(kafka: str, topic: str) -> Any:
+    from bluesky_kafka import Publisher
+
+    return Publisher(
+        topic=topic,
+        bootstrap_servers=kafka,
+        key=f"test-{secrets.token_hex(4)}",
+        flush_on_stop_doc=True,
+    )
+
+
+def _publish(kafka: str, topic: str, docs: list[Doc]) -> None:
+    publisher = _publisher(kafka, topic)
+    for name, doc in docs:
+        publisher(name, doc)
+    publisher.flush()
+
+
+def _events(kafka: str, topic: str, n: int, timeout: float = 90) -> list[dict[str, Any]]:
+    return asyncio.run(consume_all(kafka, topic, n, timeout))
+
+
+def _uid(docs: list[Doc]) -> str:
+    return next(str(d["uid"]) for n, d in docs if n == "start")
+
+
+def _values(path: Path) -> dict[str, Any]:
+    """Every dataset of a file by path, but the times (they say when the file was made)."""
+    out: dict[str, Any] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and not any(
+            t in name.rsplit("/", 1)[-1] for t in ("time", "timestamp", "written", "sha256")
+        ):
+            value = item[()]
+            out[name] = value.tolist() if hasattr(value, "tolist") else value
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return out
+
+
+def _check_tomo(path: Path, frames_dir: Path) -> None:
+    """What nabu and tomoscan read: 2 darks, 3 flats, 6 projections at the plan's angles,
+    the frames linked (virtual) and equal to the detector's own."""
+    from nabu.resources.dataset_analyzer import analyze_dataset
+    from tomoscan.esrf import NXtomoScan
+
+    scan = NXtomoScan(str(path), "during_exposure")
+    assert (len(scan.darks), len(scan.flats), len(scan.projections)) == (2, 3, 6)
+    dataset = analyze_dataset(str(path), extra_options={"hdf5_entry": "during_exposure"})
+    assert len(dataset.projections) == 6
+    np.testing.assert_allclose(dataset.rotation_angles, np.deg2rad(ANGLES), atol=1e-9)
+    with h5py.File(path, "r") as f:
+        frames = f["during_exposure/instrument/detector/data"]
+        assert frames.is_virtual and frames.shape == (11, 240, 320)
+        source = frames.virtual_sources()[0].file_name
+        with h5py.File(path.parent / source, "r") as det:
+            np.testing.assert_array_equal(frames[5:], det["/entry/data/data"][5:11])
+        keys = f["during_exposure/instrument/detector/image_key"][()].tolist()
+        assert keys == [2, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+        assert f["during_exposure/definition"][()] == b"NXtomo"
+        # the stage read at start and stop: the snapshots
+        assert f["pre_exposure/sample/transformations/x"][()] == pytest.approx(0.0)
+        assert f["post_exposure/sample/transformations/y"][()] == pytest.approx(0.0)
+        assert "during_exposure/det_files/det_sum" in f  # the detector's sums, linked
+
+
+def _check_mx(path: Path) -> None:
+    """One omega per image: 10 images from 0 to 10 deg, step 1 deg, each image's end a
+    step after its start."""
+    with h5py.File(path, "r") as f:
+        entry = f["during_exposure"]
+        assert entry["definition"][()] == b"NXmx"
+        axes = entry["sample/transformations"]
+        omega, omega_end = axes["rotation"][()], axes["rotation_end"][()]
+        assert omega.shape == (10,) == entry["data/data"].shape[:1]
+        assert np.all(np.diff(omega) > 0)
+        assert axes["rotation_increment_set"][()] == pytest.approx(1.0, abs=0.15)
+        assert -0.5 < omega[0] < 1.5 and 9.0 < omega_end[-1] < 11.0
+        assert np.all(omega_end > omega)
+        assert axes["rotation"].attrs["transformation_type"] == "rotation"
+
+
+@pytest.mark.timeout(400)
+def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
+    log_dir: Path, kafka: str, tmp_path: Path
+) -> None:
+    doc_topic, event_topic = f"docs-{secrets.token_hex(4)}", f"files-{secrets.token_hex(4)}"
+    config = _config(tmp_path, event_topic)
+    data, state = tmp_path / "data", tmp_path / "state"
+    devices = Devices(tmp_path / "frames")
+    publisher = _publisher(kafka, doc_topic)
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    api_key = secrets.token_hex(16)
+    with (
+        consumer(log_dir, kafka, config, doc_topic, state, data) as proc,
+        catalog_procs.catalog_consumer(log_dir, kafka, event_topic, catalog),
+        catalog_procs.catalog_server(log_dir, catalog, [data], api_key) as url,
+    ):
+        tomo_docs = run(
+            devices, tomo(devices, 2, 3, ANGLES, experiment_id="p42", sample="Ti"), publisher
+        )
+        mx_docs = run(
+            devices, mx(devices, 0.0, 10.0, 10, experiment_id="mx7", sample="lyso"), publisher
+        )
+        events = _events(kafka, event_topic, 2)
+        tiled = Tiled(url, api_key)
+        for exp in ("p42", "mx7"):
+            procs.wait_until(
+                lambda exp=exp: len(tiled.search(("experiment_id", "eq", exp))) == 1,
+                60,
+                f"{exp} in the catalog",
+                proc,
+            )
+    by_run = {e["run_uid"]: e for e in events}
+    assert set(by_run) == {_uid(tomo_docs), _uid(mx_docs)}
+    for event in events:
+        assert event["origin"] == "bluesky"
+        assert event["ended_by"] == "bluesky stop (success)"
+        report = event["validation"]
+        assert report["validators"] == ["assonant", "pynxtools", "nexusformat"]
+        assert report["errors"] == len(report["first_errors"])
+        for finding in report["first_errors"]:  # as the PV path's: none but known false ones
+            assert finding.startswith("nexusformat"), report
+            assert any(k in finding for k in NEXUSFORMAT_KNOWN), report
+    tomo_file = Path(by_run[_uid(tomo_docs)]["file_path"])
+    mx_file = Path(by_run[_uid(mx_docs)]["file_path"])
+    assert by_run[_uid(tomo_docs)]["experiment_id"] == "p42"
+    _check_tomo(tomo_file, tmp_path / "frames")
+    _check_mx(mx_file)
+    # the same documents, in process: the same file
+    cb = NexusCallback(
+        config,
+        state_dir=tmp_path / "cb-state",
+        data_dir=str(tmp_path / "cb-data"),
+        send=False,
+    )
+    for name, doc in tomo_docs + mx_docs:
+        cb(name, doc)
+    assert [w.path.name for w in cb.written] == [tomo_file.name, mx_file.name]
+    for ours, theirs in zip(cb.written, (tomo_file, mx_file), strict=True):
+        values = _values(theirs)
+        assert len(values) > 80  # every field, the frames' virtual datasets included
+        assert _values(ours.path) == values

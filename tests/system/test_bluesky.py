@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import h5py
 import numpy as np
 import pytest
 
 from assonant_ioc.documents.callback import NexusCallback
+from assonant_ioc.documents.journal import RunJournal
 from assonant_ioc.events.kafka import consume_all
 from assonant_ioc.sim import catalog_procs, procs
 from tests.system.bluesky_runs import Devices, Doc, mx, run, tomo
@@ -222,3 +225,87 @@ def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
         values = _values(theirs)
         assert len(values) > 80  # every field, the frames' virtual datasets included
         assert _values(ours.path) == values
+
+
+def _made(tmp_path: Path, plan: Any) -> list[Doc]:
+    """The documents of a run made here (not published)."""
+    devices = Devices(tmp_path / "frames")
+    return run(devices, plan(devices))
+
+
+@pytest.mark.timeout(300)
+def test_consumer_killed_mid_run_then_restarted_writes_one_file_and_one_event(
+    log_dir: Path, kafka: str, tmp_path: Path
+) -> None:
+    docs = _made(tmp_path, lambda d: tomo(d, 2, 3, ANGLES, experiment_id="k9", sample="Ti"))
+    uid, half = _uid(docs), len(docs) // 2
+    doc_topic, event_topic = f"docs-{secrets.token_hex(4)}", f"files-{secrets.token_hex(4)}"
+    config = _config(tmp_path, event_topic, validate=False)
+    data, state = tmp_path / "data", tmp_path / "state"
+    publisher = _publisher(kafka, doc_topic)
+    journal = RunJournal(state)
+    with consumer(log_dir, kafka, config, doc_topic, state, data) as proc:
+        for name, doc in docs[:half]:
+            publisher(name, doc)
+        publisher.flush()
+        procs.wait_until(
+            lambda: len(list(journal.documents(uid))) >= half, 60, "half the run journaled", proc
+        )
+        proc.popen.send_signal(signal.SIGKILL)
+        proc.popen.wait(10)
+    for name, doc in docs[half:]:
+        publisher(name, doc)
+    publisher.flush()
+    with consumer(log_dir, kafka, config, doc_topic, state, data) as proc:
+        events = _events(kafka, event_topic, 1)
+        procs.wait_until(lambda: "files=1" in proc.tail(50), 30, "the file said", proc)
+        assert "taken=" in proc.tail(50)
+    assert len(events) == 1 and events[0]["run_uid"] == uid
+    assert [p.name for p in data.iterdir()] == [Path(events[0]["file_path"]).name]
+    # nothing missing: the file is the one the whole run gives in process
+    cb = NexusCallback(
+        config, state_dir=tmp_path / "cb-state", data_dir=str(tmp_path / "cb"), send=False
+    )
+    for name, doc in docs:
+        cb(name, doc)
+    assert _values(Path(events[0]["file_path"])) == _values(cb.written[0].path)
+    assert journal.in_progress() == []
+
+
+@pytest.mark.timeout(300)
+def test_a_run_without_stop_closes_at_its_timeout_and_malformed_documents_are_named(
+    log_dir: Path, kafka: str, tmp_path: Path
+) -> None:
+    docs = _made(tmp_path, lambda d: tomo(d, 1, 1, ANGLES[:3], experiment_id="t1", sample="Ti"))
+    uid = _uid(docs)
+    kept = [(n, d) for n, d in docs if n != "stop"]
+    events_in = [d for n, d in kept if n == "event"]
+    bad = {k: v for k, v in events_in[-1].items() if k != "seq_num"} | {"uid": "bad-event"}
+    doc_topic, event_topic = f"docs-{secrets.token_hex(4)}", f"files-{secrets.token_hex(4)}"
+    config = _config(tmp_path, event_topic, validate=False)
+    data, state = tmp_path / "data", tmp_path / "state"
+    with consumer(log_dir, kafka, config, doc_topic, state, data, run_timeout=3) as proc:
+        publisher = _publisher(kafka, doc_topic)
+        for name, doc in kept[:4]:
+            publisher(name, doc)
+        publisher("event", bad)  # no seq_num
+        publisher.flush()
+        raw = confluent_kafka.Producer({"bootstrap.servers": kafka})
+        raw.produce(doc_topic, value=b"\x93not msgpack", key=b"x")
+        raw.flush(10)
+        for name, doc in kept[4:]:
+            publisher(name, doc)
+        publisher.flush()
+        events = _events(kafka, event_topic, 1)
+        procs.wait_until(lambda: "malformed=2" in proc.tail(100), 30, "two malformed", proc)
+        log = proc.tail(200)
+    assert f"{doc_topic}[" in log and "event document: seq_num is missing" in log
+    assert "message document: (value) is not" in log
+    (event,) = events
+    assert event["ended_by"] == "timeout" and event["run_uid"] == uid
+    with h5py.File(event["file_path"], "r") as f:
+        note = f["during_exposure/run_incomplete/description"][()].decode()
+        assert uid in note and "timeout" in note
+        rotation = f["during_exposure/sample/rotation"]
+        assert rotation["value"][-1] != rotation["value"][-1]  # NaN: the gap is marked
+        assert f["during_exposure/instrument/detector/data"].shape[0] == 5  # 1 + 1 + 3

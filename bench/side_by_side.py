@@ -1,4 +1,5 @@
-"""The same experiment written by assonant-ioc and by the reference (PyPI ``assonant`` 3.0.0),
+"""The same experiment written by assonant-ioc and by the reference (PyPI ``assonant`` 3.0.0)
+(and the same Bluesky run, through its data logger: ``bench.bluesky_side``),
 both run through the same validators; prints errors and warnings per validator and the
 write times. The reference's exposure entry is checked against the config's definition
 (it cannot name one itself). Then whether the programs scientists run take each file:
@@ -145,6 +146,33 @@ def compare(config_path: Path, work: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def compare_bluesky(work: Path) -> list[dict[str, Any]]:
+    """The Bluesky row: the same run's documents to ours and to the reference's data logger;
+    every field the reference writes looked up in ours (same value, same units). Its
+    documents carry no detector frames (the reference refuses external data), so the
+    frame-reading programs are not asked."""
+    from bench import bluesky_side
+
+    csv_path = bluesky_side.pv_map(work)
+    docs = bluesky_side.documents(csv_path)
+    ours, our_s = bluesky_side.write_ours(csv_path, docs, work)
+    theirs, ref_s = bluesky_side.write_reference(csv_path, docs, work)
+    total, same, differ = bluesky_side.fields_compared(ours, theirs)
+    definition = load_config(csv_path).definition
+    rows = [
+        _row("MANACA", definition, "ours, Bluesky", our_s, validate(ours)),
+        _row("MANACA", definition, "ref, Bluesky", ref_s, validate(theirs)),
+    ]
+    rows[0]["reference_fields"] = {"total": total, "same": same, "differ": differ}
+    for row, path, entry in zip(
+        rows, (ours, theirs), ("during_exposure", "sample_acquisition"), strict=True
+    ):
+        verdicts = programs(path, "", entry)
+        verdicts["nexusformat frames"] = "-"  # no frames in these documents
+        row["programs"] = verdicts
+    return rows
+
+
 def _row(
     beamline: str, definition: str, writer: str, seconds: float, report: ValidationReport
 ) -> dict[str, Any]:
@@ -177,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     for path in configs:
         with tempfile.TemporaryDirectory() as tmp:
             rows += compare(path, Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += compare_bluesky(Path(tmp))
     head = f"{'beamline':9} {'definition':10} {'writer':15} {'write s':>8}"
     head += "".join(f" {v + ' err':>15} {v + ' warn':>16}" for v in VALIDATORS)
     print(head)
@@ -201,16 +231,30 @@ def main(argv: list[str] | None = None) -> None:
         for program, verdict in r.get("programs", {}).items():
             if verdict.startswith("refused"):
                 print(f"  {r['beamline']} {r['writer']} {program}: {verdict}")
+    for r in rows:
+        fields = r.get("reference_fields")
+        if fields:
+            print(
+                f"\nBluesky run: of the {fields['total']} fields the reference writes, "
+                f"{fields['same']} are in ours with the same value and units"
+            )
+            for line in fields["differ"]:
+                print(f"  differs: {line}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     refused = [
         f"{r['beamline']}: {program}: {verdict}"
         for r in rows
-        if r["writer"] == "assonant-ioc"
+        if r["writer"] in ("assonant-ioc", "ours, Bluesky")
         for program, verdict in r.get("programs", {}).items()
         if verdict.startswith("refused")
     ]
-    if refused:  # our files must open in every program: CI fails here
+    refused += [
+        f"Bluesky run: {line}"
+        for r in rows
+        for line in (r.get("reference_fields") or {}).get("differ", [])
+    ]
+    if refused:  # our files must open in every program, and hold the reference's: CI fails here
         sys.stderr.write("our files refused:\n" + "\n".join(refused) + "\n")
         raise SystemExit(1)
 

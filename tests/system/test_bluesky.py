@@ -115,7 +115,7 @@ def _values(path: Path) -> dict[str, Any]:
             t in name.rsplit("/", 1)[-1] for t in ("time", "timestamp", "written", "sha256")
         ):
             value = item[()]
-            out[name] = value.tolist() if hasattr(value, "tolist") else value
+            out[name] = repr(value.tolist() if hasattr(value, "tolist") else value)
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)

@@ -14,6 +14,9 @@ durable, the file is written) and raises ``StepRefused`` with the IOC's reason (
         path = yield from assonant.end_of_experiment(meta)
 
 Needs the ``bluesky`` extra (ophyd-async with Channel Access, and bluesky).
+
+The other way round, a RunEngine's own documents to the same file, in process:
+``RE.subscribe(NexusCallback("sim_bluesky", data_dir=...))`` (``assonant_ioc.documents``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,22 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"assonant_ioc.bluesky needs the bluesky extra: pip install 'assonant-ioc[bluesky]' ({err})"
     ) from err
+
+from assonant_ioc.documents.callback import NexusCallback
+
+__all__ = [
+    "AssonantDevice",
+    "NexusCallback",
+    "PutFailed",
+    "StepRefused",
+    "abort",
+    "configure",
+    "end_of_experiment",
+    "post",
+    "pre",
+    "start_recording",
+    "stop_recording",
+]
 
 Plan = Generator[Any, Any, Any]
 

@@ -28,8 +28,13 @@ from urllib.parse import unquote, urlparse
 from assonant_ioc.config.loader import nexus_name
 from assonant_ioc.config.spec import DEFINITIONS, BeamlineConfig, ChannelSpec, ComponentSpec
 from assonant_ioc.documents.run import BASELINE, Run
-from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
-from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.components import (
+    ComponentClass,
+    Moment,
+    SeriesColumns,
+    TransformationType,
+)
+from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.snapshots import Captured
 
 _SCHEME = re.compile(r"^(?:ca|pva|soft|file)://(?:localhost)?|^PV:")
@@ -141,21 +146,29 @@ def content(config: BeamlineConfig, run: Run, closed_at: float | None = None) ->
     stop = run.stop
     run_end = float(stop["time"]) if stop else closed_at if closed_at is not None else run_start
     if during:
-        series: dict[str, list[Reading]] = {}
-        for _, event in during:
-            for key in event["data"]:
-                r = _reading(run, event["descriptor"], key, event)
-                if r is None:
+        points: dict[str, list[tuple[float, Any]]] = {}
+        sources: dict[str, tuple[str, str]] = {}
+        for desc_uid, per in run.events.items():
+            if run.stream_of(desc_uid) == BASELINE or not per:
+                continue
+            info = run.descriptors[desc_uid]["data_keys"]
+            for key in info:
+                if info[key].get("external"):
                     continue
-                seen.setdefault(key, set()).add(Moment.DURING)
-                points = series.setdefault(names[key], [])
-                points.append(r)
-        for pv, points in series.items():
-            points.sort(key=lambda r: r.timestamp)
-            kept = [p for i, p in enumerate(points) if i == 0 or _differs(points[i - 1], p)]
-            if closed_at is not None and kept:
-                kept.append(Reading.disconnected(kept[-1].source, closed_at, kept[-1]))
-            series[pv] = kept
+                name = names[key]
+                got = points.setdefault(name, [])
+                before = len(got)
+                for event in per.values():
+                    value = event["data"].get(key)
+                    if value is not None:
+                        got.append((float(event["timestamps"][key]), value))
+                if len(got) > before:
+                    seen.setdefault(key, set()).add(Moment.DURING)
+                    if name not in sources:
+                        source = str(info[key].get("source", "")) or key
+                        sources[name] = (source, units.get(key, ""))
+        points = {name: pts for name, pts in points.items() if pts}
+        series = {name: _series(*sources[name], pts, closed_at) for name, pts in points.items()}
         captures.append(Captured(Moment.DURING, series, run_start, run_end))
     derived = _config(config, start, names, seen, units, devices)
     out = RunContent(
@@ -175,8 +188,37 @@ def content(config: BeamlineConfig, run: Run, closed_at: float | None = None) ->
     return out
 
 
-def _differs(a: Reading, b: Reading) -> bool:
-    return a.timestamp != b.timestamp or a.value != b.value
+def _series(
+    source: str, units: str, points: list[tuple[float, Any]], closed_at: float | None
+) -> SeriesColumns | list[Reading]:
+    """A data key's readings over its own timestamps, in time order, each once (a value
+    read again with the same timestamp, by another stream or event, is one point): numbers
+    as columns (no object per reading), anything else as readings. ``closed_at``: the run
+    was closed there without a stop: one more point, disconnected (INVALID)."""
+    import numpy as np
+
+    points.sort(key=lambda p: p[0])
+    kept = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in kept)
+    if not numbers:
+        readings = [Reading.of(source, v, t, units) for t, v in kept]
+        if closed_at is not None and readings:
+            readings.append(Reading.disconnected(source, closed_at, readings[-1]))
+        return readings
+    times = np.array([t for t, _ in kept], dtype=np.float64)
+    ints = all(isinstance(v, int) for _, v in kept) and closed_at is None
+    values = np.array([v for _, v in kept], dtype=np.int64 if ints else np.float64)
+    connected = np.ones(len(kept), dtype=bool)
+    severity = np.zeros(len(kept), dtype=np.int8)
+    status = np.zeros(len(kept), dtype=np.int16)
+    if closed_at is not None:
+        times = np.append(times, closed_at)
+        values = np.append(values, np.nan)
+        connected = np.append(connected, False)
+        severity = np.append(severity, int(Severity.INVALID))
+        status = np.append(status, UDF_ALARM)
+    dtype = "int64" if ints else "float64"
+    return SeriesColumns(source, values, times, severity, status, connected, dtype, units)
 
 
 def _metadata(config: BeamlineConfig, start: Mapping[str, Any]) -> dict[str, Reading]:

@@ -113,6 +113,9 @@ def from_event(event: Any, registered_at: float) -> Record:
         "readings_captured": int(event.get("readings_captured", 0)),
         "readings_disconnected": int(event.get("readings_disconnected", 0)),
         "origin": Origin.EVENT.value,
+        # where the readings came from: the IOC's command PVs (epics) or a Bluesky run
+        "acquired_from": str(event.get("origin", "epics")),
+        "run_uid": str(event.get("run_uid", "")),
         "registered_at": iso(registered_at),
     }
     try:

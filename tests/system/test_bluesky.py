@@ -195,6 +195,9 @@ def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
                 f"{exp} in the catalog",
                 proc,
             )
+        # found by the run's uid too, as a Bluesky run
+        (record,) = tiled.search(("run_uid", "eq", _uid(mx_docs))).values()
+        assert record["acquired_from"] == "bluesky" and record["experiment_id"] == "mx7"
     by_run = {e["run_uid"]: e for e in events}
     assert set(by_run) == {_uid(tomo_docs), _uid(mx_docs)}
     for event in events:

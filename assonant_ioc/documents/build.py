@@ -97,7 +97,7 @@ def _link_external(tmp: Path, found: RunContent) -> None:
             dataset = places[0][1]
             for path, _ in places:
                 try:
-                    with h5py.File(path, "r", locking=False) as src:
+                    with _open(path) as src:
                         shapes[path] = tuple(src[dataset].shape)
                         dtype = src[dataset].dtype
                 except (OSError, KeyError) as err:
@@ -108,3 +108,14 @@ def _link_external(tmp: Path, found: RunContent) -> None:
             group.attrs["NX_class"] = "NXcollection"
             if name not in group:
                 virtual_dataset(group, name, shapes, dataset, tmp.parent.resolve(), dtype)
+
+
+def _open(path: str) -> Any:
+    """A device's file, read-only and without a lock; in the process that still writes it
+    (the callback beside ophyd-async's detector) HDF5 wants the flags it was opened with."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError:
+        return h5py.File(path, "r")

@@ -38,8 +38,6 @@ def plain(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, bytes):
         return value.decode(errors="replace")
-    if isinstance(value, float) and value != value:
-        return None
     return value
 
 
@@ -65,10 +63,14 @@ class RunJournal:
             if new:
                 fsync_dir(self.dir)
             fh = self._files[uid] = open(folder / DOCUMENTS, "ab", buffering=0)
-        record: dict[str, Any] = {"n": name, "d": plain(doc)}
+        record: dict[str, Any] = {"n": name, "d": doc}
         if where:
             record["w"] = where
-        append_record(fh, record)
+        try:  # most documents are plain JSON already: converted only when they are not
+            append_record(fh, record)
+        except TypeError:
+            record["d"] = plain(doc)
+            append_record(fh, record)
         self._dirty.add(uid)
         if name in ("start", "stop") or time.monotonic() - self._synced >= self.flush_s:
             self.sync()

@@ -12,10 +12,14 @@ from typing import Any
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky import RunEngine
-from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider, init_devices
+from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvider, init_devices
 from ophyd_async.sim import PatternGenerator, SimBlobDetector, SimMotor, SimStage
 
 Doc = tuple[str, dict[str, Any]]
+
+#: each frame's exposure (s): the sim detector writes a frame this long after its trigger;
+#: the config sim_bluesky says the same (the detector's count_time)
+EXPOSURE = 0.15
 
 
 class Devices:
@@ -42,6 +46,7 @@ def tomo(d: Devices, darks: int, flats: int, angles: list[float], **md: Any) -> 
     @bpp.stage_decorator([d.det])
     @bpp.run_decorator(md={"definition": "NXtomo", **md})
     def inner() -> Generator[Any]:
+        yield from bps.prepare(d.det, TriggerInfo(livetime=EXPOSURE), wait=True)
         for _ in range(darks):
             yield from bps.trigger_and_read([d.det], name="darks")
         for _ in range(flats):
@@ -69,6 +74,7 @@ def mx(d: Devices, start: float, end: float, images: int, **md: Any) -> Generato
     @bpp.stage_decorator([d.det])
     @bpp.run_decorator(md={"definition": "NXmx", **md})
     def inner() -> Generator[Any]:
+        yield from bps.prepare(d.det, TriggerInfo(livetime=EXPOSURE), wait=True)
         yield from bps.abs_set(d.rot, end + step / 2, group="sweep")
         for i in range(images):
             at = start + i * step

@@ -16,10 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
+from assonant_ioc.lifecycle.pool import WorkerProcess
 from assonant_ioc.model.state import State
 
 log = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ class DocumentConsumer:
         self.retry_s = retry_s
         self.taken = 0
         self.files = 0
-        self._pool: ProcessPoolExecutor | None = None
+        self._worker = WorkerProcess(worker.init_worker)
         #: per partition, the offsets read and not yet committed, with the run of each
         self._pending: dict[Any, collections.deque[tuple[int, str | None]]] = {}
         self.delivery = Delivery(
@@ -94,14 +92,7 @@ class DocumentConsumer:
         )
 
     async def _in_worker(self, fn: Any, *args: Any) -> Any:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init_worker,
-                initargs=(os.getpid(),),
-            )
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await self._worker.run(fn, *args)
 
     def line(self) -> str:
         w = self.writer
@@ -249,10 +240,7 @@ class DocumentConsumer:
         if self.delivery.sender is not None:
             with contextlib.suppress(Exception):
                 await self.delivery.sender.close()
-        if self._pool is not None:
-            from assonant_ioc.lifecycle.experiment import _end_pool
-
-            _end_pool(self._pool)
+        self._worker.end()
 
 
 def main(argv: list[str] | None = None) -> int:

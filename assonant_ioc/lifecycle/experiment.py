@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
+from assonant_ioc.lifecycle.pool import WorkerProcess
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.source import ReadingSource
 from assonant_ioc.model.state import Command, State, StateMachine
@@ -51,20 +50,6 @@ def _crashed(final: Path) -> str:
         f"cannot write {final}: the process writing it died (libhdf5 crashes when a disk "
         f"fills in the middle of a write; {free})"
     )
-
-
-def _end_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a worker pool at once: its processes are killed, not joined (Python's exit would
-    wait for a worker to finish what it does, a validator's import of pynxtools included, and
-    SIGTERM would seem ignored). A write cut short is what recovery handles at the next start."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.kill()
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.join(5)
 
 
 def next_path(
@@ -160,8 +145,8 @@ class Lifecycle:
         self._lock = asyncio.Lock()
         self._recorder: Recorder | None = None
         self._frames: FileNames | None = None
-        self._pool: ProcessPoolExecutor | None = None
-        self._validator_pool: ProcessPoolExecutor | None = None
+        self._worker = WorkerProcess(worker.init_worker)
+        self._validator = WorkerProcess(worker.init_validator)
         # validation runs in a process of its own, beside the builds: the next experiment's
         # file never waits for the last one's validators
         self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_validator)
@@ -180,44 +165,13 @@ class Lifecycle:
         return self.machine.state
 
     # -- the worker process ------------------------------------------------------------------
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init_worker,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
-
     async def _in_worker(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` in the worker process; a dead worker is replaced (the call fails)."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor(), fn, *args)
-        except BrokenProcessPool:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        """Run ``fn`` in the build process (replaced if it dies: the call fails)."""
+        return await self._worker.run(fn, *args)
 
     async def _in_validator(self, fn: Any, *args: Any) -> Any:
         """Run ``fn`` in the validation process (started on first use, replaced if it dies)."""
-        if self._validator_pool is None:
-            self._validator_pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init_validator,
-                initargs=(os.getpid(),),
-            )
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._validator_pool, fn, *args)
-        except BrokenProcessPool:
-            pool, self._validator_pool = self._validator_pool, None
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        return await self._validator.run(fn, *args)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -287,9 +241,8 @@ class Lifecycle:
         if self.sender is not None:
             with contextlib.suppress(Exception):
                 await self.sender.close()
-        for pool in (self._pool, self._validator_pool):
-            if pool is not None:
-                _end_pool(pool)
+        self._worker.end()
+        self._validator.end()
 
     # -- helpers -------------------------------------------------------------------------------
     async def _refuse_unless(self, cmd: Command) -> None:

@@ -1,4 +1,6 @@
-"""Settings that survive a restart: a small JSON file, replaced atomically on every change."""
+"""Settings that survive a restart: a small JSON file, replaced atomically and durably on
+every change, with a backup of the last good one (EPICS autosave's ``.savB``) restored when
+the file is unreadable (a power cut in the middle of a write, a disk error, an edit)."""
 
 from __future__ import annotations
 
@@ -18,27 +20,72 @@ def default_path(prefix: str) -> Path:
     return Path(base) / "assonant-ioc" / f"{safe}.json"
 
 
+def _read(path: Path) -> dict[str, Any]:
+    """The settings in ``path``; raises OSError or ValueError when they cannot be read."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename over ``path``, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Autosave:
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: the last good settings before the current ones
+        self.backup = path.with_name(path.name + ".savB")
 
     def load(self) -> dict[str, Any]:
-        """The saved settings, or {} when there are none or the file is unreadable (logged)."""
+        """The saved settings; the backup when the file is unreadable (logged); {} when
+        there are none."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return _read(self.path)
         except FileNotFoundError:
-            return {}
+            if not self.backup.exists():
+                return {}
+            why = "missing"
         except (OSError, ValueError) as err:
-            log.error("cannot restore settings from %s: %s", self.path, err)
+            why = str(err) or type(err).__name__
+        try:
+            data = _read(self.backup)
+        except (OSError, ValueError) as err:
+            log.error(
+                "cannot restore settings from %s (%s) nor from its backup %s (%s)",
+                self.path,
+                why,
+                self.backup,
+                err,
+            )
             return {}
-        if not isinstance(data, dict):
-            log.error("cannot restore settings from %s: not a JSON object", self.path)
-            return {}
+        log.error(
+            "settings file %s unreadable (%s): restored from its backup %s",
+            self.path,
+            why,
+            self.backup,
+        )
         return data
 
     def save(self, settings: dict[str, Any]) -> None:
-        """Write ``settings`` to a temporary file, then rename it over the old one."""
+        """Keep the current file (when readable) as the backup, then write ``settings`` over
+        it; each durable (fsync) before the next step."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(settings, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            _read(self.path)
+            _write_durable(self.backup, self.path.read_bytes())
+        except (OSError, ValueError):
+            pass  # none yet, or unreadable: the backup keeps the last good one
+        _write_durable(self.path, json.dumps(settings, indent=1, sort_keys=True).encode())

@@ -435,3 +435,23 @@ def test_a_reader_opening_the_new_file_in_a_loop_never_fails(
             out = reader.communicate(timeout=30)[0]
         assert "fail:" not in out, out
         assert "fails=0" in out and "opens=0 " not in out, out
+
+
+def test_a_settings_file_cut_by_a_power_failure_is_restored_from_its_backup(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """Autosave keeps the last good settings as ``.savB``: the IOC started on an empty
+    settings file (a write a power cut interrupted) restores them, and says so."""
+    prefix = procs.new_prefix("AS")
+    args = ["--no-kafka", "--no-validate"]
+    saved = tmp_path / "autosave.json"
+    with start_service(log_dir, tmp_path, sim, args, prefix=prefix) as (client, P, _, _):
+        client.put(f"{P}ExperimentId", "proposal-7")
+        client.put(f"{P}SampleName", "Ti-6Al-4V")
+        client.put(f"{P}ExperimentId", "proposal-8")  # the last save: the backup is before it
+        procs.wait_until(lambda: "proposal-8" in saved.read_text(), 10, "the id saved")
+    saved.write_bytes(b"")
+    with start_service(log_dir, tmp_path, sim, args, prefix=prefix) as (client, P, _, proc):
+        assert client.get(f"{P}ExperimentId") == "proposal-7"
+        assert client.get(f"{P}SampleName") == "Ti-6Al-4V"
+        assert "restored from its backup" in proc.tail(200)

@@ -83,8 +83,7 @@ class Delivery:
         while True:
             self._wake.clear()  # a wake-up from here on is seen by the wait below
             try:
-                pending = await asyncio.to_thread(self.outbox.pending)
-                first = pending[0] if pending else None
+                first = self.outbox.first()  # from memory: no file read
                 if first is not None and first.ready:
                     await self.sender.send(first.key, first.event)
                     await asyncio.to_thread(self.outbox.remove, first)
@@ -98,7 +97,7 @@ class Delivery:
             except SendFailed as err:
                 if not failing:
                     await self.reporter.error(
-                        f"{err}; {len(pending)} event(s) kept on disk, will be sent again "
+                        f"{err}; {len(self.outbox)} event(s) kept on disk, will be sent again "
                         "when the broker answers"
                     )
                 failing = True

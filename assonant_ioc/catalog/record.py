@@ -10,6 +10,7 @@ when it looked at the file (``ok``, ``missing``, ``checksum_mismatch``, ``unread
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -87,10 +88,48 @@ def _times(meta: dict[str, Any], start: str, end: str) -> None:
             meta[f"{name}_time"], meta[f"{name}_epoch"] = "", None
 
 
-def from_event(event: Any, registered_at: float) -> Record:
-    """The record a ``file_written`` event describes (before the file is looked at)."""
+@functools.cache
+def _schema_validator() -> Any:
+    """The event's JSON Schema, as shipped with the package (the IOC's events follow it)."""
+    import json
+
+    import jsonschema
+
+    from assonant_ioc.events.message import EVENT_SCHEMA_PATH
+
+    schema = json.loads(EVENT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def check_event(event: Any) -> None:
+    """Raise :class:`BadEvent` unless ``event`` is a ``file_written`` event of the schema
+    version this catalog reads, valid against the shipped JSON Schema (the first three
+    problems named, each with where in the event)."""
+    from assonant_ioc.events.message import EVENT_SCHEMA_VERSION
+
     if not isinstance(event, dict) or event.get("event_type") != "file_written":
         raise BadEvent("not a file_written event")
+    version = event.get("schema_version")
+    if version != EVENT_SCHEMA_VERSION:
+        raise BadEvent(
+            f"schema_version {version!r}: this catalog reads version {EVENT_SCHEMA_VERSION} "
+            "(a newer producer? upgrade the catalog)"
+        )
+    problems = sorted(
+        _schema_validator().iter_errors(event), key=lambda e: list(map(str, e.absolute_path))
+    )
+    if problems:
+        said = [
+            f"{'/'.join(map(str, p.absolute_path)) or '(event)'}: {p.message}"[:200]
+            for p in problems[:3]
+        ]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise BadEvent("not valid against the event schema: " + "; ".join(said) + more)
+
+
+def from_event(event: Any, registered_at: float) -> Record:
+    """The record a ``file_written`` event describes (before the file is looked at)."""
+    check_event(event)
     missing = [name for name in _REQUIRED if not event.get(name) and event.get(name) != 0]
     if missing:
         raise BadEvent(f"file_written event without {', '.join(missing)}")

@@ -57,7 +57,13 @@ def _run(catalog: Catalog, coro: Any) -> Any:
 
 def test_a_bad_event_says_what_is_wrong() -> None:
     good = {
+        "schema_version": 1,
         "event_type": "file_written",
+        "sample_name": "",
+        "moments": ["pre_exposure"],
+        "readings_captured": 1,
+        "readings_disconnected": 0,
+        "written_at": "2026-11-27T11:00:00+00:00",
         "event_id": "a" * 32,
         "beamline": "SIM",
         "experiment_id": "e1",
@@ -73,8 +79,11 @@ def test_a_bad_event_says_what_is_wrong() -> None:
     for bad, why in [
         ([1, 2], "not a file_written event"),
         (dict(good, event_type="other"), "not a file_written event"),
-        ({k: v for k, v in good.items() if k != "sha256"}, "without sha256"),
-        (dict(good, beamline="", experiment_id=""), "without beamline, experiment_id"),
+        ({k: v for k, v in good.items() if k != "sha256"}, "'sha256' is a required property"),
+        (dict(good, beamline="", experiment_id=""), "beamline: '' should be non-empty"),
+        (dict(good, schema_version=2), "schema_version 2: this catalog reads version 1"),
+        (dict(good, surprise=1), r"\(event\): Additional properties are not allowed"),
+        (dict(good, file_size=-1), "file_size: -1 is less than the minimum of 0"),
         (dict(good, file_path="e1.nxs"), "is not absolute"),
         (dict(good, start_time="2026-11-27T10:00:00"), "has no time zone"),
         (dict(good, end_time="yesterday"), "bad time"),

@@ -6,6 +6,7 @@ lists every bad entry with its line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from assonant_ioc.config.spec import (
     DEFINITIONS,
     SNAPSHOT_MOMENTS,
     STAMPS,
+    AlarmLimits,
     AxisSpec,
     BeamlineConfig,
     ChannelSpec,
@@ -171,6 +173,7 @@ _TOP_KEYS = {
     "connect_timeout",
     "data_root",
     "access_security",
+    "alarms",
     LINE,
 }
 
@@ -276,6 +279,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         acf = str(path.parent / acf)
     if acf and not os.path.isfile(acf):
         p.add(_line(doc, "access_security"), f"access_security: no file {acf!r}")
+    alarms = _alarms(doc.get("alarms"), p, _line(doc, "alarms"))
     if p.items:
         raise ConfigError(str(path), p.items)
     return BeamlineConfig(
@@ -296,7 +300,38 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),
         access_security=acf,
+        alarms=alarms,
     )
+
+
+def _alarms(raw: Any, p: _Problems, line: int) -> AlarmLimits:
+    """``alarms: {loop_lag_ms: [HIGH, HIHI], mem_used_mb: [...], events_pending: [...]}``."""
+    defaults = AlarmLimits()
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        p.add(line, "alarms must be a mapping (loop_lag_ms, mem_used_mb, events_pending)")
+        return defaults
+    values: dict[str, tuple[float, float]] = {}
+    for key in sorted(set(raw) - {LINE, KEY_LINES}):
+        if not hasattr(defaults, key):
+            p.add(_line(raw, key) or line, f"alarms: unknown key {key!r}")
+            continue
+        pair = raw[key]
+        ok = (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair)
+            and 0 < pair[0] < pair[1]
+        )
+        if not ok:
+            p.add(
+                _line(raw, key) or line,
+                f"alarms: {key} must be [HIGH, HIHI] with 0 < HIGH < HIHI, not {pair!r}",
+            )
+            continue
+        values[key] = (float(pair[0]), float(pair[1]))
+    return AlarmLimits(**{**dataclasses.asdict(defaults), **values})
 
 
 def _add_or_extend(components: list[ComponentSpec], comp: ComponentSpec) -> None:

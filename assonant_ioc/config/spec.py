@@ -188,6 +188,15 @@ class CompressionSpec:
     min_points: int = 1000
 
 
+@dataclass(frozen=True)
+class AlarmLimits:
+    """(HIGH: a MINOR alarm, HIHI: a MAJOR alarm) of the IOC's own numbers (``alarms:``)."""
+
+    loop_lag_ms: tuple[float, float] = (200.0, 2000.0)
+    mem_used_mb: tuple[float, float] = (1500.0, 3000.0)
+    events_pending: tuple[float, float] = (10.0, 100.0)
+
+
 #: Application definitions a config may name (``definition: NXtomo``).
 DEFINITIONS = ("NXtomo", "NXmx")
 
@@ -220,6 +229,8 @@ class BeamlineConfig:
     data_root: tuple[str, ...] = ()
     #: EPICS access security file (empty: everyone may write)
     access_security: str = ""
+    #: alarm limits of the IOC's health and delivery PVs
+    alarms: AlarmLimits = AlarmLimits()
 
     def components(self) -> Iterator[ComponentSpec]:
         for top in self.instrument:

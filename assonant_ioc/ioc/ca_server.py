@@ -54,6 +54,11 @@ class _Context(Context):
 _CONTEXTS: list[_Context] = []
 
 
+def client_count() -> int:
+    """Channel Access clients connected now (devIocStats' CA_CLNT_CNT)."""
+    return sum(len(context.circuits) for context in _CONTEXTS)
+
+
 async def push_access_rights(pvdb: dict[str, Any]) -> int:
     """Send every open channel its client's rights now (an access security reload), as rsrv
     does; returns how many channels were told. libca and caproto's client update the rights

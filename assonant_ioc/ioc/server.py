@@ -25,10 +25,12 @@ yet delivered are kept in --state-dir and survive a crash or a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from assonant_ioc.ioc.ca_server import (
     NO_WRITE_ACCESS,
     PUT_FAILED,
     PUT_NOTIFY,
+    client_count,
     push_access_rights,
     restore_client_port,
 )
@@ -119,6 +122,7 @@ class AssonantIOC(PVGroup):
     # -- status ---------------------------------------------------------------------------
     state = pvproperty(
         name="State",
+        alarm_group="state",  # its own alarm (caproto shares one by default)
         value=STATE_STRINGS[0],
         dtype=ChannelType.ENUM,
         enum_strings=STATE_STRINGS,
@@ -132,11 +136,27 @@ class AssonantIOC(PVGroup):
     validation = _long_string(
         "Validation", "", "what the NeXus validators found in the last file", read_only=True
     )
-    files_written = pvproperty(name="FilesWritten", value=0, read_only=True, doc="files written")
-    pvs_connected = pvproperty(name="PVsConnected", value=0, read_only=True, doc="PVs connected")
-    pvs_total = pvproperty(name="PVsTotal", value=0, read_only=True, doc="PVs configured")
+    files_written = pvproperty(
+        name="FilesWritten", value=0, units="files", read_only=True, doc="files written"
+    )
+    pvs_connected = pvproperty(
+        name="PVsConnected", value=0, units="PVs", read_only=True, doc="PVs connected"
+    )
+    pvs_total = pvproperty(
+        name="PVsTotal", value=0, units="PVs", read_only=True, doc="PVs configured"
+    )
+    events_pending = pvproperty(
+        name="EventsPending",
+        alarm_group="events_pending",  # its own alarm (caproto shares one by default)
+        value=0,
+        units="events",
+        read_only=True,
+        doc="file_written events kept on disk, not yet acknowledged by the broker "
+        "(HIGH: MINOR, HIHI: MAJOR; config alarms: events_pending)",
+    )
     kafka_connected = pvproperty(
         name="KafkaConnected",
+        alarm_group="kafka",  # its own alarm (caproto shares one by default)
         value="No",
         dtype=ChannelType.ENUM,
         enum_strings=["No", "Yes"],
@@ -147,6 +167,7 @@ class AssonantIOC(PVGroup):
     heartbeat = pvproperty(name="Heartbeat", value=0, read_only=True, doc="+1 every second")
     state_dir_ok = pvproperty(
         name="StateDirOK",
+        alarm_group="state_dir",  # its own alarm (caproto shares one by default)
         value="Yes",
         dtype=ChannelType.ENUM,
         enum_strings=["No", "Yes"],
@@ -156,7 +177,9 @@ class AssonantIOC(PVGroup):
     )
     not_durable = pvproperty(
         name="NotDurable",
+        alarm_group="not_durable",  # its own alarm (caproto shares one by default)
         value=0,
+        units="readings",
         read_only=True,
         doc="readings and snapshots captured but held in memory, not yet durable",
     )
@@ -179,6 +202,7 @@ class AssonantIOC(PVGroup):
     )
     mem_used = pvproperty(
         name="MemUsed",
+        alarm_group="mem_used",  # its own alarm (caproto shares one by default)
         value=0.0,
         units="MB",
         precision=1,
@@ -203,11 +227,39 @@ class AssonantIOC(PVGroup):
     )
     loop_lag = pvproperty(
         name="LoopLag",
+        alarm_group="loop_lag",  # its own alarm (caproto shares one by default)
         value=0.0,
         units="ms",
         precision=1,
         read_only=True,
         doc="how late the IOC's event loop ran over the last second (the worst delay)",
+    )
+
+    # -- devIocStats' names, for the panels and archiver configs that expect them ----------
+    ioc_heartbeat = pvproperty(name="HEARTBEAT", value=0, read_only=True, doc="= Heartbeat")
+    ioc_uptime = pvproperty(
+        name="UPTIME", value="", dtype=ChannelType.STRING, read_only=True, doc="d HH:MM:SS"
+    )
+    ioc_starttod = pvproperty(
+        name="STARTTOD", value="", dtype=ChannelType.STRING, read_only=True, doc="= StartTime"
+    )
+    ioc_cpu_load = pvproperty(
+        name="IOC_CPU_LOAD", value=0.0, units="%", precision=1, read_only=True, doc="= CPULoad"
+    )
+    ioc_mem_used = pvproperty(
+        name="MEM_USED", value=0.0, units="byte", precision=0, read_only=True, doc="RSS"
+    )
+    ioc_hostname = pvproperty(
+        name="HOSTNAME", value="", dtype=ChannelType.STRING, read_only=True, doc="host"
+    )
+    ioc_ca_clients = pvproperty(
+        name="CA_CLNT_CNT", value=0, units="clients", read_only=True, doc="CA clients now"
+    )
+    ioc_fd_count = pvproperty(
+        name="FD_CNT", value=0, units="fds", read_only=True, doc="file descriptors open"
+    )
+    ioc_fd_max = pvproperty(
+        name="FD_MAX", value=0, units="fds", read_only=True, doc="file descriptor limit"
     )
 
     #: The PV interface by role (the panel generator and the docs read these).
@@ -226,8 +278,21 @@ class AssonantIOC(PVGroup):
         "Heartbeat",
         "StateDirOK",
         "NotDurable",
+        "EventsPending",
     )
     HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate", "LoopLag")
+    #: devIocStats' names of the same (and the host, CA clients, file descriptors)
+    IOCSTATS = (
+        "HEARTBEAT",
+        "UPTIME",
+        "STARTTOD",
+        "IOC_CPU_LOAD",
+        "MEM_USED",
+        "HOSTNAME",
+        "CA_CLNT_CNT",
+        "FD_CNT",
+        "FD_MAX",
+    )
     #: Settings kept by autosave, by PV name.
     AUTOSAVED = ("ExperimentId", "SampleName", "DataDir", "FileName")
 
@@ -254,6 +319,7 @@ class AssonantIOC(PVGroup):
         self._errors = 0  # refusals and errors shown so far
         self._last_updates = (0, time.monotonic())
         self._callback_errors = 0
+        self._kafka_shown: str | None = None
         self._ready = False
         self.config = config
         self.sender = sender
@@ -416,6 +482,7 @@ class AssonantIOC(PVGroup):
     @status.startup
     async def status(self, instance: Any, async_lib: Any) -> None:
         await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
+        await self._alarm_limits()
         self.lifecycle.spawn(self._lag.run())
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
@@ -463,8 +530,54 @@ class AssonantIOC(PVGroup):
         if connected != self.pvs_connected.value:
             await self.pvs_connected.write(connected)
         kafka = "Yes" if self.sender is not None and self.sender.connected else "No"
-        if kafka != self.kafka_connected.value:
-            await self.kafka_connected.write(kafka)
+        if kafka != self._kafka_shown:  # the first second too: its alarm, if down
+            self._kafka_shown = kafka
+            down = kafka == "No" and self.sender is not None  # no broker configured: no alarm
+            await self.kafka_connected.write(
+                kafka,
+                severity=AlarmSeverity.MINOR_ALARM if down else AlarmSeverity.NO_ALARM,
+                status=AlarmStatus.COMM if down else AlarmStatus.NO_ALARM,
+            )
+        pending = len(self.lifecycle.outbox)
+        if pending != self.events_pending.value:
+            await self.events_pending.write(pending)  # its limits set the alarm
+        await self._iocstats(instance.value)
+
+    async def _alarm_limits(self) -> None:
+        """The config's HIGH (MINOR) and HIHI (MAJOR) limits; the low limits below any value
+        (caproto alarms on value <= LOW when the low limits differ from the high ones)."""
+        limits = self.config.alarms
+        for pv, (high, hihi) in (
+            (self.loop_lag, limits.loop_lag_ms),
+            (self.mem_used, limits.mem_used_mb),
+            (self.events_pending, limits.events_pending),
+        ):
+            await pv.write_metadata(
+                upper_warning_limit=high,
+                upper_alarm_limit=hihi,
+                lower_warning_limit=-1,
+                lower_alarm_limit=-2,
+            )
+        await self.ioc_starttod.write(self.start_time.value)
+        await self.ioc_hostname.write(socket.gethostname()[:39])
+        with contextlib.suppress(OSError, ValueError):
+            import resource
+
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            await self.ioc_fd_max.write(min(int(soft), 2**31 - 1))
+
+    async def _iocstats(self, heartbeat: int) -> None:
+        """devIocStats' names, each second."""
+        up = int(time.time() - self._started)
+        days, rest = divmod(up, 86400)
+        await self.ioc_heartbeat.write(heartbeat)
+        hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        await self.ioc_uptime.write(f"{days} days, {hms}")
+        await self.ioc_cpu_load.write(self.cpu_load.value)
+        await self.ioc_mem_used.write(self.mem_used.value * 1e6)
+        await self.ioc_ca_clients.write(client_count())
+        with contextlib.suppress(OSError):
+            await self.ioc_fd_count.write(len(os.listdir("/proc/self/fd")))
 
     # -- commands -----------------------------------------------------------------------------
     @snapshot_pre.putter
@@ -629,7 +742,12 @@ class _Reporter:
         await self.ioc._error(message)
 
     async def state_changed(self, state: State) -> None:
-        await self.ioc.state.write(state.label)
+        fault = state is State.FAULT  # a MAJOR alarm until EndOfExperiment or Abort
+        await self.ioc.state.write(
+            state.label,
+            severity=AlarmSeverity.MAJOR_ALARM if fault else AlarmSeverity.NO_ALARM,
+            status=AlarmStatus.STATE if fault else AlarmStatus.NO_ALARM,
+        )
         if state is not State.RECORDING and self.ioc.record_during.value != 0:
             await self.ioc.record_during.write(0, verify_value=False)
 

@@ -143,6 +143,15 @@ def ca_get(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) ->
     return value.decode() if isinstance(value, bytes) else value
 
 
+def ca_alarm(pv: str, env: Mapping[str, str] | None = None, timeout: float = 5) -> tuple[int, int]:
+    """(severity, status) of a PV, as an alarm handler reads them (DBR_TIME)."""
+    from caproto.sync.client import read
+
+    with client_env(env):
+        resp = _search_again(lambda: read(pv, data_type="time", timeout=timeout, repeater=False))
+    return int(resp.metadata.severity), int(resp.metadata.status)
+
+
 class PutFailed(Exception):
     """A put with callback completed with a failure status (``caput -c`` prints an error)."""
 

@@ -107,6 +107,10 @@ class CA:
     def get(self, pv: str) -> Any:
         return procs.ca_get(pv, timeout=5)
 
+    def alarm(self, pv: str) -> tuple[int, int]:
+        """(severity, status): 0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID."""
+        return procs.ca_alarm(pv, timeout=5)
+
     def put(
         self, pv: str, value: Any, wait: bool = True, timeout: float = 30, data_type: Any = None
     ) -> None:

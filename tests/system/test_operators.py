@@ -99,8 +99,10 @@ def test_panel_matches_the_running_ioc(sim: tuple[str, int], log_dir: Path, tmp_
         *AssonantIOC.HEALTH,
     }
     assert interface <= names, interface - names
-    # ... and those lists name every PV the IOC has, so a new PV cannot miss the panel
-    assert {prop.pvspec.name for prop in AssonantIOC._pvs_.values()} == interface
+    # ... and those lists (and devIocStats' names of the health PVs, which the panel shows
+    # under the IOC's own) name every PV the IOC has, so a new PV cannot miss the panel
+    every = interface | set(AssonantIOC.IOCSTATS)
+    assert {prop.pvspec.name for prop in AssonantIOC._pvs_.values()} == every
 
     with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--list-pvs"]) as (
         client,

@@ -197,3 +197,18 @@ def test_csv_problems_are_told_in_csv_terms(tmp_path: Path) -> None:
         load_config(columns)
     ((line, message),) = info.value.problems  # the missing columns, and nothing in YAML terms
     assert line == 2 and "missing column(s)" in message
+
+
+def test_alarm_limits_from_the_config_and_every_bad_one_named(tmp_path: Path) -> None:
+    base = (Path(__file__).resolve().parents[2] / "configs" / "sim.yaml").read_text()
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "alarms:\n  events_pending: [1, 5]\n")
+    limits = load_config(good).alarms
+    assert limits.events_pending == (1.0, 5.0) and limits.loop_lag_ms == (200.0, 2000.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "alarms:\n  events_pending: [5, 1]\n  loop_lag: [1, 2]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    text = str(err.value)
+    assert "events_pending must be [HIGH, HIHI] with 0 < HIGH < HIHI, not [5, 1]" in text
+    assert "alarms: unknown key 'loop_lag'" in text

@@ -1,0 +1,77 @@
+"""What an alarm handler and the archiver see: each status PV's severity read over Channel
+Access in each bad state (Fault, the broker down, events pending over the config's limits)
+and back to NO_ALARM; the devIocStats names beside the IOC's own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+from caproto.threading.client import Context
+
+from assonant_ioc.sim import procs
+from tests.system.conftest import REPO, start_service
+
+NO_ALARM, MINOR, MAJOR = 0, 1, 2
+
+
+def test_fault_broker_down_and_events_pending_raise_alarms_then_clear(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    port = procs.free_port()  # the broker comes up only at the end
+    config = (REPO / "configs" / "sim.yaml").read_text()
+    config += "alarms:\n  events_pending: [1, 2]\n"
+    args = ["--kafka-bootstrap", f"127.0.0.1:{port}", "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args, config_text=config) as (client, P, _, _):
+
+        def alarm(pv: str) -> int:
+            return client.alarm(f"{P}{pv}")[0]
+
+        def wait_alarm(pv: str, severity: int, what: str) -> None:
+            procs.wait_until(lambda: alarm(pv) == severity, 20, what)
+
+        assert alarm("State") == NO_ALARM and alarm("EventsPending") == NO_ALARM
+        wait_alarm("KafkaConnected", MINOR, "broker down: KafkaConnected MINOR")
+        assert client.get(f"{P}KafkaConnected") == "No"
+        for n, severity in ((1, MINOR), (2, MAJOR)):  # HIGH 1, HIHI 2
+            client.put(f"{P}ExperimentId", f"alarm-{n}")
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}EndOfExperiment", 1)
+            procs.wait_until(lambda n=n: client.get(f"{P}EventsPending") == n, 20, f"{n} pending")
+            wait_alarm("EventsPending", severity, f"{n} pending: severity {severity}")
+        # a Fault: the data directory gone (a file in its place) when the file is written
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        client.put(f"{P}DataDir", str(gone))
+        client.put(f"{P}ExperimentId", "alarm-fault")
+        client.put(f"{P}Snapshot:Pre", 1)
+        shutil.rmtree(gone)
+        gone.write_text("not a directory")
+        try:
+            client.put(f"{P}EndOfExperiment", 1)
+        except procs.PutFailed:
+            pass
+        assert client.get(f"{P}State") == "Fault"
+        assert client.alarm(f"{P}State") == (MAJOR, 7)  # STATE
+        client.put(f"{P}Abort", 1)
+        assert client.get(f"{P}State") == "Idle" and alarm("State") == NO_ALARM
+        # the broker back: the events delivered, every alarm clears
+        with procs.broker(log_dir, port):
+            wait_alarm("EventsPending", NO_ALARM, "events delivered")
+            wait_alarm("KafkaConnected", NO_ALARM, "broker back")
+            assert client.get(f"{P}EventsPending") == 0
+            assert client.get(f"{P}KafkaConnected") == "Yes"
+        # devIocStats' names
+        assert client.get(f"{P}HOSTNAME") == socket.gethostname()[:39]
+        held = Context()  # a client that stays connected, as a panel does
+        try:
+            (pv,) = held.get_pvs(f"{P}Heartbeat")
+            pv.wait_for_connection(timeout=10)
+            procs.wait_until(lambda: client.get(f"{P}CA_CLNT_CNT") >= 1, 10, "a client counted")
+        finally:
+            held.disconnect()
+        assert 3 < client.get(f"{P}FD_CNT") < client.get(f"{P}FD_MAX")
+        assert client.get(f"{P}UPTIME").startswith("0 days, 00:")
+        assert client.get(f"{P}STARTTOD") == client.get(f"{P}StartTime")
+        assert client.alarm(f"{P}LoopLag")[0] == NO_ALARM

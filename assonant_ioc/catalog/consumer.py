@@ -21,6 +21,8 @@ from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
 from assonant_ioc.catalog.store import Catalog, Outcome
+from assonant_ioc.events import http
+from assonant_ioc.events.http import Metric
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class Stats:
     last_event_id: str = ""
     last_registered_at: float | None = None
     started_at: float = field(default_factory=time.time)
+    #: the last catalog write failed (cleared by the next that works)
+    catalog_failing: bool = False
 
     def line(self) -> str:
         lag = "?" if self.lag is None else str(self.lag)
@@ -158,9 +162,11 @@ class CatalogConsumer:
         while True:
             try:
                 outcome = await self.catalog.register(record)
+                self.stats.catalog_failing = False
                 break
             except Exception as err:  # noqa: BLE001 - any catalog failure is retried
                 self.stats.catalog_errors += 1
+                self.stats.catalog_failing = True
                 log.error("%s: catalog %s failed (%r); retrying", where, self.catalog.shown, err)
                 try:
                     await asyncio.wait_for(stop.wait(), self.retry_s)
@@ -237,22 +243,52 @@ async def report(consumer: CatalogConsumer, every: float, stop: asyncio.Event) -
             pass
 
 
+def metrics(stats: Stats) -> list[Metric]:
+    """The consumer's counts and lag, as Prometheus reads them."""
+    counters = {
+        "registered": "files registered",
+        "duplicate": "events of files already registered",
+        "updated": "records updated",
+        "missing": "files missing when registered",
+        "checksum_mismatch": "files whose sha256 is not the event's",
+        "unreadable": "files that could not be read",
+        "invalid_events": "events refused (not valid against the schema)",
+        "catalog_errors": "catalog writes that failed (retried)",
+    }
+    out: list[Metric] = [
+        (f"assonant_catalog_{name}_total", "counter", text, [({}, getattr(stats, name))])
+        for name, text in counters.items()
+    ]
+    lag = float("nan") if stats.lag is None else float(stats.lag)
+    up = 1.0 if stats.broker_connected else 0.0
+    out += [
+        ("assonant_catalog_lag", "gauge", "events not yet registered", [({}, lag)]),
+        ("assonant_catalog_partitions", "gauge", "partitions assigned", [({}, stats.assigned)]),
+        ("assonant_catalog_broker_up", "gauge", "the broker answers", [({}, up)]),
+    ]
+    return out
+
+
+def health(stats: Stats) -> str:
+    """Empty when healthy; else why not (the broker or the catalog unreachable)."""
+    if not stats.broker_connected:
+        return "Kafka broker unreachable"
+    if stats.catalog_failing:
+        return "catalog unreachable: its writes fail (retried)"
+    return ""
+
+
 async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
-    """``GET /status`` (any path): the counts as JSON, for a monitoring system to poll."""
+    """``/status`` (and ``/``): the counts as JSON; ``/metrics`` for Prometheus; ``/health``:
+    503 while the broker or the catalog is unreachable."""
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            body = stats.as_json()
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def status() -> tuple[str, bytes]:
+        return "application/json", stats.as_json()
 
-    return await asyncio.start_server(answer, host, port)
+    return await http.serve(
+        host,
+        port,
+        lambda: metrics(stats),
+        lambda: health(stats),
+        {"/status": status, "/": status},
+    )

@@ -68,6 +68,16 @@ def _parse_args(
         "crashes and restarts (default: the config's state_dir, else beside the autosave file)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics (Prometheus) and /health (503 while the broker or the state "
+        "directory fails) on this port (default: none)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)"
+    )
+    parser.add_argument(
         "--macro",
         action="append",
         default=[],
@@ -140,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         autosave=autosave,
         state_dir=Path(state_dir).resolve() if state_dir else None,
         acf=Path(acf).resolve() if acf else None,
+        metrics=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
         **ioc_options,
     )
     server_port_from_cas()

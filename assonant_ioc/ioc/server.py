@@ -42,6 +42,8 @@ import assonant_ioc
 from assonant_ioc.config import BeamlineConfig
 from assonant_ioc.config.spec import check_file_name_template
 from assonant_ioc.errors import CommandRefused, ConfigError
+from assonant_ioc.events import http
+from assonant_ioc.events.http import Metric
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc.access import COMMANDS_ASG, SETTINGS_ASG, Access, Policy, load_acf
 from assonant_ioc.ioc.autosave import Autosave, default_path
@@ -305,9 +307,12 @@ class AssonantIOC(PVGroup):
         autosave: Autosave | None = None,
         state_dir: Path | None = None,
         acf: Path | None = None,
+        metrics: tuple[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self._metrics_at = metrics
+        self._metrics_server: Any = None
         self._acf = acf
         self._policy: Policy | None = load_acf(acf) if acf is not None else None
         self._guard_writes()
@@ -483,6 +488,10 @@ class AssonantIOC(PVGroup):
     async def status(self, instance: Any, async_lib: Any) -> None:
         await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
         await self._alarm_limits()
+        if self._metrics_at is not None:
+            host, port = self._metrics_at
+            self._metrics_server = await http.serve(host, port, self._metrics, self._health)
+            log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
         self.lifecycle.spawn(self._lag.run())
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
@@ -542,6 +551,82 @@ class AssonantIOC(PVGroup):
         if pending != self.events_pending.value:
             await self.events_pending.write(pending)  # its limits set the alarm
         await self._iocstats(instance.value)
+
+    def _metrics(self) -> list[Metric]:
+        """What Prometheus scrapes: the state, files, events pending, updates/s, loop lag,
+        the journal's bytes and the PVs connected."""
+        state = str(self.state.value)
+        journal = self.lifecycle.journal.dir
+        size = 0
+        with contextlib.suppress(OSError):
+            size = sum(p.stat().st_size for p in journal.iterdir() if p.is_file())
+        kafka = 1.0 if self.sender is not None and self.sender.connected else 0.0
+        return [
+            (
+                "assonant_state",
+                "gauge",
+                "1 for the state the IOC is in",
+                [({"state": s}, float(s == state)) for s in STATE_STRINGS],
+            ),
+            (
+                "assonant_files_written_total",
+                "counter",
+                "files written",
+                [({}, self.files_written.value)],
+            ),
+            (
+                "assonant_events_pending",
+                "gauge",
+                "events not yet acknowledged",
+                [({}, len(self.lifecycle.outbox))],
+            ),
+            (
+                "assonant_updates_per_second",
+                "gauge",
+                "PV updates received per second",
+                [({}, self.update_rate.value)],
+            ),
+            (
+                "assonant_loop_lag_ms",
+                "gauge",
+                "worst event-loop delay over the last second",
+                [({}, self.loop_lag.value)],
+            ),
+            ("assonant_journal_bytes", "gauge", "the experiment in progress on disk", [({}, size)]),
+            (
+                "assonant_pvs_connected",
+                "gauge",
+                "beamline PVs connected",
+                [({}, self.pvs_connected.value)],
+            ),
+            (
+                "assonant_pvs_total",
+                "gauge",
+                "beamline PVs configured",
+                [({}, self.pvs_total.value)],
+            ),
+            (
+                "assonant_kafka_connected",
+                "gauge",
+                "the broker answered the last attempt",
+                [({}, kafka)],
+            ),
+            (
+                "assonant_not_durable",
+                "gauge",
+                "captured, held in memory",
+                [({}, self.not_durable.value)],
+            ),
+        ]
+
+    def _health(self) -> str:
+        """Empty when healthy; else why not: the broker (when one is configured) or the state
+        directory failing."""
+        if self.sender is not None and not self.sender.connected:
+            return "Kafka broker unreachable"
+        if self.state_dir_ok.value != "Yes":
+            return "the state directory cannot take the experiment (see LastError)"
+        return ""
 
     async def _alarm_limits(self) -> None:
         """The config's HIGH (MINOR) and HIHI (MAJOR) limits; the low limits below any value

@@ -12,6 +12,8 @@ from caproto.threading.client import Context
 
 from assonant_ioc.sim import procs
 from tests.system.conftest import REPO, start_service
+from tests.system.monitoring import health as _health
+from tests.system.monitoring import scrape as _scrape
 
 NO_ALARM, MINOR, MAJOR = 0, 1, 2
 
@@ -22,7 +24,9 @@ def test_fault_broker_down_and_events_pending_raise_alarms_then_clear(
     port = procs.free_port()  # the broker comes up only at the end
     config = (REPO / "configs" / "sim.yaml").read_text()
     config += "alarms:\n  events_pending: [1, 2]\n"
+    metrics_port = procs.free_port()
     args = ["--kafka-bootstrap", f"127.0.0.1:{port}", "--no-validate"]
+    args += ["--metrics-port", str(metrics_port)]
     with start_service(log_dir, tmp_path, sim, args, config_text=config) as (client, P, _, _):
 
         def alarm(pv: str) -> int:
@@ -56,12 +60,22 @@ def test_fault_broker_down_and_events_pending_raise_alarms_then_clear(
         assert client.alarm(f"{P}State") == (MAJOR, 7)  # STATE
         client.put(f"{P}Abort", 1)
         assert client.get(f"{P}State") == "Idle" and alarm("State") == NO_ALARM
+        # what Prometheus scrapes, read with prometheus_client's own parser; /health: 503
+        scraped = _scrape(metrics_port)
+        assert scraped[("assonant_events_pending", ())] == 2
+        assert scraped[("assonant_kafka_connected", ())] == 0
+        assert scraped[("assonant_files_written_total", ())] == 2
+        assert scraped[("assonant_state", (("state", "Idle"),))] == 1
+        assert scraped[("assonant_state", (("state", "Fault"),))] == 0
+        assert _health(metrics_port) == (503, "Kafka broker unreachable")
         # the broker back: the events delivered, every alarm clears
         with procs.broker(log_dir, port):
             wait_alarm("EventsPending", NO_ALARM, "events delivered")
             wait_alarm("KafkaConnected", NO_ALARM, "broker back")
             assert client.get(f"{P}EventsPending") == 0
             assert client.get(f"{P}KafkaConnected") == "Yes"
+            assert _health(metrics_port) == (200, "ok")
+            assert _scrape(metrics_port)[("assonant_events_pending", ())] == 0
         # devIocStats' names
         assert client.get(f"{P}HOSTNAME") == socket.gethostname()[:39]
         held = Context()  # a client that stays connected, as a panel does

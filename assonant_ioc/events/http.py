@@ -1,0 +1,69 @@
+"""A small HTTP endpoint for a service's monitoring (no framework): ``/metrics`` in
+Prometheus' text format, ``/health`` (200 healthy, 503 not, with the reason), and any other
+paths the service gives (its JSON status); anything else is 404."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping
+
+#: one metric: (name, type "gauge" or "counter", help, [(labels, value)])
+Metric = tuple[str, str, str, list[tuple[Mapping[str, str], float]]]
+
+
+def exposition(metrics: list[Metric]) -> bytes:
+    """Prometheus' text exposition format (version 0.0.4)."""
+    lines = []
+    for name, kind, text, samples in metrics:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            said = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            number = "NaN" if math.isnan(value) else repr(float(value))
+            lines.append(f"{name}{{{said}}} {number}" if said else f"{name} {number}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+async def serve(
+    host: str,
+    port: int,
+    metrics: Callable[[], list[Metric]],
+    health: Callable[[], str],
+    others: Mapping[str, Callable[[], tuple[str, bytes]]] | None = None,
+) -> asyncio.Server:
+    """``health()`` returns "" when healthy, else why not (a 503 with that text)."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            parts = head.split(b" ", 2)
+            path = parts[1].decode(errors="replace").split("?", 1)[0] if len(parts) > 1 else "/"
+            code, kind, body = "200 OK", "text/plain; charset=utf-8", b""
+            if path == "/metrics":
+                kind = "text/plain; version=0.0.4; charset=utf-8"
+                body = exposition(metrics())
+            elif path == "/health":
+                why = health()
+                code = "200 OK" if not why else "503 Service Unavailable"
+                body = (why or "ok").encode() + b"\n"
+            elif others and path in others:
+                kind, body = others[path]()
+            else:
+                code, body = "404 Not Found", b"paths: /metrics, /health\n"
+            writer.write(
+                f"HTTP/1.1 {code}\r\nContent-Type: {kind}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port)

@@ -188,7 +188,9 @@ def test_hostile_writes_are_refused_with_a_reason_and_change_nothing(
             assert error.startswith(reason) and "marker/" not in error, (pv, value, error)
             assert client.get(f"{P}State") == "Idle"
         assert accepted == [], accepted
-        assert lag < 100, f"a write held the event loop for {lag} ms"
+        # a write handled on the event loop would hold it for seconds (a 1 MB value): the
+        # bound catches that, not a loaded machine's scheduling (300 ms seen in CI)
+        assert lag < 1000, f"a write held the event loop for {lag} ms"
         assert {name: client.get(f"{P}{name}") for name in settings} == before
         assert proc.popen.poll() is None
         # and the IOC still runs a normal experiment

@@ -65,6 +65,7 @@ from assonant_ioc.ioc.inputs import (
     sent_value,
     text_problem,
 )
+from assonant_ioc.ioc.sdnotify import notify, watchdog_period
 from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
@@ -325,6 +326,7 @@ class AssonantIOC(PVGroup):
         self._last_updates = (0, time.monotonic())
         self._callback_errors = 0
         self._kafka_shown: str | None = None
+        self._watchdog = 0.0
         self._ready = False
         self.config = config
         self.sender = sender
@@ -507,6 +509,7 @@ class AssonantIOC(PVGroup):
             signal.SIGHUP, lambda: self.lifecycle.spawn(self._reload_acf())
         )
         self._ready = True
+        notify(f"READY=1\nSTATUS={self.config.beamline}: {heard} of {total} PVs")
         if self.status.value == "Starting":  # a refusal during start-up stays on show
             missing = f" ({total - heard} without a value yet)" if heard < total else ""
             await self._say(f"Idle: {self.config.beamline}, {total} PVs{missing}")
@@ -515,6 +518,7 @@ class AssonantIOC(PVGroup):
 
     @status.shutdown
     async def status(self, instance: Any, async_lib: Any) -> None:
+        notify("STOPPING=1")
         await self.lifecycle.stop()
         await asyncio.to_thread(self.monitor.stop)
 
@@ -551,6 +555,10 @@ class AssonantIOC(PVGroup):
         if pending != self.events_pending.value:
             await self.events_pending.write(pending)  # its limits set the alarm
         await self._iocstats(instance.value)
+        period = watchdog_period()  # systemd's WatchdogSec: the loop is alive
+        if period is not None and time.monotonic() - self._watchdog >= period:
+            self._watchdog = time.monotonic()
+            notify("WATCHDOG=1")
 
     def _metrics(self) -> list[Metric]:
         """What Prometheus scrapes: the state, files, events pending, updates/s, loop lag,

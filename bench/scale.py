@@ -31,7 +31,8 @@ def pv_names(prefix: str, n: int) -> list[str]:
 
 def write_scale_config(path: Path, prefix: str, n: int, during: int = 0) -> Path:
     """A config with ``n`` PVs in 100 detector-like components; the first ``during`` also record."""
-    lines = ["beamline: SCALE", "instrument:"]
+    # the local broker (Tansu) grants no producer id
+    lines = ["beamline: SCALE", "kafka:", "  idempotent: false", "instrument:"]
     per = max(1, n // 100)
     for c in range(0, n, per):
         lines += [f"  - name: comp{c // per:03d}", "    class: Sensor", "    fields:"]

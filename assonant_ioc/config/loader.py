@@ -409,7 +409,7 @@ def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
     if not isinstance(raw, dict):
         p.add(line, "'kafka' must be a mapping with bootstrap, topic, enabled")
         return KafkaSettings()
-    unknown = set(raw) - {"bootstrap", "topic", "enabled", LINE, KEY_LINES}
+    unknown = set(raw) - {"bootstrap", "topic", "enabled", "idempotent", LINE, KEY_LINES}
     for key in sorted(unknown):
         p.add(_line(raw, key), f"unknown kafka setting {key!r}")
     topic = str(raw.get("topic") or "assonant.files")
@@ -420,6 +420,7 @@ def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
         bootstrap=str(bootstrap) if bootstrap else None,
         topic=topic,
         enabled=bool(raw.get("enabled", True)),
+        idempotent=bool(raw.get("idempotent", True)),
     )
 
 

@@ -173,6 +173,9 @@ class KafkaSettings:
     bootstrap: str | None = None
     topic: str = "assonant.files"
     enabled: bool = True
+    #: an idempotent producer (a retried send is never written twice); off only for a
+    #: broker that grants no producer id
+    idempotent: bool = True
 
 
 #: Filters for long time series and arrays (``compression: {filter: ...}``).

@@ -111,7 +111,7 @@ class NexusCallback:
 
         kafka = self.config.kafka
         assert kafka.bootstrap is not None
-        sender = EventSender(kafka.bootstrap, kafka.topic)
+        sender = EventSender(kafka.bootstrap, kafka.topic, idempotent=kafka.idempotent)
         try:
             for pending in self.writer.outbox.pending():
                 if not pending.ready:

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = RunWriter(config, state_dir, data_dir, run_timeout=args.run_timeout)
     sender = None
     if config.kafka.enabled and not args.no_events:
-        sender = EventSender(bootstrap, config.kafka.topic)
+        sender = EventSender(bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent)
     consumer = DocumentConsumer(
         writer, bootstrap, args.topic, args.group or f"assonant-bluesky-{config.beamline}", sender
     )

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class EventSender:
-    def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, timeout: float = 10.0, idempotent: bool = True
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.timeout = timeout
@@ -32,9 +34,18 @@ class EventSender:
         self.last_error = ""
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
-        #: turned off when the broker grants no producer id (InitProducerId): some
-        #: Kafka-protocol brokers (Tansu) do not; consumers then drop repeats by event_id
-        self.idempotent = True
+        #: the config's ``kafka: {idempotent: ...}`` (on by default). Some Kafka-protocol
+        #: brokers (Tansu) grant no producer id (InitProducerId): with it on, their refusal
+        #: is a send failure that names the setting, never a silent downgrade; with it off,
+        #: a retry after a lost acknowledgement repeats an event (same event_id: consumers
+        #: drop the repeat), said once at start
+        self.idempotent = idempotent
+        if not idempotent:
+            log.warning(
+                "Kafka producer for %s is not idempotent (config kafka: idempotent: false): "
+                "a retry after a lost acknowledgement may repeat an event, with its event_id",
+                bootstrap,
+            )
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -45,14 +56,11 @@ class EventSender:
                 await producer.stop()
                 if not self.idempotent or isinstance(err, KafkaConnectionError):
                     raise SendFailed(f"Kafka broker {self.bootstrap} unreachable: {err!r}") from err
-                log.warning(
-                    "Kafka broker %s grants no producer id (%r): idempotent producer off; "
-                    "a repeated event keeps its event_id",
-                    self.bootstrap,
-                    err,
-                )
-                self.idempotent = False
-                return await self._ensure_producer()
+                raise SendFailed(
+                    f"Kafka broker {self.bootstrap} grants no producer id for an idempotent "
+                    f"producer ({err!r}): if it cannot (some Kafka-protocol brokers), set "
+                    "kafka: {idempotent: false} in the config"
+                ) from err
             except (OSError, asyncio.TimeoutError) as err:
                 await producer.stop()
                 raise SendFailed(f"Kafka broker {self.bootstrap} unreachable: {err!r}") from err

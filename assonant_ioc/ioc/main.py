@@ -46,6 +46,12 @@ def _parse_args(
     )
     kafka.add_argument("--no-kafka", action="store_true", help="write files, send no events")
     parser.add_argument(
+        "--kafka-idempotent",
+        choices=("on", "off"),
+        help="an idempotent producer (overrides the config's kafka: idempotent; off only for "
+        "a broker that grants no producer id)",
+    )
+    parser.add_argument(
         "--no-validate", action="store_true", help="do not run the NeXus validators after a write"
     )
     parser.add_argument(
@@ -109,6 +115,8 @@ def build_config(args: argparse.Namespace) -> BeamlineConfig:
         kafka = replace(kafka, enabled=False)
     elif args.kafka_bootstrap:
         kafka = replace(kafka, bootstrap=args.kafka_bootstrap, enabled=True)
+    if args.kafka_idempotent:
+        kafka = replace(kafka, idempotent=args.kafka_idempotent == "on")
     return replace(config, kafka=kafka)
 
 
@@ -131,7 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     ioc_options["prefix"] = ioc_options["prefix"] or config.prefix
     sender = None
     if config.kafka.enabled and config.kafka.bootstrap:
-        sender = EventSender(config.kafka.bootstrap, config.kafka.topic)
+        sender = EventSender(
+            config.kafka.bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent
+        )
     elif config.kafka.enabled:
         log.warning("no Kafka bootstrap configured: files are written, no events are sent")
     autosave = Autosave(

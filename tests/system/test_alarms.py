@@ -89,3 +89,31 @@ def test_fault_broker_down_and_events_pending_raise_alarms_then_clear(
         assert client.get(f"{P}UPTIME").startswith("0 days, 00:")
         assert client.get(f"{P}STARTTOD") == client.get(f"{P}StartTime")
         assert client.alarm(f"{P}LoopLag")[0] == NO_ALARM
+
+
+def test_a_broker_without_producer_ids_is_named_never_a_silent_downgrade(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """The test broker (Tansu) grants no producer id. With the config's idempotent producer
+    on (the default for a real Kafka), the event is kept and the reason names the setting;
+    the shipped sim configs turn it off for this broker, and the log says so at start."""
+    args = ["--kafka-bootstrap", kafka, "--no-validate", "--kafka-idempotent", "on"]
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _, _):
+        client.put(f"{P}ExperimentId", "idempotent-on")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        procs.wait_until(
+            lambda: "grants no producer id" in client.get(f"{P}LastError"), 30, "the reason"
+        )
+        assert "kafka: {idempotent: false}" in client.get(f"{P}LastError")
+        # kept, not sent without idempotence
+        procs.wait_until(lambda: client.get(f"{P}EventsPending") == 1, 10, "kept")
+        assert client.get(f"{P}KafkaConnected") == "No"
+    off = ["--kafka-bootstrap", kafka, "--no-validate"]  # sim.yaml: idempotent: false
+    (tmp_path / "off").mkdir()
+    with start_service(log_dir, tmp_path / "off", sim, off) as (client, P, _, proc):
+        assert "is not idempotent (config kafka: idempotent: false)" in proc.tail(100)
+        client.put(f"{P}ExperimentId", "idempotent-off")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        procs.wait_until(lambda: client.get(f"{P}EventsPending") == 0, 30, "sent")

@@ -212,3 +212,14 @@ def test_alarm_limits_from_the_config_and_every_bad_one_named(tmp_path: Path) ->
     text = str(err.value)
     assert "events_pending must be [HIGH, HIHI] with 0 < HIGH < HIHI, not [5, 1]" in text
     assert "alarms: unknown key 'loop_lag'" in text
+
+
+def test_the_idempotent_producer_is_on_unless_the_config_turns_it_off(tmp_path: Path) -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    base = (configs / "mogno.yaml").read_text()
+    assert load_config(configs / "mogno.yaml").kafka.idempotent is True  # a real Kafka
+    assert load_config(configs / "sim.yaml").kafka.idempotent is False  # the local broker
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base.replace("kafka:\n", "kafka:\n  idempotence: false\n", 1))
+    with pytest.raises(ConfigError, match="unknown kafka setting 'idempotence'"):
+        load_config(bad)

@@ -4,6 +4,8 @@ usage: assonant-ioc [serve] --config FILE [...]   run the IOC (serve --help: its
        assonant-ioc check --config FILE           which PVs of a config answer, units, types
        assonant-ioc inspect FILE                  a NeXus file's tree, with each value's PV
        assonant-ioc panel [-o FILE]               (re)generate the Phoebus panel
+       assonant-ioc alarms --prefix P [-o FILE] [--archiver FILE]
+                                                  the alarm-server config, the archiver list
        assonant-ioc configs                       the configs shipped (--config NAME)
        assonant-ioc demo [--data-dir DIR]         broker, sim beamline, IOC, one experiment
        assonant-ioc sim [--kind caproto|c]        the simulated beamline alone
@@ -21,7 +23,18 @@ import importlib
 import sys
 import textwrap
 
-COMMANDS = ("serve", "check", "inspect", "panel", "configs", "demo", "sim", "catalog", "bluesky")
+COMMANDS = (
+    "serve",
+    "check",
+    "inspect",
+    "panel",
+    "alarms",
+    "configs",
+    "demo",
+    "sim",
+    "catalog",
+    "bluesky",
+)
 
 
 def installed(module: str) -> bool:
@@ -68,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
         from assonant_ioc.ioc.panel import main as panel
 
         panel(argv[1:])
+        return
+    if command == "alarms":
+        from assonant_ioc.ioc.alarm_config import main as alarms
+
+        alarms(argv[1:])
         return
     if command == "configs":
         from assonant_ioc.config.loader import packaged_configs

@@ -2,7 +2,8 @@
 #   docker build -t assonant-ioc .
 #   docker run --rm -p 5064:5064 -p 5064:5064/udp -v data:/data -v state:/state \
 #       assonant-ioc --config sim --no-kafka
-FROM python:3.11-slim
+# a fixed base (the Python the tests run on), not a floating tag
+FROM python:3.11.7-slim-bookworm
 WORKDIR /opt/assonant-ioc
 COPY pyproject.toml README.md constraints.txt ./
 # the example configs and the C IOC's database are package data

@@ -25,12 +25,10 @@ yet delivered are kept in --state-dir and survive a crash or a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -43,15 +41,14 @@ from assonant_ioc.config import BeamlineConfig
 from assonant_ioc.config.spec import check_file_name_template
 from assonant_ioc.errors import CommandRefused, ConfigError
 from assonant_ioc.events import http
-from assonant_ioc.events.http import Metric
 from assonant_ioc.events.kafka import EventSender
+from assonant_ioc.ioc import stats
 from assonant_ioc.ioc.access import COMMANDS_ASG, SETTINGS_ASG, Access, Policy, load_acf
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.ca_server import (
     NO_WRITE_ACCESS,
     PUT_FAILED,
     PUT_NOTIFY,
-    client_count,
     push_access_rights,
     restore_client_port,
 )
@@ -489,10 +486,12 @@ class AssonantIOC(PVGroup):
     @status.startup
     async def status(self, instance: Any, async_lib: Any) -> None:
         await self.start_time.write(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self._started)))
-        await self._alarm_limits()
+        await stats.alarm_limits(self)
         if self._metrics_at is not None:
             host, port = self._metrics_at
-            self._metrics_server = await http.serve(host, port, self._metrics, self._health)
+            self._metrics_server = await http.serve(
+                host, port, lambda: stats.metrics(self), lambda: stats.health(self)
+            )
             log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
         self.lifecycle.spawn(self._lag.run())
         await self._restore()
@@ -554,123 +553,11 @@ class AssonantIOC(PVGroup):
         pending = len(self.lifecycle.outbox)
         if pending != self.events_pending.value:
             await self.events_pending.write(pending)  # its limits set the alarm
-        await self._iocstats(instance.value)
+        await stats.iocstats(self, instance.value)
         period = watchdog_period()  # systemd's WatchdogSec: the loop is alive
         if period is not None and time.monotonic() - self._watchdog >= period:
             self._watchdog = time.monotonic()
             notify("WATCHDOG=1")
-
-    def _metrics(self) -> list[Metric]:
-        """What Prometheus scrapes: the state, files, events pending, updates/s, loop lag,
-        the journal's bytes and the PVs connected."""
-        state = str(self.state.value)
-        journal = self.lifecycle.journal.dir
-        size = 0
-        with contextlib.suppress(OSError):
-            size = sum(p.stat().st_size for p in journal.iterdir() if p.is_file())
-        kafka = 1.0 if self.sender is not None and self.sender.connected else 0.0
-        return [
-            (
-                "assonant_state",
-                "gauge",
-                "1 for the state the IOC is in",
-                [({"state": s}, float(s == state)) for s in STATE_STRINGS],
-            ),
-            (
-                "assonant_files_written_total",
-                "counter",
-                "files written",
-                [({}, self.files_written.value)],
-            ),
-            (
-                "assonant_events_pending",
-                "gauge",
-                "events not yet acknowledged",
-                [({}, len(self.lifecycle.outbox))],
-            ),
-            (
-                "assonant_updates_per_second",
-                "gauge",
-                "PV updates received per second",
-                [({}, self.update_rate.value)],
-            ),
-            (
-                "assonant_loop_lag_ms",
-                "gauge",
-                "worst event-loop delay over the last second",
-                [({}, self.loop_lag.value)],
-            ),
-            ("assonant_journal_bytes", "gauge", "the experiment in progress on disk", [({}, size)]),
-            (
-                "assonant_pvs_connected",
-                "gauge",
-                "beamline PVs connected",
-                [({}, self.pvs_connected.value)],
-            ),
-            (
-                "assonant_pvs_total",
-                "gauge",
-                "beamline PVs configured",
-                [({}, self.pvs_total.value)],
-            ),
-            (
-                "assonant_kafka_connected",
-                "gauge",
-                "the broker answered the last attempt",
-                [({}, kafka)],
-            ),
-            (
-                "assonant_not_durable",
-                "gauge",
-                "captured, held in memory",
-                [({}, self.not_durable.value)],
-            ),
-        ]
-
-    def _health(self) -> str:
-        """Empty when healthy; else why not: the broker (when one is configured) or the state
-        directory failing."""
-        if self.sender is not None and not self.sender.connected:
-            return "Kafka broker unreachable"
-        if self.state_dir_ok.value != "Yes":
-            return "the state directory cannot take the experiment (see LastError)"
-        return ""
-
-    async def _alarm_limits(self) -> None:
-        """The config's HIGH (MINOR) and HIHI (MAJOR) limits; the low limits below any value
-        (caproto alarms on value <= LOW when the low limits differ from the high ones)."""
-        limits = self.config.alarms
-        for pv, (high, hihi) in (
-            (self.loop_lag, limits.loop_lag_ms),
-            (self.mem_used, limits.mem_used_mb),
-            (self.events_pending, limits.events_pending),
-        ):
-            await pv.write_metadata(
-                upper_warning_limit=high,
-                upper_alarm_limit=hihi,
-                lower_warning_limit=-1,
-                lower_alarm_limit=-2,
-            )
-        await self.ioc_starttod.write(self.start_time.value)
-        await self.ioc_hostname.write(socket.gethostname()[:39])
-        with contextlib.suppress(OSError, ValueError):
-            import resource
-
-            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-            await self.ioc_fd_max.write(min(int(soft), 2**31 - 1))
-
-    async def _iocstats(self, heartbeat: int) -> None:
-        """devIocStats' names, each second."""
-        up = int(time.time() - self._started)
-        days, rest = divmod(up, 86400)
-        await self.ioc_heartbeat.write(heartbeat)
-        hms = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
-        await self.ioc_uptime.write(f"{days} days, {hms}")
-        await self.ioc_cpu_load.write(self.cpu_load.value)
-        await self.ioc_mem_used.write(self.mem_used.value * 1e6)
-        await self.ioc_ca_clients.write(client_count())
-        with contextlib.suppress(OSError):
-            await self.ioc_fd_count.write(len(os.listdir("/proc/self/fd")))
 
     # -- commands -----------------------------------------------------------------------------
     @snapshot_pre.putter

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.lifecycle.journal import write_durable
+
 log = logging.getLogger(__name__)
 
 
@@ -26,21 +28,6 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
-
-
-def _write_durable(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename over ``path``, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Autosave:
@@ -85,7 +72,7 @@ class Autosave:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             _read(self.path)
-            _write_durable(self.backup, self.path.read_bytes())
+            write_durable(self.backup, self.path.read_bytes())
         except (OSError, ValueError):
             pass  # none yet, or unreadable: the backup keeps the last good one
-        _write_durable(self.path, json.dumps(settings, indent=1, sort_keys=True).encode())
+        write_durable(self.path, json.dumps(settings, indent=1, sort_keys=True).encode())

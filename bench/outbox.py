@@ -22,11 +22,16 @@ def _event() -> dict[str, object]:
     return {"event_id": uuid.uuid4().hex, "file_path": "/data/x.nxs", "n": 1}
 
 
-def drain(n: int, work: Path, per: int = 1000) -> list[float]:
-    """Seconds per ``per`` events taken and removed, in order."""
+def _filled(n: int, work: Path) -> Outbox:
     box = Outbox(work)
     for _ in range(n):
         box.put("key", _event(), True)
+    return box
+
+
+def drain(n: int, work: Path, per: int = 1000) -> list[float]:
+    """Seconds per ``per`` events taken and removed, in order."""
+    _filled(n, work)
     box = Outbox(work)  # a restart: the index read from disk once
     times, t = [], time.perf_counter()
     done = 0
@@ -42,9 +47,7 @@ def drain(n: int, work: Path, per: int = 1000) -> list[float]:
 
 def drain_rescanning(n: int, work: Path, per: int = 500) -> list[float]:
     """The same, every event's take reading every file left (the outbox before its index)."""
-    box = Outbox(work)
-    for _ in range(n):
-        box.put("key", _event(), True)
+    box = _filled(n, work)
     times, t = [], time.perf_counter()
     done = 0
     while True:

@@ -11,9 +11,9 @@ from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.journal import RunJournal
 from assonant_ioc.documents.mapping import RunContent, content
 from assonant_ioc.lifecycle.build import room_for, write_file
-from assonant_ioc.model.components import Component, Experiment
+from assonant_ioc.model.components import Component, Experiment, LinkedData
 from assonant_ioc.snapshots import assemble
-from assonant_ioc.snapshots.capture import with_frame_counts
+from assonant_ioc.snapshots.capture import with_frame_counts, with_linked
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,6 @@ class RunJob:
     event_id: str
     #: the run had no stop document and is closed at this time (None: it stopped)
     closed_at: float | None = None
-
-
-def load(config: BeamlineConfig, state_dir: str, uid: str, closed_at: float | None) -> RunContent:
-    journal = RunJournal(Path(state_dir))
-    return content(config, journal.load(uid), closed_at)
 
 
 def build_run(job: RunJob) -> tuple[str, dict[str, Any]]:
@@ -67,14 +62,13 @@ def build_run(job: RunJob) -> tuple[str, dict[str, Any]]:
 def with_frame_info(x: Experiment, found: RunContent) -> Experiment:
     """``x`` with each detector's per-frame image key, time and rotation from the run."""
 
-    def comp(c: Component) -> Component:
-        data, info = c.data, found.frame_info.get(c.name)
-        if data is not None and info is not None:
-            data = replace(data, keys=info.keys, times=info.times, positions=info.positions)
-        return replace(c, data=data, subcomponents=tuple(comp(s) for s in c.subcomponents))
+    def change(c: Component, data: LinkedData) -> LinkedData:
+        info = found.frame_info.get(c.name)
+        if info is None:
+            return data
+        return replace(data, keys=info.keys, times=info.times, positions=info.positions)
 
-    entries = tuple(replace(e, instrument=tuple(comp(c) for c in e.instrument)) for e in x.entries)
-    return replace(x, entries=entries)
+    return with_linked(x, change)
 
 
 def _link_external(tmp: Path, found: RunContent) -> None:

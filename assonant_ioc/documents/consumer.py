@@ -94,6 +94,23 @@ class DocumentConsumer:
     async def _in_worker(self, fn: Any, *args: Any) -> Any:
         return await self._worker.run(fn, *args)
 
+    def _new_consumer(self) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        return AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id="assonant-bluesky",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=6000,  # a group's first join takes 3 s, not 23 (Tansu)
+            heartbeat_interval_ms=2000,
+            max_partition_fetch_bytes=16 << 20,
+        )
+
     def line(self) -> str:
         w = self.writer
         return (
@@ -166,7 +183,6 @@ class DocumentConsumer:
                 log.warning("commit of %s failed: %r", offsets, err)
 
     async def run(self, stop: asyncio.Event) -> None:
-        from aiokafka import AIOKafkaConsumer
         from aiokafka.errors import KafkaError
 
         for uid in self.writer.recover():
@@ -178,19 +194,7 @@ class DocumentConsumer:
         for pending in self.writer.outbox.pending():
             if not pending.ready:
                 asyncio.get_running_loop().create_task(self.delivery.validate_and_release(pending))
-        consumer = AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            client_id="assonant-bluesky",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=5000,
-            fetch_max_wait_ms=100,
-            session_timeout_ms=6000,  # a group's first join takes 3 s, not 23 (Tansu)
-            heartbeat_interval_ms=2000,
-            max_partition_fetch_bytes=16 << 20,
-        )
+        consumer = self._new_consumer()
         while not stop.is_set():
             try:
                 await consumer.start()
@@ -200,15 +204,7 @@ class DocumentConsumer:
                 log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.retry_s)
-                consumer = AIOKafkaConsumer(
-                    *self.topics,
-                    bootstrap_servers=self.bootstrap,
-                    group_id=self.group,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    session_timeout_ms=6000,
-                    heartbeat_interval_ms=2000,
-                )
+                consumer = self._new_consumer()
         if stop.is_set():
             return
         log.info("consuming Bluesky documents from %s as group %s", self.topics, self.group)

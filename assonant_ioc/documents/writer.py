@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,12 +174,9 @@ class RunWriter:
         self.journal.sync()
         run = self.runs[uid]
         closed_at = None
-        if timed_out:
-            closed_at = max(
-                [float(run.start["time"])] if run.start else [],
-                default=time.time(),
-            )
-            closed_at = max([closed_at, *_times(run)])
+        if timed_out:  # at the last document's time
+            began = [float(run.start["time"])] if run.start else []
+            closed_at = max([*began, *_times(run)], default=time.time())
         intent = self.journal.writing(uid)
         if intent is not None and not self.outbox.find(intent["event_id"]):
             partial_path(Path(intent["final"])).unlink(missing_ok=True)
@@ -233,7 +229,6 @@ class RunWriter:
         self,
         uid: str,
         timed_out: bool = False,
-        build: Callable[[RunJob], tuple[str, dict[str, Any]]] = build_run,
         ready: bool = True,
     ) -> Written:
         """Write the run's file here and now (the callback's way)."""
@@ -241,7 +236,7 @@ class RunWriter:
         resumed = self.resume(job)
         if resumed is not None:
             return resumed
-        tmp, event = build(job)
+        tmp, event = build_run(job)
         return self.finish(job, tmp, event, ready)
 
     def close(self) -> None:

@@ -282,18 +282,23 @@ def assemble(
     return build_experiment(config, experiment_id, sample_name, entries, comment)
 
 
-def with_frame_counts(x: Experiment, counts: Mapping[str, int]) -> Experiment:
-    """``x`` with each detector file's frame count (path -> frames the detector said it
-    holds) in its LinkedData."""
+def with_linked(x: Experiment, change: Callable[[Component, LinkedData], LinkedData]) -> Experiment:
+    """``x`` with ``change(component, its LinkedData)`` for every component with frames."""
 
     def comp(c: Component) -> Component:
-        data = c.data
-        if data is not None:
-            data = replace(data, expected=tuple(counts.get(f, -1) for f in data.files))
+        data = change(c, c.data) if c.data is not None else None
         return replace(c, data=data, subcomponents=tuple(comp(s) for s in c.subcomponents))
 
     entries = tuple(replace(e, instrument=tuple(comp(c) for c in e.instrument)) for e in x.entries)
     return replace(x, entries=entries)
+
+
+def with_frame_counts(x: Experiment, counts: Mapping[str, int]) -> Experiment:
+    """``x`` with each detector file's frame count (path -> frames the detector said it
+    holds) in its LinkedData."""
+    return with_linked(
+        x, lambda _, data: replace(data, expected=tuple(counts.get(f, -1) for f in data.files))
+    )
 
 
 def build_experiment(

@@ -1,16 +1,16 @@
 """What an application definition needs from a beamline config, checked at load.
 
-The writer fills the rest (``definition``, per-frame ``image_key`` and
-``rotation_angle``, NXdata links, ``end_time_estimated``); what only the config
-can give is checked here, so a config that cannot fill a required field is
-refused at start, naming the field.
+The definition's table (``assonant_ioc/definitions/<name>.yaml``) lists what only the
+config can give; a config that cannot fill a required field is refused at start, naming
+the field in the config's terms. The writer fills the rest (``nexus/appdef.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
-from assonant_ioc.config.spec import AxisSpec, ComponentSpec
+from assonant_ioc import definitions
+from assonant_ioc.config.spec import ComponentSpec
+from assonant_ioc.config.units import registry, unit_problem
+from assonant_ioc.definitions import Requirement
 from assonant_ioc.model.components import ComponentClass, TransformationType
 
 Problem = tuple[int, str]
@@ -31,131 +31,103 @@ def _units(comp: ComponentSpec, name: str) -> str:
     return ""
 
 
-def _axis(comp: ComponentSpec, name: str) -> AxisSpec | None:
-    return next((ch.axis for ch in comp.channels if ch.name == name and ch.axis), None)
+def _dimension_problem(units: str, dimension: str) -> str | None:
+    """Why ``units`` are not of ``dimension`` (pint's ``[length]``), or None."""
+    if not dimension or units in ("pixel", "pixels"):
+        return None if not dimension else f"units of {dimension}, not {units!r}"
+    if unit_problem(units) is not None:
+        return unit_problem(units)
+    ureg = registry()
+    if ureg.Quantity(1, units).dimensionality != ureg.get_dimensionality(dimension):
+        return f"units of {dimension}, not {units!r}"
+    return None
 
 
-def _need(
-    comp: ComponentSpec, path: str, names: Iterable[str], problems: list[Problem], units: bool
-) -> None:
-    for name in names:
-        if name not in _names(comp):
-            problems.append((comp.line, f"{path}/{name} is required: give {comp.name!r} a {name}"))
-        elif units and not _units(comp, name):
-            problems.append((comp.line, f"{path}/{name} needs units in {comp.name!r}"))
+def _find(
+    req: Requirement, instrument: list[ComponentSpec], sample: ComponentSpec | None
+) -> ComponentSpec | None:
+    if req.sample:
+        return sample if sample is not None and req.name in ("", sample.name) else None
+    cls = ComponentClass.parse(req.component)
+    every = [c for top in instrument for c in top.walk()]
+    found = [c for c in every if c.component_class is cls and req.name in ("", c.name)]
+    # a definition's detector with frames is the one with frames (not an I0 counter)
+    framed = [c for c in found if c.frames is not None]
+    pick = framed if req.frames and framed else found
+    return pick[0] if pick else None
 
 
-def _nxtomo(instrument: list[ComponentSpec], sample: ComponentSpec | None) -> list[Problem]:
+def _check(
+    definition: str,
+    req: Requirement,
+    instrument: list[ComponentSpec],
+    sample: ComponentSpec | None,
+) -> list[Problem]:
+    comp = _find(req, instrument, sample)
+    what = f"{definition}: {req.path}"
+    if comp is None:
+        if req.sample:
+            named = f" named {req.name!r}" if req.name else ""
+            return [(0, f"{what} is required: add a sample{named}")]
+        named = f" named {req.name!r}" if req.name else ""
+        frames = " with frames: {file_pv: ...FullFileName_RBV}" if req.frames else ""
+        return [(0, f"{what} is required: add a {req.component} component{named}{frames}")]
     problems: list[Problem] = []
-    det = next((c for c in instrument if c.name == "detector"), None)
-    if det is None or det.component_class is not ComponentClass.DETECTOR:
+    if req.frames and comp.frames is None:
         problems.append(
             (
-                0,
-                "NXtomo: /ENTRY/instrument/detector/data is required: add a Detector component "
-                "named 'detector' with frames: {file_pv: ...FullFileName_RBV}",
-            )
-        )
-    elif det.frames is None:
-        problems.append(
-            (
-                det.line,
-                "NXtomo: /ENTRY/instrument/detector/data is required: give 'detector' "
+                comp.line,
+                f"{definition}: {req.frames} is required: give {comp.name!r} "
                 "frames: {file_pv: ...FullFileName_RBV}",
             )
         )
-    if sample is None or sample.name != "sample":
-        problems.append((0, "NXtomo: /ENTRY/sample is required: add a sample named 'sample'"))
-    elif not any(
-        ch.axis is not None and ch.axis.transformation_type is TransformationType.ROTATION
-        for ch in sample.channels
+    for name in (*req.fields, *(n for n, _ in req.units)):
+        if name not in _names(comp):
+            problems.append((comp.line, f"{what}/{name} is required: give {comp.name!r} a {name}"))
+    for name, dimension in req.units:
+        if name not in _names(comp):
+            continue
+        units = _units(comp, name)
+        if not units:
+            problems.append((comp.line, f"{what}/{name} needs units in {comp.name!r}"))
+        elif (why := _dimension_problem(units, dimension)) is not None:
+            problems.append((comp.line, f"{what}/{name} in {comp.name!r} needs {why}"))
+    for name in req.axes:
+        axis = next((ch.axis for ch in comp.channels if ch.name == name and ch.axis), None)
+        if axis is None:
+            problems.append(
+                (
+                    comp.line,
+                    f"{what}/{name} is required: an axis of {comp.name!r} with units, "
+                    "vector and offset",
+                )
+            )
+        elif axis.offset is None:
+            problems.append((comp.line, f"{what}/{name}@offset is required"))
+    axes = [ch.axis for ch in comp.channels if ch.axis is not None]
+    if req.axis == "rotation" and not any(
+        a.transformation_type is TransformationType.ROTATION for a in axes
     ):
         problems.append(
             (
-                sample.line,
-                "NXtomo: /ENTRY/sample/rotation_angle is required: give the sample "
-                "a rotation axis (its PV recorded during the exposure)",
+                comp.line,
+                f"{what}/rotation_angle is required: give {comp.name!r} a rotation axis "
+                "(its PV recorded during the exposure)",
+            )
+        )
+    elif req.axis == "any" and not axes:
+        problems.append(
+            (
+                comp.line,
+                f"{what}/depends_on is required: give {comp.name!r} its goniometer axes",
             )
         )
     return problems
-
-
-def _nxmx(instrument: list[ComponentSpec], sample: ComponentSpec | None) -> list[Problem]:
-    problems: list[Problem] = []
-    every = [c for top in instrument for c in top.walk()]
-
-    def one(cls: ComponentClass, path: str) -> ComponentSpec | None:
-        found = next((c for c in every if c.component_class is cls), None)
-        if found is None:
-            problems.append((0, f"NXmx: {path} is required: add a {cls.value} component"))
-        return found
-
-    det = one(ComponentClass.DETECTOR, "/ENTRY/INSTRUMENT/DETECTOR")
-    if det is not None and det.frames is None:
-        problems.append(
-            (
-                det.line,
-                f"NXmx: /ENTRY/DATA is required: give {det.name!r} "
-                "frames: {file_pv: ...FullFileName_RBV}",
-            )
-        )
-    if det is not None:
-        _need(det, "NXmx: DETECTOR", ["sensor_material"], problems, units=False)
-        _need(det, "NXmx: DETECTOR", ["sensor_thickness"], problems, units=True)
-        module = next(
-            (s for s in det.subcomponents if s.component_class is ComponentClass.DETECTOR_MODULE),
-            None,
-        )
-        if module is None:
-            problems.append(
-                (
-                    det.line,
-                    f"NXmx: DETECTOR/DETECTOR_MODULE is required: give {det.name!r} a "
-                    "DetectorModule subcomponent",
-                )
-            )
-        else:
-            _need(module, "NXmx: DETECTOR_MODULE", ["data_origin", "data_size"], problems, False)
-            for name in ("fast_pixel_direction", "slow_pixel_direction"):
-                axis = _axis(module, name)
-                if axis is None:
-                    problems.append(
-                        (
-                            module.line,
-                            f"NXmx: DETECTOR_MODULE/{name} is required: an axis of "
-                            f"{module.name!r} with units, vector and offset",
-                        )
-                    )
-                elif axis.offset is None:
-                    problems.append(
-                        (module.line, f"NXmx: DETECTOR_MODULE/{name}@offset is required")
-                    )
-    beam = one(ComponentClass.BEAM, "/ENTRY/INSTRUMENT/BEAM")
-    if beam is not None:
-        _need(beam, "NXmx: BEAM", ["incident_wavelength"], problems, units=True)
-    source = one(ComponentClass.STORAGE_RING, "/ENTRY/INSTRUMENT/SOURCE")
-    if source is not None:
-        _need(source, "NXmx: SOURCE", ["name"], problems, units=False)
-    if sample is None:
-        problems.append((0, "NXmx: /ENTRY/SAMPLE is required: add a sample"))
-    elif not any(ch.axis is not None for ch in sample.channels):
-        problems.append(
-            (
-                sample.line,
-                "NXmx: /ENTRY/SAMPLE/depends_on is required: give the sample its goniometer axes",
-            )
-        )
-    return problems
-
-
-_CHECKS: dict[str, Callable[[list[ComponentSpec], ComponentSpec | None], list[Problem]]] = {
-    "NXtomo": _nxtomo,
-    "NXmx": _nxmx,
-}
 
 
 def missing_for_definition(
     definition: str, instrument: list[ComponentSpec], sample: ComponentSpec | None
 ) -> list[Problem]:
     """(line, message) for each thing ``definition`` requires that the config does not give."""
-    return _CHECKS[definition](instrument, sample)
+    table = definitions.get(definition)
+    return [p for req in table.require for p in _check(definition, req, instrument, sample)]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from assonant_ioc import definitions
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 
 ALL_MOMENTS = frozenset(Moment)
@@ -200,8 +201,9 @@ class AlarmLimits:
     events_pending: tuple[float, float] = (10.0, 100.0)
 
 
-#: Application definitions a config may name (``definition: NXtomo``).
-DEFINITIONS = ("NXtomo", "NXmx")
+#: Application definitions a config may name (``definition: NXtomo``): the tables shipped in
+#: ``assonant_ioc/definitions``.
+DEFINITIONS = definitions.names()
 
 
 @dataclass(frozen=True)

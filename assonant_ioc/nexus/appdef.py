@@ -1,4 +1,5 @@
-"""Application definitions (NXtomo, NXmx): what the entry holding the exposure adds.
+"""Application definitions: the named builders of what a table cannot say (NXtomo's per-frame
+angles, NXmx's sweep and detector chain), and the helpers the table steps share.
 
 The config check (``assonant_ioc.config.appdef``) made sure the components are
 there; this module writes what is derived from them: ``definition``,
@@ -23,7 +24,6 @@ from assonant_ioc.model.components import (
     Entry,
     TransformationType,
 )
-from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.frames import constant_step, exposure_window, frame_metadata, positions_at
 from assonant_ioc.nexus.provenance import move
 
@@ -122,7 +122,7 @@ def _exposures(
     return exposure_window(stamps, exposure, stamp)
 
 
-def _scalar(group: h5py.Group, name: str) -> h5py.Dataset | None:
+def one_value(group: h5py.Group, name: str) -> h5py.Dataset | None:
     """``group[name]`` as one value: a recorded series (NXlog) moves to ``<name>_log`` and
     ``<name>`` is its median (the tomography programs read one energy, distance or pixel
     size per scan). None when there is no such field or no finite value."""
@@ -165,16 +165,16 @@ def _nxtomo_geometry(group: h5py.Group, entry: Entry) -> None:
             if not isinstance(where, h5py.Group):
                 continue
             if sub.component_class is ComponentClass.BEAM and energy is None:
-                energy = _scalar(where, "incident_energy")
+                energy = one_value(where, "incident_energy")
             elif sub.component_class.nx_class == "NXmonochromator" and energy is None:
-                energy = _scalar(where, "energy")
+                energy = one_value(where, "energy")
     if energy is not None and energy.name != f"{instrument.name}/beam/incident_energy":
         beam = instrument.get("beam")
         if beam is None:
             beam = instrument.create_group("beam")
             beam.attrs["NX_class"] = "NXbeam"
         link(beam, "incident_energy", energy)
-    missing = [n for n in ("distance", "x_pixel_size", "y_pixel_size") if _scalar(det, n) is None]
+    missing = [n for n in ("distance", "x_pixel_size", "y_pixel_size") if one_value(det, n) is None]
     missing += [] if energy is not None else ["energy (NXbeam incident_energy or a monochromator)"]
     if missing:
         log.warning(
@@ -217,7 +217,6 @@ def _nxtomo(group: h5py.Group, entry: Entry, checks: Checks) -> None:
     # every per-frame field says which dimension it follows: a reader guessing from shapes
     # cannot tell when there are as many frames as pixels on a side (scippnexus gave up)
     nxdata.attrs["image_key_indices"] = 0
-    _nxtomo_geometry(group, entry)
 
 
 def link(group: h5py.Group, name: str, target: h5py.Dataset) -> None:
@@ -230,7 +229,7 @@ def link(group: h5py.Group, name: str, target: h5py.Dataset) -> None:
 def _in_any_entry(group: h5py.Group, path: str) -> h5py.Dataset | None:
     """``group[path]`` as one value, else the same field of another entry of the file (a
     distance captured before the sweep, say)."""
-    found = _scalar(group.parent[path.rsplit("/", 1)[0]], path.rsplit("/", 1)[1])
+    found = one_value(group.parent[path.rsplit("/", 1)[0]], path.rsplit("/", 1)[1])
     if found is not None:
         return found
     for other in group.file.values():
@@ -512,7 +511,7 @@ def _nxmx_detector(group: h5py.Group, entry: Entry, checks: Checks) -> None:
                 size = det.create_dataset(name, data=float(axis[()]))
                 size.attrs["units"] = axis.attrs.get("units", "mm")
         on = det_z.name
-        bx, by = _scalar(det, "beam_center_x"), _scalar(det, "beam_center_y")
+        bx, by = one_value(det, "beam_center_x"), one_value(det, "beam_center_y")
         if bx is not None and by is not None:
             corner = -(
                 float(bx[()]) * _mm(fast) * np.asarray(fast.attrs["vector"], dtype=np.float64)
@@ -530,16 +529,15 @@ def _nxmx_detector(group: h5py.Group, entry: Entry, checks: Checks) -> None:
             axis.attrs["depends_on"] = on
 
 
-def _nxmx(group: h5py.Group, entry: Entry, checks: Checks) -> None:
-    group.create_dataset("end_time_estimated", data=iso(entry.end_time))
+def _source_in_entry(group: h5py.Group, entry: Entry, checks: Checks) -> None:
+    """NXmx wants the NXsource in the entry too: the storage ring's, or (not captured at
+    this moment) the one of an earlier entry."""
     for comp in entry.instrument:
         for sub in comp.walk():
             path = f"instrument/{'/'.join(_path_to(comp, sub))}"
-            if sub.component_class is ComponentClass.BEAM:
-                _scalar(group[path], "incident_wavelength")  # one wavelength per sweep
-            elif sub.component_class is ComponentClass.STORAGE_RING and "source" not in group:
-                group["source"] = group[path]  # NXmx wants the NXsource in the entry too
-    if "source" not in group:  # not captured at this moment: the one of an earlier entry
+            if sub.component_class is ComponentClass.STORAGE_RING and "source" not in group:
+                group["source"] = group[path]
+    if "source" not in group:
         for other in group.file.values():
             found = [
                 g
@@ -549,8 +547,6 @@ def _nxmx(group: h5py.Group, entry: Entry, checks: Checks) -> None:
             if found:
                 group["source"] = found[0]
                 break
-    _nxmx_sweep(group, entry, checks)
-    _nxmx_detector(group, entry, checks)
 
 
 def _path_to(top: Component, target: Component) -> list[str]:
@@ -564,13 +560,15 @@ def _path_to(top: Component, target: Component) -> list[str]:
     return []
 
 
-_FILL = {"NXtomo": _nxtomo, "NXmx": _nxmx}
-
-
-def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Checks) -> None:
-    """Write ``definition`` and what it derives into the NXentry ``group`` of ``entry``."""
-    group.create_dataset("definition", data=definition)
-    _FILL[definition](group, entry, checks)
+#: The named builders a definition table's ``step`` may call: what a table cannot say
+#: (per-frame tomography angles, the MX sweep and detector chain).
+STEPS = {
+    "frames_with_rotation": _nxtomo,
+    "tomo_geometry": lambda group, entry, checks: _nxtomo_geometry(group, entry),
+    "source_in_entry": _source_in_entry,
+    "mx_sweep": _nxmx_sweep,
+    "mx_detector": _nxmx_detector,
+}
 
 
 def needs_virtual(definition: str) -> bool:

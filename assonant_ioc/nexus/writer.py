@@ -51,13 +51,8 @@ from assonant_ioc.model.components import (
 )
 from assonant_ioc.model.readings import Reading, Severity
 from assonant_ioc.model.times import iso
-from assonant_ioc.nexus.appdef import (
-    Checks,
-    beam_centre_as_length,
-    fill_definition,
-    link,
-    needs_virtual,
-)
+from assonant_ioc.nexus.appdef import Checks, beam_centre_as_length, link, needs_virtual
+from assonant_ioc.nexus.fill import fill_definition
 from assonant_ioc.nexus.provenance import PROVENANCE, mirror
 
 log = logging.getLogger(__name__)

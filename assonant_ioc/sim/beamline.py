@@ -17,6 +17,10 @@ PVs, with ``P`` the prefix (default ``SIM:``):
   frames are written to ``FilePath/FileName_NNN.h5`` as areaDetector's HDF5 plugin does
   (caproto beamline only; the C IOC serves the PVs without writing files)
 - ``$(P)ring:current`` (mA)
+- ``$(P)saxs:``: a SAXS camera with the same PVs as ``det:`` (silver behenate's rings)
+- ``$(P)mca:``: an MCA (``Acquire``, ``PresetReal``, ``Spectrum``, ``CalibOffset``,
+  ``CalibSlope``, ``LiveTime``, ``RealTime``); ``$(P)sc:``: counters (``Count``,
+  ``Preset``, ``I0``, ``It``, ``If``) through a copper foil at the monochromator's energy
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty, run, template_arg_parser
 
-from assonant_ioc.sim import phantom
+from assonant_ioc.sim import phantom, samples
+from assonant_ioc.sim.counting import Mca, Scaler
 from assonant_ioc.sim.frames import write_frames
 
 #: hc in keV * angstrom
@@ -267,22 +272,38 @@ class Detector(PVGroup):
         if int(self.HDF1.DropFile.value):
             await self.HDF1.DropFile.write(0)
         elif stamps:
-            if key == 2:
-                images = np.full((len(stamps), 16, 16), phantom.DARK)
-            elif key == 1:
-                images = np.full((len(stamps), 16, 16), phantom.FLAT)
-            else:
-                images = np.stack([phantom.projection(a) for a in angles])
-            frames = np.rint(images).astype(np.uint16)
+            frames = self.images(key, angles)
             frames[:, 0, 0] = 1000 * (2 - key) + np.arange(len(stamps))  # the frame's marker
             first = int(self.ArrayCounter_RBV.value) - len(stamps) + 1  # ids (approximate)
             await asyncio.to_thread(write_frames, path, frames, key, stamps, first)
         await self.HDF1.WriteFile_RBV.write(0)
         await self.HDF1.Capture_RBV.write(0)
 
+    def images(self, key: int, angles: list[float]) -> np.ndarray:
+        """The frames of one file: darks, flats or projections through the phantom at
+        ``angles``."""
+        if key == 2:
+            images = np.full((len(angles), 16, 16), phantom.DARK)
+        elif key == 1:
+            images = np.full((len(angles), 16, 16), phantom.FLAT)
+        else:
+            images = np.stack([phantom.projection(a) for a in angles])
+        return np.rint(images).astype(np.uint16)
+
     @Temperature.scan(period=1.0)
     async def Temperature(self, instance: Any, async_lib: Any) -> None:
         await instance.write(-20.0 + random.uniform(0, 0.1))
+
+
+class SaxsDetector(Detector):
+    """A SAXS camera (256 x 256 pixels of 172 um, 500 mm from the sample): the same
+    acquisition and file plugin as the camera, looking at silver behenate's rings at the
+    monochromator's wavelength (``sim/samples.py``)."""
+
+    def images(self, key: int, angles: list[float]) -> np.ndarray:
+        wavelength = HC_KEV_ANGSTROM / float(self.parent.mono.energy.RBV.value)
+        start = int(self.ArrayCounter_RBV.value)
+        return np.stack([samples.agbeh_frame(wavelength, start + i) for i in range(len(angles))])
 
 
 class Monochromator(PVGroup):
@@ -332,6 +353,9 @@ class SimBeamline(PVGroup):
     s1 = SubGroup(Slit, prefix="s1:", doc="slit 1")
     mono = SubGroup(Monochromator, prefix="mono:", doc="monochromator")
     det = SubGroup(Detector, prefix="det:", doc="detector")
+    saxs = SubGroup(SaxsDetector, prefix="saxs:", doc="SAXS camera (silver behenate)")
+    mca = SubGroup(Mca, prefix="mca:", doc="fluorescence detector's MCA (Fe and Cu lines)")
+    sc = SubGroup(Scaler, prefix="sc:", doc="counters I0, It, If (a copper foil)")
     ring = SubGroup(Ring, prefix="ring:", doc="storage ring")
 
 

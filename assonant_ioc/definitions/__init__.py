@@ -37,8 +37,9 @@ import yaml
 #: ``one_value`` recorded series become one value (the median; the series kept as
 #: ``<name>_log``); ``points`` one row per reading of a series (``at``), the other fields
 #: read at those instants; ``field`` a constant; ``group`` a group of a class; ``link`` a
-#: NeXus link; ``sum`` the total of a series; ``calibration`` a polynomial axis over a
-#: spectrum's channels; ``log_ratio`` ln(numerator / denominator); ``plot`` the NXdata.
+#: NeXus link; ``move`` a field or group to where the definition wants it; ``sum`` the total
+#: of a series; ``calibration`` a polynomial axis over a spectrum's channels;
+#: ``log_ratio`` ln(numerator / denominator); ``plot`` the NXdata.
 FILL_OPS = (
     "step",
     "one_value",
@@ -46,6 +47,7 @@ FILL_OPS = (
     "field",
     "group",
     "link",
+    "move",
     "sum",
     "calibration",
     "log_ratio",

@@ -436,8 +436,9 @@ def _check_geometry(det: h5py.Group, module: h5py.Group, checks: Checks) -> None
 
 def beam_centre_as_length(entry: h5py.Group) -> None:
     """Each detector's ``beam_center_x``/``y`` given in pixels becomes a length (mm, from the
-    module's pixel directions), as NXdetector and NXmx allow and scipp reads (scipp has no
-    unit "pixel"); without pixel sizes it stays as it is."""
+    module's pixel directions, or the detector's ``x_pixel_size``/``y_pixel_size`` without a
+    module), as NXdetector, NXmx and NXsas want and scipp reads (scipp has no unit
+    "pixel"); without pixel sizes it stays as it is."""
     instrument = entry.get("instrument")
     if not isinstance(instrument, h5py.Group):
         return
@@ -452,11 +453,11 @@ def beam_centre_as_length(entry: h5py.Group) -> None:
             ),
             None,
         )
-        for name, axis in (
-            ("beam_center_x", "fast_pixel_direction"),
-            ("beam_center_y", "slow_pixel_direction"),
+        for name, axis, size in (
+            ("beam_center_x", "fast_pixel_direction", "x_pixel_size"),
+            ("beam_center_y", "slow_pixel_direction", "y_pixel_size"),
         ):
-            item, pixel = det.get(name), module.get(axis) if module is not None else None
+            item, pixel = det.get(name), module.get(axis) if module is not None else det.get(size)
             if not isinstance(item, h5py.Dataset) or not isinstance(pixel, h5py.Dataset):
                 continue
             if _units(item) in ("pixel", "pixels") and item.ndim == 0:

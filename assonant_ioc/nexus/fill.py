@@ -20,7 +20,7 @@ from assonant_ioc import definitions
 from assonant_ioc.model.components import Component, Entry
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.appdef import STEPS, Checks, link, one_value
-from assonant_ioc.nexus.provenance import move
+from assonant_ioc.nexus.provenance import mirror, mirror_path, move
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,14 @@ def _create(group: h5py.Group, path: str, data: Any, units: str = "") -> h5py.Da
 
 
 def _points(group: h5py.Group, spec: dict[str, Any], at: _Paths, checks: Checks, what: str) -> None:
-    """One row per reading of ``spec['at']``: each field's value held at that instant
+    """One row per reading of ``spec['at']`` taken during the recording (not the value it
+    held when the recording began): each field's value held at that instant
     (the last reading at or before it; a field recorded once keeps that value). Each
     NXlog moves to ``<name>_log`` beside its per-point values."""
     anchor = group.get(at(spec["at"]))
     times = _times(anchor)
+    if times is not None:  # readings during the recording (not the value held at its start)
+        times = times[np.asarray(anchor["time"][()]) >= 0]
     if times is None or times.size == 0:
         checks.error(f"{what}: {spec['at']} was not recorded: no points")
         return
@@ -168,6 +171,18 @@ def _plot(group: h5py.Group, spec: dict[str, Any], at: _Paths, what: str) -> Non
     group.attrs["default"] = "data"
 
 
+def _move(item: h5py.HLObject, parent: h5py.Group, name: str) -> None:
+    """Move ``item`` to ``parent/name``, its provenance collection with it."""
+    where = item.file.get(mirror_path(item))
+    new = f"{parent.name}/{name}"
+    item.file.move(item.name, new)
+    if isinstance(where, h5py.Group):
+        target = mirror_path(item.file[new])
+        if parent.name.count("/") > 1:  # below the entry: its collections made first
+            mirror(parent)
+        item.file.move(where.name, target)
+
+
 def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Checks) -> None:
     """Write ``definition`` and what its table derives into the NXentry ``group``."""
     group.create_dataset("definition", data=definition)
@@ -190,6 +205,11 @@ def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Ch
         elif op == "group":
             where = group.require_group(at(spec["at"]))
             where.attrs["NX_class"] = spec["class"]
+        elif op == "move":
+            source, (parent_path, name) = group.get(at(spec["from"])), _split(at(spec["to"]))
+            parent = group.require_group(parent_path) if parent_path else group
+            if source is not None and name not in parent:
+                _move(source, parent, name)
         elif op == "link":
             source, (parent_path, name) = group.get(at(spec["from"])), _split(at(spec["to"]))
             parent = group.require_group(parent_path) if parent_path else group

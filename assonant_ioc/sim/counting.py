@@ -75,9 +75,9 @@ class Scaler(PVGroup):
         value=0, dtype=ChannelType.ENUM, enum_strings=["Done", "Count"], doc="1 to count"
     )
     Preset = pvproperty(value=0.05, units="s", precision=3, doc="counting time")
-    I0 = pvproperty(value=0.0, units="counts", read_only=True, doc="incident intensity")
-    It = pvproperty(value=0.0, units="counts", read_only=True, doc="transmitted intensity")
-    If = pvproperty(value=0.0, units="counts", read_only=True, doc="fluorescence intensity")
+    I0 = pvproperty(value=0, units="counts", read_only=True, doc="incident intensity")
+    It = pvproperty(value=0, units="counts", read_only=True, doc="transmitted intensity")
+    If = pvproperty(value=0, units="counts", read_only=True, doc="fluorescence intensity")
 
     @Count.putter
     async def Count(self, instance: Any, value: Any) -> Any:
@@ -93,6 +93,6 @@ class Scaler(PVGroup):
         i0 = 2.0e6 * preset / 0.05 * _current(self)
         mu_t = samples.copper_mu_t(energy_ev)
         edge = mu_t - 0.4 * (samples.CU_K_EDGE_EV / energy_ev) ** 3
-        await self.I0.write(i0, timestamp=now)
-        await self.It.write(i0 * math.exp(-mu_t), timestamp=now)
-        await self.If.write(0.02 * i0 * max(edge, 0.0), timestamp=now)
+        await self.I0.write(round(i0), timestamp=now)
+        await self.It.write(round(i0 * math.exp(-mu_t)), timestamp=now)
+        await self.If.write(round(0.02 * i0 * max(edge, 0.0)), timestamp=now)

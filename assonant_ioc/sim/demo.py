@@ -22,7 +22,7 @@ from typing import Any
 from assonant_ioc.config.loader import resolve_config
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.nexus.inspect import tree_lines
-from assonant_ioc.sim import catalog_procs, procs
+from assonant_ioc.sim import catalog_procs, procs, scans
 
 
 def _out(text: str = "") -> None:
@@ -50,6 +50,33 @@ def _acquire_stop(bl: str) -> None:
     )
 
 
+def _tomography(prefix: str, bl: str, camera: bool, data_dir: Path, exp_id: str) -> Path:
+    """Darks and flats (with the caproto camera), then projections over a 90 degree
+    rotation; returns the file written."""
+    if camera:
+        # a directory per run: the camera numbers its files from 1 again each
+        # time the simulated beamline starts, and must not overwrite a file
+        # an earlier run's master file links
+        _put(f"{bl}det:HDF1:FilePath", str(data_dir / "detector" / exp_id))
+    _put(f"{prefix}Snapshot:Pre", 1)
+    for key, what in ((2, "dark"), (1, "flat")) if camera else ():
+        _out(f"  ({what} frames)")
+        _acquire(bl, key, 0.4)
+    _put(f"{prefix}Record:During", 1)
+    _put(f"{bl}det:ImageKey", 0)
+    _put(f"{bl}smp:rx:VAL", 90.0)
+    _put(f"{bl}det:Acquire", 1)
+    procs.wait_until(lambda: procs.ca_get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None)
+    if camera:
+        _acquire_stop(bl)
+    else:
+        _put(f"{bl}det:Acquire", 0)
+    _put(f"{prefix}Record:During", 0)
+    _put(f"{prefix}Snapshot:Post", 1)
+    _put(f"{prefix}EndOfExperiment", 1)
+    return Path(procs.ca_get(f"{prefix}LastFile"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default="demo-output", help="where the file goes")
@@ -64,14 +91,24 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also run the data catalog (consumer and tiled server) and search it for the file",
     )
+    parser.add_argument(
+        "--technique",
+        choices=["tomo", *scans.TECHNIQUES],
+        default="tomo",
+        help="the experiment: tomography (NXtomo), SAXS (NXsas), XRF (NXfluo) or XAS (NXxas); "
+        "all but tomo need the caproto beamline",
+    )
     args = parser.parse_args(argv)
+    if args.technique != "tomo" and args.kind != "caproto":
+        parser.error(f"--technique {args.technique} needs --kind caproto (its devices)")
     data_dir = Path(args.data_dir).resolve()
     logs = data_dir / "logs" / time.strftime("%Y%m%dT%H%M%S")  # beside the file, not in /tmp
     logs.mkdir(parents=True, exist_ok=True)
     # NXtomo over the caproto camera's dark, flat and projection files; the C IOC's camera
     # writes no files, so with it the plain config
     camera = args.kind == "caproto"
-    config = resolve_config("sim_tomo" if camera else "sim")
+    technique = scans.TECHNIQUES.get(args.technique)
+    config = resolve_config(technique[0] if technique else "sim_tomo" if camera else "sim")
     bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
     _out(f"logs in {logs}")
     with procs.broker(logs) as kafka, contextlib.ExitStack() as catalog:
@@ -95,30 +132,12 @@ def main(argv: list[str] | None = None) -> None:
                 _out("\nthe experiment:")
                 _put(f"{prefix}ExperimentId", exp_id)
                 _put(f"{prefix}SampleName", "demo sample")
-                if camera:
-                    # a directory per run: the camera numbers its files from 1 again each
-                    # time the simulated beamline starts, and must not overwrite a file
-                    # an earlier run's master file links
-                    _put(f"{bl}det:HDF1:FilePath", str(data_dir / "detector" / exp_id))
-                _put(f"{prefix}Snapshot:Pre", 1)
-                for key, what in ((2, "dark"), (1, "flat")) if camera else ():
-                    _out(f"  ({what} frames)")
-                    _acquire(bl, key, 0.4)
-                _put(f"{prefix}Record:During", 1)
-                _put(f"{bl}det:ImageKey", 0)
-                _put(f"{bl}smp:rx:VAL", 90.0)
-                _put(f"{bl}det:Acquire", 1)
-                procs.wait_until(
-                    lambda: procs.ca_get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None
-                )
-                if camera:
-                    _acquire_stop(bl)
+                if technique is not None:
+                    folder = data_dir / "detector" / exp_id
+                    extra_args = {"folder": folder} if args.technique == "saxs" else {}
+                    last = technique[1](prefix, bl, _put, procs.ca_get, **extra_args)
                 else:
-                    _put(f"{bl}det:Acquire", 0)
-                _put(f"{prefix}Record:During", 0)
-                _put(f"{prefix}Snapshot:Post", 1)
-                _put(f"{prefix}EndOfExperiment", 1)
-                last = Path(procs.ca_get(f"{prefix}LastFile"))
+                    last = _tomography(prefix, bl, camera, data_dir, exp_id)
                 _out(f"\nState={procs.ca_get(f'{prefix}State')} LastFile={last}")
                 _out(f"Status={procs.ca_get(f'{prefix}Status')}\n")
                 _out("\n".join(tree_lines(str(last))))

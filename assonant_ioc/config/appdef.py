@@ -38,7 +38,12 @@ def _dimension_problem(units: str, dimension: str) -> str | None:
     if unit_problem(units) is not None:
         return unit_problem(units)
     ureg = registry()
-    if ureg.Quantity(1, units).dimensionality != ureg.get_dimensionality(dimension):
+    wanted = (
+        ureg.get_dimensionality(dimension)
+        if dimension.startswith("[")
+        else ureg.Quantity(1, dimension).dimensionality  # a unit stands for its dimension
+    )
+    if ureg.Quantity(1, units).dimensionality != wanted:
         return f"units of {dimension}, not {units!r}"
     return None
 

@@ -14,7 +14,8 @@ A requirement::
       path: /ENTRY/INSTRUMENT/DETECTOR   # the definition's path, for the messages
       frames: /ENTRY/DATA        # its detector frames must be configured (true: <path>/data)
       fields: [sensor_material]  # fields or constants it must give
-      units: {distance: "[length]"}  # ... given with units of this dimension ("": any units)
+      units: {distance: "[length]"}  # ... given with units of this dimension ("": any units;
+                                     # a unit, e.g. deg, stands for its dimension)
       axes: [fast_pixel_direction]   # axes it must give, with their offset
       axis: rotation             # (sample) a rotation axis, or any axis
 
@@ -35,7 +36,7 @@ import yaml
 #: What a fill step may do (the key of each step), implemented in ``nexus/appdef.py``:
 #: ``step`` a named builder (per-frame tomography and MX geometry, which no table can say);
 #: ``one_value`` recorded series become one value (the median; the series kept as
-#: ``<name>_log``); ``points`` one row per reading of a series (``at``), the other fields
+#: ``<name>_log``; a field not recorded takes its value from the snapshot before); ``points`` one row per reading of a series (``at``), the other fields
 #: read at those instants; ``field`` a constant; ``group`` a group of a class; ``link`` a
 #: NeXus link; ``move`` a field or group to where the definition wants it; ``sum`` the total
 #: of a series; ``calibration`` a polynomial axis over a spectrum's channels;

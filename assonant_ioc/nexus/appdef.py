@@ -438,7 +438,8 @@ def beam_centre_as_length(entry: h5py.Group) -> None:
     """Each detector's ``beam_center_x``/``y`` given in pixels becomes a length (mm, from the
     module's pixel directions, or the detector's ``x_pixel_size``/``y_pixel_size`` without a
     module), as NXdetector, NXmx and NXsas want and scipp reads (scipp has no unit
-    "pixel"); without pixel sizes it stays as it is."""
+    "pixel"); a recorded one (an NXlog, or the series kept beside its one value) too.
+    Without pixel sizes it stays as it is."""
     instrument = entry.get("instrument")
     if not isinstance(instrument, h5py.Group):
         return
@@ -457,13 +458,19 @@ def beam_centre_as_length(entry: h5py.Group) -> None:
             ("beam_center_x", "fast_pixel_direction", "x_pixel_size"),
             ("beam_center_y", "slow_pixel_direction", "y_pixel_size"),
         ):
-            item, pixel = det.get(name), module.get(axis) if module is not None else det.get(size)
-            if not isinstance(item, h5py.Dataset) or not isinstance(pixel, h5py.Dataset):
+            pixel = module.get(axis) if module is not None else det.get(size)
+            if not isinstance(pixel, h5py.Dataset):
                 continue
-            if _units(item) in ("pixel", "pixels") and item.ndim == 0:
-                value = float(item[()]) * _mm(pixel)
-                del det[name]
-                det.create_dataset(name, data=value).attrs["units"] = "mm"
+            for where, key in (
+                (det, name),
+                (det.get(name), "value"),
+                (det.get(f"{name}_log"), "value"),
+            ):
+                item = where.get(key) if isinstance(where, h5py.Group) else None
+                if isinstance(item, h5py.Dataset) and _units(item) in ("pixel", "pixels"):
+                    value = np.asarray(item[()], dtype=np.float64) * _mm(pixel)
+                    del where[key]
+                    where.create_dataset(key, data=value).attrs["units"] = "mm"
 
 
 def _units(item: h5py.Dataset) -> str:

@@ -132,14 +132,26 @@ def _points(group: h5py.Group, spec: dict[str, Any], at: _Paths, checks: Checks,
         _create(group, target, per_point, units)
 
 
+def _here_or_before(group: h5py.Group, path: str) -> Any:
+    """``group[path]``, else the same field in another entry of the file (a calibration
+    captured in the snapshot before the exposure)."""
+    found = group.get(path)
+    if found is None:
+        for other in group.file.values():
+            if isinstance(other, h5py.Group) and other.name != group.name and path in other:
+                return other[path]
+    return found
+
+
 def _calibration(group: h5py.Group, spec: dict[str, Any], at: _Paths, what: str) -> None:
-    """``to`` = c0 + c1 * channel + c2 * channel**2 ... over the last axis of ``channels``."""
+    """``to`` = c0 + c1 * channel + c2 * channel**2 ... over an axis of ``channels`` (the
+    last unless ``axis`` says)."""
     channels = group.get(at(spec["channels"]))
-    coefficients = [_values(group.get(at(c))) for c in spec["coefficients"]]
+    coefficients = [_values(_here_or_before(group, at(c))) for c in spec["coefficients"]]
     if not isinstance(channels, h5py.Dataset) or any(c is None for c in coefficients):
         log.info("%s: no %s or its calibration: no energy axis", what, spec["channels"])
         return
-    n = np.arange(channels.shape[-1], dtype=np.float64)
+    n = np.arange(channels.shape[int(spec.get("axis", -1))], dtype=np.float64)
     axis = sum(float(np.ravel(c[0])[0]) * n**i for i, c in enumerate(coefficients) if c)
     _create(group, at(spec["to"]), axis, next((c[1] for c in coefficients if c), ""))
 
@@ -196,8 +208,14 @@ def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Ch
             for path in spec:
                 parent_path, name = _split(at(path))
                 parent = group.get(parent_path) if parent_path else group
-                if isinstance(parent, h5py.Group):
-                    one_value(parent, name)
+                if not isinstance(parent, h5py.Group):
+                    continue
+                earlier = _here_or_before(group, at(path)) if name not in parent else None
+                if isinstance(earlier, h5py.Dataset):  # not recorded: its snapshot value
+                    copy = parent.create_dataset(name, data=earlier[()])
+                    if "units" in earlier.attrs:
+                        copy.attrs["units"] = earlier.attrs["units"]
+                one_value(parent, name)
         elif op == "points":
             _points(group, spec, at, checks, what)
         elif op == "field":

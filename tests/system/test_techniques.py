@@ -125,8 +125,10 @@ def test_saxs_pyfai_finds_silver_behenate_first_ring(
     (loaded,) = Loader().load(str(out))
     assert np.allclose(loaded.x, q, rtol=1e-6)
     assert np.allclose(loaded.y, intensity, rtol=1e-6)
-    verdict, findings = _loads_everywhere(path)
-    print(f"pynxtools on NXsas: {verdict} {findings}")
+    verdict, errors = _loads_everywhere(path)
+    assert verdict == "during_exposure (NXsas): valid", verdict
+    # NXslit is not listed in NXinstrument (the definitions' gap, README "Validation")
+    assert all("NXslit is an invalid class in NXinstrument" in e for e in errors), errors
 
 
 def test_xrf_pymca_finds_iron_and_copper_lines(
@@ -175,8 +177,11 @@ def test_xrf_pymca_finds_iron_and_copper_lines(
         assert fit[element]["fitarea"] > 20 * fit[element]["sigmaarea"], fit[element]
     # zinc, which the sample does not hold: at most the fit's residue beside copper's lines
     assert fit["Zn K"]["fitarea"] < 0.02 * fit["Cu K"]["fitarea"], fit["Zn K"]
-    verdict, findings = _loads_everywhere(path)
-    print(f"pynxtools on NXfluo: {verdict} {findings}")
+    verdict, errors = _loads_everywhere(path)
+    # NXfluo's detector lists only data and energy: the calibration and the live and real
+    # times are undocumented there (a warning, not an error)
+    assert verdict.startswith("during_exposure (NXfluo): NOT valid: 3 finding(s)"), verdict
+    assert verdict.count("MissingDocumentation") == 3 and errors == [], (verdict, errors)
 
 
 def test_xas_larch_finds_the_copper_k_edge(
@@ -201,5 +206,9 @@ def test_xas_larch_finds_the_copper_k_edge(
     pre_edge(group)
     assert abs(group.e0 - samples.CU_K_EDGE_EV) <= 2.0, group.e0
     assert 1.0 < group.edge_step < 1.4, group.edge_step
-    verdict, findings = _loads_everywhere(path)
-    print(f"pynxtools on NXxas: {verdict} {findings}")
+    verdict, errors = _loads_everywhere(path)
+    assert verdict == "during_exposure (NXxas): valid", verdict
+    # nexusformat 2.1 carries the older NXxas (monochromator, incoming_beam, absorbed_beam,
+    # monitor) and no NXelement or NXabsorption_edge: the definition pynxtools validates is
+    # the current contributed one
+    assert all("NXxas" in e or "not a valid base class" in e for e in errors), errors

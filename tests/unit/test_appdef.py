@@ -395,7 +395,23 @@ def test_a_long_recording_reads_without_hdf5plugin(tmp_path: Path, config_name: 
         assert expected in out, out
 
 
-@pytest.mark.parametrize("config_name", ["sim", "sim_tomo", "sim_mx", "mogno", "manaca"])
+@pytest.mark.parametrize(
+    "config_name",
+    [
+        "sim",
+        "sim_tomo",
+        "sim_mx",
+        "mogno",
+        "manaca",
+        "sim_saxs",
+        "sim_xrf",
+        "sim_xas",
+        "sapucaia",
+        "carnauba",
+        "quati",
+        "sape",
+    ],
+)
 def test_a_file_of_every_shipped_config_opens_in_the_readers(
     tmp_path: Path, config_name: str
 ) -> None:

@@ -13,7 +13,19 @@ from assonant_ioc.model.components import ComponentClass, Moment, Transformation
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["sim.yaml", "mogno.yaml", "manaca.yaml", "manaca_pv_map.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sim.yaml",
+        "mogno.yaml",
+        "manaca.yaml",
+        "manaca_pv_map.csv",
+        "sapucaia.yaml",
+        "carnauba.yaml",
+        "quati.yaml",
+        "sape.yaml",
+    ],
+)
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(CONFIGS / name)
     assert config.pvs()

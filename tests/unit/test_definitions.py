@@ -14,7 +14,7 @@ from assonant_ioc.errors import ConfigError
 
 
 def test_the_shipped_tables_are_the_definitions_a_config_may_name() -> None:
-    assert set(definitions.names()) == {"NXtomo", "NXmx", "NXsas", "NXfluo", "NXxas"}
+    assert set(definitions.names()) == {"NXtomo", "NXmx", "NXsas", "NXfluo", "NXxas", "NXarpes"}
     for name in definitions.names():
         table = definitions.get(name)
         assert table.require and table.fill, name
@@ -77,3 +77,43 @@ def test_nxfluo_energy_calibration_must_be_an_energy(tmp_path: Path) -> None:
         'energy_gain: {pv: "$(BL)mca:CalibSlope", units: mm',
     )
     assert "energy_gain in 'fluorescence' needs units of [energy], not 'mm'" in message
+
+
+def test_nxarpes_added_as_a_table_alone_gives_a_valid_file(tmp_path: Path) -> None:
+    """NXarpes is a table and a config, nothing else: a simulated experiment on SAPE's
+    config gives the analyser's images with their angle and energy axes from its
+    calibration, and pynxtools finds the entry valid."""
+    import h5py
+    import numpy as np
+
+    from assonant_ioc.nexus import write_experiment
+    from assonant_ioc.nexus.validate import validate
+    from assonant_ioc.sim.experiment import simulated_experiment
+
+    # the simulation reads 1.5 from every PV: the lens mode, a text, is a constant here
+    text = resolve_config("sape").read_text()
+    lens = '      lens_mode: {pv: "$(BL)C:ANA01:LensMode_RBV"}\n'
+    assert lens in text
+    (tmp_path / "sape.yaml").write_text(
+        text.replace(lens, "").replace(
+            "      acquisition_mode: fixed\n",
+            "      acquisition_mode: fixed\n      lens_mode: Angular30\n",
+        )
+    )
+    config = load_config(tmp_path / "sape.yaml")
+    x = simulated_experiment(config, tmp_path, frame_shape=(6, 10))
+    path = write_experiment(x, tmp_path / "arpes.nxs", config.compression)
+    with h5py.File(path, "r") as f:
+        entry = f["during_exposure"]
+        assert entry["definition"][()] == b"NXarpes"
+        analyser = entry["instrument/analyser"]
+        assert analyser["data"].shape[1:] == (6, 10)
+        before = f["pre_exposure/instrument/analyser"]  # the calibration, a snapshot PV
+        offset, step = float(before["angle_offset"][()]), float(before["angle_step"][()])
+        assert np.allclose(analyser["angles"][()], offset + step * np.arange(6))
+        assert analyser["angles"].attrs["units"] == "deg"
+        assert analyser["energies"].shape == (10,) and analyser["energies"].attrs["units"] == "eV"
+        assert list(entry["data"].attrs["axes"]) == [".", "angles", "energies"]
+        assert analyser["pass_energy"].ndim == 0  # the recorded series as one value
+    report = validate(str(path))
+    assert report.verdicts == ("during_exposure (NXarpes): valid",), report.verdicts

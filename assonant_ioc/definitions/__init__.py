@@ -33,14 +33,15 @@ from typing import Any
 
 import yaml
 
-#: What a fill step may do (the key of each step), implemented in ``nexus/appdef.py``:
+#: What a fill step may do (the key of each step), implemented in ``nexus/fill.py``:
 #: ``step`` a named builder (per-frame tomography and MX geometry, which no table can say);
 #: ``one_value`` recorded series become one value (the median; the series kept as
-#: ``<name>_log``; a field not recorded takes its value from the snapshot before); ``points`` one row per reading of a series (``at``), the other fields
-#: read at those instants; ``field`` a constant; ``group`` a group of a class; ``link`` a
-#: NeXus link; ``move`` a field or group to where the definition wants it; ``sum`` the total
-#: of a series; ``calibration`` a polynomial axis over a spectrum's channels;
-#: ``log_ratio`` ln(numerator / denominator); ``plot`` the NXdata.
+#: ``<name>_log``; a field not recorded takes its value from the snapshot before);
+#: ``points`` one row per reading of a series (``at``), the other fields read at those
+#: instants; ``field`` a constant; ``group`` a group of a class; ``link`` a NeXus link;
+#: ``move`` a field or group to where the definition wants it (its provenance with it);
+#: ``sum`` the total of a series; ``calibration`` a polynomial axis over an axis of a
+#: spectrum or image; ``log_ratio`` ln(numerator / denominator); ``plot`` the NXdata.
 FILL_OPS = (
     "step",
     "one_value",

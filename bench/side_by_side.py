@@ -98,11 +98,12 @@ def _scippnexus(path: Path, entry: str) -> None:
         raise ValueError(f"{len(fallbacks)} of {len(logs)} NXlogs fall back to plain groups")
 
 
-def programs(path: Path, definition: str, entry: str) -> dict[str, str]:
-    """Each program's verdict on the file: "accepted", or "refused: <why>"."""
+def programs(path: Path, definition: str, entry: str, frames: bool = True) -> dict[str, str]:
+    """Each program's verdict on the file: "accepted", or "refused: <why>" ("-": not asked,
+    e.g. for frames where the experiment has no detector frames)."""
     checks = {
         "nabu": _nabu if definition == "NXtomo" else None,
-        "nexusformat frames": _frames,
+        "nexusformat frames": _frames if frames else None,
         "silx plot": _silx,
         "scippnexus logs": _scippnexus,
     }
@@ -121,6 +122,8 @@ def programs(path: Path, definition: str, entry: str) -> dict[str, str]:
 
 
 REPO = Path(__file__).resolve().parents[1]
+#: a beamline per technique: tomography, MX, SAXS, XRF, XAS, ARPES
+DEFAULT_CONFIGS = ("mogno", "manaca", "sapucaia", "carnauba", "quati", "sape")
 VALIDATORS = ("pynxtools", "nexusformat")
 
 
@@ -141,8 +144,9 @@ def compare(config_path: Path, work: Path) -> list[dict[str, Any]]:
             config.beamline, config.definition, "assonant 3.0.0", ref_s, validate(theirs, assumed)
         ),
     ]
+    frames = bool(config.frame_pvs())
     for row, path in zip(rows, (ours, theirs), strict=True):
-        row["programs"] = programs(path, config.definition, entry) if entry else {}
+        row["programs"] = programs(path, config.definition, entry, frames) if entry else {}
     return rows
 
 
@@ -196,11 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         "--config",
         action="append",
         type=Path,
-        help="beamline config (default: configs/mogno.yaml and configs/manaca.yaml)",
+        help="beamline config (default: a Sirius beamline per technique, DEFAULT_CONFIGS)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
-    configs = args.config or [REPO / "configs" / "mogno.yaml", REPO / "configs" / "manaca.yaml"]
+    configs = args.config or [REPO / "configs" / f"{name}.yaml" for name in DEFAULT_CONFIGS]
     rows = []
     for path in configs:
         with tempfile.TemporaryDirectory() as tmp:

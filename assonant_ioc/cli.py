@@ -13,6 +13,9 @@ usage: assonant-ioc [serve] --config FILE [...]   run the IOC (serve --help: its
                                                   the data catalog fed by the events (tiled)
        assonant-ioc bluesky --config FILE --topic T   a file per Bluesky run, from the
                                                   documents bluesky-kafka publishes
+       assonant-ioc process --processed-root DIR  reduce every file announced (nabu, pyFAI,
+                                                  xraylarch): derived files, file_derived
+       assonant-ioc page --catalog-url URL        the scientists' page over the catalog
 
 Each subcommand takes --help.
 """
@@ -34,6 +37,8 @@ COMMANDS = (
     "sim",
     "catalog",
     "bluesky",
+    "process",
+    "page",
 )
 
 
@@ -98,6 +103,15 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(f"{path.stem:14} {textwrap.shorten(first, 70, placeholder=' ...')}\n")
         sys.stdout.write("use one by name: assonant-ioc --config sim ...\n")
         return
+    if command == "process":
+        needs("process", "tiled", "catalog")
+        from assonant_ioc.processing.cli import main as process
+
+        raise SystemExit(process(argv[1:]))
+    if command == "page":
+        from assonant_ioc.page.server import main as page
+
+        raise SystemExit(page(argv[1:]))
     if command == "demo":
         if "--catalog" in argv[1:]:
             needs("demo --catalog", "tiled", "catalog")

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public", action="store_true", help="reading needs no API key (tiled's --public)"
     )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="a page's address whose scripts may read the catalog (assonant-ioc page); repeat",
+    )
     backfill = sub.add_parser("backfill", help="register the files already under DIR")
     backfill.add_argument("dir", help="directory to walk (recursively)")
     search = sub.add_parser("search", help="find files in a served catalog (tiled client)")
@@ -179,6 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
     cmd += ["--host", args.host, "--port", str(args.port)]
     if args.public:
         cmd.append("--public")
+    if args.allow_origin:  # tiled's settings from the environment (CORS for the page)
+        import json
+
+        env["TILED_ALLOW_ORIGINS"] = json.dumps([o.rstrip("/") for o in args.allow_origin])
     sys.stderr.write(f"tiled serving {redacted(uri)} on http://{args.host}:{args.port}\n")
     sys.stderr.flush()
     return _run_redacted(cmd, env, key)

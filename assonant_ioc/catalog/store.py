@@ -145,6 +145,13 @@ class Catalog:
         await node.replace_metadata(metadata=merged)
         return Outcome.UPDATED
 
+    async def update(self, key: str, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the metadata of the record ``key`` (KeyError: no record)."""
+        node = await self._adapter.lookup_adapter([key])
+        if node is None:
+            raise KeyError(key)
+        await node.replace_metadata(metadata={**dict(node.metadata()), **patch})
+
     async def search(self, **equal: Any) -> list[str]:
         """Keys of the records whose metadata has each ``field=value`` (for checks and tools)."""
         found = self._adapter

@@ -14,6 +14,8 @@ Each reads the raw file only (nothing is written beside it) and works in ``work`
 from __future__ import annotations
 
 import configparser
+import functools
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,6 +28,7 @@ import h5py
 import numpy as np
 
 from assonant_ioc.config.units import registry
+from assonant_ioc.lifecycle.build import die_with_parent
 
 
 class PipelineFailed(RuntimeError):
@@ -99,7 +102,12 @@ def nabu(raw: Path, work: Path, parameters: dict[str, Any], timeout: float) -> R
     with conf.open("w") as out:
         parser.write(out)
     run = subprocess.run(
-        [bin_dir / "nabu", str(conf)], cwd=work, capture_output=True, text=True, timeout=timeout
+        [bin_dir / "nabu", str(conf)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=functools.partial(die_with_parent, os.getpid()),  # goes with its job
     )
     if run.returncode != 0 or "Reconstruction completed" not in run.stdout:
         tail = (run.stderr or run.stdout).strip().splitlines()[-3:]

@@ -3,7 +3,9 @@ its time limit, its whole process group with it) or a worker of a Dask cluster (
 scheduler address in the settings). :func:`run_job` is the same in both; nothing in the
 pipelines knows which.
 
-    python -m assonant_ioc.processing.runner < job.json   (prints the result as JSON)
+    python -m assonant_ioc.processing.runner TIMEOUT [PARENT_PID] < job.json
+
+(prints the result as JSON; with PARENT_PID it is killed when that process dies)
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,15 +41,20 @@ def run_job(job_data: dict[str, Any], timeout: float) -> dict[str, Any]:
     out_dir = Path(job.output).parent
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    # the job's own work directory: one left by a run of this job that was killed goes first
+    work = out_dir / f".work-{job.job_id.replace('/', '-')}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     try:
-        with tempfile.TemporaryDirectory(prefix=".work-", dir=out_dir) as work:
-            reduced = RUN[job.pipeline](raw, Path(work), job.parameters, timeout)
-            seconds = time.perf_counter() - started
-            sha256, size = write_derived(job, reduced, seconds)
+        reduced = RUN[job.pipeline](raw, work, job.parameters, timeout)
+        seconds = time.perf_counter() - started
+        sha256, size = write_derived(job, reduced, seconds)
     except PipelineFailed as err:
         return {"error": str(err)}
     except Exception as err:  # noqa: BLE001 - any failure of the program is the job's result
         return {"error": f"{job.pipeline}: {type(err).__name__}: {err}"[:500]}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "output": job.output,
         "sha256": sha256,
@@ -66,6 +73,7 @@ async def run_local(job: Job, timeout: float) -> dict[str, Any]:
         "-m",
         "assonant_ioc.processing.runner",
         str(timeout),
+        str(os.getpid()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -118,6 +126,10 @@ class DaskRunner:
 
 
 def main() -> None:
+    from assonant_ioc.lifecycle.build import die_with_parent
+
+    if len(sys.argv) > 2:  # the processor killed (-9 too): this job and its program go with it
+        die_with_parent(int(sys.argv[2]))
     timeout = float(sys.argv[1]) if len(sys.argv) > 1 else 3600.0
     result = run_job(json.loads(sys.stdin.read()), timeout)
     sys.stdout.write(json.dumps(result) + "\n")

@@ -59,9 +59,17 @@ def catalog_consumer(
 
 
 @contextlib.contextmanager
-def catalog_server(log_dir: Path, catalog: str, read: list[Path], api_key: str) -> Iterator[str]:
-    """``assonant-ioc catalog serve`` (tiled) on a free port; yields its URL."""
-    port = free_port()
+def catalog_server(
+    log_dir: Path,
+    catalog: str,
+    read: list[Path],
+    api_key: str,
+    allow_origin: str = "",
+    port: int = 0,
+) -> Iterator[str]:
+    """``assonant-ioc catalog serve`` (tiled) on a free port; yields its URL.
+    ``allow_origin``: the page's address, whose scripts may read it."""
+    port = port or free_port()
     args = [
         sys.executable,
         "-m",
@@ -73,6 +81,7 @@ def catalog_server(log_dir: Path, catalog: str, read: list[Path], api_key: str) 
         "--port",
         str(port),
         *[a for d in read for a in ("--read", str(d))],
+        *(["--allow-origin", allow_origin] if allow_origin else []),
     ]
     env = {"TILED_SINGLE_USER_API_KEY": api_key}
     with running("catalog-server", args, env, log_dir) as proc:
@@ -162,3 +171,62 @@ def search(request: urllib.request.Request) -> list[dict[str, Any]]:
     with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310
         hits: list[dict[str, Any]] = json.loads(reply.read())["data"]
         return hits
+
+
+@contextlib.contextmanager
+def processor(
+    log_dir: Path,
+    kafka: str,
+    topic: str,
+    catalog: str,
+    processed_root: Path,
+    derived_topic: str,
+    group: str = "assonant-process",
+    extra: list[str] | None = None,
+    name: str = "processor",
+) -> Iterator[Proc]:
+    """``assonant-ioc process`` on ``topic`` (its producer not idempotent: the local broker
+    grants no producer id); yields its process."""
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "process",
+        "--kafka-bootstrap",
+        kafka,
+        "--topic",
+        topic,
+        "--derived-topic",
+        derived_topic,
+        "--group",
+        group,
+        "--catalog",
+        catalog,
+        "--processed-root",
+        str(processed_root),
+        "--kafka-idempotent",
+        "off",
+        *(extra or []),
+    ]
+    with running(name, args, {}, log_dir) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def page_server(log_dir: Path, catalog_url: str, port: int = 0) -> Iterator[str]:
+    """``assonant-ioc page`` on a free port; yields its URL."""
+    port = port or free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "assonant_ioc.cli",
+        "page",
+        "--catalog-url",
+        catalog_url,
+        "--port",
+        str(port),
+    ]
+    with running("page", args, {}, log_dir) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_answers(f"{url}/config.json"), 30, "page server", proc)
+        yield url

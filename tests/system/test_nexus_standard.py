@@ -40,13 +40,15 @@ def _run(
     dark_and_flat: bool,
     turn: float = 30.0,
     images: int = 0,
+    topic: str = "",
 ) -> tuple[Path, dict[str, Any], str, Path, Path]:
     """One experiment driven over CA while the camera writes its files and the sample
     rotates 0 -> ``turn`` deg at 30 deg/s (with ``images``: a fly scan, the camera
     triggered by the motion, ``images`` frames); returns (master file, event, Validation
-    PV, frames dir, data dir)."""
+    PV, frames dir, data dir). ``topic``: where the IOC sends its event (default: one of
+    its own)."""
     BL = sim[0]
-    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    topic = topic or f"assonant.test.{procs.new_prefix('t').strip(':')}"
     config = (REPO / "configs" / config_name).read_text()
     with start_service(
         log_dir, tmp_path, sim, ["--kafka-bootstrap", kafka], topic, config_text=config

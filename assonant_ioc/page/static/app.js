@@ -1,0 +1,233 @@
+// The page: search the catalog (tiled's HTTP API), show a file's default plot and its
+// results, and follow running jobs without a reload.
+"use strict";
+
+let CATALOG = "";
+let following = null;
+
+function apiKey() { return document.getElementById("api-key").value.trim(); }
+
+function say(text, refused) {
+  const el = document.getElementById("message");
+  el.textContent = text;
+  el.className = refused ? "refused" : "";
+}
+
+async function api(path) {
+  const reply = await fetch(CATALOG + path, { headers: { Authorization: "Apikey " + apiKey() } });
+  if (reply.status === 401 || reply.status === 403) {
+    const error = new Error("refused");
+    error.refused = reply.status;
+    throw error;
+  }
+  if (!reply.ok) throw new Error(`${path}: HTTP ${reply.status}`);
+  return reply.json();
+}
+
+function refusal(error) {
+  if (error.refused) {
+    say(`Refused: the catalog did not accept this API key (HTTP ${error.refused}). ` +
+        "Check the key and search again.", true);
+  } else {
+    say(`The catalog could not be read: ${error.message}`, true);
+  }
+}
+
+function epoch(value) { return value ? new Date(value).getTime() / 1000 : null; }
+
+function searchPath() {
+  const params = new URLSearchParams();
+  const equal = { beamline: "beamline", sample: "sample", technique: "definition" };
+  for (const [id, key] of Object.entries(equal)) {
+    const value = document.getElementById(id).value.trim();
+    if (value) {
+      params.append("filter[eq][condition][key]", key);
+      params.append("filter[eq][condition][value]", JSON.stringify(value));
+    }
+  }
+  const ranges = [["since", "end_epoch", "ge"], ["until", "start_epoch", "le"]];
+  for (const [id, key, op] of ranges) {
+    const value = epoch(document.getElementById(id).value);
+    if (value !== null) {
+      params.append("filter[comparison][condition][operator]", op);
+      params.append("filter[comparison][condition][key]", key);
+      params.append("filter[comparison][condition][value]", JSON.stringify(value));
+    }
+  }
+  params.append("fields", "metadata");
+  params.append("page[limit]", "100");
+  return "/api/v1/search/?" + params.toString();
+}
+
+function badges(meta) {
+  const results = meta.results || {};
+  return Object.entries(results).map(([pipeline, r]) =>
+    `<span class="badge ${r.status}" data-pipeline="${pipeline}">${pipeline}: ${r.status}</span>`
+  ).join("") || "-";
+}
+
+function fileName(path) { return (path || "").split("/").pop(); }
+
+async function search(event) {
+  if (event) event.preventDefault();
+  sessionStorage.setItem("apiKey", apiKey());
+  say("Searching...");
+  let found;
+  try {
+    found = await api(searchPath());
+  } catch (error) {
+    document.getElementById("results").hidden = true;
+    refusal(error);
+    return;
+  }
+  const rows = found.data.filter((item) => item.attributes.metadata.kind !== "derived");
+  const body = document.querySelector("#results tbody");
+  body.innerHTML = "";
+  for (const item of rows) {
+    const m = item.attributes.metadata;
+    const tr = document.createElement("tr");
+    tr.className = "file";
+    tr.dataset.key = item.id;
+    tr.innerHTML = `<td>${fileName(m.file_path)}</td><td>${m.beamline}</td><td>${m.sample}</td>` +
+      `<td>${m.definition || "-"}</td><td>${(m.start_time || "").slice(0, 19)}</td>` +
+      `<td>${m.status || "ok"}</td><td class="result-badges">${badges(m)}</td>`;
+    tr.addEventListener("click", () => openFile(item.id));
+    body.appendChild(tr);
+  }
+  document.getElementById("results").hidden = rows.length === 0;
+  say(rows.length ? `${rows.length} file(s) found` : "No file found");
+}
+
+async function array(key, path, slice) {
+  const query = "format=application/json" + (slice !== undefined ? `&slice=${slice}` : "");
+  return api(`/api/v1/array/full/${key}/${path}?${query}`);
+}
+
+function heatmap(div, z, title) {
+  Plotly.newPlot(div, [{ z: z, type: "heatmap", colorscale: "Greys", reversescale: true }],
+    { title: { text: title }, margin: { t: 40, l: 40, r: 10, b: 30 },
+      yaxis: { autorange: "reversed", scaleanchor: "x" } }, { staticPlot: false });
+}
+
+function curve(div, x, y, title, xtitle, ytitle, log) {
+  Plotly.newPlot(div, [{ x: x, y: y, mode: "lines", type: "scatter" }],
+    { title: { text: title }, margin: { t: 40, l: 60, r: 10, b: 50 },
+      xaxis: { title: { text: xtitle }, type: log ? "log" : "linear" },
+      yaxis: { title: { text: ytitle }, type: log ? "log" : "linear" } });
+}
+
+async function defaultPlot(key, meta) {
+  const div = document.getElementById("plot-default");
+  const caption = document.getElementById("default-caption");
+  if (meta.definition === "NXxas") {
+    const [e, mu] = await Promise.all([array(key, "during_exposure/energy"),
+                                       array(key, "during_exposure/intensity")]);
+    caption.textContent = "mu(E) = ln(I0/It)";
+    curve(div, e, mu, "mu(E)", "energy", "mu", false);
+  } else if (meta.definition === "NXfluo") {
+    const spectra = await array(key, "during_exposure/instrument/fluorescence/data");
+    const energy = await array(key, "during_exposure/instrument/fluorescence/energy");
+    caption.textContent = "The first spectrum";
+    curve(div, energy, spectra[0], "spectrum", "energy (keV)", "counts", false);
+  } else {
+    const frame = await array(key, "during_exposure/data/data", 0);
+    caption.textContent = "The first frame";
+    heatmap(div, frame, "frame 0");
+  }
+}
+
+async function resultPlot(div, result) {
+  const meta = (await api(`/api/v1/metadata/${result.key}`)).data.attributes.metadata;
+  if (meta.pipeline === "nabu") {
+    const shape = (meta.results && meta.results.shape) || [1];
+    const middle = Math.floor(shape[0] / 2);
+    const slice = await array(result.key, "reconstruction/data/data", middle);
+    heatmap(div, slice, `reconstructed slice ${middle}`);
+  } else if (meta.pipeline === "pyfai") {
+    const [q, i] = await Promise.all([array(result.key, "sasentry01/sasdata01/Q"),
+                                      array(result.key, "sasentry01/sasdata01/I")]);
+    curve(div, q, i, "I(q)", "q (1/angstrom)", "I", true);
+  } else if (meta.pipeline === "larch") {
+    const [e, n] = await Promise.all([array(result.key, "normalized/data/energy"),
+                                      array(result.key, "normalized/data/norm")]);
+    curve(div, e, n, `normalised mu(E), E0 ${meta.results.e0.toFixed(1)} eV`, "energy (eV)",
+          "normalised mu", false);
+  }
+  return meta;
+}
+
+function provenance(meta) {
+  const p = meta || {};
+  return `<details class="provenance"><summary>How this was made</summary><table>` +
+    [["program", `${p.program} ${p.version}`], ["from", p.raw_file_path],
+     ["raw sha256", p.raw_sha256], ["took", `${p.seconds} s`],
+     ["results", JSON.stringify(p.results)]]
+      .map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("") + "</table></details>";
+}
+
+async function showResults(key, meta, drawn) {
+  const list = document.getElementById("results-list");
+  for (const [pipeline, r] of Object.entries(meta.results || {})) {
+    let box = list.querySelector(`.result[data-pipeline="${pipeline}"]`);
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "result";
+      box.dataset.pipeline = pipeline;
+      box.innerHTML = `<h3>${pipeline}</h3><p class="status"></p><div class="plot result-plot"></div>` +
+        `<div class="how"></div>`;
+      list.appendChild(box);
+    }
+    box.querySelector(".status").innerHTML = `<span class="badge ${r.status}">${r.status}</span>` +
+      (r.reason ? ` ${r.reason}` : "");
+    box.dataset.status = r.status;
+    if (r.status === "done" && r.key && !drawn.has(pipeline)) {
+      drawn.add(pipeline);
+      const derived = await resultPlot(box.querySelector(".result-plot"), r);
+      box.querySelector(".how").innerHTML = provenance(derived);
+      box.dataset.drawn = "yes";
+    }
+  }
+}
+
+function metadataTable(meta) {
+  document.getElementById("metadata-table").innerHTML = Object.entries(meta)
+    .filter(([k]) => k !== "results")
+    .map(([k, v]) => `<tr><td>${k}</td><td>${typeof v === "object" ? JSON.stringify(v) : v}</td></tr>`)
+    .join("");
+}
+
+async function openFile(key) {
+  if (following) clearInterval(following);
+  const section = document.getElementById("file");
+  document.getElementById("results-list").innerHTML = "";
+  let meta;
+  try {
+    meta = (await api(`/api/v1/metadata/${key}`)).data.attributes.metadata;
+  } catch (error) { refusal(error); return; }
+  section.hidden = false;
+  section.dataset.key = key;
+  document.getElementById("file-title").textContent =
+    `${fileName(meta.file_path)}: ${meta.beamline}, ${meta.sample} (${meta.definition || "no definition"})`;
+  metadataTable(meta);
+  const drawn = new Set();
+  try {
+    await defaultPlot(key, meta);
+    document.getElementById("plot-default").dataset.drawn = "yes";
+  } catch (error) { say(`The default plot could not be drawn: ${error.message}`, true); }
+  await showResults(key, meta, drawn);
+  // follow the jobs still queued or running: their status and plots update in place
+  following = setInterval(async () => {
+    const now = (await api(`/api/v1/metadata/${key}`)).data.attributes.metadata;
+    await showResults(key, now, drawn);
+    const row = document.querySelector(`tr.file[data-key="${key}"] .result-badges`);
+    if (row) row.innerHTML = badges(now);
+  }, 1500);
+}
+
+async function start() {
+  CATALOG = (await (await fetch("config.json")).json()).catalog;
+  document.getElementById("api-key").value = sessionStorage.getItem("apiKey") || "";
+  document.getElementById("search-form").addEventListener("submit", search);
+}
+
+start();

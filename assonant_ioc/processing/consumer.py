@@ -1,0 +1,388 @@
+"""The processor: ``file_written`` events in, one derived file per raw file and pipeline out.
+
+A Kafka consumer group (aiokafka): more processors in the same group share the topic's
+partitions. For each event: the raw file's record is made sure of in the catalog (the same
+record the catalog consumer makes), its result marked ``queued`` then ``running``; the job
+runs (:mod:`runner`: a child process with a time limit, or Dask); the derived file is
+registered, linked both ways (the raw record's ``results``, the derived record's
+``derived_from``), and a ``file_derived`` event is sent. A batch's offsets are committed
+only after all of that, so a processor killed mid-job leaves the event to be redelivered:
+the job runs again (once), and a result already whole on disk is taken as it is, never
+computed twice. A failure is recorded with its reason and the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from assonant_ioc.catalog.record import BadEvent, Record, check_file, from_event, record_key
+from assonant_ioc.catalog.store import Catalog
+from assonant_ioc.events import http
+from assonant_ioc.events.http import Metric
+from assonant_ioc.events.kafka import EventSender
+from assonant_ioc.lifecycle.build import sha256_of
+from assonant_ioc.model.times import iso
+from assonant_ioc.processing.derived import read_process
+from assonant_ioc.processing.jobs import Job, job_for
+from assonant_ioc.processing.runner import run_local
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Job, float], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Settings:
+    processed_root: Path
+    #: seconds a job may take before it is stopped and recorded as failed
+    time_limit: float = 3600.0
+    #: jobs run at once by this processor
+    jobs: int = 1
+    #: per pipeline (nabu, pyfai, larch): the parameters it is given (nabu: start_z, end_z)
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    topics: list[str] = field(default_factory=list)
+    group: str = ""
+    done: int = 0
+    reused: int = 0  # a result already whole on disk (a job run again after a stop)
+    duplicate: int = 0  # an event whose result was already announced
+    failed: int = 0
+    not_processed: int = 0  # definitions without a pipeline
+    invalid_events: int = 0
+    running: int = 0
+    broker_connected: bool = False
+    last_error: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    def as_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+def file_derived_event(job: Job, result: dict[str, Any], raw_key: str) -> dict[str, Any]:
+    """The event that announces a derived file (``events/derived.schema.json``)."""
+    return {
+        "schema_version": 1,
+        "event_type": "file_derived",
+        "event_id": job.event_id,
+        "beamline": job.beamline,
+        "experiment_id": job.experiment_id,
+        "sample_name": job.sample,
+        "definition": job.definition,
+        "pipeline": job.pipeline,
+        "program": str(result["program"]),
+        "version": str(result["version"]),
+        "file_path": job.output,
+        "file_size": int(result["size"]),
+        "sha256": str(result["sha256"]),
+        "raw_file_path": job.raw_path,
+        "raw_sha256": job.raw_sha256,
+        "raw_event_id": job.raw_event_id,
+        "catalog_key": record_key(Path(job.output)),
+        "raw_catalog_key": raw_key,
+        "seconds": float(result["seconds"]),
+        "results": dict(result.get("metadata") or {}),
+        "derived_at": iso(time.time()),
+    }
+
+
+class Processor:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        group: str,
+        catalog: Catalog,
+        sender: EventSender,
+        settings: Settings,
+        runner: Runner = run_local,
+        retry_s: float = 1.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group = group
+        self.catalog = catalog
+        self.sender = sender
+        self.settings = settings
+        self.runner = runner
+        self.retry_s = retry_s
+        self.stats = Stats(topics=topics, group=group)
+        self._slots = asyncio.Semaphore(max(1, settings.jobs))
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id="assonant-process",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=5000,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=6000,  # a processor that died: its partitions move in seconds
+            heartbeat_interval_ms=1000,
+            # a job may run long: the consumer is not taken for dead meanwhile
+            max_poll_interval_ms=int(max(300.0, self.settings.time_limit * 2) * 1000),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = None
+        while consumer is None and not stop.is_set():
+            candidate = self._new_consumer()
+            try:
+                await candidate.start()
+                consumer = candidate
+                self.stats.broker_connected = True
+                log.info(
+                    "processing %s as group %s from %s", self.topics, self.group, self.bootstrap
+                )
+            except (KafkaError, OSError) as err:
+                await candidate.stop()
+                self.stats.broker_connected = False
+                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                except asyncio.TimeoutError:
+                    pass
+        if consumer is None:
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=500, max_records=max(1, self.settings.jobs)
+                    )
+                except KafkaError as err:
+                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
+                    await asyncio.sleep(self.retry_s)
+                    continue
+                for tp, records in batch.items():
+                    handled = await asyncio.gather(
+                        *(
+                            self._handle(r.value, f"{tp.topic}[{tp.partition}]@{r.offset}", stop)
+                            for r in records
+                        )
+                    )
+                    if not all(handled):
+                        return  # stopped before a job was done: not committed, redelivered
+                    await self._commit(consumer, tp, records[-1].offset + 1)
+        finally:
+            await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except (KafkaError, OSError) as err:  # redelivered later: the result is reused
+            log.warning("commit of %s:%s at %s failed: %r", tp.topic, tp.partition, offset, err)
+
+    async def _retry(
+        self, what: str, stop: asyncio.Event, action: Callable[[], Awaitable[Any]]
+    ) -> bool:
+        """``action()`` until it works (a catalog or broker that does not answer): True;
+        False when stopped first."""
+        while True:
+            try:
+                await action()
+                return True
+            except Exception as err:  # noqa: BLE001 - retried, never skipped
+                self.stats.last_error = f"{what}: {err!r}"[:300]
+                log.error("%s failed (%r); retrying", what, err)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                    return False
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _status(self, raw_key: str, job: Job, status: str, **more: Any) -> None:
+        old = (await self.catalog.get(raw_key)) or {}
+        results = dict(old.get("results") or {})
+        entry = {**results.get(job.pipeline, {}), "status": status, "updated_at": iso(time.time())}
+        entry.update(more)
+        results[job.pipeline] = entry
+        await self.catalog.update(raw_key, {"results": results})
+
+    async def _handle(self, value: bytes | None, where: str, stop: asyncio.Event) -> bool:
+        """One event, to its end; False when stopped before it was done."""
+        try:
+            event = json.loads(value or b"")
+            record = from_event(event, time.time())
+        except (ValueError, BadEvent) as err:
+            self.stats.invalid_events += 1
+            log.error("%s: not processed, not a valid file_written event: %s", where, err)
+            return True
+        job = job_for(event, self.settings.processed_root, self.settings.parameters)
+        if job is None:
+            self.stats.not_processed += 1
+            log.info(
+                "%s: %s has no pipeline (%s)",
+                where,
+                record.path,
+                event.get("definition") or "no definition",
+            )
+            return True
+        raw_key = record.key
+        record = await asyncio.to_thread(check_file, record)
+        if await self._retry("catalog", stop, lambda: self.catalog.register(record)) is False:
+            return False
+        old = ((await self.catalog.get(raw_key)) or {}).get("results", {}).get(job.pipeline, {})
+        if old.get("event_id") == job.event_id and old.get("announced"):
+            self.stats.duplicate += 1
+            log.info("%s: %s already derived and announced (%s)", where, job.raw_path, job.event_id)
+            return True
+        async with self._slots:
+            result = await self._run(job, raw_key, where, stop)
+        if result is None:
+            return False
+        if "error" in result:
+            self.stats.failed += 1
+            log.error("%s: %s failed: %s", where, job.raw_path, result["error"])
+            done = await self._retry(
+                "catalog",
+                stop,
+                lambda: self._status(raw_key, job, "failed", reason=result["error"]),
+            )
+            return done
+        return await self._publish(job, raw_key, result, stop)
+
+    async def _run(
+        self, job: Job, raw_key: str, where: str, stop: asyncio.Event
+    ) -> dict[str, Any] | None:
+        """The job's result: the one already on disk when whole and of this raw file, else
+        a run of the pipeline (None when stopped meanwhile)."""
+        found = await asyncio.to_thread(read_process, job.output)
+        if found is not None and found["input_sha256"] == job.raw_sha256:
+            self.stats.reused += 1
+            log.info("%s: %s already on disk: reused", where, job.output)
+            size, sha = await asyncio.to_thread(sha256_of, Path(job.output))
+            return {
+                "output": job.output,
+                "sha256": sha,
+                "size": size,
+                "seconds": found["duration_s"],
+                "program": found["program"],
+                "version": found["version"],
+                "metadata": found["results"],
+            }
+        if (
+            await self._retry("catalog", stop, lambda: self._status(raw_key, job, "running"))
+            is False
+        ):
+            return None
+        self.stats.running += 1
+        log.info("%s: %s -> %s (%s)", where, job.raw_path, job.output, job.pipeline)
+        task = asyncio.ensure_future(self.runner(job, self.settings.time_limit))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.stats.running -= 1
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            return None
+        return task.result()
+
+    async def _publish(
+        self, job: Job, raw_key: str, result: dict[str, Any], stop: asyncio.Event
+    ) -> bool:
+        derived = Record(
+            Path(job.output),
+            {
+                "kind": "derived",
+                "beamline": job.beamline,
+                "experiment_id": job.experiment_id,
+                "sample": job.sample,
+                "definition": {"nabu": "NXtomoproc", "pyfai": "NXcanSAS"}.get(job.pipeline, ""),
+                "pipeline": job.pipeline,
+                "program": result["program"],
+                "version": result["version"],
+                "results": result.get("metadata") or {},
+                "derived_from": raw_key,
+                "raw_file_path": job.raw_path,
+                "raw_sha256": job.raw_sha256,
+                "file_path": job.output,
+                "file_size": int(result["size"]),
+                "sha256": result["sha256"],
+                "event_id": job.event_id,
+                "origin": "event",
+                "registered_at": iso(time.time()),
+                "seconds": result["seconds"],
+            },
+        )
+        if await self._retry("catalog", stop, lambda: self.catalog.register(derived)) is False:
+            return False
+        more = {
+            "key": derived.key,
+            "file_path": job.output,
+            "program": result["program"],
+            "results": result.get("metadata") or {},
+            "event_id": job.event_id,
+            "seconds": result["seconds"],
+        }
+        if (
+            await self._retry("catalog", stop, lambda: self._status(raw_key, job, "done", **more))
+            is False
+        ):
+            return False
+        event = file_derived_event(job, result, raw_key)
+        if await self._retry("Kafka", stop, lambda: self._send(job, event)) is False:
+            return False
+        # the event is out: a redelivered file_written event is then a duplicate
+        await self._retry(
+            "catalog", stop, lambda: self._status(raw_key, job, "done", announced=True)
+        )
+        self.stats.done += 1
+        log.info(
+            "derived %s (%s, %.1f s): %s",
+            job.output,
+            job.pipeline,
+            result["seconds"],
+            event["results"],
+        )
+        return True
+
+    async def _send(self, job: Job, event: dict[str, Any]) -> bool:
+        await self.sender.send(job.event_id, event)
+        return True
+
+
+def metrics(stats: Stats) -> list[Metric]:
+    counters = {
+        "done": "derived files written and announced",
+        "reused": "results found whole on disk (a job run again)",
+        "duplicate": "events whose result was already announced",
+        "failed": "jobs that failed (recorded with their reason)",
+        "not_processed": "files whose definition has no pipeline",
+        "invalid_events": "events refused",
+    }
+    out: list[Metric] = [
+        (f"assonant_process_{name}_total", "counter", text, [({}, getattr(stats, name))])
+        for name, text in counters.items()
+    ]
+    out.append(("assonant_process_running", "gauge", "jobs running", [({}, stats.running)]))
+    return out
+
+
+async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
+    def status() -> tuple[str, bytes]:
+        return "application/json", stats.as_json()
+
+    return await http.serve(
+        host,
+        port,
+        lambda: metrics(stats),
+        lambda: "" if stats.broker_connected else "Kafka broker unreachable",
+        {"/status": status, "/": status},
+    )

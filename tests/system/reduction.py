@@ -1,0 +1,101 @@
+"""Helpers of the reduction tests: the catalog read in-process, the derived events, and
+small NXxas files with their file_written events (a burst a processor group shares)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from assonant_ioc.catalog.record import record_key
+from assonant_ioc.model.times import iso
+from assonant_ioc.sim import samples, scans
+
+REPO = Path(__file__).resolve().parents[2]
+#: screenshots and other artifacts a person looks at after a run
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def catalog_get(db: str, path: Path | str) -> dict[str, Any] | None:
+    """The catalog's metadata of the file at ``path`` (tiled's adapter, in this process)."""
+    from assonant_ioc.catalog.store import Catalog
+
+    async def get() -> dict[str, Any] | None:
+        catalog = await Catalog.open(db)
+        try:
+            return await catalog.get(record_key(Path(path)))
+        finally:
+            await catalog.close()
+
+    return asyncio.run(get())
+
+
+def xas_file(path: Path, seed: int) -> dict[str, Any]:
+    """An NXxas file of a copper foil's edge (as the IOC writes one: the fields the
+    pipeline reads) and the ``file_written`` event announcing it."""
+    energy_kev = scans.xas_energies()
+    rng = np.random.default_rng(seed)
+    i0 = np.round(2e6 * (1 + 0.001 * rng.standard_normal(energy_kev.size)))
+    mu = np.array([samples.copper_mu_t(e * 1000) for e in energy_kev])
+    it = np.round(i0 * np.exp(-mu))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("during_exposure")
+        entry.attrs["NX_class"] = "NXentry"
+        entry.create_dataset("definition", data="NXxas")
+        mono = entry.create_group("instrument/monochromator")
+        mono.create_dataset("energy", data=energy_kev).attrs["units"] = "keV"
+        entry.create_dataset("instrument/i0/data", data=i0)
+        entry.create_dataset("instrument/itrans/data", data=it)
+    data = path.read_bytes()
+    now = time.time()
+    return {
+        "schema_version": 1,
+        "event_type": "file_written",
+        "event_id": uuid.uuid4().hex,
+        "beamline": "SIM",
+        "experiment_id": path.stem,
+        "sample_name": "Cu foil",
+        "file_path": str(path),
+        "file_size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "moments": ["during_exposure"],
+        "readings_captured": int(3 * energy_kev.size),
+        "readings_disconnected": 0,
+        "start_time": iso(now - 10),
+        "end_time": iso(now),
+        "written_at": iso(now),
+        "definition": "NXxas",
+    }
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            out.append((int(entry.name), cmdline))
+    return out
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child[0])
+    return found

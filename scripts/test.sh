@@ -12,6 +12,12 @@ if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev
             >/dev/null 2>&1 || echo "could not install docker-compose; its test will fail"
     fi
 fi
+# the page's test drives Debian's Chromium (playwright through its executable)
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's chromium for the page's test..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+        >/dev/null 2>&1 || echo "could not install chromium; the page's test will fail"
+fi
 # nabu's CPU backend for the reconstruction test: OpenCL through PoCL (into .venv), pyvkfft
 # built against Debian's OpenCL headers (installed system-wide when missing, as root)
 if ! .venv/bin/python -c "import pyopencl, pyvkfft" >/dev/null 2>&1; then

@@ -24,16 +24,27 @@ ARTIFACTS = REPO / "test-artifacts"
 
 def catalog_get(db: str, path: Path | str) -> dict[str, Any] | None:
     """The catalog's metadata of the file at ``path`` (tiled's adapter, in this process)."""
+    return catalog_records(db, [path])[0]
+
+
+def catalog_records(db: str, paths: list[Path | str]) -> list[dict[str, Any] | None]:
+    """The catalog's metadata of each file (one opening of the catalog for all)."""
     from assonant_ioc.catalog.store import Catalog
 
-    async def get() -> dict[str, Any] | None:
+    async def get() -> list[dict[str, Any] | None]:
         catalog = await Catalog.open(db)
         try:
-            return await catalog.get(record_key(Path(path)))
+            return [await catalog.get(record_key(Path(p))) for p in paths]
         finally:
             await catalog.close()
 
     return asyncio.run(get())
+
+
+def all_announced(db: str, paths: list[Path | str], pipeline: str) -> bool:
+    """Whether every file's result of ``pipeline`` is done and its event sent."""
+    records = catalog_records(db, paths)
+    return all((r or {}).get("results", {}).get(pipeline, {}).get("announced") for r in records)
 
 
 def xas_file(path: Path, seed: int) -> dict[str, Any]:

@@ -130,9 +130,16 @@ async function defaultPlot(key, meta) {
     caption.textContent = "The first spectrum";
     curve(div, energy, spectra[0], "spectrum", "energy (keV)", "counts", false);
   } else {
-    const frame = await array(key, "during_exposure/data/data", 0);
-    caption.textContent = "The first frame";
-    heatmap(div, frame, "frame 0");
+    let index = 0;
+    let what = "The first frame";
+    if (meta.definition === "NXtomo") {  // darks and flats first: show a projection
+      const keys = await array(key, "during_exposure/instrument/detector/image_key");
+      index = Math.max(0, keys.indexOf(0));
+      what = "The first projection";
+    }
+    const frame = await array(key, "during_exposure/data/data", index);
+    caption.textContent = what;
+    heatmap(div, frame, `frame ${index}`);
   }
 }
 

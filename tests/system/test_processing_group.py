@@ -1,0 +1,144 @@
+"""Processing scales out on Kafka's consumer groups and on Dask, not on a scheduler of its
+own: a burst of 10 files shared by two processors in one group, one of them killed -9 in
+the middle of a job, gives each file exactly one result and one ``file_derived`` event; the
+same burst handed to a Dask cluster (a ``LocalCluster`` with two worker processes) gives the
+same results."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import secrets
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from assonant_ioc.events.kafka import EventSender, consume_all
+from assonant_ioc.processing.jobs import job_for
+from assonant_ioc.processing.pipelines import larch
+from assonant_ioc.sim import catalog_procs, procs, samples
+from tests.system.reduction import all_announced, catalog_records, children, xas_file
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("processing-group")]
+
+N = 10
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """10 NXxas files of a copper foil and their file_written events."""
+    raw = tmp_path_factory.mktemp("raw")
+    return [xas_file(raw / f"SIM_xas_{i:02d}.nxs", seed=i) for i in range(N)]
+
+
+def _publish(kafka: str, topic: str, events: list[dict[str, Any]]) -> None:
+    async def send() -> None:
+        sender = EventSender(kafka, topic, idempotent=False)
+        try:
+            for event in events:
+                await sender.send(event["experiment_id"], event)
+        finally:
+            await sender.close()
+
+    asyncio.run(send())
+
+
+def _derived_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.nxs")) if root.exists() else []
+
+
+def _check(
+    kafka: str, derived: str, db: str, root: Path, burst: list[dict[str, Any]]
+) -> dict[str, np.ndarray]:
+    """Exactly one event per job, one whole derived file per raw file, each done in the
+    catalog, E0 at the copper edge; returns each raw file's normalised spectrum."""
+    jobs = [job_for(e, root) for e in burst]
+    events = asyncio.run(consume_all(kafka, derived, at_least=N, timeout=120))
+    counts = collections.Counter(e["event_id"] for e in events)
+    assert sorted(counts) == sorted(j.event_id for j in jobs if j is not None), counts
+    assert set(counts.values()) == {1}, counts
+    files = _derived_files(root)
+    assert len(files) == N and not list(root.rglob(".*")), [p.name for p in root.rglob("*")]
+    out = {}
+    records = catalog_records(db, [e["file_path"] for e in burst])
+    for event, job, raw in zip(burst, jobs, records, strict=True):
+        assert job is not None
+        assert raw is not None and raw["results"]["larch"]["status"] == "done", raw
+        assert raw["results"]["larch"]["results"]["e0"] == pytest.approx(
+            samples.CU_K_EDGE_EV, abs=2.0
+        )
+        with h5py.File(job.output, "r") as f:
+            out[event["file_path"]] = f["normalized/data/norm"][()]
+    return out
+
+
+def test_two_processors_share_a_burst_and_one_killed_mid_job_loses_nothing(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    topic = f"assonant.burst.{secrets.token_hex(3)}"
+    derived = f"assonant.derived.{secrets.token_hex(3)}"
+    db, root, group = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed", "g-burst"
+    _publish(kafka, topic, burst)
+    with (
+        catalog_procs.processor(log_dir, kafka, topic, db, root, derived, group, name="p-a") as a,
+        catalog_procs.processor(log_dir, kafka, topic, db, root, derived, group, name="p-b"),
+    ):
+        # halfway: some results written, and processor a in the middle of a job
+        procs.wait_until(lambda: len(_derived_files(root)) >= 2, 180, "the first results")
+        procs.wait_until(
+            lambda: any("processing.runner" in cmd for _, cmd in children(a.popen.pid)),
+            120,
+            "processor a in the middle of a job",
+            a,
+        )
+        a.popen.kill()
+        a.popen.wait()
+        done_before = len(_derived_files(root))
+        assert done_before < N, "the burst was over before the kill: nothing tested"
+        procs.wait_until(lambda: len(_derived_files(root)) >= N, 300, "all 10 results")
+        paths = [e["file_path"] for e in burst]
+        procs.wait_until(lambda: all_announced(db, paths, "larch"), 120, "every result announced")
+    _check(kafka, derived, db, root, burst)
+
+
+def test_the_same_burst_on_a_dask_cluster_gives_the_same_results(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    from distributed import LocalCluster
+
+    topic = f"assonant.burst.{secrets.token_hex(3)}"
+    derived = f"assonant.derived.{secrets.token_hex(3)}"
+    db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
+    _publish(kafka, topic, burst)
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        catalog_procs.processor(
+            log_dir,
+            kafka,
+            topic,
+            db,
+            root,
+            derived,
+            "g-dask",
+            extra=["--dask", cluster.scheduler_address, "--jobs", "2"],
+            name="p-dask",
+        ),
+    ):
+        paths = [e["file_path"] for e in burst]
+        procs.wait_until(lambda: all_announced(db, paths, "larch"), 300, "every result announced")
+        workers = cluster.scheduler_info["workers"]
+        assert len(workers) == 2
+    spectra = _check(kafka, derived, db, root, burst)
+    # the same numbers as the program run here, on the same files
+    for event in burst:
+        local = larch(Path(event["file_path"]), tmp_path, {}, 60)
+        assert np.allclose(spectra[event["file_path"]], local.arrays["norm"][0])

@@ -51,8 +51,8 @@ def _acquire_stop(bl: str) -> None:
 
 
 def _tomography(prefix: str, bl: str, camera: bool, data_dir: Path, exp_id: str) -> Path:
-    """Darks and flats (with the caproto camera), then projections over a 90 degree
-    rotation; returns the file written."""
+    """Darks and flats (with the caproto camera), then projections over a half turn
+    (180 degrees); returns the file written."""
     if camera:
         # a directory per run: the camera numbers its files from 1 again each
         # time the simulated beamline starts, and must not overwrite a file
@@ -64,7 +64,7 @@ def _tomography(prefix: str, bl: str, camera: bool, data_dir: Path, exp_id: str)
         _acquire(bl, key, 0.4)
     _put(f"{prefix}Record:During", 1)
     _put(f"{bl}det:ImageKey", 0)
-    _put(f"{bl}smp:rx:VAL", 90.0)
+    _put(f"{bl}smp:rx:VAL", 180.0)  # a half turn: what a reconstruction needs
     _put(f"{bl}det:Acquire", 1)
     procs.wait_until(lambda: procs.ca_get(f"{bl}smp:rx:DMOV") == 1, 20, "rotation", None)
     if camera:
@@ -98,7 +98,14 @@ def main(argv: list[str] | None = None) -> None:
         help="the experiment: tomography (NXtomo), SAXS (NXsas), XRF (NXfluo) or XAS (NXxas); "
         "all but tomo need the caproto beamline",
     )
+    parser.add_argument(
+        "--process",
+        action="store_true",
+        help="also reduce the file (assonant-ioc process: nabu, pyFAI or xraylarch) and serve "
+        "the scientists' page over the catalog (implies --catalog)",
+    )
     args = parser.parse_args(argv)
+    args.catalog = args.catalog or args.process
     if args.technique != "tomo" and args.kind != "caproto":
         parser.error(f"--technique {args.technique} needs --kind caproto (its devices)")
     data_dir = Path(args.data_dir).resolve()
@@ -113,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     _out(f"logs in {logs}")
     with procs.broker(logs) as kafka, contextlib.ExitStack() as catalog:
         _out(f"Kafka-protocol broker on {kafka}")
+        page_url = f"http://127.0.0.1:{procs.free_port()}" if args.process else ""
         if args.catalog:
-            search = _start_catalog(catalog, logs, kafka, data_dir)
+            search = _start_catalog(catalog, logs, kafka, data_dir, page_url)
         with procs.sim_beamline(logs, bl, kind=args.kind) as bl_port:
             _out(f"simulated beamline ({args.kind}) prefix {bl} on 127.0.0.1:{bl_port}")
             extra = ["--macro", f"BL={bl}", "--data-dir", str(data_dir), "--kafka-bootstrap", kafka]
@@ -146,15 +154,23 @@ def main(argv: list[str] | None = None) -> None:
                 _out(json.dumps(event, indent=2))
                 if args.catalog:
                     search(event)
+                if args.process:
+                    _process(catalog, logs, kafka, data_dir, event, page_url)
 
 
-def _start_catalog(stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir: Path) -> Any:
-    """The catalog consumer and tiled's server over ``data_dir/catalog.db``; returns the
-    function that waits for an event's file in the catalog and shows how it was found."""
+def _start_catalog(
+    stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir: Path, page_url: str = ""
+) -> Any:
+    """The catalog consumer and tiled's server over ``data_dir/catalog.db`` (its scripts
+    readable from ``page_url``); returns the function that waits for an event's file in the
+    catalog and shows how it was found."""
     db = f"sqlite:///{data_dir / 'catalog.db'}"
     key = secrets.token_hex(16)
     stack.enter_context(catalog_procs.catalog_consumer(logs, kafka, "assonant.files", db))
-    url = stack.enter_context(catalog_procs.catalog_server(logs, db, [data_dir], key))
+    url = stack.enter_context(
+        catalog_procs.catalog_server(logs, db, [data_dir], key, allow_origin=page_url)
+    )
+    _KEYS["url"], _KEYS["key"], _KEYS["db"] = url, key, db
     _out(f"data catalog: consumer of assonant.files into {db}; tiled on {url}")
 
     def search(event: dict[str, Any]) -> None:
@@ -182,6 +198,46 @@ def _start_catalog(stack: contextlib.ExitStack, logs: Path, kafka: str, data_dir
         )
 
     return search
+
+
+#: the catalog's address, API key and database, for the processing and the page
+_KEYS: dict[str, str] = {}
+
+
+def _process(
+    stack: contextlib.ExitStack,
+    logs: Path,
+    kafka: str,
+    data_dir: Path,
+    event: dict[str, Any],
+    page_url: str,
+) -> None:
+    """The processor on the files' topic: the derived file and its event; then the page."""
+    from assonant_ioc.processing.jobs import job_for
+
+    root = data_dir / "processed"
+    job = job_for(event, root)
+    stack.enter_context(
+        catalog_procs.processor(
+            logs, kafka, "assonant.files", _KEYS["db"], root, "assonant.derived"
+        )
+    )
+    _out(f"\nassonant-ioc process: reducing into {root} (file_derived on assonant.derived)")
+    if job is None:
+        _out(f"  ({event.get('definition') or 'no definition'}: no pipeline for this file)")
+    else:
+        derived = asyncio.run(consume_event(kafka, "assonant.derived", job.event_id, 600))
+        program = f"{derived['program']} {derived['version']}"
+        _out(f"  {job.pipeline} ({program}, {derived['seconds']:.1f} s)")
+        _out(f"  -> {derived['file_path']}")
+        _out(f"  results: {json.dumps(derived['results'])}")
+    port = int(page_url.rsplit(":", 1)[1])
+    stack.enter_context(catalog_procs.page_server(logs, _KEYS["url"], port))
+    _out(f"\nthe page: {page_url}/  (API key {_KEYS['key']}; it stops with the demo)")
+    if sys.stdin.isatty():
+        _out("press Enter to stop the demo")
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,16 @@ done
 [ "$missing" = 0 ] && exit 0
 echo "setting up .venv (extras: $EXTRAS)..."
 .venv/bin/python -m pip install -q --upgrade pip
+# uv installs the same pinned versions as pip, downloading in parallel (about 10x faster
+# here); pip does it when uv cannot be had
+install() {
+    if .venv/bin/python -m uv --version >/dev/null 2>&1 \
+        || .venv/bin/python -m pip install -q "uv>=0.5" >/dev/null 2>&1; then
+        .venv/bin/python -m uv pip install --python .venv/bin/python -q "$@"
+    else
+        .venv/bin/python -m pip install -q "$@"
+    fi
+}
 WHEELS=.venv/wheelhouse
 MAIN=${EXTRAS//,xrf/}
 FISX_PID=""
@@ -30,11 +40,11 @@ if [ "$MAIN" != "$EXTRAS" ] && ! .venv/bin/python -c "import fisx" >/dev/null 2>
     FISX_PID=$!
 fi
 # the versions tested (constraints.txt): the same install next month
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[$MAIN]"
+install -c constraints.txt -e ".[$MAIN]"
 if [ "$MAIN" != "$EXTRAS" ]; then
     if [ -n "$FISX_PID" ] && ! wait "$FISX_PID"; then
         echo "fisx's wheel could not be built:"; tail -20 .venv/fisx-build.log
     fi
-    .venv/bin/python -m pip install -q -c constraints.txt --find-links "$WHEELS" -e ".[xrf]"
+    install -c constraints.txt --find-links "$WHEELS" -e ".[xrf]"
 fi
 for extra in ${EXTRAS//,/ }; do echo "$HASH $extra" >> "$STAMP"; done

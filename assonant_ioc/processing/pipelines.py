@@ -18,6 +18,7 @@ import functools
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -65,6 +66,14 @@ def _in(item: h5py.Dataset, units: str) -> float:
     return float(registry().Quantity(value, given).to(units).magnitude)
 
 
+def _need(group: h5py.Group, path: str) -> h5py.Dataset:
+    """``group[path]``, or PipelineFailed naming the field the file lacks."""
+    item = group.get(path)
+    if not isinstance(item, h5py.Dataset):
+        raise PipelineFailed(f"{group.name}/{path} is not in the file: nothing to reduce")
+    return item
+
+
 def _exposure(f: h5py.File) -> h5py.Group:
     for item in f.values():
         if isinstance(item, h5py.Group) and "definition" in item:
@@ -80,7 +89,7 @@ def nabu(raw: Path, work: Path, parameters: dict[str, Any], timeout: float) -> R
     with h5py.File(raw, "r") as f:
         entry = _exposure(f)
         entry_name = entry.name.strip("/")
-        pixel_mm = _in(entry["instrument/detector/x_pixel_size"], "mm")
+        pixel_mm = _in(_need(entry, "instrument/detector/x_pixel_size"), "mm")
     subprocess.run(
         [bin_dir / "nabu-config", "--dataset", str(raw), "--output", str(conf), "--nocomments"],
         cwd=work,
@@ -140,15 +149,17 @@ def pyfai(raw: Path, work: Path, parameters: dict[str, Any], timeout: float) -> 
     points = int(parameters.get("points", 500))
     with h5py.File(raw, "r") as f:
         entry = _exposure(f)
-        det = entry["instrument/detector"]
-        frames = np.asarray(det["data"][()], dtype=np.float64)
+        det = entry.get("instrument/detector")
+        if not isinstance(det, h5py.Group):
+            raise PipelineFailed(f"{entry.name}/instrument/detector is not in the file")
+        frames = np.asarray(_need(det, "data")[()], dtype=np.float64)
         geometry = {
-            "dist": _in(det["distance"], "m"),
-            "poni1": _in(det["beam_center_y"], "m"),
-            "poni2": _in(det["beam_center_x"], "m"),
-            "pixel1": _in(det["y_pixel_size"], "m"),
-            "pixel2": _in(det["x_pixel_size"], "m"),
-            "wavelength": _in(entry["instrument/monochromator/wavelength"], "m"),
+            "dist": _in(_need(det, "distance"), "m"),
+            "poni1": _in(_need(det, "beam_center_y"), "m"),
+            "poni2": _in(_need(det, "beam_center_x"), "m"),
+            "pixel1": _in(_need(det, "y_pixel_size"), "m"),
+            "pixel2": _in(_need(det, "x_pixel_size"), "m"),
+            "wavelength": _in(_need(entry, "instrument/monochromator/wavelength"), "m"),
         }
     ai = AzimuthalIntegrator(**geometry)
     image = frames.sum(axis=0) if frames.ndim == 3 else frames
@@ -176,17 +187,19 @@ def larch(raw: Path, work: Path, parameters: dict[str, Any], timeout: float) -> 
 
     with h5py.File(raw, "r") as f:
         entry = _exposure(f)
-        energy_item = entry["instrument/monochromator/energy"]
+        energy_item = _need(entry, "instrument/monochromator/energy")
         given = energy_item.attrs.get("units", "eV")
         given = given.decode() if isinstance(given, bytes) else str(given)
         energy = registry().Quantity(np.asarray(energy_item[()], float), given).to("eV").magnitude
-        i0 = np.asarray(entry["instrument/i0/data"][()], dtype=np.float64)
-        it = np.asarray(entry["instrument/itrans/data"][()], dtype=np.float64)
+        i0 = np.asarray(_need(entry, "instrument/i0/data")[()], dtype=np.float64)
+        it = np.asarray(_need(entry, "instrument/itrans/data")[()], dtype=np.float64)
     if energy.size < 5:
         raise PipelineFailed(f"{energy.size} points: too few for a normalisation")
     mu = np.log(i0 / it)
     group = Group(energy=energy, mu=mu)
-    pre_edge(group, **{k: v for k, v in parameters.items() if k in ("pre1", "pre2", "norm1")})
+    with warnings.catch_warnings():  # larch's own numpy warnings (a mean of an empty slice)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pre_edge(group, **{k: v for k, v in parameters.items() if k in ("pre1", "pre2", "norm1")})
     return Reduced(
         program="xraylarch",
         version=_version("xraylarch"),

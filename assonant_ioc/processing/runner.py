@@ -81,7 +81,7 @@ async def run_local(job: Job, timeout: float) -> dict[str, Any]:
     )
     try:
         out, err = await asyncio.wait_for(
-            proc.communicate(json.dumps(job.as_dict()).encode()), timeout + 30
+            proc.communicate(json.dumps(job.as_dict()).encode()), timeout
         )
     except asyncio.TimeoutError:
         with contextlib.suppress(ProcessLookupError):
@@ -114,7 +114,7 @@ class DaskRunner:
             self._client = await Client(self.scheduler, asynchronous=True)  # type: ignore[no-untyped-call]
         future = self._client.submit(run_job, job.as_dict(), timeout, pure=False)
         try:
-            result: dict[str, Any] = await asyncio.wait_for(future, timeout + 30)
+            result: dict[str, Any] = await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             await future.cancel()
             return {"error": f"{job.pipeline}: over its time limit of {timeout:g} s (Dask)"}

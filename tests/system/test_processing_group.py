@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +144,44 @@ def test_the_same_burst_on_a_dask_cluster_gives_the_same_results(
     for event in burst:
         local = larch(Path(event["file_path"]), tmp_path, {}, 60)
         assert np.allclose(spectra[event["file_path"]], local.arrays["norm"][0])
+
+
+def test_a_job_over_its_time_limit_is_stopped_with_its_program(
+    burst: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from assonant_ioc.processing.runner import run_local
+
+    job = job_for(burst[0], tmp_path / "processed")
+    assert job is not None
+    started = time.monotonic()
+    result = asyncio.run(run_local(job, 0.3))
+    assert result == {"error": "larch: over its time limit of 0.3 s"}
+    assert time.monotonic() - started < 5
+    assert not Path(job.output).exists()
+
+
+def test_a_failed_job_is_recorded_with_its_reason_and_the_next_file_processed(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    bad_path = tmp_path / "raw" / "SIM_xas_broken.nxs"
+    bad = xas_file(bad_path, seed=99)
+    with h5py.File(bad_path, "r+") as f:  # a scan that recorded no counter: nothing to reduce
+        del f["during_exposure/instrument/itrans"]
+    bad["sha256"] = hashlib.sha256(bad_path.read_bytes()).hexdigest()
+    bad["file_size"] = bad_path.stat().st_size
+    topic = f"assonant.burst.{secrets.token_hex(3)}"
+    derived = f"assonant.derived.{secrets.token_hex(3)}"
+    db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
+    _publish(kafka, topic, [bad, burst[1]])
+    with catalog_procs.processor(log_dir, kafka, topic, db, root, derived, "g-fail") as proc:
+        procs.wait_until(
+            lambda: all_announced(db, [burst[1]["file_path"]], "larch"), 120, "the good file", proc
+        )
+        failed = catalog_records(db, [bad["file_path"]])[0]
+        assert proc.popen.poll() is None  # the consumer goes on
+    assert failed is not None
+    result = failed["results"]["larch"]
+    assert result["status"] == "failed" and "itrans" in result["reason"], result
+    events = asyncio.run(consume_all(kafka, derived, at_least=1))
+    assert [e["raw_file_path"] for e in events] == [burst[1]["file_path"]]
+    assert [p.name for p in _derived_files(root)] == [Path(job_for(burst[1], root).output).name]

@@ -14,6 +14,7 @@ computed twice. A failure is recorded with its reason and the consumer goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, Record, check_file, from_event, record_key
@@ -98,6 +99,39 @@ def file_derived_event(job: Job, result: dict[str, Any], raw_key: str) -> dict[s
     }
 
 
+class _Flight:
+    """The records of one partition being handled: their tasks, the offset to commit after
+    them, and whether the partition was handed over to another processor meanwhile."""
+
+    def __init__(self, next_offset: int) -> None:
+        self.next_offset = next_offset
+        self.tasks: list[asyncio.Future[bool]] = []
+        self.handed_over = asyncio.Event()
+
+
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """When partitions move to another processor (one joined, or left): a job still running
+    on them stops (its child killed; the new owner runs it again, or takes the result
+    already whole on disk), one whose result is being announced finishes and is committed,
+    before the rebalance goes on. So two processors never announce the same result."""
+
+    def __init__(self, processor: Processor, consumer: AIOKafkaConsumer) -> None:
+        self.processor = processor
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        flights = {tp: f for tp, f in self.processor._flights.items() if tp in set(revoked)}
+        for flight in flights.values():
+            flight.handed_over.set()
+        for tp, flight in flights.items():
+            handled = await asyncio.gather(*flight.tasks, return_exceptions=True)
+            if all(h is True for h in handled):
+                await self.processor._commit(self.consumer, tp, flight.next_offset)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
 class Processor:
     def __init__(
         self,
@@ -120,10 +154,11 @@ class Processor:
         self.retry_s = retry_s
         self.stats = Stats(topics=topics, group=group)
         self._slots = asyncio.Semaphore(max(1, settings.jobs))
+        #: the partitions whose records are being handled now
+        self._flights: dict[TopicPartition, _Flight] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id="assonant-process",
@@ -143,6 +178,7 @@ class Processor:
             candidate = self._new_consumer()
             try:
                 await candidate.start()
+                candidate.subscribe(self.topics, listener=_Handover(self, candidate))
                 consumer = candidate
                 self.stats.broker_connected = True
                 log.info(
@@ -169,15 +205,28 @@ class Processor:
                     await asyncio.sleep(self.retry_s)
                     continue
                 for tp, records in batch.items():
-                    handled = await asyncio.gather(
-                        *(
-                            self._handle(r.value, f"{tp.topic}[{tp.partition}]@{r.offset}", stop)
-                            for r in records
+                    flight = _Flight(records[-1].offset + 1)
+                    flight.tasks = [
+                        asyncio.ensure_future(
+                            self._handle(
+                                r.value, f"{tp.topic}[{tp.partition}]@{r.offset}", stop, flight
+                            )
                         )
-                    )
-                    if not all(handled):
+                        for r in records
+                    ]
+                    self._flights[tp] = flight
+                    try:
+                        handled = await asyncio.gather(*flight.tasks)
+                    finally:
+                        self._flights.pop(tp, None)
+                    if stop.is_set() and not all(handled):
                         return  # stopped before a job was done: not committed, redelivered
-                    await self._commit(consumer, tp, records[-1].offset + 1)
+                    if flight.handed_over.is_set():
+                        continue  # the partition went to another processor: its jobs too
+                    if not all(handled):  # cannot happen without a stop or a handover
+                        consumer.seek(tp, records[0].offset)
+                        continue
+                    await self._commit(consumer, tp, flight.next_offset)
         finally:
             await consumer.stop()
 
@@ -213,7 +262,9 @@ class Processor:
         results[job.pipeline] = entry
         await self.catalog.update(raw_key, {"results": results})
 
-    async def _handle(self, value: bytes | None, where: str, stop: asyncio.Event) -> bool:
+    async def _handle(
+        self, value: bytes | None, where: str, stop: asyncio.Event, flight: _Flight
+    ) -> bool:
         """One event, to its end; False when stopped before it was done."""
         try:
             event = json.loads(value or b"")
@@ -242,7 +293,7 @@ class Processor:
             log.info("%s: %s already derived and announced (%s)", where, job.raw_path, job.event_id)
             return True
         async with self._slots:
-            result = await self._run(job, raw_key, where, stop)
+            result = await self._run(job, raw_key, where, stop, flight)
         if result is None:
             return False
         if "error" in result:
@@ -254,10 +305,13 @@ class Processor:
                 lambda: self._status(raw_key, job, "failed", reason=result["error"]),
             )
             return done
+        if flight.handed_over.is_set():  # another processor has the event now: it announces
+            log.info("%s: handed over before its result was announced", where)
+            return False
         return await self._publish(job, raw_key, result, stop)
 
     async def _run(
-        self, job: Job, raw_key: str, where: str, stop: asyncio.Event
+        self, job: Job, raw_key: str, where: str, stop: asyncio.Event, flight: _Flight
     ) -> dict[str, Any] | None:
         """The job's result: the one already on disk when whole and of this raw file, else
         a run of the pipeline (None when stopped meanwhile)."""
@@ -284,13 +338,17 @@ class Processor:
         log.info("%s: %s -> %s (%s)", where, job.raw_path, job.output, job.pipeline)
         task = asyncio.ensure_future(self.runner(job, self.settings.time_limit))
         stopping = asyncio.ensure_future(stop.wait())
+        handed = asyncio.ensure_future(flight.handed_over.wait())
         try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, stopping, handed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.stats.running -= 1
             stopping.cancel()
-        if not task.done():
+            handed.cancel()
+        if not task.done():  # stopping, or the partition handed over: the job goes
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             return None
         return task.result()
 

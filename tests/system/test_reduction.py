@@ -66,7 +66,7 @@ def _nabu_by_hand(master: Path, work: Path) -> np.ndarray:
         return np.asarray(f["during_exposure/reconstruction/results/data"][()])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept across the other modules this worker runs
 def tomo(kafka: str, log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A half turn of the phantom (60 projections, darks and flats) written by the IOC; its
     event on a topic of its own."""
@@ -106,7 +106,7 @@ def _derived_event(kafka: str, topic: str, job: Any) -> dict[str, Any]:
     return asyncio.run(consume_event(kafka, topic, job.event_id, timeout=300))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept across the other modules this worker runs
 def processed(tomo: dict[str, Any], kafka: str, log_dir: Path) -> dict[str, Any]:
     work = tomo["tmp"] / "processing"
     with _processing(tomo, kafka, log_dir, work) as (db, root, derived, job):

@@ -8,11 +8,16 @@ tiled serves every dataset in it (the detector frames through their links includ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import logging
+from collections.abc import AsyncIterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from tiled.alembic_utils import UninitializedDatabase
 from tiled.catalog import from_uri
 from tiled.catalog.adapter import CatalogContainerAdapter, Collision
 from tiled.queries import Key
@@ -40,6 +45,24 @@ def normalise_uri(uri: str) -> str:
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return uri
+
+
+@contextlib.asynccontextmanager
+async def _creating(uri: str) -> AsyncIterator[bool]:
+    """Held while a catalog is opened, saying whether it may be new: processes opening
+    one new SQLite file at once (two processors, a consumer beside them) would race to
+    create its tables and set its journal mode, and the loser fail. A lock file beside
+    the database orders them; a server's database (PostgreSQL) orders its own."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        yield True
+        return
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    with db.with_name(db.name + ".lock").open("a") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        try:
+            yield not (db.exists() and db.stat().st_size > 0)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def redacted(uri: str) -> str:
@@ -91,8 +114,14 @@ class Catalog:
     @classmethod
     async def open(cls, uri: str) -> Catalog:
         uri = normalise_uri(uri)
-        adapter = from_uri(uri, init_if_not_exists=True)
-        await adapter.startup()
+        async with _creating(uri) as new:
+            # creating runs `tiled catalog init` in a child process: only for a new file
+            adapter = from_uri(uri, init_if_not_exists=new)
+            try:
+                await adapter.startup()
+            except UninitializedDatabase:  # a file left by a creation that was cut short
+                adapter = from_uri(uri, init_if_not_exists=True)
+                await adapter.startup()
         return cls(adapter, uri)
 
     async def close(self) -> None:

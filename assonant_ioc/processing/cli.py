@@ -89,7 +89,7 @@ async def _run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         parameters={"nabu": nabu},
     )
-    catalog = await _open_catalog(Catalog, args.catalog)
+    catalog = await Catalog.open(args.catalog)
     sender = EventSender(
         args.kafka_bootstrap, args.derived_topic, idempotent=args.kafka_idempotent == "on"
     )
@@ -123,20 +123,6 @@ async def _run(args: argparse.Namespace) -> int:
         await catalog.close()
         log.info("processor stopped: %s", processor.stats)
     return 0
-
-
-async def _open_catalog(cls: Any, uri: str, tries: int = 10) -> Any:
-    """The catalog, created when new; two processors starting together on a new SQLite
-    catalog race to create its tables: the loser opens it again once the winner has."""
-    for attempt in range(tries):
-        try:
-            return await cls.open(uri)
-        except Exception as err:
-            if attempt == tries - 1 or "already exists" not in str(err):
-                raise
-            log.info("catalog %s being created by another process; opening it again", uri)
-            await asyncio.sleep(1.0)
-    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:

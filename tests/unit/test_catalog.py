@@ -195,3 +195,45 @@ def test_a_password_never_shows() -> None:
     shown = redacted("postgresql://assonant:s3cret@db.facility:5432/catalog")
     assert "s3cret" not in shown and shown.startswith("postgresql://assonant:***@db.facility")
     assert redacted("sqlite:////state/catalog.db") == "sqlite:////state/catalog.db"
+
+
+_OPEN_AND_REGISTER = """
+import asyncio, sys
+from assonant_ioc.catalog.store import Catalog
+
+async def main():
+    catalog = await Catalog.open(sys.argv[1])
+    await catalog.close()
+
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_one_new_catalog_at_once_all_open_it(tmp_path: Path) -> None:
+    """Two processors and a consumer started together on a new SQLite catalog: none of
+    them fails on the others' creating it (the race CI found: 'cannot change into wal
+    mode from within a transaction')."""
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "state" / "catalog.db")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AND_REGISTER, db],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    failures = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            failures.append(err.strip()[-1500:])
+    assert failures == []
+    loop = asyncio.new_event_loop()
+    try:
+        opened = loop.run_until_complete(Catalog.open(db))
+        loop.run_until_complete(opened.close())
+    finally:
+        loop.close()

@@ -2,7 +2,8 @@
 
 One line per object: name, NX class (groups) or dtype and shape (fields),
 value (arrays abbreviated), units, and ``<- PV`` for a value captured from a PV (from the
-``provenance`` NXcollections, see ``nexus/provenance.py``). The walk is nexusformat's.
+``provenance`` NXcollections, see ``nexus/provenance.py``). A link says where it points;
+one that points nowhere says so.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 
@@ -23,27 +25,34 @@ def _item(x: Any) -> str:
     return str(x.item() if isinstance(x, np.generic) else x)
 
 
-def _value(field: Any) -> str:
-    try:
-        value = field.nxvalue
-    except Exception:  # noqa: BLE001 - an empty dataset has no value
+def _is_text(dset: h5py.Dataset) -> bool:
+    return h5py.check_string_dtype(dset.dtype) is not None
+
+
+def _value(dset: h5py.Dataset) -> str:
+    """The value, or for an array its first three items and its last (read one by one: a
+    detector's frames are never read whole to show four numbers)."""
+    if dset.shape is None or dset.size == 0:
         return "<empty>"
-    if value is None:
-        return "<empty>"
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return _item(arr.item() if arr.dtype != object else value)
-    flat = arr.reshape(-1)
-    items = [_item(x) for x in (flat if flat.size <= 6 else [*flat[:3], flat[-1]])]
-    if flat.size > 6:
+    data = dset.asstr() if _is_text(dset) else dset
+    if dset.ndim == 0:
+        return _item(data[()])
+    size = int(dset.size)
+    picks = range(size) if size <= 6 else [0, 1, 2, size - 1]
+    items = [_item(data[np.unravel_index(i, dset.shape)]) for i in picks]
+    if size > 6:
         items.insert(3, "...")
     return f"[{', '.join(items)}]"
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _sources(path: str) -> dict[str, str]:
     """Path of each field or NXlog that holds captured values -> the PV it came from."""
-    import h5py
-
     from assonant_ioc.nexus.provenance import PROVENANCE
 
     found: dict[str, str] = {}
@@ -69,50 +78,58 @@ def _sources(path: str) -> dict[str, str]:
     return found
 
 
-def _in_time_order(root: Any) -> Any:
-    """The root, then each entry's tree, entries in the order they were taken (their
-    ``start_time``: pre, during, post), not nexusformat's alphabetical order."""
-    yield root
-
-    def started(entry: Any) -> str:
-        try:
-            return str(entry["start_time"].nxvalue)
-        except Exception:  # noqa: BLE001 - an entry without start_time goes last
-            return "~"
-
+def _entries_in_time_order(root: h5py.File) -> list[str]:
+    """The entries in the order they were taken (their ``start_time``: pre, during,
+    post), not alphabetical order."""
     moments = ["pre_exposure", "during_exposure", "post_exposure"]
 
-    def order(entry: Any) -> tuple[str, int]:
-        name = entry.nxname
-        return started(entry), moments.index(name) if name in moments else len(moments)
+    def order(name: str) -> tuple[str, int]:
+        entry = root[name]
+        started = entry.get("start_time") if isinstance(entry, h5py.Group) else None
+        when = _value(started) if isinstance(started, h5py.Dataset) else "~"
+        return when, moments.index(name) if name in moments else len(moments)
 
-    entries = sorted(root.entries.values(), key=order)
-    for entry in entries:
-        yield from entry.walk()
+    return sorted(root.keys(), key=order)
+
+
+def _lines(
+    group: h5py.Group, names: list[str], depth: int, sources: dict[str, str], out: list[str]
+) -> None:
+    """One line per object under ``group`` (its ``names``, each group's own in name order)."""
+    indent = "  " * depth
+    for name in names:
+        path = f"{group.name.rstrip('/')}/{name}"
+        link = group.get(name, getlink=True)
+        via = ""
+        if isinstance(link, h5py.ExternalLink):
+            via = f" -> {link.filename}:{link.path}"
+        elif isinstance(link, h5py.SoftLink):
+            via = f" -> {link.path}"
+        try:
+            obj = group[name]
+        except (KeyError, OSError):  # a link to a file or object that is not there
+            out.append(f"{indent}{name}{via} (not found)")
+            continue
+        pv = sources.get(path)
+        source = f" <- {pv}" if pv else ""
+        if isinstance(obj, h5py.Group):
+            nxclass = _text(obj.attrs.get("NX_class", "NXgroup"))
+            out.append(f"{indent}{name}:{nxclass}{via}{source}")
+            if not via:  # a linked group is shown where it is
+                _lines(obj, list(obj), depth + 1, sources, out)
+            continue
+        units = obj.attrs.get("units")
+        units_text = f" {_text(units)}" if units is not None else ""
+        shape = "x".join(str(n) for n in (obj.shape or ())) or "scalar"
+        dtype = "str" if _is_text(obj) else obj.dtype
+        out.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}{via}{source}")
 
 
 def tree_lines(path: str) -> list[str]:
-    from nexusformat.nexus import nxload
-
     sources = _sources(path)
-    root = nxload(path, "r")
-    lines = []
-    for obj in _in_time_order(root):
-        depth = obj.nxpath.count("/") if obj.nxpath != "/" else 0
-        indent = "  " * max(depth - 1, 0)
-        name = obj.nxname if obj.nxpath != "/" else Path(path).name
-        pv = sources.get(obj.nxpath)
-        source = f" <- {pv}" if pv else ""
-        if obj.nxclass != "NXfield":
-            lines.append(f"{indent}{name}:{obj.nxclass}{source}")
-            continue
-        units = obj.attrs.get("units")
-        units_text = f" {getattr(units, 'nxvalue', units)}" if units is not None else ""
-        shape = "x".join(str(n) for n in obj.shape) or "scalar"
-        dtype = (
-            "str" if obj.dtype == object or str(obj.dtype).startswith(("|S", "<U")) else obj.dtype
-        )
-        lines.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}{source}")
+    lines = [f"{Path(path).name}:NXroot"]
+    with h5py.File(path, "r") as root:
+        _lines(root, _entries_in_time_order(root), 0, sources, lines)
     return lines + source_lines(path)
 
 
@@ -141,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assonant-ioc inspect", description=__doc__)
     parser.add_argument("file", help="a NeXus/HDF5 file")
     args = parser.parse_args(argv)
-    import h5py
-
     path = Path(args.file)
     if path.is_dir():
         sys.stderr.write(f"assonant-ioc inspect: {path}: is a directory, not a file\n")

@@ -70,11 +70,21 @@ def test_docker_compose_file_parses() -> None:
     ioc_env = services["assonant-ioc"]["environment"]
     assert ioc_env["EPICS_CA_ADDR_LIST"] == "sim-beamline"
     assert "kafka:9092" in services["assonant-ioc"]["command"]
-    # one service builds the image and the others run it: compose builds it once, and pulls
-    # nothing for the others (their image is one the project builds)
-    ours = [n for n, svc in services.items() if svc.get("image", "").startswith("assonant-ioc")]
-    assert sorted(ours) == ["assonant-ioc", "catalog", "catalog-server", "sim-beamline"]
-    assert [n for n in ours if "build" in services[n]] == ["assonant-ioc"]
+    # two images, each built by one service (the Dockerfile's targets) and run by another:
+    # compose pulls nothing of ours
+    images = {n: svc.get("image", "") for n, svc in services.items()}
+    assert images | {"kafka": ""} == {
+        "kafka": "",
+        "sim-beamline": "assonant-ioc:latest",
+        "assonant-ioc": "assonant-ioc:latest",
+        "catalog": "assonant-catalog:latest",
+        "catalog-server": "assonant-catalog:latest",
+    }
+    builds = {n: svc["build"] for n, svc in services.items() if "build" in svc}
+    assert {n: b["target"] for n, b in builds.items()} == {
+        "assonant-ioc": "ioc",
+        "catalog": "catalog",
+    }
     # what must outlive the container is on volumes: files, state (journal, outbox,
     # autosave) and Kafka's log; the broker is reachable from the host
     ioc_command = services["assonant-ioc"]["command"]
@@ -100,20 +110,39 @@ def _targets(volumes: list[Any]) -> set[str]:
     return {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in volumes}
 
 
-def test_the_image_runs_the_service_as_a_user_with_its_state_on_volumes() -> None:
-    text = (REPO / "Dockerfile").read_text()
-    joined = text.replace("\\\n", " ")  # continuation lines
-    instructions = [line.split(None, 1) for line in joined.splitlines() if line[:1].isupper()]
-    found = {word: rest for word, *more in instructions for rest in more or [""]}
-    assert found["USER"].strip() == "assonant"
-    assert found["ENTRYPOINT"].strip() == '["assonant-ioc"]'
-    assert "5064/tcp" in found["EXPOSE"] and "5064/udp" in found["EXPOSE"]
-    assert "/data" in found["VOLUME"] and "/state" in found["VOLUME"]
-    assert '".[validate,catalog]"' in text
-    assert "5065/udp" in found["EXPOSE"]
-    assert "assonant_ioc.ioc.healthcheck" in found["HEALTHCHECK"]
-    # a pinned build: the versions the tests ran with, from the same file
-    assert "-c constraints.txt" in found["RUN"] and "README.md constraints.txt ./" in text
+def _stages() -> dict[str, dict[str, str]]:
+    """The Dockerfile's stages by name: each instruction's (last) arguments."""
+    joined = (REPO / "Dockerfile").read_text().replace("\\\n", " ")  # continuation lines
+    stages: dict[str, dict[str, str]] = {}
+    for line in joined.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "FROM":
+            current = stages.setdefault(rest.rsplit(" AS ", 1)[-1], {})
+        elif word.isupper() and word.isalpha():
+            current[word] = f"{current.get(word, '')} {rest}".strip()
+    return stages
+
+
+def test_the_images_run_as_a_user_with_their_state_on_volumes() -> None:
+    """Two images: the IOC's (the default target, last) and the catalog's, each pinned, each
+    running as the user ``assonant`` with the files and its state on volumes."""
+    stages = _stages()
+    assert list(stages) == ["base", "catalog", "ioc"]  # a plain `docker build .` is the IOC
+    base, ioc, catalog = stages["base"], stages["ioc"], stages["catalog"]
+    assert "useradd --system --uid 10001" in base["RUN"]
+    assert "README.md constraints.txt ./" in base["COPY"]
+    for image in (ioc, catalog):
+        assert image["USER"] == "assonant"
+        assert image["ENTRYPOINT"] == '["assonant-ioc"]'
+        assert "/data" in image["VOLUME"] and "/state" in image["VOLUME"]
+        # a pinned build: the versions the tests ran with, from the same file
+        assert image["RUN"].startswith("pip install --no-cache-dir -c constraints.txt")
+    assert '".[validate,sim]"' in ioc["RUN"] and '".[catalog,process,page]"' in catalog["RUN"]
+    assert "5064/tcp" in ioc["EXPOSE"] and "5064/udp" in ioc["EXPOSE"]
+    assert "5065/udp" in ioc["EXPOSE"]
+    assert "8000/tcp" in catalog["EXPOSE"] and "5064" not in catalog["EXPOSE"]
+    assert "assonant_ioc.ioc.healthcheck" in ioc["HEALTHCHECK"]
+    assert "HEALTHCHECK" not in catalog  # the compose file gives each catalog service its own
     assert "-c constraints.txt" in (REPO / "scripts" / "setup.sh").read_text()
     pins = [
         line

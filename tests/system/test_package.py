@@ -101,3 +101,53 @@ def test_the_package_carries_its_configs_and_the_c_iocs_database(
     from assonant_ioc.config import load_config
 
     assert load_config("mogno").definition == "NXtomo"  # by name, from any directory
+
+
+def _resolved(wheel: Path, extras: str, tmp_path: Path) -> set[str]:
+    """What pip would install for the wheel with ``extras`` and the pinned versions, resolved
+    from the package index (nothing installed)."""
+    import json
+
+    report = tmp_path / f"report-{extras or 'core'}.json"
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q"]
+    pins = ["-c", str(REPO / "constraints.txt")]
+    spec = f"{wheel}[{extras}]" if extras else str(wheel)
+    resolved = subprocess.run(
+        [*pip, *pins, "--report", str(report), spec],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_outside(dict(os.environ)),
+    )
+    assert resolved.returncode == 0, resolved.stderr[-3000:]
+    return {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+
+
+def _image_extras(target: str) -> str:
+    """The extras the Dockerfile's stage ``target`` installs (its pinned pip install)."""
+    import re
+
+    stages = re.split(r"^FROM ", (REPO / "Dockerfile").read_text(), flags=re.M)
+    (stage,) = [s for s in stages if s.split("\n", 1)[0].endswith(f" AS {target}")]
+    (extras,) = re.findall(
+        r'pip install --no-cache-dir -c constraints.txt "\.\[([a-z,]+)\]"', stage
+    )
+    return str(extras)
+
+
+CATALOG_STACK = {"tiled", "fastapi", "uvicorn", "sqlalchemy", "aiosqlite", "dask", "duckdb"}
+
+
+def test_the_core_and_the_ioc_image_bring_no_catalog_stack(wheel: Path, tmp_path: Path) -> None:
+    """The IOC alone (no extra) installs without scipy, lxml, nexusformat or pynxtools; the
+    IOC's image (its Dockerfile target, with the validators) without the catalog's stack,
+    which the catalog's image has."""
+    core = _resolved(wheel, "", tmp_path)
+    assert {"caproto", "pyepics", "h5py", "aiokafka", "pint"} <= core
+    assert core & ({"scipy", "lxml", "nexusformat", "pynxtools"} | CATALOG_STACK) == set()
+    ioc = _image_extras("ioc")
+    assert ioc == "validate,sim"
+    packages = _resolved(wheel, ioc, tmp_path)
+    assert {"pynxtools", "nexusformat", "epicscorelibs"} <= packages
+    assert packages & CATALOG_STACK == set()
+    assert "catalog" in _image_extras("catalog").split(",")

@@ -87,6 +87,24 @@ class EventSender:
             self.last_error = str(err)
         return self.connected
 
+    async def probe(self) -> bool:
+        """Whether the broker still answers (a metadata request), for a sender with nothing
+        to send: a broker gone between events is seen then (KafkaConnected, /health), not
+        only at the next send."""
+        async with self._lock:
+            try:
+                producer = await self._ensure_producer()
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), self.timeout)
+            except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
+                if self.connected:
+                    log.warning("Kafka broker %s stopped answering: %r", self.bootstrap, err)
+                self.connected = False
+                self.last_error = f"Kafka broker {self.bootstrap} unreachable: {err!r}"
+                await self._drop_producer()
+                return False
+            self.connected = True
+            return True
+
     async def send(self, key: str, event: dict[str, Any]) -> None:
         """Deliver one event and wait for the broker's acknowledgement, or raise SendFailed."""
         async with self._lock:

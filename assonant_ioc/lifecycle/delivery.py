@@ -28,6 +28,8 @@ class Sender(Protocol):
 
     async def connect(self) -> bool: ...
 
+    async def probe(self) -> bool: ...
+
     async def send(self, key: str, event: dict[str, Any]) -> None: ...
 
     async def close(self) -> None: ...
@@ -92,8 +94,8 @@ class Delivery:
                         f"{first.key}: event sent for {first.event['file_path']}"
                     )
                     continue
-                if first is None and not self.sender.connected:
-                    await self.sender.connect()
+                if first is None:  # nothing to send: is the broker (still) there?
+                    await (self.sender.probe() if self.sender.connected else self.sender.connect())
             except SendFailed as err:
                 if not failing:
                     await self.reporter.error(

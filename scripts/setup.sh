@@ -25,7 +25,9 @@ echo "setting up .venv (extras: $EXTRAS)..."
 install() {
     if .venv/bin/python -m uv --version >/dev/null 2>&1 \
         || .venv/bin/python -m pip install -q "uv>=0.5" >/dev/null 2>&1; then
-        .venv/bin/python -m uv pip install --python .venv/bin/python -q "$@"
+        # compiled now, as pip does: where PYTHONDONTWRITEBYTECODE is set nothing is
+        # compiled later, and every process would compile tiled, pandas... again
+        .venv/bin/python -m uv pip install --python .venv/bin/python --compile-bytecode -q "$@"
     else
         .venv/bin/python -m pip install -q "$@"
     fi

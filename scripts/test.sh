@@ -34,4 +34,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# the tests start many processes of this package: its bytecode compiled once, here (where
+# PYTHONDONTWRITEBYTECODE is set, Python would compile it again in each)
+.venv/bin/python -m compileall -q -j 0 assonant_ioc tests bench >/dev/null
 .venv/bin/python -m pytest "$@"

@@ -31,8 +31,8 @@ from assonant_ioc.sim import catalog_procs, phantom, procs
 from tests.system.reduction import ARTIFACTS, catalog_get, descendants
 from tests.system.test_nexus_standard import _run
 
-# one worker runs the module (its IOC experiment once): CI runs with --dist loadgroup
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("reduction")]
+# one worker runs the module (its IOC experiment once): CI runs with --dist loadfile
+pytestmark = pytest.mark.timeout(600)
 
 DERIVED_SCHEMA = Path(__file__).resolve().parents[2] / "assonant_ioc/events/derived.schema.json"
 ROWS = (4, 8, 11)  # slices through the phantom's discs

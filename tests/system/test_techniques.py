@@ -16,6 +16,7 @@ verdict is reported.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,14 @@ def test_xas_larch_finds_the_copper_k_edge(
     mu = np.log(i0 / it)
     assert np.allclose(intensity, mu)
     group = Group(energy=energy, mu=mu)
-    pre_edge(group)
+    # larch's find_energy_step takes energy[nskip:-nskip] with nskip = 1 % of the points:
+    # under 100 points that is [0:-0], empty, and numpy warns of the mean of it (larch then
+    # takes the step another way). Its import hides that warning only in the test that
+    # first imports it, so it is kept out here, whichever test imported larch first.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        pre_edge(group)
     assert abs(group.e0 - samples.CU_K_EDGE_EV) <= 2.0, group.e0
     assert 1.0 < group.edge_step < 1.4, group.edge_step
     verdict, errors = _loads_everywhere(path)

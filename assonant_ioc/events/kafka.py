@@ -159,6 +159,14 @@ async def consume_event(
     bootstrap: str, topic: str, key: str, timeout: float = 20.0
 ) -> dict[str, Any]:
     """Read ``topic`` from its start until the event with ``key`` arrives (no consumer group)."""
+    event, _ = await consume_record(bootstrap, topic, key, timeout)
+    return event
+
+
+async def consume_record(
+    bootstrap: str, topic: str, key: str, timeout: float = 20.0
+) -> tuple[dict[str, Any], float]:
+    """The event with ``key`` and its record's timestamp (when it was sent, epoch seconds)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -170,7 +178,7 @@ async def consume_event(
                 for rec in records:
                     if rec.key == key.encode() and rec.value is not None:
                         event: dict[str, Any] = json.loads(rec.value)
-                        return event
+                        return event, rec.timestamp / 1000.0
         raise TimeoutError(f"no event with key {key!r} on {topic!r} within {timeout} s")
     finally:
         await consumer.stop()

@@ -577,10 +577,13 @@ class Lifecycle:
                     settings.who,
                 )
                 tmp, event = await self._in_worker(worker.build, job)
+                await _held("built")
                 ready = not self.config.validate
                 path = await asyncio.to_thread(self.outbox.put, self.experiment_id, event, ready)
                 queued = Pending(path, self.experiment_id, event, ready)
+                await _held("queued")
                 await asyncio.to_thread(publish, Path(tmp), final)
+                await _held("published")
             except Exception as err:
                 if isinstance(err, BrokenProcessPool) and final is not None:
                     err = WriteFailed(_crashed(final))
@@ -671,8 +674,12 @@ class Lifecycle:
         writing = meta.get("writing")
         if state is State.WRITING and writing:
             done = await self._recover_write(writing)
-            if done:
-                return f"{what}: the write interrupted by a stop was finished: {writing['final']}"
+            if done:  # said where a stop's other outcomes are (LastError), for the operator
+                message = (
+                    f"{what}: the write interrupted by a stop was finished: {writing['final']}"
+                )
+                await self.reporter.error(message)
+                return message
             state = State.FAULT
             meta["fault"] = (
                 f"the write of {writing['final']} was interrupted by a stop; "
@@ -731,3 +738,17 @@ class Lifecycle:
             tmp.unlink(missing_ok=True)
         await self._finish_written(final, queued)
         return True
+
+
+async def _held(point: str) -> None:
+    """A test's stop at a named point of the write, to kill the service there and not by
+    chance: with ``ASSONANT_TEST_HOLD=point:marker`` the marker file is made at ``point``
+    (built: the file whole under its partial name; queued: its event in the outbox too;
+    published: at its final name) and the write waits there for the kill."""
+    name, _, marker = os.environ.get("ASSONANT_TEST_HOLD", "").partition(":")
+    if name != point:
+        return
+    log.warning("held at %s for a test (ASSONANT_TEST_HOLD)", point)
+    Path(marker).touch()
+    while True:
+        await asyncio.sleep(3600)

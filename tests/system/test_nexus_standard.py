@@ -30,6 +30,9 @@ NEXUSFORMAT_KNOWN = (
     "NXsource is an invalid class in NXentry",  # NXmx wants it there: definitions issue #1248
 )
 
+#: the monochromator's energy each experiment here is taken at (keV)
+ENERGY_KEV = 12.0
+
 
 def _run(
     sim: tuple[str, int],
@@ -56,7 +59,16 @@ def _run(
         frames_dir = data_dir / "detector"
         client.put(f"{BL}det:HDF1:FilePath", str(frames_dir))
         client.put(f"{BL}smp:rx:VAL", 0.0)
-        procs.wait_until(lambda: client.get(f"{BL}smp:rx:DMOV") == 1, 10, "rx at 0")
+        client.put(f"{BL}mono:energy:VAL", ENERGY_KEV)  # another test may have moved it
+        procs.wait_until(
+            lambda: (
+                client.get(f"{BL}smp:rx:DMOV") == 1
+                and abs(client.get(f"{BL}mono:energy:RBV") - ENERGY_KEV) < 1e-9
+                and client.get(f"{BL}mono:energy:DMOV") == 1
+            ),
+            10,
+            "rx at 0 and the monochromator at its energy",
+        )
         exp_id = f"{config_name.split('.')[0]}-{int(time.time())}"
         client.put(f"{P}ExperimentId", exp_id)
         client.put(f"{P}Snapshot:Pre", 1)
@@ -146,7 +158,7 @@ def _tomography_programs_take(path: Path, n_frames: list[int]) -> None:
     assert darks is not None and flats is not None, "nabu finds no darks or flats"
     assert sum(d.shape[0] if d.ndim == 3 else 1 for d in darks.values()) >= 1
     assert len(dataset.projections) == n_frames[2]
-    assert dataset.energy == pytest.approx(12.0, rel=0.05)  # the sim's monochromator, keV
+    assert dataset.energy == pytest.approx(ENERGY_KEV, rel=1e-6)  # keV, what the test set
     assert dataset.distance == pytest.approx(0.1)  # 100 mm in the config, in m
     assert dataset.pixel_size == pytest.approx(6.5)  # um
     scan = NXtomoScan(str(path), "during_exposure")

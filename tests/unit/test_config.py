@@ -14,27 +14,50 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "beamline", "definition", "n_pvs"),
     [
-        "sim.yaml",
-        "mogno.yaml",
-        "manaca.yaml",
-        "manaca_pv_map.csv",
-        "sapucaia.yaml",
-        "carnauba.yaml",
-        "quati.yaml",
-        "sape.yaml",
+        ("sim.yaml", "SIM", "", 15),
+        ("sim_tomo.yaml", "SIM", "NXtomo", 18),
+        ("sim_mx.yaml", "SIM", "NXmx", 12),
+        ("sim_saxs.yaml", "SIM", "NXsas", 14),
+        ("sim_xrf.yaml", "SIM", "NXfluo", 11),
+        ("sim_xas.yaml", "SIM", "NXxas", 7),
+        ("mogno.yaml", "MOGNO", "NXtomo", 19),
+        ("manaca.yaml", "MANACA", "NXmx", 15),
+        ("manaca_pv_map.csv", "MANACA", "", 12),
+        ("sapucaia.yaml", "SAPUCAIA", "NXsas", 17),
+        ("carnauba.yaml", "CARNAUBA", "NXfluo", 11),
+        ("quati.yaml", "QUATI", "NXxas", 7),
+        ("sape.yaml", "SAPE", "NXarpes", 16),
     ],
 )
-def test_shipped_configs_load(name: str) -> None:
+def test_shipped_configs_load(name: str, beamline: str, definition: str, n_pvs: int) -> None:
+    """Each shipped config, as its beamline, definition and PVs (one per field or axis)."""
     config = load_config(CONFIGS / name)
-    assert config.pvs()
-    assert config.sample is not None
+    assert (config.beamline, config.definition, len(config.pvs())) == (
+        beamline,
+        definition,
+        n_pvs,
+    )
+    assert config.sample is not None and config.sample.channels
 
 
 def test_sim_config_macros_and_axes() -> None:
     config = load_config(CONFIGS / "sim.yaml", macros={"BL": "XYZ:"})
-    assert all(pv.startswith("XYZ:") for pv in config.pvs())
+    assert sorted(config.pvs()) == [
+        f"XYZ:{pv}"
+        for pv in (
+            "det:Acquire", "det:AcquireTime", "det:ArrayCounter_RBV", "det:Temperature",
+            "mono:energy:RBV", "mono:wavelength", "ring:current", "s1:hcen:RBV", "s1:hgap:RBV",
+            "s1:vcen:RBV", "s1:vgap:RBV", "smp:rx:RBV", "smp:x:RBV", "smp:y:RBV", "smp:z:RBV",
+        )
+    ]  # fmt: skip
+    assert (config.beamline, config.prefix, config.kafka.topic) == (
+        "SIM",
+        "SIM:ASSONANT:",
+        "assonant.files",
+    )
+    assert config.file_name == "{beamline}_{experiment_id}_{counter:05d}.nxs"
     assert config.sample is not None
     axes = {ch.name: ch.axis for ch in config.sample.channels}
     assert axes["rx"] is not None and axes["rx"].depends_on == "x"

@@ -399,6 +399,11 @@ class Bench:
 
         run(self)
 
+    def journal(self) -> None:
+        from bench.journal import run
+
+        run(self)
+
     def durable(self) -> None:
         """The journal: RSS and EndOfExperiment time against the recording's length; the
         whole build against a minimal h5py write of the same arrays; the build with the
@@ -615,6 +620,7 @@ def main(argv: list[str] | None = None) -> None:
         "linked",
         "event",
         "durable",
+        "journal",
         "soak",
         "catalog",
     ]

@@ -154,15 +154,35 @@ _COLUMNS = (
     ("vf", np.float64),
     ("vi", np.int64),
 )
-_JSON, _BATCH = b"J", b"B"
+#: record kinds: JSON; a batch's columns as they are (the format before packing, still
+#: read); a batch's columns packed: each column's bytes shuffled (every row's first byte,
+#: then every second byte...: a PV index, a time or a severity differs from the row
+#: before in its low bytes only) and the whole compressed with zlib at its fastest level.
+#: About 8 bytes a scalar reading instead of 34, for a fraction of a microsecond each.
+_JSON, _BATCH, _PACKED = b"J", b"B", b"Z"
 _LEN = struct.Struct("<I")
 
 
+def _shuffled(a: np.ndarray) -> bytes:
+    return a.view(np.uint8).reshape(len(a), a.dtype.itemsize).T.tobytes()
+
+
+def _unshuffled(data: bytes, offset: int, n: int, kind: Any) -> np.ndarray:
+    width = np.dtype(kind).itemsize
+    planes = np.frombuffer(data, dtype=np.uint8, count=n * width, offset=offset)
+    column: np.ndarray = np.ascontiguousarray(planes.reshape(width, n).T).view(kind).reshape(n)
+    return column
+
+
 def append_record(
-    fh: Any, payload: Mapping[str, Any], columns: Mapping[str, Any] | None = None
+    fh: Any,
+    payload: Mapping[str, Any],
+    columns: Mapping[str, Any] | None = None,
+    packed: bool = True,
 ) -> int:
-    """Append one record (length, crc32, then a JSON payload, or a JSON header and the binary
-    ``columns`` of a batch) to an unbuffered file; returns its size.
+    """Append one record (length, crc32, then a JSON payload, or a JSON header and the
+    ``columns`` of a batch, packed unless ``packed`` is false) to an unbuffered file;
+    returns its size.
 
     On a failed write (a full disk) the file is cut back to where it was, so the log never
     holds a torn record in its middle.
@@ -172,7 +192,11 @@ def append_record(
         data = _JSON + head
     else:
         arrays = [np.ascontiguousarray(columns[name], dtype=kind) for name, kind in _COLUMNS]
-        data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
+        if packed:
+            body = zlib.compress(b"".join(_shuffled(a) for a in arrays), 1)
+            data = b"".join([_PACKED, _LEN.pack(len(head)), head, body])
+        else:
+            data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
     record = _HEADER.pack(len(data), zlib.crc32(data)) + data
     pos = fh.tell()
     try:
@@ -217,6 +241,12 @@ def _decode(data: bytes) -> dict[str, Any]:
     start = 1 + _LEN.size
     record = json.loads(data[start : start + size])
     offset, n = start + size, int(record["n"])
+    if data[:1] == _PACKED:
+        data, offset = zlib.decompress(data[offset:]), 0
+        for name, kind in _COLUMNS:
+            record[name] = _unshuffled(data, offset, n, kind)
+            offset += n * np.dtype(kind).itemsize
+        return record
     for name, kind in _COLUMNS:
         record[name] = np.frombuffer(data, dtype=kind, count=n, offset=offset)
         offset += n * np.dtype(kind).itemsize

@@ -101,7 +101,6 @@ def test_kill_after_pre_then_restart_finishes_the_experiment(
             assert post - pre > 0.7
             assert f["pre_exposure/experiment_identifier"][()].decode() == "killed-after-pre"
         assert client.get(f"{P}State") == "Idle"
-        assert not (_state_dir(tmp_path) / "experiment").exists()
 
 
 def test_kill_while_recording_keeps_every_durable_reading_and_marks_the_gap(
@@ -250,12 +249,11 @@ def test_broker_down_three_experiments_sigterm_sigkill_each_event_once(
         assert "stopping with 3 event(s) not yet delivered" in log_text
     with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _data_dir, proc):
         assert client.get(f"{P}KafkaConnected") == "No"
+        _wait(lambda: client.get(f"{P}EventsPending") == 3, 10, "3 events kept through SIGTERM")
         _kill9(proc)
-    outbox = _state_dir(tmp_path) / "outbox"
-    assert len(list(outbox.glob("*.json"))) == 3
     with procs.broker(log_dir, port) as bootstrap:
         with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _dd, _proc):
-            _wait(lambda: not list(outbox.glob("*.json")), 40, "the outbox delivered")
+            _wait(lambda: client.get(f"{P}EventsPending") == 0, 40, "the events delivered")
             events = _consume(bootstrap, "assonant.files", 3)
             _wait(lambda: client.get(f"{P}KafkaConnected") == "Yes", 10, "KafkaConnected")
     counts = Counter(e["event_id"] for e in events)

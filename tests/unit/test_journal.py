@@ -198,3 +198,69 @@ def test_the_file_built_from_the_journal_holds_every_recorded_point(tmp_path: Pa
         assert list(where["connected"][:2]) == [False, True]
         assert list(where["alarm_severity"][:2]) == [3, 1] and where["alarm_status"][1] == 4
         assert "service_interruption" in f["during_exposure"]
+
+
+def _beamline_second(rec: Recorder, pvs: list[str], second: int, rng: np.random.Generator) -> None:
+    """A second of a beamline at 10 Hz: a third of the PVs still, a third moving, a third
+    noisy (a current, a temperature), each update stamped by its IOC."""
+    for tick in range(10):
+        at = T0 + second + tick / 10
+        for i, pv in enumerate(pvs):
+            kind = i % 3
+            value = 100.0 + i if kind == 0 else i + (second * 10 + tick) * 0.01
+            if kind == 2:
+                value = 100.0 + i + float(rng.normal(0, 0.01))
+            rec.add(pv, value, at + float(rng.random()) * 0.01, 0, 0, True)
+
+
+def test_a_recording_takes_at_most_16_bytes_a_reading_and_reads_back_exactly(
+    tmp_path: Path,
+) -> None:
+    """1,000 PVs at 10 Hz for 5 s, one batch a second as the flush thread makes them: the
+    journal's bytes per reading (header records included), and every value and time back."""
+    pvs = [f"B:pv{i}" for i in range(1000)]
+    journal, rec = _recorder(tmp_path, pvs)
+    rng = np.random.default_rng(7)
+    sent: dict[str, list[tuple[float, float]]] = {pv: [] for pv in pvs}
+    original_add = rec.add
+
+    def add(pv: str, value: float, t: float, sev: int, status: int, conn: bool) -> None:
+        sent[pv].append((value, t))
+        original_add(pv, value, t, sev, status, conn)
+
+    rec.add = add  # type: ignore[method-assign]
+    for second in range(5):
+        _beamline_second(rec, pvs, second, rng)
+        rec.flush()
+    rec.stop()
+    readings = 1000 * 10 * 5
+    per_reading = journal.during_path().stat().st_size / readings
+    assert per_reading <= 16, per_reading  # 34 unpacked
+    series, _ = journal.read_during()
+    for pv in pvs[::97]:
+        got = series[pv]
+        values = got.values if hasattr(got, "values") else [r.value for r in got]
+        times = got.times if hasattr(got, "times") else [r.timestamp for r in got]
+        assert list(values) == [v for v, _ in sent[pv]]
+        assert list(times) == [t for _, t in sent[pv]]
+
+
+def test_a_journal_of_unpacked_batches_still_recovers(tmp_path: Path) -> None:
+    """A recording journaled before batches were packed (a service upgraded with an
+    experiment in progress) reads back as it was written."""
+    from assonant_ioc.lifecycle import records
+
+    journal = Journal(tmp_path)
+    journal.begin({"experiment_id": "x"})
+    with open(journal.during_path(), "ab", buffering=0) as fh:
+        records.append_record(fh, {"pvs": ["B:x", "B:s"], "start": T0})
+        values = records.encode_values([1.5, "on", 2.5], [True, True, True])
+        header = {"at": T0 + 3, "n": 3, "o": values.pop("o"), "u": {"0": "mm"}}
+        header["d"] = {"0": "float64", "1": "str"}
+        columns = {"p": [0, 1, 0], "t": [T0, T0 + 1, T0 + 2], "s": [0, 1, 0], "a": [0, 3, 0]}
+        records.append_record(fh, header, {**columns, "c": [True] * 3, **values}, packed=False)
+    series, last = journal.read_during()
+    assert last == T0 + 3
+    assert [r.value for r in series["B:s"]] == ["on"]
+    x = series["B:x"]
+    assert list(x.values if hasattr(x, "values") else [r.value for r in x]) == [1.5, 2.5]

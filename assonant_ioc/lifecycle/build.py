@@ -214,14 +214,14 @@ def write_file(
     from assonant_ioc.nexus.provenance import source_files
     from assonant_ioc.nexus.writer import checks_of, write_partial
 
-    tmp = write_partial(experiment, final, config.compression, notes)
-    if after is not None:
-        try:
+    tmp = write_partial(experiment, final, config.compression, notes, sync=False)
+    try:
+        if after is not None:
             after(tmp)
-        except Exception:
-            tmp.unlink(missing_ok=True)
-            raise
-    size, sha256 = sha256_of(tmp)
+        size, sha256 = durable_sum(tmp)  # what ``after`` added is made durable too
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     event = file_written_event(
         experiment, final, size, sha256, time.time(), None, event_id=event_id
     )
@@ -295,6 +295,21 @@ def frames_short(wanted: dict[str, tuple[str, int]]) -> list[str]:
         if expected >= 0 and have < expected:
             short.append(f"{path} ({have} of {expected} frames)")
     return short
+
+
+def durable_sum(path: Path) -> tuple[int, str]:
+    """The file made durable (fsync) and summed (size, sha256) at once: the sum reads what
+    the page cache holds while the disk takes it, not after it. An fsync that fails raises
+    (the file is then not whole on disk)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh, ThreadPoolExecutor(1, "fsync") as pool:
+        synced = pool.submit(os.fsync, fh.fileno())
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+        synced.result()
+    return path.stat().st_size, digest.hexdigest()
 
 
 def sha256_of(path: Path) -> tuple[int, str]:

@@ -599,8 +599,10 @@ def write_partial(
     final: Path,
     compression: CompressionSpec | None = None,
     notes: Mapping[str, Mapping[str, str]] | None = None,
+    sync: bool = True,
 ) -> Path:
-    """Write ``x`` under the hidden name of ``final`` and sync it; returns that name.
+    """Write ``x`` under the hidden name of ``final`` and sync it (unless ``sync`` is false:
+    the caller adds to it and then syncs it); returns that name.
 
     Any failure (a full disk, a bad value) removes the partial file and raises WriteFailed.
     """
@@ -640,8 +642,9 @@ def write_partial(
                         note = _group(f[entry_name], name, "NXnote")
                         note.create_dataset("type", data="text/plain")
                         note.create_dataset("description", data=text)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
     except Exception as err:
         gc.collect()  # the failed file's objects, closed (and their errors counted) now
         with contextlib.suppress(OSError):

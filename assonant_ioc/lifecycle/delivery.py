@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from assonant_ioc.errors import SendFailed
 from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle.holds import held
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class Delivery:
                 first = self.outbox.first()  # from memory: no file read
                 if first is not None and first.ready:
                     await self.sender.send(first.key, first.event)
+                    await held("sent")
                     await asyncio.to_thread(self.outbox.remove, first)
                     failing = False
                     await self.reporter.say(

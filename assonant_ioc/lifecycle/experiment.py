@@ -25,6 +25,7 @@ from assonant_ioc.config.spec import BeamlineConfig, render_file_name
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
+from assonant_ioc.lifecycle.holds import held
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -577,13 +578,13 @@ class Lifecycle:
                     settings.who,
                 )
                 tmp, event = await self._in_worker(worker.build, job)
-                await _held("built")
+                await held("built")
                 ready = not self.config.validate
                 path = await asyncio.to_thread(self.outbox.put, self.experiment_id, event, ready)
                 queued = Pending(path, self.experiment_id, event, ready)
-                await _held("queued")
+                await held("queued")
                 await asyncio.to_thread(publish, Path(tmp), final)
-                await _held("published")
+                await held("published")
             except Exception as err:
                 if isinstance(err, BrokenProcessPool) and final is not None:
                     err = WriteFailed(_crashed(final))
@@ -738,17 +739,3 @@ class Lifecycle:
             tmp.unlink(missing_ok=True)
         await self._finish_written(final, queued)
         return True
-
-
-async def _held(point: str) -> None:
-    """A test's stop at a named point of the write, to kill the service there and not by
-    chance: with ``ASSONANT_TEST_HOLD=point:marker`` the marker file is made at ``point``
-    (built: the file whole under its partial name; queued: its event in the outbox too;
-    published: at its final name) and the write waits there for the kill."""
-    name, _, marker = os.environ.get("ASSONANT_TEST_HOLD", "").partition(":")
-    if name != point:
-        return
-    log.warning("held at %s for a test (ASSONANT_TEST_HOLD)", point)
-    Path(marker).touch()
-    while True:
-        await asyncio.sleep(3600)

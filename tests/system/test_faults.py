@@ -231,6 +231,50 @@ def _consume(bootstrap: str, topic: str, at_least: int) -> list[dict[str, Any]]:
     return asyncio.run(consume_all(bootstrap, topic, at_least))
 
 
+def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event_id(
+    sim: tuple[str, int],
+    log_dir: Path,
+    tmp_path: Path,
+    kafka: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's duplicate window, held open: kill -9 after the broker acknowledged the
+    event and before it left the outbox. The restart sends it again with the same event_id;
+    the catalog's consumer registers the file once and counts the repeat as a duplicate."""
+    from assonant_ioc.sim import catalog_procs
+
+    topic = f"assonant.faults.{procs.new_prefix('d').strip(':')}"
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    args = ["--kafka-bootstrap", kafka, "--no-validate"]
+    held = tmp_path / "held"
+    with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, status):
+        monkeypatch.setenv("ASSONANT_TEST_HOLD", f"sent:{held}")
+        with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, _d, proc):
+            client.put(f"{P}ExperimentId", "twice")
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}EndOfExperiment", 1)
+            written = client.get(f"{P}LastFile")
+            _wait(held.exists, 30, "the event acknowledged, still in the outbox")
+            _kill9(proc)
+        monkeypatch.delenv("ASSONANT_TEST_HOLD")
+        with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
+            client,
+            _,
+            _d,
+            _proc,
+        ):
+            _wait(lambda: client.get(f"{P}EventsPending") == 0, 30, "the event sent again")
+        events = _consume(kafka, topic, 2)
+        assert [e["file_path"] for e in events] == [written, written]
+        assert events[0]["event_id"] == events[1]["event_id"]
+        procs.wait_until(
+            lambda: catalog_procs.consumer_status(status)["duplicate"] == 1, 30, "the repeat"
+        )
+        counts = catalog_procs.consumer_status(status)
+        assert counts["registered"] == 1 and counts["updated"] == 0, counts
+        assert consumer.popen.poll() is None
+
+
 def test_broker_down_three_experiments_sigterm_sigkill_each_event_once(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:

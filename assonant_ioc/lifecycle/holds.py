@@ -1,0 +1,27 @@
+"""A test's stop at a named point of the service, to kill it there and not by chance.
+
+With ``ASSONANT_TEST_HOLD=point:marker`` in its environment the service makes the marker
+file when it reaches ``point`` and waits there until it is killed. The points:
+``built`` (the file whole under its partial name), ``queued`` (its event in the outbox
+too), ``published`` (the file at its final name), ``sent`` (an event acknowledged by the
+broker, not yet removed from the outbox). Unset (always, outside the tests), nothing waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+async def held(point: str) -> None:
+    name, _, marker = os.environ.get("ASSONANT_TEST_HOLD", "").partition(":")
+    if name != point:
+        return
+    log.warning("held at %s for a test (ASSONANT_TEST_HOLD)", point)
+    Path(marker).touch()
+    while True:
+        await asyncio.sleep(3600)

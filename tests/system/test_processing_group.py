@@ -180,9 +180,10 @@ def test_a_failed_job_is_recorded_with_its_reason_and_the_next_file_processed(
 
         def failure() -> dict[str, Any] | None:  # two jobs at once: either may end first
             record = catalog_records(db, [bad["file_path"]])[0] or {}
-            return record.get("results", {}).get("larch")
+            result: dict[str, Any] | None = record.get("results", {}).get("larch")
+            return result if result and result.get("status") != "running" else None
 
-        procs.wait_until(lambda: failure() is not None, 60, "the failure recorded", proc)
+        procs.wait_until(lambda: failure() is not None, 60, "the job's end recorded", proc)
         assert proc.popen.poll() is None  # the consumer goes on
     result = failure()
     assert result is not None

@@ -475,11 +475,17 @@ class Bench:
         n, scan, warm, total = (
             (1000, "1 second", 5, 20) if self.quick else (10000, ".1 second", 30, 600)
         )
-        with self.scale_ioc(n, scan) as bl, self.service(bl, n) as (prefix, port, proc):
+        # as a beamline runs for hours: a recording of every PV in progress the whole time
+        with (
+            self.scale_ioc(n, scan) as bl,
+            self.service(bl, n, during=n) as (prefix, port, proc),
+        ):
+            env = procs.ca_client_env(port)
+            _put(f"{prefix}Snapshot:Pre", 1, env)
+            _put(f"{prefix}Record:During", 1, env)
             time.sleep(warm)
             rss0 = _rss_mb(proc.popen.pid)
             samples, rates = [], []
-            env = procs.ca_client_env(port)
             deadline = time.monotonic() + total - warm
             while time.monotonic() < deadline:
                 time.sleep(min(10, max(deadline - time.monotonic(), 0)))
@@ -487,9 +493,11 @@ class Bench:
                 rates.append(_get(f"{prefix}UpdateRate", env))
             rss1 = _rss_mb(proc.popen.pid)
             alive = proc.popen.poll() is None
+            _put(f"{prefix}Record:During", 0, env)
+            _put(f"{prefix}Abort", 1, env)  # the soak's recording is not a file to write
         rate = n / float(scan.split()[0])
         self.row(
-            f"soak N={n} at {rate:g} updates/s for {total} s",
+            f"soak N={n} at {rate:g} updates/s for {total} s, recording",
             "RSS end / after warm-up",
             rss1 / rss0,
             "<= 1.1",
@@ -499,7 +507,7 @@ class Bench:
             alive=alive,
         )
         self.row(
-            f"soak N={n} at {rate:g} updates/s",
+            f"soak N={n} at {rate:g} updates/s, recording",
             "updates/s the service took in (median)",
             statistics.median(rates),
             "",

@@ -76,26 +76,18 @@ class EventSender:
             client_id="assonant-ioc",
         )
 
-    async def connect(self) -> bool:
-        """Try to reach the broker; returns whether it answered."""
-        try:
-            async with self._lock:
-                await self._ensure_producer()
-            self.connected = True
-        except SendFailed as err:
-            self.connected = False
-            self.last_error = str(err)
-        return self.connected
-
     async def probe(self) -> bool:
-        """Whether the broker still answers (a metadata request), for a sender with nothing
-        to send: a broker gone between events is seen then (KafkaConnected, /health), not
-        only at the next send."""
+        """Whether the broker answers (its producer started, then a metadata request), for a
+        sender with nothing to send: a broker gone between events is seen then
+        (KafkaConnected, /health), not only at the next send."""
         async with self._lock:
             try:
                 producer = await self._ensure_producer()
                 await asyncio.wait_for(producer.client.fetch_all_metadata(), self.timeout)
-            except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
+            except SendFailed as err:  # the producer could not start: its reason as it is
+                self.connected, self.last_error = False, str(err)
+                return False
+            except (KafkaError, OSError, asyncio.TimeoutError) as err:
                 if self.connected:
                     log.warning("Kafka broker %s stopped answering: %r", self.bootstrap, err)
                 self.connected = False

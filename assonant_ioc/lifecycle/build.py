@@ -303,21 +303,23 @@ def durable_sum(path: Path) -> tuple[int, str]:
     (the file is then not whole on disk)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    digest = hashlib.sha256()
     with open(path, "rb") as fh, ThreadPoolExecutor(1, "fsync") as pool:
         synced = pool.submit(os.fsync, fh.fileno())
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+        digest = _digest(fh)
         synced.result()
-    return path.stat().st_size, digest.hexdigest()
+    return path.stat().st_size, digest
 
 
 def sha256_of(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path.stat().st_size, digest.hexdigest()
+        return path.stat().st_size, _digest(fh)
+
+
+def _digest(fh: Any) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def validate_file(path: str) -> tuple[str, dict[str, Any]]:

@@ -27,8 +27,6 @@ RETRY_S = 5.0
 class Sender(Protocol):
     connected: bool
 
-    async def connect(self) -> bool: ...
-
     async def probe(self) -> bool: ...
 
     async def send(self, key: str, event: dict[str, Any]) -> None: ...
@@ -97,7 +95,7 @@ class Delivery:
                     )
                     continue
                 if first is None:  # nothing to send: is the broker (still) there?
-                    await (self.sender.probe() if self.sender.connected else self.sender.connect())
+                    await self.sender.probe()
             except SendFailed as err:
                 if not failing:
                     await self.reporter.error(

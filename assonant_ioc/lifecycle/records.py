@@ -192,14 +192,14 @@ def append_record(
     On a failed write (a full disk) the file is cut back to where it was, so the log never
     holds a torn record in its middle.
     """
-    head = json.dumps(payload, separators=(",", ":")).encode()
     if columns is None:
-        data = _JSON + head
+        data = _JSON + _json(payload)
     else:
         arrays = [np.ascontiguousarray(columns[name], dtype=kind) for name, kind in _COLUMNS]
         if packed:
             data = _packed(dict(payload), arrays)
         else:
+            head = _json(payload)
             data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
     record = _HEADER.pack(len(data), zlib.crc32(data)) + data
     pos = fh.tell()
@@ -215,6 +215,10 @@ def append_record(
     return len(record)
 
 
+def _json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def _packed(payload: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
     """A batch as a packed record (see ``_PACKED``)."""
     same: dict[str, Any] = {}
@@ -227,7 +231,7 @@ def _packed(payload: dict[str, Any], arrays: list[np.ndarray]) -> bytes:
         else:
             shuffled.append(_shuffled(a))
     payload["one"] = same
-    head = json.dumps(payload, separators=(",", ":")).encode()
+    head = _json(payload)
     squeezed = zlib.compress(b"".join(shuffled), 1)
     return b"".join(
         [_PACKED, _LEN.pack(len(head)), head, _LEN.pack(len(squeezed)), squeezed, as_is]

@@ -197,7 +197,7 @@ def test_a_password_never_shows() -> None:
     assert redacted("sqlite:////state/catalog.db") == "sqlite:////state/catalog.db"
 
 
-_OPEN_AND_REGISTER = """
+_OPEN = """
 import asyncio, sys
 from assonant_ioc.catalog.store import Catalog
 
@@ -219,7 +219,7 @@ def test_processes_opening_one_new_catalog_at_once_all_open_it(tmp_path: Path) -
     db = str(tmp_path / "state" / "catalog.db")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _OPEN_AND_REGISTER, db],
+            [sys.executable, "-c", _OPEN, db],
             stderr=subprocess.PIPE,
             text=True,
         )

@@ -15,13 +15,14 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import WriteFailed
+from assonant_ioc.lifecycle import staging
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.records import read_columns
 from assonant_ioc.model.components import Experiment, Moment, SeriesColumns
@@ -94,10 +95,15 @@ class BuildJob:
 
 
 def captures(
-    journal: Journal, meta: dict[str, Any], dropped: list[int] | None = None
+    journal: Journal,
+    meta: dict[str, Any],
+    dropped: list[int] | None = None,
+    during: Mapping[str, Any] | None = None,
 ) -> tuple[list[Captured], dict[str, str]]:
     """What each moment captured, from the journal; and notes for the entries (the gaps).
-    The readings a recording had to drop (a full state directory) are added to ``dropped``."""
+    The readings a recording had to drop (a full state directory) are added to ``dropped``.
+    ``during``: the recording as staged while it ran (no gap, not interrupted), instead of
+    reading it from the journal."""
     out: list[Captured] = []
     notes: dict[str, str] = {}
     moments = meta.get("moments", {})
@@ -107,7 +113,9 @@ def captures(
             continue
         start, end = float(info["start"]), float(info["end"])
         values: Captures
-        if moment is Moment.DURING:
+        if moment is Moment.DURING and during is not None:
+            values = dict(during)
+        elif moment is Moment.DURING:
             gaps: list[dict[str, float]] = []
             series, _ = read_columns(journal.during_path(), gaps)
             texts = []
@@ -177,10 +185,12 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     """Write the experiment in the journal under the final name's hidden name; returns the
     hidden name and the event (without validation) that will announce the final name."""
     journal = Journal(Path(job.state_dir))
-    room_for(journal.dir, Path(job.final_path).parent)
+    final = Path(job.final_path)
+    room_for(journal.dir, final.parent)
     meta = journal.load_meta()
     dropped: list[int] = []
-    caps, notes = captures(journal, meta, dropped)
+    during = _staged(job, journal, meta)
+    caps, notes = captures(journal, meta, dropped, during)
     frames = journal.frame_files()
     experiment = assemble(
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
@@ -191,12 +201,38 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     }
     for entry, text in _audit(meta).items():
         entry_notes.setdefault(entry, {})["audit"] = text
-    tmp, event = write_file(job.config, experiment, Path(job.final_path), entry_notes, job.event_id)
+    tmp, event = write_file(
+        job.config, experiment, final, entry_notes, job.event_id, staged=during is not None
+    )
     if job.ended_by:
         event["ended_by"] = job.ended_by
     event["readings_dropped"] = sum(dropped)
     event["origin"] = "epics"
     return str(tmp), event
+
+
+def _staged(job: BuildJob, journal: Journal, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The recording as staged while it ran, its file moved to the final name's hidden name
+    (to be written into); None: build it from the journal (nothing usable staged)."""
+    import h5py
+
+    from assonant_ioc.nexus.writer import partial_path
+
+    info = meta.get("moments", {}).get(Moment.DURING.value)
+    if (
+        info is None
+        or info.get("interrupted")
+        or Moment.DURING.value not in meta.get("captured", [])
+    ):
+        staging.discard(journal)
+        return None
+    t0 = float(info["start"])
+    tmp = staging.take(journal, t0, job.config.compression, partial_path(Path(job.final_path)))
+    if tmp is None:
+        return None
+    axes = {ch.pv for ch in job.config.channels() if ch.pv and ch.axis is not None}
+    with h5py.File(tmp, "r") as f:
+        return staging.columns(f, t0, axes)
 
 
 def write_file(
@@ -206,15 +242,17 @@ def write_file(
     notes: dict[str, dict[str, str]],
     event_id: str,
     after: Callable[[Path], None] | None = None,
+    staged: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Write ``experiment`` under the hidden name of ``final`` (``after`` adds to the file
     before it is summed), and the event that will announce it: size, sha256, the detector
-    files and the writer's own findings. Shared by the PV path and the Bluesky path."""
+    files and the writer's own findings. Shared by the PV path and the Bluesky path.
+    ``staged``: the hidden name holds the recording staged while it ran (written into)."""
     from assonant_ioc.events.message import file_written_event
     from assonant_ioc.nexus.provenance import source_files
     from assonant_ioc.nexus.writer import checks_of, write_partial
 
-    tmp = write_partial(experiment, final, config.compression, notes, sync=False)
+    tmp = write_partial(experiment, final, config.compression, notes, sync=False, staged=staged)
     try:
         if after is not None:
             after(tmp)
@@ -243,7 +281,11 @@ def room_for(journal_dir: Path, directory: Path) -> None:
     readings as arrays, plus the metadata): twice that, and 1 MB, must be free."""
     import shutil
 
-    used = sum(p.stat().st_size for p in journal_dir.iterdir() if p.is_file())
+    used = sum(
+        p.stat().st_size
+        for p in journal_dir.iterdir()
+        if p.is_file() and p.name != staging.STAGING  # the staged file is moved, not copied
+    )
     need = 2 * used + (1 << 20)
     existing = directory
     while not existing.exists() and existing != existing.parent:

@@ -24,6 +24,7 @@ from assonant_ioc.config.paths import data_dir_problem
 from assonant_ioc.config.spec import BeamlineConfig, render_file_name
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
+from assonant_ioc.lifecycle import staging
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.holds import held
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
@@ -464,12 +465,36 @@ class Lifecycle:
                 await self._enter(Command.RECORD_START, settings.who)
                 await self._save()
                 self.monitor.add_sink(self._recorder, pvs)
+                self.spawn(self._stage_while_recording(self._recorder, now))
             except Exception as err:
                 if self._recorder is not None:
                     self._recorder.abandon()
                     self._recorder = None
                 raise await self._fail(Command.RECORD_START.value, err) from err
             await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs")
+
+    #: seconds between two rounds of staging, at least (see ``_stage_while_recording``)
+    STAGE_EVERY_S = 2.0
+
+    async def _stage_while_recording(self, recorder: Recorder, t0: float) -> None:
+        """Build the during entry's arrays while ``recorder`` runs (``lifecycle.staging``),
+        so that EndOfExperiment does not: a round every few seconds in the worker, each
+        wait at least 4 times the last round (the worker at most a fifth of a core)."""
+        wait = self.STAGE_EVERY_S
+        while self._recorder is recorder:
+            await asyncio.sleep(wait)
+            if self._recorder is not recorder:
+                return
+            try:
+                done = await self._in_worker(
+                    staging.stage, str(self.state_dir), t0, self.config.compression
+                )
+            except Exception:  # a cache: EndOfExperiment reads the journal instead
+                log.exception("staging the recording")
+                continue
+            if done["given_up"]:
+                return
+            wait = max(self.STAGE_EVERY_S, 4 * float(done["seconds"]))
 
     async def record_stop(self, who: str = "") -> None:
         async with self._lock:

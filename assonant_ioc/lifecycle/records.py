@@ -47,26 +47,57 @@ def read_columns(
     reading), waveforms as readings; and the last durable point's time. The gaps the
     recorder recorded (updates it had to drop: ``from``, ``to``, ``dropped``) are appended
     to ``gaps``."""
-    pvs: list[str] = []
-    parts: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
-    other: dict[int, Any] = {}
-    units: dict[int, str] = {}
-    dtypes: dict[int, str] = {}
-    last: float | None = None
-    rows = 0
+    rows = Rows()
     for batch in read_records(path):
+        rows.add(batch, gaps)
+    return rows.per_pv(), rows.last
+
+
+class Rows:
+    """Batches of a recording gathered as one set of columns (what ``read_columns`` and the
+    staging of the during entry both split per PV)."""
+
+    def __init__(self) -> None:
+        self.pvs: list[str] = []
+        self.parts: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+        self.other: dict[int, Any] = {}
+        self.units: dict[int, str] = {}
+        self.dtypes: dict[int, str] = {}
+        self.last: float | None = None
+        self.count = 0
+
+    def add(self, batch: Mapping[str, Any], gaps: list[dict[str, float]] | None = None) -> None:
+        """Take one record (the PV list, or a batch)."""
         if "pvs" in batch:
-            pvs = list(batch["pvs"])
-            continue
+            self.pvs = list(batch["pvs"])
+            return
         if gaps is not None and "gap" in batch:
             gaps.append(dict(batch["gap"]))
         for name, _ in _COLUMNS:
-            parts[name].append(batch[name])
-        other.update({rows + j: x for j, x in batch["o"]})
-        rows += int(batch["n"])
-        units.update({int(k): u for k, u in batch.get("u", {}).items()})
-        dtypes.update({int(k): d for k, d in batch.get("d", {}).items()})
-        last = float(batch["at"])
+            self.parts[name].append(batch[name])
+        self.other.update({self.count + j: x for j, x in batch["o"]})
+        self.count += int(batch["n"])
+        self.units.update({int(k): u for k, u in batch.get("u", {}).items()})
+        self.dtypes.update({int(k): d for k, d in batch.get("d", {}).items()})
+        self.last = float(batch["at"])
+
+    def per_pv(
+        self, dtypes: Mapping[int, str] | None = None, units: Mapping[int, str] | None = None
+    ) -> dict[str, list[Reading] | SeriesColumns]:
+        """The gathered rows per PV (every PV of the list, with rows or not). ``dtypes`` and
+        ``units``: per PV index, what earlier batches said (these batches' own win)."""
+        dtypes = {**(dtypes or {}), **self.dtypes}
+        units = {**(units or {}), **self.units}
+        return _per_pv(self.pvs, self.parts, self.other, units, dtypes)
+
+
+def _per_pv(
+    pvs: list[str],
+    parts: dict[str, list[Any]],
+    other: dict[int, Any],
+    units: Mapping[int, str],
+    dtypes: Mapping[int, str],
+) -> dict[str, list[Reading] | SeriesColumns]:
     col = {
         name: np.concatenate(parts[name]) if parts[name] else np.zeros(0, dtype=kind)
         for name, kind in _COLUMNS
@@ -94,8 +125,8 @@ def read_columns(
                 vf[lo + j] if kj == 0 else vi[lo + j] if kj == 1 else other.get(int(rows_[j]))
                 for j, kj in enumerate(k)
             ]
-            first = next((x for x in raw if x is not None), None)
-            if isinstance(first, (list, dict)) or dtype == "bool":  # waveforms: as readings
+            # waveforms (or a PV that became one: a hostile value) as readings
+            if dtype == "bool" or any(isinstance(x, (list, dict)) for x in raw):
                 out[pv] = [
                     _reading(
                         pv,
@@ -120,7 +151,7 @@ def read_columns(
         out[pv] = SeriesColumns(
             pv, values, times[lo:hi], sev[lo:hi], status[lo:hi], live, dtype, units.get(i, "")
         )
-    return out, last
+    return out
 
 
 def _reading(
@@ -243,11 +274,22 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 
     A batch record comes back as its JSON header with its columns as numpy arrays.
     """
+    for record, _ in read_records_from(path, 0):
+        yield record
+
+
+def read_records_from(
+    path: Path, offset: int, growing: bool = False
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """The complete records from byte ``offset`` on, each with the offset after it; stops
+    at the first torn or corrupt one. ``growing``: the log is still being appended to, so
+    an incomplete last record is one being written (said nowhere)."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         return
     with fh:
+        fh.seek(offset)
         while True:
             head = fh.read(_HEADER.size)
             if len(head) < _HEADER.size:
@@ -255,9 +297,11 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             size, crc = _HEADER.unpack(head)
             data = fh.read(size)
             if len(data) < size or zlib.crc32(data) != crc:
-                log.warning("%s: torn record at the end, dropped", path)
+                if not growing:
+                    log.warning("%s: torn record at the end, dropped", path)
                 return
-            yield _decode(data)
+            offset += _HEADER.size + size
+            yield _decode(data), offset
 
 
 def _decode(data: bytes) -> dict[str, Any]:

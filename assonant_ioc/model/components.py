@@ -125,6 +125,10 @@ class SeriesColumns:
 
     ``values`` holds NaN (numbers) or "" (strings) where ``connected`` is False; ``times``
     are EPICS timestamps as POSIX seconds. Sequences are numpy arrays or lists.
+
+    ``staged``: the group in the file being written that already holds these columns as
+    datasets (the during entry built while recording); the writer links them into place,
+    and the sequences may then hold only their lengths (see ``lifecycle.staging``).
     """
 
     source: str
@@ -135,6 +139,7 @@ class SeriesColumns:
     connected: Any
     dtype: str
     units: str = ""
+    staged: str = ""
 
     def __len__(self) -> int:
         return len(self.times)

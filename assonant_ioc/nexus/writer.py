@@ -46,6 +46,7 @@ from assonant_ioc.model.components import (
     Entry,
     Experiment,
     LinkedData,
+    SeriesColumns,
     TimeSeries,
     Value,
 )
@@ -214,6 +215,8 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     the value held when recording began, may be earlier)."""
     log_group = _group(parent, name, "NXlog")
     cols = series.columns
+    if cols is not None and cols.staged and cols.staged in parent.file:
+        return _link_log(log_group, cols, series.units, t0)
     if cols is not None:  # a recording from the journal: its columns as they are
         values: Any = cols.values
         if cols.dtype == "str":
@@ -239,6 +242,26 @@ def _write_log(parent: h5py.Group, name: str, series: TimeSeries, t0: float) -> 
     _array(where, "alarm_severity", np.asarray(severity, dtype=np.int8), SEVERITY_DTYPE)
     _array(where, "alarm_status", status)
     _array(where, "connected", connected)
+    return log_group
+
+
+def _link_log(log_group: h5py.Group, cols: SeriesColumns, units: str, t0: float) -> h5py.Group:
+    """An NXlog of columns staged while recording (``lifecycle.staging``): the staged
+    datasets linked in, not written again."""
+    staged = log_group.file[cols.staged]
+    if float(staged.parent.attrs["t0"]) != t0:
+        raise ValueError(f"{cols.source}: staged from {staged.parent.attrs['t0']}, not {t0}")
+    value, t = staged["value"], staged["time"]
+    log_group["value"] = value
+    log_group["time"] = t
+    if units and "units" not in value.attrs:
+        _attrs(value, units=units)
+    if "units" not in t.attrs:
+        _attrs(t, units="s", start=iso(t0))
+    where = mirror(log_group)
+    where.create_dataset("source_pv", data=cols.source)
+    for column in ("alarm_severity", "alarm_status", "connected"):
+        where[column] = staged[column]
     return log_group
 
 
@@ -600,9 +623,12 @@ def write_partial(
     compression: CompressionSpec | None = None,
     notes: Mapping[str, Mapping[str, str]] | None = None,
     sync: bool = True,
+    staged: bool = False,
 ) -> Path:
     """Write ``x`` under the hidden name of ``final`` and sync it (unless ``sync`` is false:
-    the caller adds to it and then syncs it); returns that name.
+    the caller adds to it and then syncs it); returns that name. ``staged``: that file is
+    there already, holding the recording's columns (``lifecycle.staging``), and is written
+    into; the staging group is gone when it is done.
 
     Any failure (a full disk, a bad value) removes the partial file and raises WriteFailed.
     """
@@ -618,7 +644,7 @@ def write_partial(
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise FileExistsError(f"{final} exists; refusing to overwrite it")
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "r+" if staged else "w") as f:
             f.attrs["NX_class"] = "NXroot"
             f.attrs["file_name"] = final.name
             f.attrs["file_time"] = iso(x.end_time)
@@ -633,6 +659,8 @@ def write_partial(
             }
             _write_checks(f, x, checks)
             _CHECKS.reset(checks_token)
+            if STAGING_GROUP in f:  # its datasets are linked where they belong
+                del f[STAGING_GROUP]
             if plots:  # the viewers open on the frames, else on a recorded series
                 best = max(plots.values())
                 _attrs(f, default=next(n for n, p in plots.items() if p == best))
@@ -657,6 +685,9 @@ def write_partial(
         _COMPRESSION.reset(token)
     return tmp
 
+
+#: The staging file's group of a recording's columns (``lifecycle.staging.GROUP``).
+STAGING_GROUP = "staging"
 
 #: Where the writer's own findings are kept: the exposure entry's provenance collection.
 CHECKS = "checks"

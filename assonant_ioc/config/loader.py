@@ -169,6 +169,7 @@ _TOP_KEYS = {
     "validate",
     "state_dir",
     "journal_flush_s",
+    "staging_every_s",
     "journal_max_pending",
     "connect_timeout",
     "data_root",
@@ -254,7 +255,11 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     if definition == "NXtomo" and not doc.get("file_name"):
         file_name = file_name.removesuffix(".nxs") + ".nx"  # the extension nabu takes
     timing: dict[str, float] = {}
-    for key, default in (("journal_flush_s", 1.0), ("connect_timeout", 5.0)):
+    for key, default in (
+        ("journal_flush_s", 1.0),
+        ("staging_every_s", 2.0),
+        ("connect_timeout", 5.0),
+    ):
         raw_t = doc.get(key, default)
         if isinstance(raw_t, bool) or not isinstance(raw_t, (int, float)) or not 0 < raw_t <= 600:
             p.add(_line(doc, key), f"{key} must be a number of seconds in (0, 600], not {raw_t!r}")
@@ -296,6 +301,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         validate=bool(doc.get("validate", True)),
         state_dir=str(doc.get("state_dir") or ""),
         journal_flush_s=timing["journal_flush_s"],
+        staging_every_s=timing["staging_every_s"],
         journal_max_pending=max_pending,
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),

@@ -225,6 +225,9 @@ class BeamlineConfig:
     state_dir: str = ""
     #: a recording is durable on disk at least this often (seconds)
     journal_flush_s: float = 1.0
+    #: while recording, the worker builds the file's arrays from the journal at most this
+    #: often (seconds; each wait is also at least 4 times the last round's duration)
+    staging_every_s: float = 2.0
     #: readings a recording holds in memory while the state directory cannot take them
     #: (about 100 bytes each); beyond, updates are dropped and the gap marked in the file
     journal_max_pending: int = 2_000_000

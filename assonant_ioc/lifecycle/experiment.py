@@ -473,14 +473,12 @@ class Lifecycle:
                 raise await self._fail(Command.RECORD_START.value, err) from err
             await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs")
 
-    #: seconds between two rounds of staging, at least (see ``_stage_while_recording``)
-    STAGE_EVERY_S = 2.0
-
     async def _stage_while_recording(self, recorder: Recorder, t0: float) -> None:
         """Build the during entry's arrays while ``recorder`` runs (``lifecycle.staging``),
         so that EndOfExperiment does not: a round every few seconds in the worker, each
         wait at least 4 times the last round (the worker at most a fifth of a core)."""
-        wait = self.STAGE_EVERY_S
+        every = self.config.staging_every_s
+        wait = every
         while self._recorder is recorder:
             await asyncio.sleep(wait)
             if self._recorder is not recorder:
@@ -494,7 +492,7 @@ class Lifecycle:
                 continue
             if done["given_up"]:
                 return
-            wait = max(self.STAGE_EVERY_S, 4 * float(done["seconds"]))
+            wait = max(every, 4 * float(done["seconds"]))
 
     async def record_stop(self, who: str = "") -> None:
         async with self._lock:

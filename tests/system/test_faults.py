@@ -171,6 +171,115 @@ def test_kill_while_recording_keeps_every_durable_reading_and_marks_the_gap(
         assert before_kill - 0.2 - 1.0 < last_durable <= killed_at
 
 
+STAGING_OFTEN = "staging_every_s: 0.2\n" + FAST_JOURNAL
+
+
+def _points(log_group: Any) -> list[tuple[float, float]]:
+    """An NXlog's (value, POSIX time) points."""
+    zero = datetime.fromisoformat(log_group["time"].attrs["start"]).timestamp()
+    values, times = log_group["value"][()], log_group["time"][()]
+    return [(float(v), zero + float(t)) for v, t in zip(values, times, strict=True)]
+
+
+def test_a_recording_staged_while_it_ran_holds_every_update_the_beamline_sent(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """The arrays built while recording (a round every 0.2 s here) are the file's: every
+    update a CA client saw between the start and the stop is in it, in order, once."""
+    from caproto.threading.client import Context
+
+    BL = sim[0]
+    x_pv = f"{BL}smp:x:RBV"
+    args = ["--no-kafka", "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args, config_text=STAGING_OFTEN) as (
+        client,
+        P,
+        _data_dir,
+        _proc,
+    ):
+        client.put(f"{BL}smp:x:VAL", 0.0)
+        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+        seen: list[tuple[float, float]] = []
+        ctx = Context()
+        try:
+            (pv,) = ctx.get_pvs(x_pv)
+            pv.wait_for_connection(timeout=10)
+            sub = pv.subscribe(data_type="time")
+
+            def update(_sub: Any, r: Any) -> None:
+                seen.append((float(r.data[0]), r.metadata.timestamp))
+
+            sub.add_callback(update)
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}Record:During", 1)
+            client.put(f"{BL}smp:x:VAL", 5.0)  # 5 mm/s: a second of updates
+            _wait(lambda: _at(client, f"{BL}smp:x", 5.0), 30, "the motor at 5 mm")
+            client.put(f"{P}Record:During", 0)
+            sub.clear()
+        finally:
+            ctx.disconnect()
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+    with h5py.File(path, "r") as f:
+        during = f["during_exposure"]
+        start = datetime.fromisoformat(during["start_time"][()].decode()).timestamp()
+        end = datetime.fromisoformat(during["end_time"][()].decode()).timestamp()
+        log_x = during["sample/x"]
+        assert log_x["value"].maxshape == (None,)  # the staged dataset itself
+        recorded = [p for p in _points(log_x) if p[1] >= start]
+        sent = [p for p in seen if start <= p[1] <= end]
+        assert len(sent) >= 5 and sent[-1][0] == 5.0
+        assert [v for v, _ in recorded] == [v for v, _ in sent]
+        assert np.allclose([t for _, t in recorded], [t for _, t in sent], atol=1e-6, rtol=0)
+        assert bool(np.all(provenance(log_x)["connected"]))
+
+
+def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journal(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the worker is half way through a round of staging (held after writing
+    its arrays, before the staging file is flushed): the restart never reads that file; the
+    file is built from the journal, every durable reading in it, then the gap."""
+    BL = sim[0]
+    args = ["--no-kafka", "--no-validate"]
+    x_pv = f"{BL}smp:x:RBV"
+    held = tmp_path / "held"
+    monkeypatch.setenv("ASSONANT_TEST_HOLD", f"staged:{held}")
+    with start_service(log_dir, tmp_path, sim, args, config_text=STAGING_OFTEN) as (
+        client,
+        P,
+        _data_dir,
+        proc,
+    ):
+        client.put(f"{BL}smp:x:VAL", 0.0)
+        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{BL}smp:x:VAL", 5.0)
+        _wait(held.exists, 60, "a round of staging held before its flush")
+        assert (_state_dir(tmp_path) / "experiment" / "during.h5").stat().st_size > 0
+        _kill9(proc)
+    monkeypatch.delenv("ASSONANT_TEST_HOLD")
+    durable = Journal(_state_dir(tmp_path)).read_during()[0][x_pv]
+    assert len(durable) >= 2
+    with start_service(log_dir, tmp_path, sim, args, prefix=P, config_text=STAGING_OFTEN) as (
+        client,
+        _,
+        _data_dir,
+        _proc,
+    ):
+        assert "recording closed at its last durable point" in client.get(f"{P}LastError")
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+    with h5py.File(path, "r") as f:
+        log_x = f["during_exposure/sample/x"]
+        points = _points(log_x)
+        assert [v for v, _ in points[:-1]] == [r.value for r in durable]
+        assert np.allclose([t for _, t in points[:-1]], [r.timestamp for r in durable], atol=1e-6)
+        assert np.isnan(points[-1][0]) and not provenance(log_x)["connected"][-1]
+
+
 @pytest.mark.parametrize("point", ["built", "queued", "published"])
 def test_kill_at_each_point_of_the_write_leaves_one_complete_file_and_one_event(
     point: str,

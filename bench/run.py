@@ -479,7 +479,7 @@ class Bench:
             f"durable: record {m} PVs at 10 Hz",
             f"EndOfExperiment after {long_:g} s / after {short:g} s of recording",
             eoe_long / eoe_busy,
-            "<= 1.5",
+            "<= 1.2",
             eoe_long_s=eoe_long,
             eoe_short_s=eoe_busy,
         )
@@ -488,7 +488,7 @@ class Bench:
             f"durable: {points} recorded points",
             "EndOfExperiment / minimal h5py write of the same arrays",
             eoe_long / h5py_s,
-            "<= 2",
+            "<= 1.5",
             eoe_s=eoe_long,
             h5py_s=h5py_s,
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import shutil
@@ -74,6 +75,8 @@ class _Stage:
     chunk: int = 0
     rows: int = 0
     given_up: str = ""
+    #: per staged PV (its group's name): rows, connected rows, dtype, units
+    index: dict[str, list[Any]] = field(default_factory=dict)
 
 
 #: the staging of the recording in progress, in the worker process (at most one)
@@ -138,24 +141,24 @@ def columns(f: Any, t0: float, read: Iterable[str] = ()) -> dict[str, SeriesColu
     a ``staged`` group whose columns are only lengths, except the PVs in ``read`` (axes:
     the definitions compute from their positions), read into memory with absolute times."""
     group = f.get(GROUP)
-    if group is None:
+    if group is None or float(group.attrs["t0"]) != t0:
         return None
     pvs = [str(p) for p in group.attrs["pvs"]]
+    index = json.loads(group.attrs["index"])  # per PV: rows, connected rows, dtype, units
     wanted = set(read)
     out: dict[str, SeriesColumns] = {}
     for i, pv in enumerate(pvs):
         name = str(i)
-        if name not in group:
+        if name not in index:
             empty = np.zeros(0)
             out[pv] = SeriesColumns(
                 pv, empty, empty, empty.astype(np.int16), empty.astype(np.int16),
-                empty.astype(bool), "float64", str(group.attrs.get(f"units{i}", "")),
+                empty.astype(bool), "float64", "",
             )  # fmt: skip
             continue
-        g = group[name]
-        dtype, units = str(g.attrs["dtype"]), str(g.attrs["units"])
-        n = int(g["time"].shape[0])
+        n, live, dtype, units = index[name]
         if pv in wanted:
+            g = group[name]
             values: Any = g["value"][()]
             if dtype == "str":
                 values = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
@@ -168,13 +171,13 @@ def columns(f: Any, t0: float, read: Iterable[str] = ()) -> dict[str, SeriesColu
                 g["connected"][()],
                 dtype,
                 units,
-                g.name,
+                f"/{GROUP}/{name}",
             )
         else:
-            live = int(g.attrs["live"])
             out[pv] = SeriesColumns(
-                pv, Lazy(n), Lazy(n), Lazy(n), Lazy(n), Lazy(n, live), dtype, units, g.name
-            )
+                pv, Lazy(n), Lazy(n), Lazy(n), Lazy(n), Lazy(n, live), dtype, units,
+                f"/{GROUP}/{name}",
+            )  # fmt: skip
     return out
 
 
@@ -202,6 +205,7 @@ def _current(journal: Journal, t0: float, compression: CompressionSpec) -> _Stag
     group = f.create_group(GROUP)
     group.attrs["t0"] = t0
     group.attrs["pvs"] = np.array([], dtype=h5py.string_dtype())
+    group.attrs["index"] = "{}"
     return _STAGE
 
 
@@ -254,6 +258,7 @@ def _catch_up(st: _Stage, log_path: Path) -> None:
                     _give_up(st, why)
                     return
         st.rows += rows.count
+        group.attrs["index"] = json.dumps(st.index)
         held_sync("staged")
     st.offset = end
     st.file.flush()
@@ -275,7 +280,7 @@ def _append(st: _Stage, group: Any, name: str, cols: SeriesColumns) -> str:
     )
     if name not in group:
         g = group.create_group(name)
-        g.attrs["dtype"], g.attrs["units"], g.attrs["live"] = cols.dtype, cols.units, 0
+        st.index[name] = [0, 0, cols.dtype, cols.units]
         spec = st.compression
         squeeze = {} if spec.filter == "none" else _filter_options(spec)
         kinds = (
@@ -291,17 +296,17 @@ def _append(st: _Stage, group: Any, name: str, cols: SeriesColumns) -> str:
                 column, shape=(0,), maxshape=(None,), dtype=kind, chunks=(st.chunk,), **options
             )
     g = group[name]
-    had = str(g.attrs["dtype"])
+    row = st.index[name]
+    n, had = int(row[0]), str(row[2])
     if had != cols.dtype:
         if is_str or had == "str":
             return f"{cols.source} changed type ({had} to {cols.dtype})"
         wider = np.promote_types(np.dtype(had), values.dtype)
         if wider != np.dtype(had):  # an integer PV disconnected: its series is float64
             _widen(st, g, wider)
-            g.attrs["dtype"] = str(wider)
-        values = values.astype(g.attrs["dtype"])
-    g.attrs["units"] = cols.units
-    n = int(g["time"].shape[0])
+            row[2] = str(wider)
+        values = values.astype(row[2])
+    row[3] = cols.units
     data = (
         values,
         np.asarray(cols.times, dtype=np.float64) - st.t0,
@@ -313,7 +318,8 @@ def _append(st: _Stage, group: Any, name: str, cols: SeriesColumns) -> str:
         dset = g[column]
         dset.resize((n + m,))
         dset[n:] = part
-    g.attrs["live"] = int(g.attrs["live"]) + int(data[4].sum())
+    row[0] = n + m
+    row[1] = int(row[1]) + int(data[4].sum())
     return ""
 
 

@@ -43,13 +43,31 @@ def mirror_path(obj: h5py.HLObject) -> str:
 def mirror(obj: h5py.Group) -> h5py.Group:
     """The provenance collection of ``obj``, created with its parents as NXcollections."""
     group = obj.file
-    for part in mirror_path(obj).strip("/").split("/"):
+    path = mirror_path(obj)
+    parent = path.rpartition("/")[0]
+    if _exists(group, parent) and not _exists(group, path):
+        gid = h5py.h5g.create(group.id, path.encode())  # the common case: beside its siblings'
+        attr = h5py.h5a.create(gid, b"NX_class", _STR, _SCALAR)
+        attr.write(np.array("NXcollection", dtype=h5py.string_dtype()))
+        return h5py.Group(gid)
+    for part in path.strip("/").split("/"):
         child = group.get(part)
         if child is None:
             child = group.create_group(part)
             child.attrs["NX_class"] = "NXcollection"
         group = child
     return group
+
+
+_STR = h5py.h5t.py_create(h5py.string_dtype(), logical=True)
+_SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
+
+
+def _exists(f: h5py.File, path: str) -> bool:
+    try:
+        return bool(f.id.links.exists(path.encode()))
+    except (KeyError, RuntimeError):  # a group on the way is missing
+        return False
 
 
 def move(group: h5py.Group, old: str, new: str) -> None:
@@ -138,14 +156,16 @@ def source_files(path: str | Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     with h5py.File(path, "r", locking=False) as f:
         found: list[tuple[str, h5py.Group]] = []
-
-        def visit(name: str, item: Any) -> None:
-            if isinstance(item, h5py.Group) and "source_path" in item:
-                found.append((name, item))
-
         for entry in f.values():
             if isinstance(entry, h5py.Group) and PROVENANCE in entry:
-                entry[PROVENANCE].visititems(visit)
+                names: list[str] = []
+                where = entry[PROVENANCE]
+                where.visit(names.append)  # names only: no object made for each
+                found += [
+                    (n.rsplit("/", 1)[0], where[n].parent)
+                    for n in names
+                    if n.endswith("/source_path")
+                ]
         for name, table in found:
             columns = {
                 key: table[f"source_{key}"][()]

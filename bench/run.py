@@ -438,6 +438,11 @@ class Bench:
 
         run(self)
 
+    def long_scan(self) -> None:
+        from bench.long_scan import run
+
+        run(self)
+
     def durable(self) -> None:
         """The journal: RSS and EndOfExperiment time against the recording's length; the
         whole build against a minimal h5py write of the same arrays; the build with the
@@ -663,6 +668,7 @@ def main(argv: list[str] | None = None) -> None:
         "event",
         "durable",
         "journal",
+        "long_scan",
         "soak",
         "catalog",
     ]

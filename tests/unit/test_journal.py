@@ -137,6 +137,26 @@ def test_snapshots_and_frames_round_trip(tmp_path: Path) -> None:
     assert not journal.exists()
 
 
+def test_a_snapshot_after_a_unit_or_last_value_changed_has_the_new_ones(tmp_path: Path) -> None:
+    """The header of PVs, units and last values is encoded once while they stay the same:
+    a change is never hidden by it."""
+    journal = Journal(tmp_path)
+    journal.begin({"experiment_id": "x"})
+    raw = {"B:a": (1.0, T0, 0, 0, True), "B:gone": (None, T0, 3, 17, False)}
+    journal.save_snapshot("pre", RawSnapshot(raw, {"B:a": "keV"}, {"B:gone": 2.5}))
+    journal.save_snapshot("post", RawSnapshot(raw, {"B:a": "eV"}, {"B:gone": 3.5}))
+    pre, post = journal.load_snapshot("pre"), journal.load_snapshot("post")
+    assert pre["B:a"].units == "keV" and post["B:a"].units == "eV"
+    assert read_snapshot_last(journal, "pre") == {"B:gone": 2.5}
+    assert read_snapshot_last(journal, "post") == {"B:gone": 3.5}
+
+
+def read_snapshot_last(journal: Journal, moment: str) -> dict[str, object]:
+    from assonant_ioc.lifecycle.records import read_snapshot
+
+    return dict(read_snapshot(journal.dir / f"{moment}.log").last)
+
+
 def test_outbox_keeps_order_until_removed(tmp_path: Path) -> None:
     box = Outbox(tmp_path)
     for n in range(3):

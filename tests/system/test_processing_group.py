@@ -191,3 +191,37 @@ def test_a_failed_job_is_recorded_with_its_reason_and_the_next_file_processed(
     events = asyncio.run(consume_all(kafka, derived, at_least=1))
     assert [e["raw_file_path"] for e in events] == [burst[1]["file_path"]]
     assert [p.name for p in _derived_files(root)] == [Path(job_for(burst[1], root).output).name]
+
+
+def test_an_event_sent_twice_is_derived_and_announced_once(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """The README's duplicate window from the processor's side: the IOC stopped between
+    the broker's acknowledgement and the outbox's removal sends one event twice, with one
+    event_id. The processor derives the file once, announces it once, and counts the
+    repeat (``assonant_process_duplicate_total`` on its ``/metrics``)."""
+    from tests.system.monitoring import scrape
+
+    topic = f"assonant.burst.{secrets.token_hex(3)}"
+    derived = f"assonant.derived.{secrets.token_hex(3)}"
+    db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
+    port = procs.free_port()
+    event = burst[4]
+    _publish(kafka, topic, [event])
+    extra = ["--status-port", str(port)]
+    with catalog_procs.processor(
+        log_dir, kafka, topic, db, root, derived, "g-twice", extra=extra
+    ) as proc:
+        procs.wait_until(
+            lambda: all_announced(db, [event["file_path"]], "larch"), 120, "the first", proc
+        )
+        _publish(kafka, topic, [event])  # the repeat: same event, same event_id
+
+        def count(name: str) -> float:
+            return scrape(port).get((f"assonant_process_{name}_total", ()), -1.0)
+
+        procs.wait_until(lambda: count("duplicate") == 1, 60, "the repeat counted", proc)
+        assert count("done") == 1
+    events = asyncio.run(consume_all(kafka, derived, at_least=1))
+    assert [e["raw_file_path"] for e in events] == [event["file_path"]]
+    assert len(_derived_files(root)) == 1

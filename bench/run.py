@@ -206,30 +206,54 @@ class Bench:
                 (5000, ".1 second"),
             ]
         )
-        best = None
+        best: dict[str, Any] | None = None
         for m, scan in steps:
-            rate = 1 / float(scan.split()[0])
-            with self.scale_ioc(m, scan) as bl, self.service(bl, m, during=m) as (prefix, port, _):
-                ours, bare = self._record(bl, prefix, port, m, seconds)
-            ratio = ours["in_window"] / max(bare["in_window"], 1)
-            lost = bare["in_window"] - ours["matched"]
-            self.row(
-                f"during M={m} at {rate:g} Hz",
-                "updates recorded / bare client",
-                ratio,
-                ">= 0.99",
-                lost=lost,
-                recorded=ours["in_window"],
-                bare=bare["in_window"],
-                updates_per_s=m * rate,
-            )
-            if ratio >= 0.99 and lost == 0:
-                best = m * rate
-        self.row("during", "max sustained updates/s with 0 lost", best, "")
+            step = self._during_step(m, scan, seconds)
+            if step["ok"]:
+                best = step
+        # then upward at 10 Hz until updates are lost: the grid's top is only a lower bound
+        for m in () if self.quick else (7500, 10000, 15000, 20000):
+            step = self._during_step(m, ".1 second", seconds)
+            if not step["ok"]:
+                break
+            best = step
+        self.row(
+            "during",
+            "max sustained updates/s with 0 lost (searched upward at 10 Hz until lost)",
+            None if best is None else best["updates_per_s"],
+            "",
+            bare_per_expected=None if best is None else best["bare_per_expected"],
+        )
+
+    def _during_step(self, m: int, scan: str, seconds: float) -> dict[str, Any]:
+        """One rate: the updates recorded against a bare client's, one row."""
+        rate = 1 / float(scan.split()[0])
+        with self.scale_ioc(m, scan) as bl, self.service(bl, m, during=m) as (prefix, port, _):
+            ours, bare = self._record(bl, prefix, port, m, seconds)
+        ratio = ours["in_window"] / max(bare["in_window"], 1)
+        lost = bare["in_window"] - ours["matched"]
+        # the bare client against what the IOC should have sent in the window
+        bare_per_expected = bare["in_window"] / max(m * rate * ours["window_s"], 1)
+        self.row(
+            f"during M={m} at {rate:g} Hz",
+            "updates recorded / bare client",
+            ratio,
+            ">= 0.99",
+            lost=lost,
+            recorded=ours["in_window"],
+            bare=bare["in_window"],
+            updates_per_s=m * rate,
+            bare_per_expected=bare_per_expected,
+        )
+        return {
+            "ok": ratio >= 0.99 and lost == 0,
+            "updates_per_s": m * rate,
+            "bare_per_expected": bare_per_expected,
+        }
 
     def _record(
         self, bl: tuple[str, int], prefix: str, port: int, m: int, seconds: float
-    ) -> tuple[dict[str, int], dict[str, int]]:
+    ) -> tuple[dict[str, float], dict[str, int]]:
         env = dict(os.environ) | procs.ca_client_env(bl[1])
         args = [
             sys.executable,
@@ -270,7 +294,10 @@ class Bench:
                             if t0 - 1e-3 <= t <= t1 + 1e-3:
                                 ours.add((pv, float(v)))
         bare = {(pv, v) for pv, ts, v in bare_updates if t0 <= ts <= t1}
-        return ({"in_window": len(ours), "matched": len(ours & bare)}, {"in_window": len(bare)})
+        return (
+            {"in_window": len(ours), "matched": len(ours & bare), "window_s": t1 - t0},
+            {"in_window": len(bare)},
+        )
 
     def write(self) -> None:
         from assonant_ioc.nexus import write_experiment

@@ -110,9 +110,14 @@ def take(journal: Journal, t0: float, compression: CompressionSpec, to: Path) ->
     if st is None or not _same(st, path, t0):
         discard(journal)
         return None
-    _catch_up(st, journal.during_path())
+    try:
+        _catch_up(st, journal.during_path())
+    except Exception as err:  # the build reads the journal instead
+        log.exception("staging the last batches failed")
+        _give_up(st, f"staging failed: {err!r}")
     _STAGE = None
-    st.file.close()
+    if st.file is not None:
+        st.file.close()
     if st.given_up:
         log.info("not staged (%s): the file is built from the journal", st.given_up)
         path.unlink(missing_ok=True)
@@ -131,10 +136,10 @@ def take(journal: Journal, t0: float, compression: CompressionSpec, to: Path) ->
 def discard(journal: Journal) -> None:
     """Forget any staging of ``journal``'s recording (its file too)."""
     global _STAGE
-    if _STAGE is not None:
+    if _STAGE is not None and _STAGE.file is not None:
         with contextlib.suppress(Exception):
             _STAGE.file.close()
-        _STAGE = None
+    _STAGE = None
     (journal.dir / STAGING).unlink(missing_ok=True)
 
 
@@ -187,8 +192,11 @@ def columns(f: Any, t0: float, read: Iterable[str] = ()) -> dict[str, SeriesColu
 
 
 def _same(st: _Stage, path: Path, t0: float) -> bool:
+    """``st`` is the staging of this recording (one given up stays so: its file is gone)."""
+    if st.path != path or st.t0 != t0:
+        return False
     try:
-        return os.stat(path).st_ino == st.inode and st.t0 == t0
+        return bool(st.given_up) or os.stat(path).st_ino == st.inode
     except OSError:
         return False
 
@@ -212,9 +220,17 @@ def _current(journal: Journal, t0: float, compression: CompressionSpec) -> _Stag
 
 
 def _give_up(st: _Stage, why: str) -> None:
+    """No more staging of this recording; its file is removed (it may be what filled the
+    state directory: the journal needs the room)."""
     if not st.given_up:
         st.given_up = why
         log.info("staging of the recording given up: %s", why)
+    if st.file is not None:
+        with contextlib.suppress(Exception):
+            st.file.close()
+        st.file = None
+        with contextlib.suppress(OSError):
+            st.path.unlink(missing_ok=True)
 
 
 def _catch_up(st: _Stage, log_path: Path) -> None:

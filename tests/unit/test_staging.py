@@ -37,7 +37,7 @@ def _no_stage_left() -> Any:
     """Each test starts as a new worker process would: nothing staged."""
     staging._STAGE = None
     yield
-    if staging._STAGE is not None:
+    if staging._STAGE is not None and staging._STAGE.file is not None:
         staging._STAGE.file.close()
     staging._STAGE = None
 

@@ -200,3 +200,25 @@ def test_a_staging_file_not_built_by_this_process_is_never_read(tmp_path: Path) 
         ring = f["during_exposure/instrument/storage_ring/current/value"]
         assert ring.maxshape != (None,) and len(ring) == 30
         assert ring[29] == pytest.approx(100.0 - 0.29)
+
+
+def test_a_short_recording_of_many_pvs_is_built_from_the_journal_not_from_empty_chunks(
+    tmp_path: Path,
+) -> None:
+    """3 s of 2,000 PVs at 10 Hz staged in chunks of a minute each: 41 MB of chunks for
+    1.2 MB of readings. The build takes the journal instead, and the staging file is gone."""
+    journal = Journal(tmp_path / "state")
+    journal.begin({"experiment_id": "many"})
+    pvs = [f"B:pv{i}" for i in range(2000)]
+    rec = Recorder(journal.during_path(), pvs, T0, lambda _pv: "", 60.0)
+    for s in range(3):
+        for tick in range(10):
+            for i, pv in enumerate(pvs):
+                rec.add(pv, float(i), T0 + s + tick / 10, 0, 0, True)
+        rec.flush()
+        staging.stage(str(tmp_path / "state"), T0, CompressionSpec())
+    rec.stop()
+    assert staging._STAGE is not None and staging._STAGE.chunk == 1024
+    assert staging.take(journal, T0, CompressionSpec(), tmp_path / "out" / ".f.partial") is None
+    assert not (journal.dir / staging.STAGING).exists()
+    assert not (tmp_path / "out" / ".f.partial").exists()

@@ -20,22 +20,22 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-async def held(point: str) -> None:
+def _reached(point: str) -> bool:
+    """Whether a test holds the service at ``point`` (its marker file then made)."""
     name, _, marker = os.environ.get("ASSONANT_TEST_HOLD", "").partition(":")
     if name != point:
-        return
+        return False
     log.warning("held at %s for a test (ASSONANT_TEST_HOLD)", point)
     Path(marker).touch()
-    while True:
+    return True
+
+
+async def held(point: str) -> None:
+    while _reached(point):
         await asyncio.sleep(3600)
 
 
 def held_sync(point: str) -> None:
     """``held`` in a process without an event loop (the worker)."""
-    name, _, marker = os.environ.get("ASSONANT_TEST_HOLD", "").partition(":")
-    if name != point:
-        return
-    log.warning("held at %s for a test (ASSONANT_TEST_HOLD)", point)
-    Path(marker).touch()
-    while True:
+    while _reached(point):
         time.sleep(3600)

@@ -63,6 +63,16 @@ def _at(client: Any, motor: str, position: float) -> bool:
     )
 
 
+def _record_x_moving(client: Any, P: str, BL: str) -> None:
+    """The sample's x at 0, the pre snapshot, recording started, x sent to 5 mm (5 mm/s:
+    moving for a second)."""
+    client.put(f"{BL}smp:x:VAL", 0.0)
+    _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+    client.put(f"{P}Snapshot:Pre", 1)
+    client.put(f"{P}Record:During", 1)
+    client.put(f"{BL}smp:x:VAL", 5.0)
+
+
 def _state_dir(tmp_path: Path) -> Path:
     return tmp_path / "autosave.state"
 
@@ -116,11 +126,7 @@ def test_kill_while_recording_keeps_every_durable_reading_and_marks_the_gap(
         _data_dir,
         proc,
     ):
-        client.put(f"{BL}smp:x:VAL", 0.0)
-        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
-        client.put(f"{P}Snapshot:Pre", 1)
-        client.put(f"{P}Record:During", 1)
-        client.put(f"{BL}smp:x:VAL", 5.0)  # 5 mm/s: moving for a second
+        _record_x_moving(client, P, BL)
         _wait(lambda: client.get(x_pv) > 1.0)
         seen = client.get(x_pv)  # a value the beamline sent while recording
 
@@ -251,11 +257,7 @@ def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journa
         _data_dir,
         proc,
     ):
-        client.put(f"{BL}smp:x:VAL", 0.0)
-        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
-        client.put(f"{P}Snapshot:Pre", 1)
-        client.put(f"{P}Record:During", 1)
-        client.put(f"{BL}smp:x:VAL", 5.0)
+        _record_x_moving(client, P, BL)
         _wait(held.exists, 60, "a round of staging held before its flush")
         assert (_state_dir(tmp_path) / "experiment" / "during.h5").stat().st_size > 0
         _kill9(proc)

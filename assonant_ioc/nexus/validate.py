@@ -166,6 +166,7 @@ class _Records(logging.Handler):
 
 def _nexusformat(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
     """nexusformat's base-class walk of the whole file, then each entry's definition."""
+    from nexusformat.nexus import tree
     from nexusformat.nexus import validate as nxv
 
     handler = _Records()
@@ -174,6 +175,8 @@ def _nexusformat(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
     for h in own:  # nexusformat prints to the terminal: collect instead
         logger.removeHandler(h)
     logger.addHandler(handler)
+    h5 = tree.h5
+    tree.h5 = _ReadOnlyH5(h5)
     try:
         nxv.validate_file(str(path))
         for name, definition in entries:
@@ -182,11 +185,29 @@ def _nexusformat(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
                 logger.setLevel(logging.WARNING)
                 nxv.validate_application(str(path), f"/{name}", definition)
     finally:
+        tree.h5 = h5
         logger.removeHandler(handler)
         for h in own:
             logger.addHandler(h)
         logger.setLevel(level)
     return handler.findings
+
+
+class _ReadOnlyH5:
+    """h5py as nexusformat sees it, its files opened read-only. Its validator reads the
+    file inside ``with nxopen(...)``, and ``NXroot.__enter__`` switches to ``r+``: a write
+    open of a published file. With HDF5 1.10's superblock (our staged files) that marks
+    the file as open for writing, so every other reader is refused meanwhile, and for good
+    when the validator is stopped in the middle (``h5clear`` needed)."""
+
+    def __init__(self, h5: Any) -> None:
+        self._h5 = h5
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._h5, name)
+
+    def File(self, name: Any, mode: str = "r", **kwargs: Any) -> Any:
+        return self._h5.File(name, "r", **kwargs)
 
 
 def _own_checks(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:

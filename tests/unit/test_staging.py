@@ -222,3 +222,38 @@ def test_a_short_recording_of_many_pvs_is_built_from_the_journal_not_from_empty_
     assert staging.take(journal, T0, CompressionSpec(), tmp_path / "out" / ".f.partial") is None
     assert not (journal.dir / staging.STAGING).exists()
     assert not (tmp_path / "out" / ".f.partial").exists()
+
+
+def test_the_validators_never_open_a_staged_file_for_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nexusformat's validator reads inside ``with nxopen(...)``, which opens ``r+``. A
+    staged file has HDF5 1.10's superblock: a write open marks it on disk, and a reader
+    beside the validator (a scientist's program, the catalog) was refused with "file is
+    already open for write" (found by the demo's test under load)."""
+    import h5py
+
+    from assonant_ioc.nexus.validate import validate
+
+    config = load_config(CONFIG)
+    state = tmp_path / "state"
+    journal, rec = _begin(state, config)
+    for s in range(3):
+        _second(rec, s)
+        rec.flush()
+        staging.stage(str(state), T0, config.compression)
+    _finish(journal, rec)
+    tmp, _ = _build(config, state, tmp_path / "out")
+    modes: list[str] = []
+    real = h5py.File
+
+    def spy(name: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        modes.append(mode)
+        return real(name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", spy)
+    report = validate(tmp)
+    assert modes and set(modes) == {"r"}, modes
+    assert report.as_event()  # the validators ran
+    with real(tmp, "r", locking=False) as f:  # and the file opens as before
+        assert "during_exposure" in f

@@ -23,19 +23,45 @@ REPO = Path(__file__).resolve().parents[2]  # a checkout's top (tests, bench)
 DB_DIR = Path(__file__).resolve().parent / "db"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out itself (a client's socket, a bind to port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both).
+
+    Chosen at random below the kernel's ephemeral range: a port from a bind to port 0 was
+    free when asked, but the kernel may give it to any client's socket (a CA client's UDP
+    search socket) before the server binds it, and the server then fails with "Address
+    already in use" (seen under load)."""
+    low, _high = _ephemeral_range()
+    top = low - 1 if low > 12000 else 65535
+    for _ in range(200):
+        port = secrets.randbelow(top - 10000) + 10000
+        if port in _GIVEN:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind(("127.0.0.1", port))
                 except OSError:
                     continue
-            return port
+        _GIVEN.add(port)
+        return port
     raise RuntimeError("no free port on 127.0.0.1")
+
+
+#: ports this process has handed out: never twice, even once their server has stopped
+_GIVEN: set[int] = set()
 
 
 def new_prefix(stem: str = "T") -> str:

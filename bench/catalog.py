@@ -156,7 +156,7 @@ def run(bench: Bench) -> None:
         for t in (topic, f"{topic}.bare"):  # the producer's metadata request makes each topic
             asyncio.run(_produce(kafka, t, []))
         bare_s = asyncio.run(_bare(kafka, f"{topic}.bare", n, events[:n]))
-        with catalog_procs.catalog_consumer(bench.logs, kafka, topic, catalog) as (_, port):
+        with catalog_procs.catalog_consumer(bench.logs, kafka, topic, catalog, [data]) as (_, port):
             procs.wait_until(
                 lambda: catalog_procs.consumer_status(port)["assigned"] > 0, 60, "group joined"
             )

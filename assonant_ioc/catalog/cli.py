@@ -1,6 +1,6 @@
 """``assonant-ioc catalog``: the data catalog fed by the ``file_written`` events.
 
-usage: assonant-ioc catalog [consume] --kafka-bootstrap HOST:PORT [--topic T ...]
+usage: assonant-ioc catalog [consume] --kafka-bootstrap HOST:PORT --read DIR [--topic T ...]
        assonant-ioc catalog serve --read DIR [--read DIR ...] [--port 8000]
        assonant-ioc catalog backfill DIR
        assonant-ioc catalog search --url URL [--sample S] [--beamline B] [--since T] ...
@@ -9,6 +9,8 @@ Every subcommand takes --catalog URI: an SQLite file (default: catalog.db in the
 state directory, $XDG_STATE_HOME/assonant-ioc) or a PostgreSQL URI
 (postgresql://user:password@host/db). serve is tiled's own server over that
 catalog: clients give the API key of TILED_SINGLE_USER_API_KEY (or --api-key-file).
+consume registers only the files under its --read directories (``assonant_ioc.trust``);
+serve never hands out a raw file (tiled's asset routes are off).
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a topic of file_written events; repeat for each beamline (default: assonant.files)",
     )
     consume.add_argument("--group", default="assonant-catalog", help="Kafka consumer group")
+    consume.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        help="a directory whose files may be registered (the data root, as serve's); repeat "
+        "for several; an event naming a file anywhere else is refused",
+    )
+    consume.add_argument(
+        "--stall-after",
+        type=float,
+        default=900.0,
+        help="/health says 503 when one event holds the loop longer than this (seconds)",
+    )
     consume.add_argument(
         "--status-port", type=int, default=0, help="serve the counts as JSON on this port (0: off)"
     )
@@ -123,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "consume":
             if not args.kafka_bootstrap:
                 raise ValueError("which broker? --kafka-bootstrap HOST:PORT (or $KAFKA_BOOTSTRAP)")
+            if not args.read:
+                raise ValueError(
+                    "which files may be registered? --read DIR (the data root; repeat for more)"
+                )
             return asyncio.run(_consume(args))
         if args.action == "serve":
             return _serve(args)
@@ -144,12 +163,22 @@ async def _consume(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     catalog = await Catalog.open(args.catalog)
     log.info("catalog %s: %d records", catalog.shown, await catalog.count())
+    from assonant_ioc.trust import roots_of
+
     consumer = CatalogConsumer(
-        args.kafka_bootstrap, args.topic or ["assonant.files"], args.group, catalog
+        args.kafka_bootstrap,
+        args.topic or ["assonant.files"],
+        args.group,
+        catalog,
+        roots_of(args.read),
+        stall_s=args.stall_after,
     )
+    log.info("registering files under %s only", ", ".join(map(str, consumer.roots)))
     status = None
     if args.status_port:
-        status = await serve_status(consumer.stats, args.status_host, args.status_port)
+        status = await serve_status(
+            consumer.stats, args.status_host, args.status_port, consumer.watch
+        )
         log.info("status on http://%s:%d/status", args.status_host, args.status_port)
     reporter = asyncio.create_task(report(consumer, args.status_every, stop))
     try:
@@ -174,6 +203,14 @@ def _serve(args: argparse.Namespace) -> int:
             "no API key: set TILED_SINGLE_USER_API_KEY or give --api-key-file "
             "(tiled would make one up and print it)"
         )
+    if not (key.isascii() and key.isalnum()):
+        raise ValueError(
+            "the API key must be ASCII letters and digits only (tiled's rule): "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))' makes one"
+        )
+    env["TILED_SINGLE_USER_API_KEY"] = key
+    # no raw file is ever handed out: tiled's /asset routes (bytes, manifest) are off
+    env["TILED_EXPOSE_RAW_ASSETS"] = "false"
     from assonant_ioc.catalog.store import normalise_uri, redacted
 
     uri = normalise_uri(args.catalog)

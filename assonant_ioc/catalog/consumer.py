@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -23,6 +24,8 @@ from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_e
 from assonant_ioc.catalog.store import Catalog, Outcome
 from assonant_ioc.events import http
 from assonant_ioc.events.http import Metric
+from assonant_ioc.events.watch import Watch
+from assonant_ioc.trust import Refused
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class Stats:
     checksum_mismatch: int = 0
     unreadable: int = 0
     invalid_events: int = 0
+    #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
+    refused: int = 0
     catalog_errors: int = 0
     lag: int | None = None
     #: partitions assigned to this consumer (0 until it has joined its group)
@@ -57,7 +62,8 @@ class Stats:
         return (
             f"registered={self.registered} duplicate={self.duplicate} updated={self.updated} "
             f"missing={self.missing} checksum_mismatch={self.checksum_mismatch} "
-            f"unreadable={self.unreadable} invalid_events={self.invalid_events} lag={lag} "
+            f"unreadable={self.unreadable} invalid_events={self.invalid_events} "
+            f"refused={self.refused} lag={lag} "
             f"broker={'connected' if self.broker_connected else 'unreachable'}"
         )
 
@@ -72,14 +78,19 @@ class CatalogConsumer:
         topics: list[str],
         group: str,
         catalog: Catalog,
+        roots: tuple[Path, ...],
         retry_s: float = 1.0,
+        stall_s: float = 900.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group
         self.catalog = catalog
+        #: the directories whose files may be registered (resolved): ``--read``
+        self.roots = roots
         self.retry_s = retry_s
         self.stats = Stats(catalog=catalog.shown, topics=topics, group=group)
+        self.watch = Watch(stall_s)
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -133,8 +144,12 @@ class CatalogConsumer:
                     continue
                 for tp, records in batch.items():
                     for rec in records:
-                        if not await self._handle(rec.value, tp, rec.offset, stop):
-                            return  # stopped before this one was registered: not committed
+                        self.watch.begin(f"{tp.topic}[{tp.partition}]@{rec.offset}")
+                        try:
+                            if not await self._handle(rec.value, tp, rec.offset, stop):
+                                return  # stopped before this one was registered: not committed
+                        finally:
+                            self.watch.end()
                     await self._commit(consumer, tp, records[-1].offset + 1)
         finally:
             self._consumer = None
@@ -158,7 +173,13 @@ class CatalogConsumer:
             self.stats.invalid_events += 1
             log.error("%s: not registered, not a valid file_written event: %s", where, err)
             return True
-        record = await asyncio.to_thread(check_file, record)
+        try:
+            record = await asyncio.to_thread(check_file, record, self.roots)
+        except Refused as err:
+            return self._refuse(where, err.reason, str(err))
+        if record.status is FileStatus.CHECKSUM_MISMATCH:
+            self.stats.checksum_mismatch += 1
+            return self._refuse(where, "checksum", f"{record.path}: {record.metadata['problem']}")
         while True:
             try:
                 outcome = await self.catalog.register(record)
@@ -188,6 +209,13 @@ class CatalogConsumer:
         )
         return True
 
+    def _refuse(self, where: str, reason: str, why: str) -> bool:
+        """An event not trusted: named in the log, counted, its offset committed past."""
+        self.stats.refused += 1
+        self.watch.refuse(reason)
+        log.error("%s: refused (%s), not registered: %s", where, reason, why)
+        return True
+
     def _count(self, outcome: Outcome, status: FileStatus) -> None:
         if outcome is Outcome.DUPLICATE:
             self.stats.duplicate += 1
@@ -199,8 +227,6 @@ class CatalogConsumer:
         self.stats.last_registered_at = time.time()
         if status is FileStatus.MISSING:
             self.stats.missing += 1
-        elif status is FileStatus.CHECKSUM_MISMATCH:
-            self.stats.checksum_mismatch += 1
         elif status is FileStatus.UNREADABLE:
             self.stats.unreadable += 1
 
@@ -243,14 +269,14 @@ async def report(consumer: CatalogConsumer, every: float, stop: asyncio.Event) -
             pass
 
 
-def metrics(stats: Stats) -> list[Metric]:
+def metrics(stats: Stats, watch: Watch) -> list[Metric]:
     """The consumer's counts and lag, as Prometheus reads them."""
     counters = {
         "registered": "files registered",
         "duplicate": "events of files already registered",
         "updated": "records updated",
         "missing": "files missing when registered",
-        "checksum_mismatch": "files whose sha256 is not the event's",
+        "checksum_mismatch": "events refused: the file's sha256 is not the event's",
         "unreadable": "files that could not be read",
         "invalid_events": "events refused (not valid against the schema)",
         "catalog_errors": "catalog writes that failed (retried)",
@@ -266,11 +292,15 @@ def metrics(stats: Stats) -> list[Metric]:
         ("assonant_catalog_partitions", "gauge", "partitions assigned", [({}, stats.assigned)]),
         ("assonant_catalog_broker_up", "gauge", "the broker answers", [({}, up)]),
     ]
-    return out
+    return out + watch.metrics("catalog")
 
 
-def health(stats: Stats) -> str:
-    """Empty when healthy; else why not (the broker or the catalog unreachable)."""
+def health(stats: Stats, watch: Watch) -> str:
+    """Empty when healthy; else why not (the broker or the catalog unreachable, the loop
+    stuck on one event)."""
+    stuck = watch.stalled()
+    if stuck:
+        return stuck
     if not stats.broker_connected:
         return "Kafka broker unreachable"
     if stats.catalog_failing:
@@ -278,9 +308,12 @@ def health(stats: Stats) -> str:
     return ""
 
 
-async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
+async def serve_status(
+    stats: Stats, host: str, port: int, watch: Watch | None = None
+) -> asyncio.Server:
     """``/status`` (and ``/``): the counts as JSON; ``/metrics`` for Prometheus; ``/health``:
-    503 while the broker or the catalog is unreachable."""
+    503 while the broker or the catalog is unreachable, or the loop is stuck."""
+    watch = watch or Watch()
 
     def status() -> tuple[str, bytes]:
         return "application/json", stats.as_json()
@@ -288,7 +321,7 @@ async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
     return await http.serve(
         host,
         port,
-        lambda: metrics(stats),
-        lambda: health(stats),
+        lambda: metrics(stats, watch),
+        lambda: health(stats, watch),
         {"/status": status, "/": status},
     )

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from assonant_ioc.model.times import iso
+from assonant_ioc.trust import Refused, digest_regular, within
 
 
 class FileStatus(str, Enum):
@@ -187,38 +189,33 @@ def from_file_meta(path: Path, found: dict[str, Any], registered_at: float) -> R
     return Record(path, meta)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_file(record: Record) -> Record:
+def check_file(record: Record, roots: Sequence[Path] | None = None) -> Record:
     """Look at the file: set ``status`` (and ``problem``) from what is on disk.
 
-    An event's size and sha256 are checked against the file; a backfilled record takes
-    them from the file. A missing or changed file is still a record: never dropped."""
+    ``roots`` (an event's path, from outside): the path must lie under one of them and be a
+    regular file (:mod:`assonant_ioc.trust`), else :class:`~assonant_ioc.trust.Refused`;
+    a file missing there is a ``missing`` record. Without ``roots`` (a backfill of a
+    directory the operator named) a file that cannot be read is an ``unreadable`` record.
+    An event's size and sha256 are checked against the file (a mismatch says so, never
+    what the file holds); a backfilled record takes them from the file."""
     meta = record.metadata
     try:
-        size = record.path.stat().st_size
-        digest = sha256_of(record.path)
-    except FileNotFoundError:
-        meta["status"], meta["problem"] = FileStatus.MISSING.value, "no such file"
-        return record
-    except OSError as err:
+        real = record.real_path if roots is None else within(str(record.path), roots, "file_path")
+        found = digest_regular(real, "file_path")
+    except Refused as err:
+        if err.reason == "missing":
+            meta["status"], meta["problem"] = FileStatus.MISSING.value, "no such file"
+            return record
+        if roots is not None:
+            raise
         meta["status"], meta["problem"] = FileStatus.UNREADABLE.value, str(err)
         return record
+    size, digest = found.size, found.sha256
     if "sha256" not in meta:  # backfill: the file is its own reference
         meta["file_size"], meta["sha256"] = size, digest
     if digest != meta["sha256"] or size != meta["file_size"]:
         meta["status"] = FileStatus.CHECKSUM_MISMATCH.value
-        meta["problem"] = (
-            f"file has {size} bytes, sha256 {digest}; the event said {meta['file_size']} bytes, "
-            f"sha256 {meta['sha256']}"
-        )
-        meta["file_sha256"] = digest
+        meta["problem"] = "the file's size or sha256 is not the event's"
         return record
     meta.setdefault("status", FileStatus.OK.value)
     meta.setdefault("problem", "")

@@ -76,8 +76,8 @@ def redacted(uri: str) -> str:
 
 
 def _data_sources(record: Record) -> list[DataSource[Any]]:
-    if record.status in (FileStatus.MISSING, FileStatus.UNREADABLE):
-        return []  # nothing tiled could open: the record says why
+    if record.status is not FileStatus.OK:
+        return []  # nothing tiled could open, or not the file the event said: the record says why
     asset = Asset(
         data_uri=ensure_uri(str(record.real_path)),  # within serve's --read, links resolved
         is_directory=False,
@@ -97,9 +97,7 @@ def _data_sources(record: Record) -> list[DataSource[Any]]:
 
 
 def _same_file(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return bool(old.get("sha256")) and old.get("sha256") == new.get(
-        "file_sha256", new.get("sha256")
-    )
+    return bool(old.get("sha256")) and old.get("sha256") == new.get("sha256")
 
 
 class Catalog:

@@ -40,7 +40,15 @@ async def serve(
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            except asyncio.LimitOverrunError:  # a head past the stream's limit (64 KiB)
+                writer.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+                await writer.drain()
+                return
             parts = head.split(b" ", 2)
             path = parts[1].decode(errors="replace").split("?", 1)[0] if len(parts) > 1 else "/"
             code, kind, body = "200 OK", "text/plain; charset=utf-8", b""

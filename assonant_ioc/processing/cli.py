@@ -1,11 +1,12 @@
 """``assonant-ioc process``: reduce every file the events announce (nabu, pyFAI, xraylarch).
 
-    assonant-ioc process --kafka-bootstrap HOST:PORT --processed-root DIR [--topic T ...]
+    assonant-ioc process --kafka-bootstrap HOST:PORT --read DIR --processed-root DIR [--topic T ...]
         [--catalog URI] [--derived-topic T] [--group G] [--jobs N] [--time-limit S]
         [--dask SCHEDULER] [--start-z Z --end-z Z] [--status-port P]
 
 More processors in the same ``--group`` share the topics' partitions; ``--dask`` hands each
-job's heavy step to a Dask distributed cluster (its scheduler's address).
+job's heavy step to a Dask distributed cluster (its scheduler's address). Only files under
+the ``--read`` directories whose sha256 is the event's are processed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processed-root", required=True, type=Path, help="where the derived files go"
     )
+    parser.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        help="a directory whose files may be processed (the data root); repeat for several; "
+        "an event naming a file anywhere else is refused",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="jobs at once (default 1)")
     parser.add_argument(
         "--time-limit", type=float, default=3600.0, help="seconds a job may take (default 3600)"
@@ -83,8 +91,11 @@ async def _run(args: argparse.Namespace) -> int:
         nabu["start_z"] = args.start_z
     if args.end_z is not None:
         nabu["end_z"] = args.end_z
+    from assonant_ioc.trust import roots_of
+
     settings = Settings(
         processed_root=args.processed_root.resolve(),
+        roots=roots_of(args.read),
         time_limit=args.time_limit,
         jobs=args.jobs,
         parameters={"nabu": nabu},
@@ -105,9 +116,12 @@ async def _run(args: argparse.Namespace) -> int:
     )
     status = None
     if args.status_port:
-        status = await serve_status(processor.stats, args.status_host, args.status_port)
+        status = await serve_status(
+            processor.stats, args.status_host, args.status_port, processor.watch
+        )
     log.info(
-        "processing into %s (%d job(s) at once, %s)",
+        "processing files under %s into %s (%d job(s) at once, %s)",
+        ", ".join(map(str, settings.roots)),
         settings.processed_root,
         settings.jobs,
         f"on Dask {args.dask}" if dask else "in child processes",
@@ -134,5 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if not args.kafka_bootstrap:
         sys.stderr.write("assonant-ioc process: which broker? --kafka-bootstrap HOST:PORT\n")
+        return 2
+    if not args.read:
+        sys.stderr.write(
+            "assonant-ioc process: which files may be processed? --read DIR (the data root)\n"
+        )
         return 2
     return asyncio.run(_run(args))

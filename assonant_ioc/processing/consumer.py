@@ -26,16 +26,25 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from assonant_ioc.catalog.record import BadEvent, Record, check_file, from_event, record_key
+from assonant_ioc.catalog.record import (
+    BadEvent,
+    FileStatus,
+    Record,
+    check_file,
+    from_event,
+    record_key,
+)
 from assonant_ioc.catalog.store import Catalog
 from assonant_ioc.events import http
 from assonant_ioc.events.http import Metric
 from assonant_ioc.events.kafka import EventSender
+from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
 from assonant_ioc.processing.derived import read_process
 from assonant_ioc.processing.jobs import Job, job_for
 from assonant_ioc.processing.runner import run_local
+from assonant_ioc.trust import Refused
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,8 @@ Runner = Callable[[Job, float], Awaitable[dict[str, Any]]]
 @dataclass
 class Settings:
     processed_root: Path
+    #: the directories whose files may be processed (resolved): ``--read``
+    roots: tuple[Path, ...] = ()
     #: seconds a job may take before it is stopped and recorded as failed
     time_limit: float = 3600.0
     #: jobs run at once by this processor
@@ -63,6 +74,8 @@ class Stats:
     failed: int = 0
     not_processed: int = 0  # definitions without a pipeline
     invalid_events: int = 0
+    #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
+    refused: int = 0
     running: int = 0
     broker_connected: bool = False
     last_error: str = ""
@@ -153,6 +166,8 @@ class Processor:
         self.runner = runner
         self.retry_s = retry_s
         self.stats = Stats(topics=topics, group=group)
+        #: a job may take its time limit: the loop is stuck only past it (and a margin)
+        self.watch = Watch(settings.time_limit + 120.0)
         self._slots = asyncio.Semaphore(max(1, settings.jobs))
         #: the partitions whose records are being handled now
         self._flights: dict[TopicPartition, _Flight] = {}
@@ -215,10 +230,12 @@ class Processor:
                         for r in records
                     ]
                     self._flights[tp] = flight
+                    self.watch.begin(f"{tp.topic}[{tp.partition}]@{records[0].offset}")
                     try:
                         handled = await asyncio.gather(*flight.tasks)
                     finally:
                         self._flights.pop(tp, None)
+                        self.watch.end()
                     if stop.is_set() and not all(handled):
                         return  # stopped before a job was done: not committed, redelivered
                     if flight.handed_over.is_set():
@@ -284,7 +301,13 @@ class Processor:
             )
             return True
         raw_key = record.key
-        record = await asyncio.to_thread(check_file, record)
+        try:  # the file is the event's, under the roots, before anything is run or written
+            record = await asyncio.to_thread(check_file, record, self.settings.roots)
+        except Refused as err:
+            return self._refuse(where, err.reason, str(err))
+        if record.status is not FileStatus.OK:
+            reason = "checksum" if record.status is FileStatus.CHECKSUM_MISMATCH else "missing"
+            return self._refuse(where, reason, f"{record.path}: {record.metadata['problem']}")
         if await self._retry("catalog", stop, lambda: self.catalog.register(record)) is False:
             return False
         old = ((await self.catalog.get(raw_key)) or {}).get("results", {}).get(job.pipeline, {})
@@ -309,6 +332,14 @@ class Processor:
             log.info("%s: handed over before its result was announced", where)
             return False
         return await self._publish(job, raw_key, result, stop)
+
+    def _refuse(self, where: str, reason: str, why: str) -> bool:
+        """An event not trusted: nothing run, nothing written to the catalog; named, counted,
+        its offset committed past."""
+        self.stats.refused += 1
+        self.watch.refuse(reason)
+        log.error("%s: refused (%s), not processed: %s", where, reason, why)
+        return True
 
     async def _run(
         self, job: Job, raw_key: str, where: str, stop: asyncio.Event, flight: _Flight
@@ -416,31 +447,38 @@ class Processor:
         return True
 
 
-def metrics(stats: Stats) -> list[Metric]:
+def metrics(stats: Stats, watch: Watch) -> list[Metric]:
     counters = {
         "done": "derived files written and announced",
         "reused": "results found whole on disk (a job run again)",
         "duplicate": "events whose result was already announced",
         "failed": "jobs that failed (recorded with their reason)",
         "not_processed": "files whose definition has no pipeline",
-        "invalid_events": "events refused",
+        "invalid_events": "events refused (not valid against the schema)",
     }
     out: list[Metric] = [
         (f"assonant_process_{name}_total", "counter", text, [({}, getattr(stats, name))])
         for name, text in counters.items()
     ]
     out.append(("assonant_process_running", "gauge", "jobs running", [({}, stats.running)]))
-    return out
+    return out + watch.metrics("process")
 
 
-async def serve_status(stats: Stats, host: str, port: int) -> asyncio.Server:
+def health(stats: Stats, watch: Watch) -> str:
+    return watch.stalled() or ("" if stats.broker_connected else "Kafka broker unreachable")
+
+
+async def serve_status(
+    stats: Stats, host: str, port: int, watch: Watch | None = None
+) -> asyncio.Server:
     def status() -> tuple[str, bytes]:
         return "application/json", stats.as_json()
 
+    watch = watch or Watch()
     return await http.serve(
         host,
         port,
-        lambda: metrics(stats),
-        lambda: "" if stats.broker_connected else "Kafka broker unreachable",
+        lambda: metrics(stats, watch),
+        lambda: health(stats, watch),
         {"/status": status, "/": status},
     )

@@ -31,10 +31,16 @@ def http_answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def catalog_consumer(
-    log_dir: Path, kafka: str, topic: str | list[str], catalog: str, status_port: int | None = None
+    log_dir: Path,
+    kafka: str,
+    topic: str | list[str],
+    catalog: str,
+    read: list[Path],
+    status_port: int | None = None,
+    extra: list[str] | None = None,
 ) -> Iterator[tuple[Proc, int]]:
-    """``assonant-ioc catalog consume`` of ``topic`` (or of each of a list); yields (proc,
-    status port) once its status answers."""
+    """``assonant-ioc catalog consume`` of ``topic`` (or of each of a list), registering
+    files under ``read`` only; yields (proc, status port) once its status answers."""
     status_port = status_port or free_port()
     args = [
         sys.executable,
@@ -51,6 +57,8 @@ def catalog_consumer(
         str(status_port),
         "--status-every",
         "5",
+        *[a for d in read for a in ("--read", str(d))],
+        *(extra or []),
     ]
     with running("catalog-consumer", args, {}, log_dir) as proc:
         url = f"http://127.0.0.1:{status_port}/status"
@@ -184,9 +192,11 @@ def processor(
     group: str = "assonant-process",
     extra: list[str] | None = None,
     name: str = "processor",
+    *,
+    read: list[Path],
 ) -> Iterator[Proc]:
-    """``assonant-ioc process`` on ``topic`` (its producer not idempotent: the local broker
-    grants no producer id); yields its process."""
+    """``assonant-ioc process`` on ``topic`` of the files under ``read`` (its producer not
+    idempotent: the local broker grants no producer id); yields its process."""
     args = [
         sys.executable,
         "-m",
@@ -206,6 +216,7 @@ def processor(
         str(processed_root),
         "--kafka-idempotent",
         "off",
+        *[a for d in read for a in ("--read", str(d))],
         *(extra or []),
     ]
     with running(name, args, {}, log_dir) as proc:

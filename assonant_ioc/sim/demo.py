@@ -166,7 +166,9 @@ def _start_catalog(
     catalog and shows how it was found."""
     db = f"sqlite:///{data_dir / 'catalog.db'}"
     key = secrets.token_hex(16)
-    stack.enter_context(catalog_procs.catalog_consumer(logs, kafka, "assonant.files", db))
+    stack.enter_context(
+        catalog_procs.catalog_consumer(logs, kafka, "assonant.files", db, [data_dir])
+    )
     url = stack.enter_context(
         catalog_procs.catalog_server(logs, db, [data_dir], key, allow_origin=page_url)
     )
@@ -219,7 +221,7 @@ def _process(
     job = job_for(event, root)
     stack.enter_context(
         catalog_procs.processor(
-            logs, kafka, "assonant.files", _KEYS["db"], root, "assonant.derived"
+            logs, kafka, "assonant.files", _KEYS["db"], root, "assonant.derived", read=[data_dir]
         )
     )
     _out(f"\nassonant-ioc process: reducing into {root} (file_derived on assonant.derived)")

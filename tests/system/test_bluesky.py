@@ -188,7 +188,7 @@ def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
     api_key = secrets.token_hex(16)
     with (
         consumer(log_dir, kafka, config, doc_topic, state, data) as proc,
-        catalog_procs.catalog_consumer(log_dir, kafka, event_topic, catalog),
+        catalog_procs.catalog_consumer(log_dir, kafka, event_topic, catalog, [data]),
         catalog_procs.catalog_server(log_dir, catalog, [data], api_key) as url,
     ):
         tomo_docs = run(

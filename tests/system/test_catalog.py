@@ -115,7 +115,7 @@ def test_catalog_finds_and_serves_every_file_once(
                     events.append(event)
                     return event, sent
 
-                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (
+                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog, [data_dir]) as (
                     consumer,
                     st,
                 ):
@@ -126,7 +126,7 @@ def test_catalog_finds_and_serves_every_file_once(
                     consumer.popen.wait(10)
                 # a file written while no consumer runs is registered when one starts again
                 unseen, _ = run(3)
-                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (
+                with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog, [data_dir]) as (
                     consumer,
                     st,
                 ):

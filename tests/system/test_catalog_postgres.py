@@ -76,7 +76,7 @@ def test_a_postgresql_catalog_of_two_beamlines(
     with catalog_procs.catalog_server(log_dir, postgres, [data], api_key) as url:
         tiled = Tiled(url, api_key)
         for attempt in range(2):  # the second consumer finds each event registered already
-            with catalog_procs.catalog_consumer(log_dir, kafka, topics, postgres) as (
+            with catalog_procs.catalog_consumer(log_dir, kafka, topics, postgres, [data]) as (
                 consumer,
                 port,
             ):

@@ -97,6 +97,7 @@ def test_docker_compose_file_parses() -> None:
     # server takes its API key from the host, never from the file
     consume, serve = services["catalog"]["command"], services["catalog-server"]["command"]
     assert consume[:2] == ["catalog", "consume"] and "kafka:9092" in consume
+    assert consume[consume.index("--read") + 1] == "/data"  # only the IOC's files registered
     assert serve[:2] == ["catalog", "serve"] and "/data" in serve
     for name in ("catalog", "catalog-server"):
         assert _targets(services[name]["volumes"]) == {"/data", "/state"}

@@ -358,7 +358,10 @@ def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event
     catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
     args = ["--kafka-bootstrap", kafka, "--no-validate"]
     held = tmp_path / "held"
-    with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (consumer, status):
+    with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog, [tmp_path]) as (
+        consumer,
+        status,
+    ):
         monkeypatch.setenv("ASSONANT_TEST_HOLD", f"sent:{held}")
         with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, _d, proc):
             client.put(f"{P}ExperimentId", "twice")

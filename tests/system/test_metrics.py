@@ -24,7 +24,10 @@ def test_catalog_consumer_metrics_and_health_follow_the_broker(
     topic = f"files-{secrets.token_hex(4)}"
     with Proxy(broker_port) as proxy, procs.broker(log_dir, broker_port, proxy.port):
         kafka = f"127.0.0.1:{proxy.port}"
-        with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog) as (proc, port):
+        with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog, [tmp_path]) as (
+            proc,
+            port,
+        ):
             procs.wait_until(lambda: _health(port) == (200, "ok"), 60, "healthy", proc)
             scraped = _scrape(port)
             assert scraped[("assonant_catalog_broker_up", ())] == 1

@@ -48,6 +48,11 @@ def _publish(kafka: str, topic: str, events: list[dict[str, Any]]) -> None:
     asyncio.run(send())
 
 
+def _roots(burst: list[dict[str, Any]], tmp_path: Path) -> list[Path]:
+    """The directories the processor may read: the burst's and the test's own raw files."""
+    return [Path(burst[0]["file_path"]).parent, tmp_path / "raw"]
+
+
 def _derived_files(root: Path) -> list[Path]:
     return sorted(root.rglob("*.nxs")) if root.exists() else []
 
@@ -85,8 +90,28 @@ def test_two_processors_share_a_burst_and_one_killed_mid_job_loses_nothing(
     db, root, group = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed", "g-burst"
     _publish(kafka, topic, burst)
     with (
-        catalog_procs.processor(log_dir, kafka, topic, db, root, derived, group, name="p-a") as a,
-        catalog_procs.processor(log_dir, kafka, topic, db, root, derived, group, name="p-b"),
+        catalog_procs.processor(
+            log_dir,
+            kafka,
+            topic,
+            db,
+            root,
+            derived,
+            group,
+            name="p-a",
+            read=_roots(burst, tmp_path),
+        ) as a,
+        catalog_procs.processor(
+            log_dir,
+            kafka,
+            topic,
+            db,
+            root,
+            derived,
+            group,
+            name="p-b",
+            read=_roots(burst, tmp_path),
+        ),
     ):
         # halfway: some results written, and processor a in the middle of a job
         procs.wait_until(lambda: len(_derived_files(root)) >= 2, 180, "the first results")
@@ -133,6 +158,7 @@ def test_the_same_burst_on_a_dask_cluster_gives_the_same_results(
             "g-dask",
             extra=["--dask", cluster.scheduler_address, "--jobs", "2"],
             name="p-dask",
+            read=_roots(burst, tmp_path),
         ),
     ):
         paths = [e["file_path"] for e in burst]
@@ -173,7 +199,9 @@ def test_a_failed_job_is_recorded_with_its_reason_and_the_next_file_processed(
     derived = f"assonant.derived.{secrets.token_hex(3)}"
     db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
     _publish(kafka, topic, [bad, burst[1]])
-    with catalog_procs.processor(log_dir, kafka, topic, db, root, derived, "g-fail") as proc:
+    with catalog_procs.processor(
+        log_dir, kafka, topic, db, root, derived, "g-fail", read=_roots(burst, tmp_path)
+    ) as proc:
         procs.wait_until(
             lambda: all_announced(db, [burst[1]["file_path"]], "larch"), 120, "the good file", proc
         )
@@ -210,7 +238,15 @@ def test_an_event_sent_twice_is_derived_and_announced_once(
     _publish(kafka, topic, [event])
     extra = ["--status-port", str(port)]
     with catalog_procs.processor(
-        log_dir, kafka, topic, db, root, derived, "g-twice", extra=extra
+        log_dir,
+        kafka,
+        topic,
+        db,
+        root,
+        derived,
+        "g-twice",
+        extra=extra,
+        read=_roots(burst, tmp_path),
     ) as proc:
         procs.wait_until(
             lambda: all_announced(db, [event["file_path"]], "larch"), 120, "the first", proc

@@ -112,7 +112,7 @@ def processed(tomo: dict[str, Any], kafka: str, log_dir: Path) -> dict[str, Any]
     with _processing(tomo, kafka, log_dir, work) as (db, root, derived, job):
         group = f"g-{secrets.token_hex(3)}"
         with catalog_procs.processor(
-            log_dir, kafka, tomo["topic"], db, root, derived, group=group
+            log_dir, kafka, tomo["topic"], db, root, derived, group=group, read=[tomo["tmp"]]
         ) as proc:
             event = _derived_event(kafka, derived, job)
             assert proc.popen.poll() is None, proc.tail()
@@ -180,7 +180,15 @@ def test_a_processor_killed_mid_job_gives_one_result_and_one_event(
     with _processing(tomo, kafka, log_dir, work) as (db, root, derived, job):
         group = f"g-{secrets.token_hex(3)}"
         with catalog_procs.processor(
-            log_dir, kafka, tomo["topic"], db, root, derived, group=group, name="proc-kill"
+            log_dir,
+            kafka,
+            tomo["topic"],
+            db,
+            root,
+            derived,
+            group=group,
+            name="proc-kill",
+            read=[tomo["tmp"]],
         ) as proc:
             procs.wait_until(
                 lambda: any("nabu" in cmd for _, cmd in descendants(proc.popen.pid)),
@@ -209,7 +217,15 @@ def test_a_processor_killed_mid_job_gives_one_result_and_one_event(
             raw = catalog_get(db, tomo["master"]) or {}
             assert raw["results"]["nabu"]["status"] == "running", raw
         with catalog_procs.processor(
-            log_dir, kafka, tomo["topic"], db, root, derived, group=group, name="proc-again"
+            log_dir,
+            kafka,
+            tomo["topic"],
+            db,
+            root,
+            derived,
+            group=group,
+            name="proc-again",
+            read=[tomo["tmp"]],
         ) as proc:
             event = _derived_event(kafka, derived, job)
             assert event["event_id"] == job.event_id

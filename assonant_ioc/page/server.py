@@ -4,7 +4,9 @@ address) on 127.0.0.1.
     assonant-ioc page --catalog-url http://127.0.0.1:8000 [--port 8080] [--host 127.0.0.1]
 
 The browser reads the catalog itself (tiled's HTTP API, with the API key the person types):
-start the catalog's server with ``--allow-origin`` naming this page's address.
+start the catalog's server with ``--allow-origin`` naming this page's address. Every answer
+carries a Content-Security-Policy: scripts only from this page's own files (no inline
+script, no ``eval``), requests only to this page and the catalog, no frames around it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,36 @@ def plotly_script() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+def policy(catalog_url: str) -> str:
+    """The page's Content-Security-Policy: what its scripts may load and reach."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(catalog_url)
+    catalog = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            # Plotly sets styles on the elements it draws (no script can come in that way)
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            f"connect-src 'self' {catalog}".strip(),
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ]
+    )
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     catalog_url = ""
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", policy(self.catalog_url))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

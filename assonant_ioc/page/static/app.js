@@ -1,11 +1,35 @@
 // The page: search the catalog (tiled's HTTP API), show a file's default plot and its
 // results, and follow running jobs without a reload.
+//
+// Every value from the catalog is text: it goes into the page through textContent and
+// element attributes only, never as HTML (a sample named "<img onerror=...>" shows as typed
+// and runs nothing). The API key lives in the input field alone, never in storage.
 "use strict";
 
 let CATALOG = "";
 let following = null;
 
 function apiKey() { return document.getElementById("api-key").value.trim(); }
+
+// an element with its attributes and children (strings become text nodes, never HTML)
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
+function text(value) { return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value ?? ""); }
+
+// a job's status as a class name: one of the known words, nothing a record can inject
+function statusClass(status) {
+  return ["queued", "running", "done", "failed"].includes(status) ? status : "unknown";
+}
 
 function say(text, refused) {
   const el = document.getElementById("message");
@@ -60,17 +84,17 @@ function searchPath() {
 }
 
 function badges(meta) {
-  const results = meta.results || {};
-  return Object.entries(results).map(([pipeline, r]) =>
-    `<span class="badge ${r.status}" data-pipeline="${pipeline}">${pipeline}: ${r.status}</span>`
-  ).join("") || "-";
+  const results = Object.entries(meta.results || {});
+  if (!results.length) return [document.createTextNode("-")];
+  return results.map(([pipeline, r]) =>
+    el("span", { class: `badge ${statusClass(r.status)}`, dataset: { pipeline } },
+       `${pipeline}: ${text(r.status)}`));
 }
 
 function fileName(path) { return (path || "").split("/").pop(); }
 
 async function search(event) {
   if (event) event.preventDefault();
-  sessionStorage.setItem("apiKey", apiKey());
   say("Searching...");
   let found;
   try {
@@ -82,15 +106,14 @@ async function search(event) {
   }
   const rows = found.data.filter((item) => item.attributes.metadata.kind !== "derived");
   const body = document.querySelector("#results tbody");
-  body.innerHTML = "";
+  body.replaceChildren();
   for (const item of rows) {
     const m = item.attributes.metadata;
-    const tr = document.createElement("tr");
-    tr.className = "file";
-    tr.dataset.key = item.id;
-    tr.innerHTML = `<td>${fileName(m.file_path)}</td><td>${m.beamline}</td><td>${m.sample}</td>` +
-      `<td>${m.definition || "-"}</td><td>${(m.start_time || "").slice(0, 19)}</td>` +
-      `<td>${m.status || "ok"}</td><td class="result-badges">${badges(m)}</td>`;
+    const tr = el("tr", { class: "file", dataset: { key: item.id } },
+      el("td", {}, fileName(text(m.file_path))), el("td", {}, text(m.beamline)),
+      el("td", { class: "sample" }, text(m.sample)), el("td", {}, text(m.definition || "-")),
+      el("td", {}, text(m.start_time).slice(0, 19)), el("td", {}, text(m.status || "ok")),
+      el("td", { class: "result-badges" }, ...badges(m)));
     tr.addEventListener("click", () => openFile(item.id));
     body.appendChild(tr);
   }
@@ -157,7 +180,7 @@ async function resultPlot(div, result) {
   } else if (meta.pipeline === "larch") {
     const [e, n] = await Promise.all([array(result.key, "normalized/data/energy"),
                                       array(result.key, "normalized/data/norm")]);
-    curve(div, e, n, `normalised mu(E), E0 ${meta.results.e0.toFixed(1)} eV`, "energy (eV)",
+    curve(div, e, n, `normalised mu(E), E0 ${Number(meta.results.e0).toFixed(1)} eV`, "energy (eV)",
           "normalised mu", false);
   }
   return meta;
@@ -165,48 +188,46 @@ async function resultPlot(div, result) {
 
 function provenance(meta) {
   const p = meta || {};
-  return `<details class="provenance"><summary>How this was made</summary><table>` +
-    [["program", `${p.program} ${p.version}`], ["from", p.raw_file_path],
-     ["raw sha256", p.raw_sha256], ["took", `${p.seconds} s`],
-     ["results", JSON.stringify(p.results)]]
-      .map(([k, v]) => `<tr><td>${k}</td><td>${v}</td></tr>`).join("") + "</table></details>";
+  const rows = [["program", `${text(p.program)} ${text(p.version)}`], ["from", text(p.raw_file_path)],
+    ["raw sha256", text(p.raw_sha256)], ["took", `${text(p.seconds)} s`],
+    ["results", JSON.stringify(p.results)]];
+  return el("details", { class: "provenance" }, el("summary", {}, "How this was made"),
+    el("table", {}, ...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v)))));
 }
 
 async function showResults(key, meta, drawn) {
   const list = document.getElementById("results-list");
   for (const [pipeline, r] of Object.entries(meta.results || {})) {
-    let box = list.querySelector(`.result[data-pipeline="${pipeline}"]`);
+    let box = [...list.children].find((b) => b.dataset.pipeline === pipeline);
     if (!box) {
-      box = document.createElement("div");
-      box.className = "result";
-      box.dataset.pipeline = pipeline;
-      box.innerHTML = `<h3>${pipeline}</h3><p class="status"></p><div class="plot result-plot"></div>` +
-        `<div class="how"></div>`;
+      box = el("div", { class: "result", dataset: { pipeline } }, el("h3", {}, pipeline),
+        el("p", { class: "status" }), el("div", { class: "plot result-plot" }),
+        el("div", { class: "how" }));
       list.appendChild(box);
     }
-    box.querySelector(".status").innerHTML = `<span class="badge ${r.status}">${r.status}</span>` +
-      (r.reason ? ` ${r.reason}` : "");
-    box.dataset.status = r.status;
+    box.querySelector(".status").replaceChildren(
+      el("span", { class: `badge ${statusClass(r.status)}` }, text(r.status)),
+      r.reason ? ` ${text(r.reason)}` : "");
+    box.dataset.status = text(r.status);
     if (r.status === "done" && r.key && !drawn.has(pipeline)) {
       drawn.add(pipeline);
       const derived = await resultPlot(box.querySelector(".result-plot"), r);
-      box.querySelector(".how").innerHTML = provenance(derived);
+      box.querySelector(".how").replaceChildren(provenance(derived));
       box.dataset.drawn = "yes";
     }
   }
 }
 
 function metadataTable(meta) {
-  document.getElementById("metadata-table").innerHTML = Object.entries(meta)
+  document.getElementById("metadata-table").replaceChildren(...Object.entries(meta)
     .filter(([k]) => k !== "results")
-    .map(([k, v]) => `<tr><td>${k}</td><td>${typeof v === "object" ? JSON.stringify(v) : v}</td></tr>`)
-    .join("");
+    .map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, text(v)))));
 }
 
 async function openFile(key) {
   if (following) clearInterval(following);
   const section = document.getElementById("file");
-  document.getElementById("results-list").innerHTML = "";
+  document.getElementById("results-list").replaceChildren();
   let meta;
   try {
     meta = (await api(`/api/v1/metadata/${key}`)).data.attributes.metadata;
@@ -214,7 +235,8 @@ async function openFile(key) {
   section.hidden = false;
   section.dataset.key = key;
   document.getElementById("file-title").textContent =
-    `${fileName(meta.file_path)}: ${meta.beamline}, ${meta.sample} (${meta.definition || "no definition"})`;
+    `${fileName(text(meta.file_path))}: ${text(meta.beamline)}, ${text(meta.sample)} ` +
+    `(${text(meta.definition || "no definition")})`;
   metadataTable(meta);
   const drawn = new Set();
   try {
@@ -226,14 +248,14 @@ async function openFile(key) {
   following = setInterval(async () => {
     const now = (await api(`/api/v1/metadata/${key}`)).data.attributes.metadata;
     await showResults(key, now, drawn);
-    const row = document.querySelector(`tr.file[data-key="${key}"] .result-badges`);
-    if (row) row.innerHTML = badges(now);
+    const tr = [...document.querySelectorAll("tr.file")].find((t) => t.dataset.key === key);
+    if (tr) tr.querySelector(".result-badges").replaceChildren(...badges(now));
   }, 1500);
 }
 
 async function start() {
   CATALOG = (await (await fetch("config.json")).json()).catalog;
-  document.getElementById("api-key").value = sessionStorage.getItem("apiKey") || "";
+  sessionStorage.removeItem("apiKey");  // an older page kept it there: not any more
   document.getElementById("search-form").addEventListener("submit", search);
 }
 

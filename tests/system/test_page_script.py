@@ -1,0 +1,103 @@
+"""Stored script on the page, tried as an attacker would: a sample name that is HTML with a
+script in it, written through the IOC's SampleName PV over CA, goes through the file, the
+event and the catalog to the page. In headless Chromium the page shows the name as typed,
+as text, in the table, the title and the metadata, and runs nothing of it; the page's
+Content-Security-Policy refuses inline script; the API key typed is kept in no storage."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assonant_ioc.catalog.record import record_key
+from assonant_ioc.sim import catalog_procs, procs
+from tests.system.conftest import start_service
+from tests.system.reduction import ARTIFACTS
+
+pytestmark = pytest.mark.timeout(300)
+
+SAMPLE = "<img src=x onerror=\"window.__pwned=1;console.log('pwned')\">"
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed in CI (scripts/test.sh installs it)")
+        pytest.skip("no chromium: scripts/test.sh installs Debian's")
+    return found
+
+
+def test_a_sample_name_with_script_shows_as_typed_and_runs_nothing(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, kafka: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    topic = f"assonant.page.{secrets.token_hex(4)}"
+    args = ["--kafka-bootstrap", kafka, "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, data_dir, _p):
+        client.put(f"{P}ExperimentId", "xss")
+        client.put(f"{P}SampleName", SAMPLE)
+        assert client.get(f"{P}SampleName") == SAMPLE  # the IOC takes it: it is only text
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        written = Path(client.get(f"{P}LastFile"))
+    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with catalog_procs.catalog_consumer(log_dir, kafka, topic, db, [data_dir]) as (proc, port):
+        procs.wait_until(
+            lambda: catalog_procs.consumer_status(port)["registered"] == 1, 60, "registered", proc
+        )
+    ARTIFACTS.mkdir(exist_ok=True)
+    key = secrets.token_hex(16)
+    page_port = procs.free_port()
+    page_url = f"http://127.0.0.1:{page_port}"
+    said: list[str] = []
+    with (
+        catalog_procs.catalog_server(log_dir, db, [data_dir], key, allow_origin=page_url) as url,
+        catalog_procs.page_server(log_dir, url, page_port),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("console", lambda m: said.append(m.text))
+            page.on("pageerror", lambda e: said.append(str(e)))
+            page.on("dialog", lambda d: (said.append(f"dialog {d.message}"), d.dismiss()))
+            reply = page.goto(page_url)
+            assert reply is not None
+            csp = reply.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+            page.fill("#api-key", key)
+            page.fill("#sample", SAMPLE)  # the search by the name as typed finds it
+            page.click("#search")
+            row = page.wait_for_selector(f"tr.file[data-key='{record_key(written)}']")
+            assert row is not None
+            assert page.inner_text("tr.file td:nth-child(3)") == SAMPLE
+            assert page.locator("#results img").count() == 0
+            row.click()
+            page.wait_for_selector("#file:not([hidden])")
+            assert SAMPLE in page.inner_text("#file-title")
+            page.click("#metadata summary")
+            cells = page.locator("#metadata-table td").all_inner_texts()
+            assert SAMPLE in cells and page.locator("#file img").count() == 0
+            # an inline script put into the page (as an injection would) does not run
+            page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.__inline = 1'; document.body.append(s); }"
+            )
+            page.screenshot(path=str(ARTIFACTS / "page_sample_script.png"), full_page=True)
+            pwned = page.evaluate("() => [window.__pwned, window.__inline]")
+            storage = page.evaluate(
+                "() => JSON.stringify([{...sessionStorage}, {...localStorage}, document.cookie])"
+            )
+        finally:
+            browser.close()
+    assert pwned == [None, None], pwned
+    assert not [m for m in said if "pwned" in m or m.startswith("dialog")], said
+    assert any("Content Security Policy" in m for m in said), said  # the inline one, refused
+    assert key not in storage, storage

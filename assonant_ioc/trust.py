@@ -18,11 +18,10 @@ import hashlib
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from assonant_ioc.config.paths import control_characters
 
 #: a file bigger than this is not read (a sparse file of a petabyte is a regular file)
 MAX_BYTES = 1 << 40
@@ -52,6 +51,16 @@ class Refused(ValueError):
     def __init__(self, reason: str, text: str) -> None:
         super().__init__(text)
         self.reason = reason
+
+
+#: Bidirectional formatting characters: they make a name display as another (U+202E).
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def control_characters(text: str) -> bool:
+    """Any Unicode control character (category Cc: C0, DEL and C1, such as U+0085 and the
+    terminal escape introducer U+009B) or bidirectional formatting character."""
+    return any(unicodedata.category(c) == "Cc" or c in _BIDI for c in text)
 
 
 def _shown(text: str) -> str:

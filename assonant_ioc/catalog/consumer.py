@@ -168,6 +168,14 @@ class CatalogConsumer:
         where = f"{tp.topic}[{tp.partition}]@{offset}"
         try:
             event = json.loads(value or b"")
+            if isinstance(event, dict) and event.get("event_type") == "file_failed":
+                log.warning(
+                    "%s: run %s failed, no file: %s",
+                    where,
+                    event.get("run_uid"),
+                    event.get("reason"),
+                )
+                return True  # a run closed as failed: nothing to register
             record = from_event(event, time.time())
         except (ValueError, BadEvent) as err:
             self.stats.invalid_events += 1

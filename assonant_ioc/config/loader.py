@@ -173,6 +173,7 @@ _TOP_KEYS = {
     "journal_max_pending",
     "connect_timeout",
     "data_root",
+    "detector_dirs",
     "access_security",
     "alarms",
     LINE,
@@ -279,6 +280,16 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     ):
         p.add(_line(doc, "data_root"), "data_root must be an absolute directory or a list of them")
         roots = []
+    raw_dirs = doc.get("detector_dirs") or []
+    detector_dirs = [raw_dirs] if isinstance(raw_dirs, str) else raw_dirs
+    if not isinstance(detector_dirs, list) or not all(
+        isinstance(d, str) and os.path.isabs(d) for d in detector_dirs
+    ):
+        p.add(
+            _line(doc, "detector_dirs"),
+            "detector_dirs must be an absolute directory or a list of them",
+        )
+        detector_dirs = []
     acf = str(doc.get("access_security") or "")
     if acf and not os.path.isabs(acf):
         acf = str(path.parent / acf)
@@ -305,6 +316,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         journal_max_pending=max_pending,
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),
+        detector_dirs=tuple(detector_dirs),
         access_security=acf,
         alarms=alarms,
     )

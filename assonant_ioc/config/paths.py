@@ -4,9 +4,12 @@ resolved path, right before a file is created there (a symbolic link may have mo
 from __future__ import annotations
 
 import os
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+
+from assonant_ioc.trust import control_characters
+
+__all__ = ["FORBIDDEN_ROOTS", "control_characters", "data_dir_problem", "text_problem"]
 
 #: Directories a data directory may never be in: kernel and device file systems, and the
 #: system's own trees (a service running as root could write there).
@@ -24,16 +27,6 @@ FORBIDDEN_ROOTS = (
     "/usr",
     "/run",
 )
-
-
-#: Bidirectional formatting characters: they make a name display as another (U+202E).
-_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-def control_characters(text: str) -> bool:
-    """Any Unicode control character (category Cc: C0, DEL and C1, such as U+0085 and the
-    terminal escape introducer U+009B) or bidirectional formatting character."""
-    return any(unicodedata.category(c) == "Cc" or c in _BIDI for c in text)
 
 
 def text_problem(name: str, text: str, max_bytes: int) -> str | None:

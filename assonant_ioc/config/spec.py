@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from assonant_ioc import definitions
+from assonant_ioc.config.paths import control_characters
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 
 ALL_MOMENTS = frozenset(Moment)
@@ -61,7 +62,7 @@ def render_file_name(
         or "/" in name
         or name in (".", "..")
         or name.startswith(".")
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or control_characters(name)
         or len(name.encode()) > NAME_MAX
     ):
         shown = name if len(name) <= 80 else name[:77] + "..."
@@ -235,6 +236,9 @@ class BeamlineConfig:
     connect_timeout: float = 5.0
     #: directories DataDir must be inside (empty: anywhere but /proc, /sys, /dev)
     data_root: tuple[str, ...] = ()
+    #: directories the detectors' files may be in: a Bluesky Resource or StreamResource
+    #: naming a file anywhere else is refused (empty: the data directory only)
+    detector_dirs: tuple[str, ...] = ()
     #: EPICS access security file (empty: everyone may write)
     access_security: str = ""
     #: alarm limits of the IOC's health and delivery PVs

@@ -3,6 +3,7 @@ RunEngine's process for the callback): the same file either way."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from assonant_ioc.lifecycle.build import room_for, write_file
 from assonant_ioc.model.components import Component, Experiment, LinkedData
 from assonant_ioc.snapshots import assemble
 from assonant_ioc.snapshots.capture import with_frame_counts, with_linked
+from assonant_ioc.trust import Refused, open_regular
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,11 @@ def _link_external(tmp: Path, found: RunContent) -> None:
             dataset = places[0][1]
             for path, _ in places:
                 try:
+                    os.close(open_regular(Path(path), "detector file"))  # no device, no FIFO
                     with _open(path) as src:
                         shapes[path] = tuple(src[dataset].shape)
                         dtype = src[dataset].dtype
-                except (OSError, KeyError) as err:
+                except (OSError, KeyError, Refused) as err:
                     logging.getLogger(__name__).error("%s: %s not linked: %s", path, name, err)
             if not shapes or dtype is None or len({s[1:] for s in shapes.values()}) != 1:
                 continue

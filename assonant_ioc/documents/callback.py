@@ -25,7 +25,7 @@ from typing import Any
 from assonant_ioc.config.loader import load_config
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.run import MalformedDocument
-from assonant_ioc.documents.writer import RUN_TIMEOUT_S, RunWriter, Written
+from assonant_ioc.documents.writer import RUN_TIMEOUT_S, RunWriter, Written, retried
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ class NexusCallback:
             written = self.writer.write(uid, timed_out, ready=not self.config.validate)
         except Exception as err:  # kept in the journal: written again by the next callback
             self.last_error = f"run {uid}: {type(err).__name__}: {err}"
-            log.exception("run %s: file not written (kept in %s)", uid, self.writer.journal.dir)
+            if retried(err):
+                log.exception("run %s: file not written (kept in %s)", uid, self.writer.journal.dir)
+            else:  # the same failure at every try: closed as failed, never tried again
+                self.writer.dead_letter(uid, f"{type(err).__name__}: {err}")
             return
         self.written.append(written)
         log.info("run %s: wrote %s", uid, written.path)

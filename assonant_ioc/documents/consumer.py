@@ -22,7 +22,10 @@ from typing import Any
 
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
-from assonant_ioc.documents.writer import RunWriter
+from assonant_ioc.documents.writer import RunWriter, retried
+from assonant_ioc.events import http
+from assonant_ioc.events.http import Metric
+from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -76,6 +79,7 @@ class DocumentConsumer:
         group: str,
         sender: Sender | None = None,
         retry_s: float = 1.0,
+        stall_s: float = 900.0,
     ) -> None:
         self.writer = writer
         self.bootstrap = bootstrap
@@ -84,6 +88,8 @@ class DocumentConsumer:
         self.retry_s = retry_s
         self.taken = 0
         self.files = 0
+        #: what the loop is on (a stall past its bound is said on /health), what it refused
+        self.watch = Watch(stall_s)
         self._worker = WorkerProcess(worker.init_worker)
         #: per partition, the offsets read and not yet committed, with the run of each
         self._pending: dict[Any, collections.deque[tuple[int, str | None]]] = {}
@@ -115,7 +121,8 @@ class DocumentConsumer:
         w = self.writer
         return (
             f"documents taken={self.taken} repeated={w.repeated} malformed={w.malformed} "
-            f"runs open={len(w.runs)} files={self.files}"
+            f"refused={sum(w.refused.values())} runs open={len(w.runs)} files={self.files} "
+            f"failed={w.dead}"
         )
 
     async def write(self, uid: str, timed_out: bool = False) -> None:
@@ -128,8 +135,13 @@ class DocumentConsumer:
                 tmp, event = await self._in_worker(build_run, job)
                 ready = not self.writer.config.validate
                 written = await asyncio.to_thread(self.writer.finish, job, tmp, event, ready)
-        except Exception:
-            log.exception("run %s: file not written (kept in %s)", uid, self.writer.journal.dir)
+        except Exception as err:
+            if retried(err):
+                log.exception("run %s: file not written (kept in %s)", uid, self.writer.journal.dir)
+                return
+            # the same failure at every try: closed as failed, its offsets committed past
+            await asyncio.to_thread(self.writer.dead_letter, uid, f"{type(err).__name__}: {err}")
+            self.delivery.wake()
             return
         self.files += 1
         log.info(
@@ -186,7 +198,9 @@ class DocumentConsumer:
         from aiokafka.errors import KafkaError
 
         for uid in self.writer.recover():
+            self.watch.begin(f"recovering run {uid}")
             await self.write(uid)
+            self.watch.end()
         if self.writer.runs:
             log.info("%d run(s) recovered from the journal, open", len(self.writer.runs))
         if self.delivery.sender is not None:
@@ -222,14 +236,38 @@ class DocumentConsumer:
                         done += self._take(tp, rec.offset, rec.value)
                 await asyncio.to_thread(self.writer.journal.sync)
                 for uid in dict.fromkeys(done):
+                    self.watch.begin(f"writing run {uid}")
                     await self.write(uid)
                 for uid in self.writer.expired(time.time()):
+                    self.watch.begin(f"writing run {uid} (timed out)")
                     await self.write(uid, timed_out=True)
+                self.watch.end()
                 await self._commit(consumer)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.writer.journal.sync)
             await consumer.stop()
+
+    def metrics(self) -> list[Metric]:
+        w = self.writer
+        self.watch.refused = dict(w.refused)  # the writer counts them: one place says them
+        counts = {
+            "documents": (self.taken, "documents taken"),
+            "malformed": (w.malformed, "documents not taken (malformed or refused)"),
+            "repeated": (w.repeated, "documents taken before (a redelivery)"),
+            "files": (self.files, "files written"),
+            "failed_runs": (w.dead, "runs closed as failed (dead-letter directory)"),
+        }
+        out: list[Metric] = [
+            (f"assonant_bluesky_{name}_total", "counter", text, [({}, n)])
+            for name, (n, text) in counts.items()
+        ]
+        out.append(("assonant_bluesky_runs_open", "gauge", "runs open", [({}, len(w.runs))]))
+        return out + self.watch.metrics("bluesky")
+
+    async def serve_status(self, host: str, port: int) -> asyncio.Server:
+        """``/metrics`` and ``/health`` (503 while the loop is stuck on one run or message)."""
+        return await http.serve(host, port, self.metrics, self.watch.stalled)
 
     async def close(self) -> None:
         self.writer.close()
@@ -275,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {RUN_TIMEOUT_S:g})",
     )
     parser.add_argument("--no-events", action="store_true", help="write files, send no events")
+    parser.add_argument(
+        "--detector-dir",
+        action="append",
+        default=[],
+        help="a directory the detectors' files may be in (beside the config's detector_dirs); "
+        "a Resource or StreamResource naming a file anywhere else is refused; repeat",
+    )
+    parser.add_argument("--status-port", type=int, default=0, help="/metrics and /health")
+    parser.add_argument("--status-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=logging.INFO, format=fmt)
@@ -288,7 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir(config)
     state_dir.mkdir(parents=True, exist_ok=True)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else ""
+    if args.detector_dir:
+        from dataclasses import replace
+
+        dirs = (*config.detector_dirs, *(str(Path(d).resolve()) for d in args.detector_dir))
+        config = replace(config, detector_dirs=dirs)
     writer = RunWriter(config, state_dir, data_dir, run_timeout=args.run_timeout)
+    log.info("detector files taken from %s only", ", ".join(map(str, writer.roots)))
     sender = None
     if config.kafka.enabled and not args.no_events:
         sender = EventSender(bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent)
@@ -301,9 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        status = None
+        if args.status_port:
+            status = await consumer.serve_status(args.status_host, args.status_port)
         try:
             await consumer.run(stop)
         finally:
+            if status is not None:
+                status.close()
             await consumer.close()
             log.info("stopped: %s", consumer.line())
 

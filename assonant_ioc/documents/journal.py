@@ -148,6 +148,25 @@ class RunJournal:
         with contextlib.suppress(OSError):
             fsync_dir(self.dir)
 
+    def retire(self, uid: str, into: Path) -> None:
+        """The run moved out of the journal into ``into`` (the dead-letter directory), and
+        listed as written: never loaded or written again."""
+        fh = self._files.pop(uid, None)
+        if fh is not None:
+            fh.close()
+        self._dirty.discard(uid)
+        if self.run_dir(uid).exists():
+            os.replace(self.run_dir(uid), into)
+        else:
+            into.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / WRITTEN, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"uid": uid, "failed": str(into), "at": time.time()}) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self.written().add(uid)
+        with contextlib.suppress(OSError):
+            fsync_dir(self.dir)
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sync()

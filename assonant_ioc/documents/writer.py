@@ -1,15 +1,26 @@
 """Runs in, files out: documents are checked, kept once, journaled, routed to their run;
 a run's stop (or its timeout) writes its file through the shared build and outbox.
 
+Nothing in a document is trusted: a start whose id or sample could never name a file, a
+run uid that is not one path component, a Resource or StreamResource whose file lies
+outside the detector directories (``detector_dirs``, else the data directory) are refused
+as they arrive (:mod:`assonant_ioc.trust`), counted by reason. A run whose write fails for
+a reason no retry can fix (no start document, content the build cannot take) is closed as
+failed: its journal moved to ``<state dir>/dead-letter/<uid>/`` with ``reason.json``, a
+``file_failed`` event in the outbox, never tried again.
+
 :class:`RunWriter` is synchronous and shared by both ways in: the callback in the
 RunEngine's process and the Kafka consumer (which runs the build in a worker process).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +28,7 @@ from typing import Any
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.build import RunJob, build_run
 from assonant_ioc.documents.journal import RunJournal
-from assonant_ioc.documents.mapping import experiment_id_of, sample_of
+from assonant_ioc.documents.mapping import experiment_id_of, path_of, sample_of
 from assonant_ioc.documents.run import (
     MalformedDocument,
     Run,
@@ -25,14 +36,31 @@ from assonant_ioc.documents.run import (
     datum_page_datums,
     event_page_events,
 )
+from assonant_ioc.errors import WriteFailed
 from assonant_ioc.lifecycle.experiment import next_path
+from assonant_ioc.lifecycle.journal import write_durable
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
+from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.writer import partial_path, publish
+from assonant_ioc.trust import Refused, name_refusal, roots_of, text_refusal, within
 
 log = logging.getLogger(__name__)
 
 #: A run with no document for this long (seconds) and no stop is closed (ended_by: timeout).
 RUN_TIMEOUT_S = 3600.0
+#: where runs that can never be written are kept, in the state directory
+DEAD_LETTER = "dead-letter"
+
+
+class NoStart(ValueError):
+    """A run whose start document never came: nothing says what it is."""
+
+
+def retried(err: BaseException) -> bool:
+    """Whether a failed write may work when tried again: the disk (full, a mount away), the
+    worker process that died, the data directory refused for now; anything else (the
+    documents themselves) fails the same way every time."""
+    return isinstance(err, (OSError, BrokenProcessPool, WriteFailed))
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,15 @@ class RunWriter:
         self._orphans: list[tuple[str, dict[str, Any], str]] = []
         self.malformed = 0
         self.repeated = 0
+        #: documents refused by the trust rules, per reason; runs closed as failed
+        self.refused: dict[str, int] = {}
+        self.dead = 0
+        #: runs whose start was refused: their other documents are dropped
+        self._refused_runs: set[str] = set()
+        #: resources and stream resources refused: their datums are dropped
+        self._dropped: set[str] = set()
+        #: the directories a detector's file may be in
+        self.roots = roots_of(config.detector_dirs or (self.data_dir,))
         #: the run the last document added went to (None: kept nowhere: a repeat of a run
         #: already written, or waiting for its parent)
         self.last_run: str | None = None
@@ -101,6 +138,7 @@ class RunWriter:
         except MalformedDocument:
             self.malformed += 1
             raise
+        self._trust(name, doc)
         if name == "event_page":
             done = []
             for event in event_page_events(doc):
@@ -110,9 +148,23 @@ class RunWriter:
             for datum in datum_page_datums(doc):
                 self.add("datum", datum, where)
             return []
+        parent = str(
+            doc.get({"datum": "resource", "stream_datum": "stream_resource"}.get(name, ""))
+        )
+        if parent in self._dropped:  # the file it points in was refused: so is it
+            self.refused["parent_refused"] = self.refused.get("parent_refused", 0) + 1
+            return []
         run_uid = self._run_of(name, doc)
         if run_uid is None:
             self._orphans.append((name, dict(doc), where))
+            return []
+        said = name_refusal("run uid", run_uid, 128)  # it names the run's journal directory
+        if said:
+            self._refuse("bad_text", name, "uid" if name == "start" else "run_start", said)
+        if run_uid in self._refused_runs:  # dropped, counted: its start said why, once
+            self.refused["run_refused"] = self.refused.get("run_refused", 0) + 1
+            if name in ("descriptor", "stream_resource", "resource"):
+                self._owner[str(doc["uid"])] = run_uid  # its events follow it out
             return []
         if run_uid in self.journal.written():
             self.repeated += 1  # a run already written, redelivered
@@ -132,6 +184,46 @@ class RunWriter:
         if name == "stop":
             return [run_uid]
         return []
+
+    def _refuse(self, reason: str, name: str, field: str, why: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        raise MalformedDocument(name, field, f"refused ({reason}): {why}")
+
+    def _trust(self, name: str, doc: Any) -> None:
+        """Refuse, as it arrives, what could never be written or must not be read."""
+        if name == "start":
+            uid = str(doc["uid"])
+            exp_id, sample = experiment_id_of(self.config, doc, uid), sample_of(doc)
+            said = name_refusal("experiment_id", exp_id) or name_refusal("sample", sample)
+            said = said or text_refusal("comment", doc.get("comment"), 8192)
+            if not said:
+                try:  # the file's name from them (the same rules as the IOC's settings)
+                    from assonant_ioc.config.spec import render_file_name
+
+                    render_file_name(
+                        self.file_name,
+                        beamline=self.config.beamline,
+                        experiment_id=exp_id,
+                        sample=sample or "sample",
+                        counter=1,
+                        when=float(doc["time"]),
+                    )
+                except (KeyError, ValueError, IndexError, OverflowError, OSError) as err:
+                    said = str(err)
+            if said:
+                self._refused_runs.add(uid)
+                self._refuse("bad_text", name, "experiment_id or sample", said)
+        elif name in ("resource", "stream_resource"):
+            if name == "stream_resource":
+                field, path = "uri", path_of(str(doc["uri"]))
+            else:
+                field = "resource_path"
+                path = os.path.join(str(doc.get("root") or ""), str(doc["resource_path"]))
+            try:
+                within(path, self.roots, f"{name} {field}")
+            except Refused as err:
+                self._dropped.add(str(doc["uid"]))
+                self._refuse(err.reason, name, field, str(err))
 
     def _run_of(self, name: str, doc: Any) -> str | None:
         if name == "start":
@@ -173,6 +265,8 @@ class RunWriter:
         finished at the next start, not done twice)."""
         self.journal.sync()
         run = self.runs[uid]
+        if run.start is None:
+            raise NoStart(f"run {uid} has no start document: nothing says what it is")
         closed_at = None
         if timed_out:  # at the last document's time
             began = [float(run.start["time"])] if run.start else []
@@ -238,6 +332,34 @@ class RunWriter:
             return resumed
         tmp, event = build_run(job)
         return self.finish(job, tmp, event, ready)
+
+    def dead_letter(self, uid: str, reason: str) -> Pending:
+        """Close a run that can never be written: its journal kept in the dead-letter
+        directory with ``reason.json``, marked done (never tried again, at no restart), and
+        its ``file_failed`` event queued in the outbox; returns that event's entry."""
+        run = self.runs.pop(uid, None)
+        start = (run.start if run is not None else None) or {}
+        where = self.state_dir / DEAD_LETTER / uid
+        where.parent.mkdir(parents=True, exist_ok=True)
+        self.journal.retire(uid, where)
+        event = {
+            "schema_version": 1,
+            "event_type": "file_failed",
+            "event_id": uuid.uuid4().hex,
+            "origin": "bluesky",
+            "beamline": self.config.beamline,
+            "run_uid": uid,
+            "experiment_id": str(start.get("experiment_id", ""))[:255],
+            "reason": reason[:2000],
+            "dead_letter": str(where),
+            "failed_at": iso(time.time()),
+        }
+        write_durable(where / "reason.json", json.dumps(event, indent=1).encode())
+        self._owner = {k: v for k, v in self._owner.items() if v != uid}
+        self.dead += 1
+        path = self.outbox.put(self.config.beamline, event, True)
+        log.error("run %s: closed as failed (kept in %s): %s", uid, where, reason)
+        return Pending(path, self.config.beamline, event, True)
 
     def close(self) -> None:
         self.journal.close()

@@ -91,7 +91,8 @@ class Delivery:
                     await asyncio.to_thread(self.outbox.remove, first)
                     failing = False
                     await self.reporter.say(
-                        f"{first.key}: event sent for {first.event['file_path']}"
+                        f"{first.key}: event sent for "
+                        f"{first.event.get('file_path') or first.event.get('run_uid')}"
                     )
                     continue
                 if first is None:  # nothing to send: is the broker (still) there?

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
-import hashlib
 import io
 import logging
 import os
@@ -55,6 +54,7 @@ from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.appdef import Checks, beam_centre_as_length, link, needs_virtual
 from assonant_ioc.nexus.fill import fill_definition
 from assonant_ioc.nexus.provenance import PROVENANCE, mirror
+from assonant_ioc.trust import Refused, digest_regular, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -349,10 +349,11 @@ def _link_frames(
         if not Path(path).exists():
             continue
         try:
+            os.close(open_regular(Path(path), "detector file"))  # no device, FIFO or directory
             with h5py.File(path, "r") as src:
                 dset = src[linked.dataset]
                 shape, dtype = tuple(dset.shape), dtype or dset.dtype
-        except (OSError, KeyError, TypeError) as err:  # not HDF5, or no frames where expected
+        except (OSError, KeyError, TypeError, Refused) as err:  # not HDF5, not a file, no frames
             log.warning("%s: detector file %s unusable: %s", group.name, path, err)
             unusable.append(path)
             continue
@@ -371,6 +372,8 @@ def _link_frames(
     _sources(group, linked, shapes, rows)
     if not linked.files:
         return None
+    if linked.files[0] in unusable and not shapes:
+        return None  # never a link to what is not a detector's file
     if (len(linked.files) == 1 and not virtual) or not shapes:
         rel = os.path.relpath(linked.files[0], master_dir)
         group["data"] = h5py.ExternalLink(rel, linked.dataset)
@@ -392,10 +395,10 @@ def _sources(
         expected = linked.expected_of(path)
         frames = shapes[path][0] if path in shapes else 0
         size, mtime, digest = -1, "", ""
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, Refused):
             stat = os.stat(path)
             size, mtime = stat.st_size, iso(stat.st_mtime)
-            digest = _sha256(path)
+            digest = digest_regular(Path(path), "detector file").sha256  # bounded, regular
         for key, value in zip(
             SOURCE_COLUMNS, (path, size, mtime, digest, expected, frames), strict=True
         ):
@@ -423,14 +426,6 @@ def _sources(
 
 #: The columns of a detector's ``source_*`` provenance table, one row per linked file.
 SOURCE_COLUMNS = ("path", "size", "mtime", "sha256", "frames_expected", "frames_linked")
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _virtual_frames(

@@ -285,6 +285,8 @@ class Processor:
         """One event, to its end; False when stopped before it was done."""
         try:
             event = json.loads(value or b"")
+            if isinstance(event, dict) and event.get("event_type") == "file_failed":
+                return True  # a run closed as failed: no file to process
             record = from_event(event, time.time())
         except (ValueError, BadEvent) as err:
             self.stats.invalid_events += 1

@@ -38,6 +38,7 @@ def _config(tmp_path: Path, events_topic: str, validate: bool = True) -> Path:
     text = text.replace("topic: assonant.files", f"topic: {events_topic}")
     if not validate:
         text += "validate: false\n"
+    text += f"detector_dirs: [{tmp_path / 'frames'}]\n"  # the devices' files, nowhere else
     path = tmp_path / "sim_bluesky.yaml"
     path.write_text(text)
     return path

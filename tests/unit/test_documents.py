@@ -86,7 +86,8 @@ def _run(frames_dir: Path) -> list[Doc]:
 
 def _writer(tmp_path: Path, name: str) -> RunWriter:
     config = load_config("sim_tomo", {"BL": "SIM:"})
-    config = dataclasses.replace(config, validate=False)
+    # the detector's files are anywhere under the test's directory
+    config = dataclasses.replace(config, validate=False, detector_dirs=(str(tmp_path),))
     return RunWriter(config, tmp_path / f"{name}-state", str(tmp_path / f"{name}-data"))
 
 

@@ -53,6 +53,7 @@ def consumer(
     state: Path,
     data: Path,
     run_timeout: float = 3600,
+    extra: list[str] | None = None,
 ) -> Iterator[procs.Proc]:
     args = [
         sys.executable,
@@ -71,6 +72,7 @@ def consumer(
         str(data),
         "--run-timeout",
         str(run_timeout),
+        *(extra or []),
     ]
     with procs.running("bluesky-consumer", args, {}, log_dir) as proc:
         procs.wait_until(

@@ -465,6 +465,11 @@ class Bench:
 
         run(self)
 
+    def fuzz(self) -> None:
+        from bench.fuzz import run
+
+        run(self)
+
     def long_scan(self) -> None:
         from bench.long_scan import run
 
@@ -698,6 +703,7 @@ def main(argv: list[str] | None = None) -> None:
         "long_scan",
         "soak",
         "catalog",
+        "fuzz",
     ]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="assonant-bench-") as tmp:

@@ -30,6 +30,7 @@ from assonant_ioc.model.readings import UDF_ALARM, Reading, Severity
 from assonant_ioc.model.times import iso
 from assonant_ioc.snapshots import Captured, assemble
 from assonant_ioc.snapshots.capture import Captures, with_frame_counts
+from assonant_ioc.trust import Refused, roots_of, within
 
 
 def init_worker(parent: int = 0) -> None:
@@ -191,7 +192,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     dropped: list[int] = []
     during = _staged(job, journal, meta)
     caps, notes = captures(journal, meta, dropped, during)
-    frames = journal.frame_files()
+    frames, refused = confined(job.config, journal.frame_files())
     experiment = assemble(
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
@@ -199,6 +200,8 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
     }
+    if refused:  # named in the file, never linked
+        entry_notes.setdefault("during_exposure", {})["refused_detector_files"] = "; ".join(refused)
     for entry, text in _audit(meta).items():
         entry_notes.setdefault(entry, {})["audit"] = text
     tmp, event = write_file(
@@ -209,6 +212,26 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     event["readings_dropped"] = sum(dropped)
     event["origin"] = "epics"
     return str(tmp), event
+
+
+def confined(
+    config: BeamlineConfig, frames: dict[str, list[str]]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The detectors' files a file-name PV named, those outside the config's
+    ``detector_dirs`` (when it names any) left out; and why each was (:mod:`trust`)."""
+    if not config.detector_dirs:
+        return frames, []
+    roots = roots_of(config.detector_dirs)
+    kept: dict[str, list[str]] = {}
+    refused: list[str] = []
+    for component, paths in frames.items():
+        for path in paths:
+            try:
+                within(path, roots, f"{component} file")
+                kept.setdefault(component, []).append(path)
+            except Refused as err:
+                refused.append(str(err))
+    return kept, refused
 
 
 def _staged(job: BuildJob, journal: Journal, meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -212,3 +212,17 @@ def test_a_run_without_start_is_closed_as_failed_once_and_never_again(tmp_path: 
     assert again.recover() == [] and again.runs == {}
     assert again.add(*docs[-1]) == []  # a redelivered stop: a run already done
     again.close()
+
+
+def test_a_detector_file_a_pv_names_outside_the_detector_dirs_is_left_out(
+    tmp_path: Path,
+) -> None:
+    from assonant_ioc.lifecycle.build import confined
+
+    config = load_config("sim_tomo", {"BL": "SIM:"})
+    frames = {"detector": [str(tmp_path / "frames" / "a.h5"), "/etc/passwd"]}
+    assert confined(config, frames) == (frames, [])  # no detector_dirs named: as before
+    config = dataclasses.replace(config, detector_dirs=(str(tmp_path / "frames"),))
+    kept, refused = confined(config, frames)
+    assert kept == {"detector": [str(tmp_path / "frames" / "a.h5")]}
+    assert len(refused) == 1 and "'/etc/passwd' is outside the data roots" in refused[0]

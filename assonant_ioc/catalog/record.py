@@ -117,6 +117,9 @@ def check_event(event: Any) -> None:
             f"schema_version {version!r}: this catalog reads version {EVENT_SCHEMA_VERSION} "
             "(a newer producer? upgrade the catalog)"
         )
+    bad = _unstorable(event)
+    if bad:  # a catalog write of it would fail at every retry: the consumer would wedge
+        raise BadEvent(f"{bad}: not storable text (a NUL or a lone surrogate)")
     problems = sorted(
         _schema_validator().iter_errors(event), key=lambda e: list(map(str, e.absolute_path))
     )
@@ -127,6 +130,28 @@ def check_event(event: Any) -> None:
         ]
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise BadEvent("not valid against the event schema: " + "; ".join(said) + more)
+
+
+def _unstorable(value: Any, where: str = "") -> str:
+    """Where in ``value`` a text (a key or a value) holds what no catalog stores: a NUL
+    (PostgreSQL's text) or a lone surrogate (not UTF-8); "" when nothing does."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(event)"
+        return where or "(event)" if "\0" in value else ""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unstorable(key, f"{where}/(key)") or _unstorable(item, f"{where}/{key}")
+            if found:
+                return found.lstrip("/")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unstorable(item, f"{where}/{i}")
+            if found:
+                return found.lstrip("/")
+    return ""
 
 
 def from_event(event: Any, registered_at: float) -> Record:

@@ -240,3 +240,17 @@ def test_processes_opening_one_new_catalog_at_once_all_open_it(tmp_path: Path) -
         loop.run_until_complete(opened.close())
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("sample_name", "Ti\ud800"), ("experiment_id", "a\0b"), ("moments", ["pre", "\udfff"])],
+)
+def test_an_event_no_catalog_can_store_is_refused_not_retried_forever(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    """Found by the bench's fuzz loop: a lone surrogate in a sample name made every catalog
+    write fail (TypeError in SQLite's driver), retried for ever: the consumer wedged."""
+    _, event = _written(tmp_path)
+    with pytest.raises(BadEvent, match=f"{field}.*not storable text"):
+        from_event(dict(event, **{field: value}), T0)

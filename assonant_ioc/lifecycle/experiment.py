@@ -40,17 +40,21 @@ from assonant_ioc.snapshots import FileNames
 log = logging.getLogger(__name__)
 
 
-def _crashed(final: Path) -> str:
-    """Why a build process died, as far as can be told: the room left where it wrote."""
+def _crashed(final: Path, state_dir: Path) -> str:
+    """Why a build process died, as far as can be told: the room left where it wrote and
+    where it read (the state directory)."""
     import shutil
 
-    try:
-        free = f"{shutil.disk_usage(final.parent).free:,} bytes free there"
-    except OSError as err:
-        free = f"its directory: {err}"
+    def free(where: Path) -> str:
+        try:
+            return f"{shutil.disk_usage(where).free:,} bytes free"
+        except OSError as err:
+            return str(err)
+
     return (
-        f"cannot write {final}: the process writing it died (libhdf5 crashes when a disk "
-        f"fills in the middle of a write; {free})"
+        f"cannot write {final}: the process writing it died twice (libhdf5 crashes when a "
+        f"disk fills in the middle of a write; the data directory: {free(final.parent)}; "
+        f"the state directory {state_dir}: {free(state_dir)})"
     )
 
 
@@ -160,6 +164,11 @@ class Lifecycle:
         self._meta_held = False
         self._retrying: asyncio.Task[None] | None = None
         self._problem = ""
+        #: the log and LastError said the state directory cannot take the experiment; a
+        #: "durable again" waiting to be said once it has held (a disk that flaps is said
+        #: once per change of state, not every second)
+        self._said_problem = False
+        self._settling: asyncio.Task[None] | None = None
         self._loop: Any = None
 
     @property
@@ -284,10 +293,12 @@ class Lifecycle:
 
     async def _not_durable(self, problem: str) -> None:
         """Something could not be made durable: say it at once, and retry every second."""
-        first = not self._problem
         self._problem = problem
         await self.reporter.durability(self._waiting(), problem)
-        if first:
+        if self._settling is not None and not self._settling.done():
+            self._settling.cancel()  # it had not held: for the operator nothing changed
+        elif not self._said_problem:
+            self._said_problem = True
             await self.reporter.error(
                 f"{self.experiment_id}: the state directory {self.state_dir} cannot take the "
                 f"experiment ({problem}); what is captured is kept in memory and retried every "
@@ -310,7 +321,8 @@ class Lifecycle:
         if self._waiting() == 0 and not self._meta_held and self._unsettled is None:
             self._problem = ""
             await self.reporter.durability(0, "")
-            await self.reporter.say(f"{self.experiment_id}: everything captured is durable again")
+            if self._said_problem and (self._settling is None or self._settling.done()):
+                self._settling = asyncio.get_running_loop().create_task(self._say_durable())
         else:
             await self.reporter.durability(self._waiting(), self._problem)
 
@@ -325,6 +337,15 @@ class Lifecycle:
         if self._meta_held:
             await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
             self._meta_held = False
+
+    #: how long the state directory must take everything before "durable again" is said
+    SETTLE_S = 3.0
+
+    async def _say_durable(self) -> None:
+        await asyncio.sleep(self.SETTLE_S)
+        if not self._problem:
+            self._said_problem = False
+            await self.reporter.say(f"{self.experiment_id}: everything captured is durable again")
 
     async def _retry_durable(self) -> None:
         while self._problem:
@@ -490,6 +511,11 @@ class Lifecycle:
             except Exception:  # a cache: EndOfExperiment reads the journal instead
                 log.exception("staging the recording")
                 continue
+            if done.get("failed"):  # its HDF5 state not to be trusted: a fresh worker next
+                log.warning("staging failed (%s): the worker process is replaced", done["given_up"])
+                if self._recorder is recorder:  # else a build may be queued: it sees the
+                    self._worker.end()  # failure itself (StagingBroken) and goes elsewhere
+                return
             if done["given_up"]:
                 return
             wait = max(every, 4 * float(done["seconds"]))
@@ -552,6 +578,7 @@ class Lifecycle:
         if self._problem:
             self._problem = ""
             await self.reporter.durability(0, "")
+        self._said_problem = False
 
     async def end_of_experiment(self, settings: Settings) -> tuple[Path, int]:
         """Write the file and queue its event; returns (path, the counter used)."""
@@ -600,7 +627,7 @@ class Lifecycle:
                     event_id,
                     settings.who,
                 )
-                tmp, event = await self._in_worker(worker.build, job)
+                tmp, event = await self._build(job)
                 await held("built")
                 ready = not self.config.validate
                 path = await asyncio.to_thread(self.outbox.put, self.experiment_id, event, ready)
@@ -610,7 +637,7 @@ class Lifecycle:
                 await held("published")
             except Exception as err:
                 if isinstance(err, BrokenProcessPool) and final is not None:
-                    err = WriteFailed(_crashed(final))
+                    err = WriteFailed(_crashed(final, self.state_dir))
                 if final is not None:
                     with contextlib.suppress(OSError):
                         partial_path(final).unlink(missing_ok=True)
@@ -621,6 +648,19 @@ class Lifecycle:
                 raise await self._fail("write", err) from err
             await self._finish_written(final, queued)
             return final, counter
+
+    async def _build(self, job: worker.BuildJob) -> tuple[str, dict[str, Any]]:
+        """The file built in the worker; when that process died or its staging write failed
+        (a full state directory: libhdf5's state is not to be trusted after it), built once
+        more in a fresh process, from the journal, which holds everything durable."""
+        try:
+            result: tuple[str, dict[str, Any]] = await self._in_worker(worker.build, job)
+            return result
+        except (BrokenProcessPool, staging.StagingBroken) as err:
+            log.warning("the build process failed (%r): building again in a fresh one", err)
+            self._worker.end()
+            result = await self._in_worker(worker.build, job)
+            return result
 
     async def _finish_written(self, final: Path, queued: Pending) -> None:
         """The file is at its final name and its event in the outbox: the experiment is done."""

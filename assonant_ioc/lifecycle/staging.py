@@ -85,6 +85,29 @@ class _Stage:
 
 #: the staging of the recording in progress, in the worker process (at most one)
 _STAGE: _Stage | None = None
+#: HDF5 files of a staging whose write failed (a full disk): never closed in this process
+#: (libhdf5 may crash flushing them), kept referenced so no garbage collection closes them;
+#: the process is replaced before the next build
+_ABANDONED: list[Any] = []
+
+
+class StagingBroken(RuntimeError):
+    """A staging write failed in this worker process (libhdf5's state is not to be trusted
+    after it): build in a fresh process, from the journal."""
+
+
+def _abandon(st: _Stage, why: str) -> None:
+    """Give staging up after a failed write: its file unlinked, its handle left open."""
+    if not st.given_up:
+        st.given_up = why
+        log.warning(
+            "staging of the recording given up: %s (the file is built from the journal)", why
+        )
+    if st.file is not None:
+        _ABANDONED.append(st.file)
+        st.file = None
+    with contextlib.suppress(OSError):
+        st.path.unlink(missing_ok=True)
 
 
 def stage(state_dir: str, t0: float, compression: CompressionSpec) -> dict[str, Any]:
@@ -92,14 +115,24 @@ def stage(state_dir: str, t0: float, compression: CompressionSpec) -> dict[str, 
     staged datasets. Returns what is staged (``rows``, ``seconds``) or why nothing is
     (``given_up``)."""
     began = time.perf_counter()
-    st = _current(Journal(Path(state_dir)), t0, compression)
-    if not st.given_up:
-        try:
+    failed = False
+    try:
+        st = _current(Journal(Path(state_dir)), t0, compression)
+        if not st.given_up:
             _catch_up(st, Journal(Path(state_dir)).during_path())
-        except Exception as err:  # a cache: the build reads the journal instead
-            log.exception("staging the recording failed")
-            _give_up(st, f"staging failed: {err!r}")
-    return {"rows": st.rows, "given_up": st.given_up, "seconds": time.perf_counter() - began}
+    except Exception as err:  # a cache: the build reads the journal instead
+        log.exception("staging the recording failed")
+        failed = True
+        if _STAGE is None:
+            return {"rows": 0, "given_up": f"staging failed: {err!r}", "failed": True}
+        st = _STAGE
+        _abandon(st, f"staging failed: {err!r}")
+    return {
+        "rows": st.rows,
+        "given_up": st.given_up,
+        "failed": failed or bool(_ABANDONED),
+        "seconds": time.perf_counter() - began,
+    }
 
 
 def take(journal: Journal, t0: float, compression: CompressionSpec, to: Path) -> Path | None:
@@ -107,6 +140,8 @@ def take(journal: Journal, t0: float, compression: CompressionSpec, to: Path) ->
     and moved to ``to`` (the final name's hidden name). None: nothing usable is staged (not
     by this process, given up, or the recording was interrupted); the file is then gone."""
     global _STAGE
+    if _ABANDONED:  # a write failed in this process: the build goes to a fresh one
+        raise StagingBroken("a staging write failed in this worker process")
     st = _STAGE
     path = journal.dir / STAGING
     if st is None or not _same(st, path, t0):
@@ -114,9 +149,11 @@ def take(journal: Journal, t0: float, compression: CompressionSpec, to: Path) ->
         return None
     try:
         _catch_up(st, journal.during_path())
-    except Exception as err:  # the build reads the journal instead
+    except Exception as err:  # the build reads the journal instead, in a fresh process
         log.exception("staging the last batches failed")
-        _give_up(st, f"staging failed: {err!r}")
+        _abandon(st, f"staging failed: {err!r}")
+        _STAGE = None
+        raise StagingBroken(f"staging the last batches failed: {err!r}") from None
     if not st.given_up and _mostly_empty(st):
         _give_up(st, "a short recording: most of its chunks empty")
     _STAGE = None

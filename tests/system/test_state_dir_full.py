@@ -168,3 +168,64 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
     assert np.all(np.diff(times) >= 0)
     with h5py.File(path, "r") as f:
         assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+
+
+def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_end(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """The staging round fails on the full state directory (its HDF5 write cut short): the
+    worker is replaced, room comes back before the stop, and the first EndOfExperiment
+    writes the file from the journal, every frame in it; the log says each change of the
+    state directory's state once, however often the disk flapped."""
+    BL = sim[0]
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    config = "journal_flush_s: 0.2\nstaging_every_s: 0.3\n" + (
+        (REPO / "configs" / "sim.yaml").read_text()
+    )
+    with _tmpfs(tmp_path / "state", 2048) as state:
+        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
+        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
+            client,
+            P,
+            _data,
+            proc,
+        ):
+            client.put(f"{P}ExperimentId", "staging-full")
+            staged = state / "experiment" / "during.h5"
+            client.put(f"{P}Snapshot:Pre", 1)
+            client.put(f"{P}Record:During", 1)
+            client.put(f"{BL}det:Acquire", 1)
+            procs.wait_until(staged.exists, 20, "the staging file", proc)
+            filler = _fill(state)
+            procs.wait_until(
+                lambda: "the worker process is replaced" in proc.tail(300), 30, "staging failed"
+            )
+            for _ in range(3):  # the disk flaps: a little room, full again
+                filler.unlink()
+                procs.wait_until(lambda: client.get(f"{P}NotDurable") == 0, 20, "room")
+                filler = _fill(state)
+            filler.unlink()  # room again, for good
+            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+            counted = client.get(f"{BL}det:ArrayCounter_RBV")
+            procs.wait_until(
+                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 3, 20, "frames"
+            )
+            client.put(f"{P}Record:During", 0)
+            client.put(f"{BL}det:Acquire", 0)
+            client.put(f"{P}Snapshot:Post", 1)
+            client.put(f"{P}EndOfExperiment", 1)  # the first one writes it
+            path = Path(client.get(f"{P}LastFile"))
+            event = asyncio.run(consume_event(kafka, topic, "staging-full", timeout=60))
+            procs.wait_until(
+                lambda: "durable again" in proc.tail(400), 20, "durable again said", proc
+            )
+            log = proc.tail(2000)
+            assert client.get(f"{P}State") == "Idle" and proc.popen.poll() is None
+    assert path.name == Path(event["file_path"]).name
+    values, _times, note = _counter_log(path)
+    counts = values[np.isfinite(values)]
+    assert len(counts) >= 10 and note == ""
+    assert np.diff(counts).tolist() == [1] * (len(counts) - 1)  # every frame, none lost
+    assert event["readings_dropped"] == 0
+    assert log.count("cannot take the experiment") == 1, log[-3000:]
+    assert log.count("everything captured is durable again") == 1, log[-3000:]

@@ -353,6 +353,7 @@ class Lifecycle:
             async with self._lock:
                 if not self._meta and not self.journal.exists():
                     self._problem = ""  # aborted meanwhile
+                    self._said_problem = False
                     await self.reporter.durability(0, "")
                     return
                 with contextlib.suppress(OSError):

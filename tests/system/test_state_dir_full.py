@@ -200,7 +200,7 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
             # first chunks (its first round comes 2 s after the start)
             filler = _fill(state, leave=16 << 10)
             procs.wait_until(
-                lambda: "the worker process is replaced" in proc.tail(300),
+                lambda: "staging the recording failed" in proc.tail(300),
                 30,
                 "the staging round failed",
                 proc,

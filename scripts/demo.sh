@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+# --process reconstructs the tomography with nabu on the CPU: its OpenCL backend too
+case " $* " in *" --process "*) bash scripts/nabu-cpu.sh ;; esac
 exec .venv/bin/assonant-ioc demo "$@"

@@ -18,19 +18,8 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
         >/dev/null 2>&1 || echo "could not install chromium; the page's test will fail"
 fi
-# nabu's CPU backend for the reconstruction test: OpenCL through PoCL (into .venv), pyvkfft
-# built against Debian's OpenCL headers (installed system-wide when missing, as root)
-if ! .venv/bin/python -c "import pyopencl, pyvkfft" >/dev/null 2>&1; then
-    if [ ! -f /usr/include/CL/cl.h ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        echo "installing Debian's OpenCL headers for nabu's CPU backend..."
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            opencl-headers ocl-icd-opencl-dev) >/dev/null 2>&1 \
-            || echo "could not install the OpenCL headers; the nabu reconstruction test will fail"
-    fi
-    echo "installing nabu's CPU backend (pyopencl, PoCL, pyvkfft) into .venv..."
-    .venv/bin/python -m pip install -q -c constraints.txt pyopencl pocl-binary-distribution
-    VKFFT_BACKEND=opencl .venv/bin/python -m pip install -q -c constraints.txt --no-cache-dir pyvkfft
-fi
+# nabu's CPU backend for the reconstruction tests (the demo's --process installs it too)
+bash scripts/nabu-cpu.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -228,7 +228,7 @@ def _process(
     if job is None:
         _out(f"  ({event.get('definition') or 'no definition'}: no pipeline for this file)")
     else:
-        derived = asyncio.run(consume_event(kafka, "assonant.derived", job.event_id, 600))
+        derived = asyncio.run(_derived_or_failed(kafka, job, Path(event["file_path"])))
         program = f"{derived['program']} {derived['version']}"
         _out(f"  {job.pipeline} ({program}, {derived['seconds']:.1f} s)")
         _out(f"  -> {derived['file_path']}")
@@ -236,10 +236,68 @@ def _process(
     port = int(page_url.rsplit(":", 1)[1])
     stack.enter_context(catalog_procs.page_server(logs, _KEYS["url"], port))
     _out(f"\nthe page: {page_url}/  (API key {_KEYS['key']}; it stops with the demo)")
+    _wait_for_stop()
+    _out("stopping the demo (the page, the processor, the catalog, the IOC, the broker)...")
+
+
+def _wait_for_stop() -> None:
+    """Until Enter (at a terminal), Ctrl-C or SIGTERM: the page stays up while its reader
+    looks, whether the demo's output goes to a terminal, a pipe or a file."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     if sys.stdin.isatty():
-        _out("press Enter to stop the demo")
-        with contextlib.suppress(EOFError, KeyboardInterrupt):
-            input()
+        _out("press Enter (or Ctrl-C) to stop the demo")
+
+        def enter() -> None:
+            sys.stdin.readline()
+            stop.set()
+
+        threading.Thread(target=enter, daemon=True).start()
+    else:
+        _out("Ctrl-C (or SIGTERM) stops the demo")
+    stop.wait()
+
+
+class DemoFailed(SystemExit):
+    """The demo cannot go on: its message, without a traceback, and exit status 1."""
+
+
+async def _derived_or_failed(kafka: str, job: Any, raw: Path, timeout: float = 600) -> Any:
+    """The job's ``file_derived`` event; as soon as the catalog says the job failed, its
+    reason and what to do (never a wait to the end and a traceback)."""
+    from assonant_ioc.catalog.record import record_key
+    from assonant_ioc.catalog.store import Catalog
+
+    catalog = await Catalog.open(_KEYS["db"])
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return await consume_event(kafka, "assonant.derived", job.event_id, 2.0)
+            result = ((await catalog.get(record_key(raw))) or {}).get("results", {})
+            mine = result.get(job.pipeline, {})
+            if mine.get("status") == "failed":
+                hint = (
+                    "nabu runs on the CPU through OpenCL: `bash scripts/nabu-cpu.sh` installs "
+                    "its backend (pyopencl, PoCL, pyvkfft) into .venv"
+                    if job.pipeline == "nabu"
+                    else "its log is in the demo's logs directory (processor.log)"
+                )
+                raise DemoFailed(
+                    f"\nthe reduction failed ({job.pipeline}): {mine.get('reason', '?')}\n"
+                    f"what to do: {hint}, then run the demo again"
+                )
+            if time.monotonic() > deadline:
+                raise DemoFailed(
+                    f"\nno result from {job.pipeline} within {timeout:.0f} s "
+                    f"(status: {mine.get('status', 'not started')}); see processor.log"
+                )
+    finally:
+        await catalog.close()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ paths the service gives (its JSON status); anything else is 404."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 
@@ -23,6 +24,11 @@ def exposition(metrics: list[Metric]) -> bytes:
             number = "NaN" if math.isnan(value) else repr(float(value))
             lines.append(f"{name}{{{said}}} {number}" if said else f"{name} {number}")
     return ("\n".join(lines) + "\n").encode()
+
+
+async def _drop(reader: asyncio.StreamReader, most: int) -> None:
+    while most > 0 and (data := await reader.read(1 << 16)):
+        most -= len(data)
 
 
 def _escape(value: str) -> str:
@@ -48,6 +54,10 @@ async def serve(
                     b"Connection: close\r\n\r\n"
                 )
                 await writer.drain()
+                # what is left of it read (a few MB, 2 s at most) and dropped: a close with
+                # unread data would reset the connection, and the client lose the answer
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_drop(reader, 8 << 20), 2)
                 return
             parts = head.split(b" ", 2)
             path = parts[1].decode(errors="replace").split("?", 1)[0] if len(parts) > 1 else "/"

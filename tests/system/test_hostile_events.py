@@ -95,6 +95,32 @@ def _refused(port: int, service: str) -> dict[str, float]:
     return {dict(labels)["reason"]: v for (n, labels), v in scrape(port).items() if n == name}
 
 
+def _huge_head(port: int) -> bytes:
+    """What /metrics answers a request whose header is 1 MB."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        return sock.recv(200)
+
+
+def test_catalog_serve_says_what_a_key_must_be_before_tiled_would_die_of_it(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "catalog", "serve", "--read", str(tmp_path)],
+        env=os.environ | {"TILED_SINGLE_USER_API_KEY": "not-letters-and-digits!"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "the API key must be ASCII letters and digits only" in done.stderr
+
+
 def _expected() -> dict[str, int]:
     counts: dict[str, int] = {}
     for reason in CASES.values():
@@ -127,7 +153,10 @@ def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_register
         assert status["registered"] == 1 and status["refused"] == len(CASES), status
         assert _refused(port, "catalog") == _expected()
         assert health(port) == (200, "ok")  # nothing hangs: /dev/zero and the FIFO were not read
+        assert _huge_head(port).startswith(b"HTTP/1.1 431 ")  # a 1 MB header: refused, said
+        assert health(port) == (200, "ok")
         log = proc.tail(200)
+        assert "Traceback" not in log
         for name in forged:
             assert f"refused ({CASES[name]})" in log, name
         assert "the file's size or sha256 is not the event's" in log

@@ -7,7 +7,6 @@ registered (and derived) as usual; tiled hands out no raw file."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import os
@@ -21,10 +20,10 @@ from typing import Any
 import pytest
 
 from assonant_ioc.catalog.record import record_key
-from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.sim import catalog_procs, procs
 from tests.system.monitoring import health, scrape
 from tests.system.reduction import all_announced, catalog_get, xas_file
+from tests.system.test_processing_group import _publish
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -76,18 +75,6 @@ def _forged(tmp: Path, good: dict[str, Any]) -> dict[str, dict[str, Any]]:
             event["sha256"] = "0" * 64
         out[name] = event
     return out
-
-
-def _publish(kafka: str, topic: str, events: list[dict[str, Any]]) -> None:
-    async def send() -> None:
-        sender = EventSender(kafka, topic, idempotent=False)
-        try:
-            for event in events:
-                await sender.send(event["experiment_id"], event)
-        finally:
-            await sender.close()
-
-    asyncio.run(send())
 
 
 def _refused(port: int, service: str) -> dict[str, float]:

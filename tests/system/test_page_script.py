@@ -101,3 +101,63 @@ def test_a_sample_name_with_script_shows_as_typed_and_runs_nothing(
     assert not [m for m in said if "pwned" in m or m.startswith("dialog")], said
     assert any("Content Security Policy" in m for m in said), said  # the inline one, refused
     assert key not in storage, storage
+
+
+def test_a_failed_reduction_says_what_to_do_and_folds_the_programs_words(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    """A job the processor recorded as failed (the raw record's results, as it writes them):
+    the page says what a person can do about it, the program's traceback folded away."""
+    import asyncio
+
+    from playwright.sync_api import sync_playwright
+
+    from assonant_ioc.catalog.record import check_file, from_event
+    from assonant_ioc.catalog.store import Catalog
+    from tests.system.reduction import xas_file
+
+    chromium = _chromium()
+    data = tmp_path / "data"
+    event = xas_file(data / "SIM_xas_failed.nxs", seed=5)
+    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+    reason = "Traceback (most recent call last):\nValueError: x and y arrays must be equal"
+
+    async def register() -> str:
+        catalog = await Catalog.open(db)
+        try:
+            record = check_file(from_event(event, 0.0), [data])
+            await catalog.register(record)
+            failed = {"larch": {"status": "failed", "reason": reason, "updated_at": "now"}}
+            await catalog.update(record.key, {"results": failed})
+            return record.key
+        finally:
+            await catalog.close()
+
+    key = asyncio.run(register())
+    api_key = secrets.token_hex(16)
+    page_port = procs.free_port()
+    page_url = f"http://127.0.0.1:{page_port}"
+    with (
+        catalog_procs.catalog_server(log_dir, db, [data], api_key, allow_origin=page_url) as url,
+        catalog_procs.page_server(log_dir, url, page_port),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.goto(page_url)
+            page.fill("#api-key", api_key)
+            page.click("#search")
+            row = page.wait_for_selector(f"tr.file[data-key='{key}']")
+            assert row is not None and "larch: failed" in row.inner_text()
+            row.click()
+            box = ".result[data-pipeline='larch']"
+            page.wait_for_selector(f"{box} .remedy")
+            said = page.inner_text(f"{box} .status")
+            assert "What to do: mu(E) is ln(I0/It)" in said, said
+            assert "Traceback" not in said  # folded away, one click from view
+            page.click(f"{box} .reason summary")
+            assert page.inner_text(f"{box} .reason pre") == reason
+            page.screenshot(path=str(ARTIFACTS / "page_failed_reduction.png"), full_page=True)
+        finally:
+            browser.close()

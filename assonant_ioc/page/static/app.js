@@ -126,6 +126,14 @@ async function array(key, path, slice) {
   return api(`/api/v1/array/full/${key}/${path}?${query}`);
 }
 
+// a dataset's units, as the file says them (its HDF5 attribute), or ""
+async function unitOf(key, path) {
+  try {
+    const meta = (await api(`/api/v1/metadata/${key}/${path}`)).data.attributes.metadata;
+    return typeof meta.units === "string" ? meta.units : "";
+  } catch (error) { return ""; }
+}
+
 function heatmap(div, z, title) {
   Plotly.newPlot(div, [{ z: z, type: "heatmap", colorscale: "Greys", reversescale: true }],
     { title: { text: title }, margin: { t: 40, l: 40, r: 10, b: 30 },
@@ -143,10 +151,11 @@ async function defaultPlot(key, meta) {
   const div = document.getElementById("plot-default");
   const caption = document.getElementById("default-caption");
   if (meta.definition === "NXxas") {
-    const [e, mu] = await Promise.all([array(key, "during_exposure/energy"),
-                                       array(key, "during_exposure/intensity")]);
+    const [e, mu, unit] = await Promise.all([array(key, "during_exposure/energy"),
+                                             array(key, "during_exposure/intensity"),
+                                             unitOf(key, "during_exposure/energy")]);
     caption.textContent = "mu(E) = ln(I0/It)";
-    curve(div, e, mu, "mu(E)", "energy", "mu", false);
+    curve(div, e, mu, "mu(E)", unit ? `energy (${unit})` : "energy", "mu", false);
   } else if (meta.definition === "NXfluo") {
     const spectra = await array(key, "during_exposure/instrument/fluorescence/data");
     const energy = await array(key, "during_exposure/instrument/fluorescence/energy");
@@ -186,6 +195,24 @@ async function resultPlot(div, result) {
   return meta;
 }
 
+// what a person can do about a failed reduction, then the program's own words folded away
+const REMEDY = {
+  nabu: "nabu reconstructs on the CPU through OpenCL: the processor's machine needs its " +
+        "backend (scripts/nabu-cpu.sh installs pyopencl, PoCL and pyvkfft), and the file " +
+        "its darks, flats and rotation angles.",
+  pyfai: "pyFAI integrates with the file's geometry: the detector distance, beam centre, " +
+         "pixel size and wavelength must be in it.",
+  larch: "mu(E) is ln(I0/It) over the energy: the file needs I0, It and the energy scan.",
+};
+
+function failure(pipeline, reason) {
+  return [el("p", { class: "remedy" }, "What to do: ",
+             REMEDY[pipeline] || "see the processor's log (assonant-ioc process)", " ",
+             "Then send the file's event again, or ask the beamline staff."),
+          el("details", { class: "reason" }, el("summary", {}, "The program said"),
+             el("pre", {}, text(reason)))];
+}
+
 function provenance(meta) {
   const p = meta || {};
   const rows = [["program", `${text(p.program)} ${text(p.version)}`], ["from", text(p.raw_file_path)],
@@ -207,7 +234,7 @@ async function showResults(key, meta, drawn) {
     }
     box.querySelector(".status").replaceChildren(
       el("span", { class: `badge ${statusClass(r.status)}` }, text(r.status)),
-      r.reason ? ` ${text(r.reason)}` : "");
+      ...(r.status === "failed" ? failure(pipeline, r.reason) : []));
     box.dataset.status = text(r.status);
     if (r.status === "done" && r.key && !drawn.has(pipeline)) {
       drawn.add(pipeline);

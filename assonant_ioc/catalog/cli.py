@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.catalog.record import utc
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _catalog_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="assonant-ioc catalog",
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

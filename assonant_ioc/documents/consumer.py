@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
@@ -278,7 +279,6 @@ class DocumentConsumer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import signal
 
     from assonant_ioc.config.loader import load_config
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     from assonant_ioc.errors import ConfigError
     from assonant_ioc.events.kafka import EventSender
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="assonant-ioc bluesky",
         description="Write a NeXus file per Bluesky run from the documents a RunEngine "
         "publishes with bluesky-kafka (and send its file_written event).",

@@ -7,13 +7,13 @@ Appliance PV list (every status and health PV).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.ioc.server import AssonantIOC
 
 #: (PV, description, guidance on what to do, delay in seconds before it alarms)
@@ -105,7 +105,7 @@ def archiver_pvs(prefix: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="assonant-ioc alarms", description=__doc__)
+    parser = Parser(prog="assonant-ioc alarms", description=__doc__)
     parser.add_argument("--prefix", required=True, help="the IOC's PV prefix")
     parser.add_argument("-o", "--output", help="the alarm config (default: stdout)")
     parser.add_argument("--archiver", help="also write the Archiver Appliance PV list (JSON)")

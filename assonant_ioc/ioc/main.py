@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 import textwrap
+import types
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from caproto.server import template_arg_parser
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.config import BeamlineConfig, load_config
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.events.kafka import EventSender
@@ -35,6 +37,8 @@ def _parse_args(
         supported_async_libs=("asyncio",),
         argv=argv,
     )
+    # a mistake in one line, as every command says it (caproto's parser is argparse's own)
+    parser.error = types.MethodType(Parser.error, parser)
     for action in parser._actions:  # caproto's own option, without a word of help
         if "--prefix" in action.option_strings:
             action.help = "PV prefix of the IOC's PVs (default: the config's prefix)"

@@ -8,7 +8,6 @@ Regenerate with ``assonant-ioc panel -o panels/assonant_ioc.bob``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from caproto import ChannelType
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.ioc.server import AssonantIOC
 
 DEFAULT_PANEL = Path("panels") / "assonant_ioc.bob"
@@ -140,7 +140,7 @@ def render_panel() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="assonant-ioc panel", description=__doc__)
+    parser = Parser(prog="assonant-ioc panel", description=__doc__)
     parser.add_argument("-o", "--output", default=str(DEFAULT_PANEL), help="the .bob file")
     args = parser.parse_args(argv)
     try:

@@ -7,12 +7,12 @@ or its EGU disagrees with the declared units (``mm`` and ``millimeter`` agree).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.config import BeamlineConfig, ChannelSpec, ComponentSpec, load_config
 from assonant_ioc.config.units import registry
 from assonant_ioc.errors import ConfigError
@@ -136,7 +136,7 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="assonant-ioc check", description=__doc__)
+    parser = Parser(prog="assonant-ioc check", description=__doc__)
     parser.add_argument("--config", required=True, help="beamline config (.yaml or .csv)")
     parser.add_argument("--macro", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for PVs")

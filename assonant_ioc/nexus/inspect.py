@@ -16,6 +16,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from assonant_ioc.arguments import Parser
+
 
 def _item(x: Any) -> str:
     if isinstance(x, bytes):
@@ -93,9 +95,15 @@ def _entries_in_time_order(root: h5py.File) -> list[str]:
 
 
 def _lines(
-    group: h5py.Group, names: list[str], depth: int, sources: dict[str, str], out: list[str]
+    group: h5py.Group,
+    names: list[str],
+    depth: int,
+    sources: dict[str, str],
+    out: list[str],
+    hide: frozenset[str] = frozenset(),
 ) -> None:
-    """One line per object under ``group`` (its ``names``, each group's own in name order)."""
+    """One line per object under ``group`` (its ``names``, each group's own in name order);
+    a group named in ``hide`` is one line saying how many objects it holds."""
     indent = "  " * depth
     for name in names:
         path = f"{group.name.rstrip('/')}/{name}"
@@ -114,9 +122,14 @@ def _lines(
         source = f" <- {pv}" if pv else ""
         if isinstance(obj, h5py.Group):
             nxclass = _text(obj.attrs.get("NX_class", "NXgroup"))
+            if name in hide and not via:
+                count: list[str] = []
+                obj.visit(count.append)
+                out.append(f"{indent}{name}:{nxclass} ({len(count)} objects; --provenance shows)")
+                continue
             out.append(f"{indent}{name}:{nxclass}{via}{source}")
             if not via:  # a linked group is shown where it is
-                _lines(obj, list(obj), depth + 1, sources, out)
+                _lines(obj, list(obj), depth + 1, sources, out, hide)
             continue
         units = obj.attrs.get("units")
         units_text = f" {_text(units)}" if units is not None else ""
@@ -125,11 +138,16 @@ def _lines(
         out.append(f"{indent}{name} [{dtype}, {shape}] = {_value(obj)}{units_text}{via}{source}")
 
 
-def tree_lines(path: str) -> list[str]:
+def tree_lines(path: str, provenance: bool = True) -> list[str]:
+    """The file's tree, a line per object; ``provenance=False``: each entry's provenance
+    collection is one line (the PV of each value is still said on its own line)."""
+    from assonant_ioc.nexus.provenance import PROVENANCE
+
     sources = _sources(path)
     lines = [f"{Path(path).name}:NXroot"]
+    hide = frozenset() if provenance else frozenset({PROVENANCE})
     with h5py.File(path, "r") as root:
-        _lines(root, _entries_in_time_order(root), 0, sources, lines)
+        _lines(root, _entries_in_time_order(root), 0, sources, lines, hide)
     return lines + source_lines(path)
 
 
@@ -155,8 +173,14 @@ def source_lines(path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="assonant-ioc inspect", description=__doc__)
+    parser = Parser(prog="assonant-ioc inspect", description=__doc__)
     parser.add_argument("file", help="a NeXus/HDF5 file")
+    parser.add_argument(
+        "--provenance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show each entry's provenance collection whole (--no-provenance: one line)",
+    )
     args = parser.parse_args(argv)
     path = Path(args.file)
     if path.is_dir():
@@ -169,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"assonant-ioc inspect: {path}: not an HDF5 (NeXus) file\n")
         return 2
     try:
-        lines = tree_lines(args.file)
+        lines = tree_lines(args.file, args.provenance)
     except Exception as err:  # noqa: BLE001 - a damaged file: one line, not a traceback
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         sys.stderr.write(f"assonant-ioc inspect: {path}: cannot read: {first}\n")

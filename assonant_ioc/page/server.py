@@ -11,7 +11,6 @@ script, no ``eval``), requests only to this page and the catalog, no frames arou
 
 from __future__ import annotations
 
-import argparse
 import functools
 import http.server
 import json
@@ -19,6 +18,8 @@ import logging
 import sys
 from importlib import resources
 from pathlib import Path
+
+from assonant_ioc.arguments import Parser
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def serve(host: str, port: int, catalog_url: str) -> http.server.ThreadingHTTPSe
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="assonant-ioc page", description=__doc__)
+    parser = Parser(prog="assonant-ioc page", description=__doc__)
     parser.add_argument("--catalog-url", required=True, help="tiled's server, http://host:port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)

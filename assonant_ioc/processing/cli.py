@@ -20,13 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.arguments import Parser
+
 log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
     from assonant_ioc.catalog.cli import default_uri
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="assonant-ioc process",
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

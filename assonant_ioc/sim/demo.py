@@ -7,7 +7,6 @@ Every process binds 127.0.0.1 on a free port and is stopped on exit.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assonant_ioc.arguments import Parser
 from assonant_ioc.config.loader import resolve_config
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.nexus.inspect import tree_lines
@@ -78,7 +78,7 @@ def _tomography(prefix: str, bl: str, camera: bool, data_dir: Path, exp_id: str)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = Parser(description=__doc__)
     parser.add_argument("--data-dir", default="demo-output", help="where the file goes")
     parser.add_argument(
         "--kind",

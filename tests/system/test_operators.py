@@ -272,6 +272,18 @@ def test_inspect_prints_the_tree(tmp_path: Path) -> None:
     assert "x:NXlog <- BL:x" in lines
     assert "value [float64, 5] = [0, 1, 2, 3, 4] mm" in lines
     assert "provenance:NXcollection" in lines
+    # --no-provenance: each provenance collection one line, every value still with its PV
+    short = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "inspect", "--no-provenance", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    folded = [line.strip() for line in short if line.strip().startswith("provenance:")]
+    assert folded and all(line.endswith("objects; --provenance shows)") for line in folded)
+    assert "energy [float64, scalar] = 12 keV <- BL:E" in [line.strip() for line in short]
+    assert len(short) < len(lines)
 
 
 def test_the_command_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
@@ -410,3 +422,23 @@ def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) ->
     found = done.stdout.split("the data catalog finds it by its sample", 1)[1]
     assert "curl -H 'Authorization: Apikey " in found and "search/?filter" in found
     assert f"{master} (ok, sha256 " in found
+
+
+def test_a_missing_argument_is_one_line_not_the_usage_block() -> None:
+    for args, needs in (
+        (("serve",), "--config"),
+        (("inspect",), "file"),
+        (("catalog", "serve"), "--read"),
+        (("process",), "--processed-root"),
+        (("bluesky",), "--config"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "assonant_ioc.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        said = done.stderr.strip()
+        assert done.returncode == 2 and "\n" not in said and "usage:" not in said, said
+        assert f"the following arguments are required: {needs}" in said, said
+        assert said.endswith("--help)"), said

@@ -1,0 +1,14 @@
+"""The commands' argument parser: a mistake is one line (what is wrong, where the help is),
+not argparse's whole usage block before it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
+        sys.exit(2)

@@ -422,6 +422,10 @@ def test_the_demo_runs_and_shows_an_nxtomo_file_and_its_event(tmp_path: Path) ->
     found = done.stdout.split("the data catalog finds it by its sample", 1)[1]
     assert "curl -H 'Authorization: Apikey " in found and "search/?filter" in found
     assert f"{master} (ok, sha256 " in found
+    # the dump ends in plain words, the validators' counts explained, not as its last words
+    plain = done.stdout.rsplit("in plain words:", 1)[1]
+    assert f"the experiment is in {master}" in plain
+    assert "not a fault of the file" in plain and plain.rstrip().endswith("on a page.")
 
 
 def test_a_missing_argument_is_one_line_not_the_usage_block() -> None:

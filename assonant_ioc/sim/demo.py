@@ -264,14 +264,14 @@ def _in_plain_words(event: dict[str, Any], process: bool) -> str:
     elif len(known) == len(errors) == int(check["errors"]):
         lines.append(
             f"  the validators' {check['errors']} error(s) are the NeXus definitions' own gap "
-            "(NXslit is not listed in NXinstrument), not a fault of the file: README, 'The file'."
+            "(NXslit is not listed in NXinstrument), not a fault of the file: docs/file.md."
         )
     else:
         lines.append(f"  the validators found {check['errors']} error(s): see 'validation' above.")
     if any("MissingDocumentation" in v for v in check.get("verdicts", [])):
         lines.append(
             "  pynxtools' 'NOT valid' names fields its definition does not document (extra"
-            " fields, kept on purpose); every program tried takes the file (README, side by side)."
+            " fields, kept on purpose); every program tried takes the file (docs/benchmarks.md)."
         )
     if not process:
         lines.append("  next: `bash scripts/demo.sh --process` reduces it and shows it on a page.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 import unicodedata
@@ -187,6 +188,25 @@ def text_refusal(name: str, value: object, max_bytes: int = 1023) -> str | None:
         return f"{name} has {size} bytes, at most {max_bytes}"
     if control_characters(value):
         return f"{name} {_shown(value)} has a control or bidirectional character"
+    return None
+
+
+#: a proposal id: what a user office issues (2026-0001, mx1234-5, 20250123) and tiled takes
+#: as an access tag
+_PROPOSAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def proposal_refusal(name: str, value: object) -> str | None:
+    """Why ``value`` cannot be a proposal id (letters, digits, '.', '_', '-', at most 64,
+    starting with a letter or digit), or None; the empty text is no proposal."""
+    if value == "":
+        return None
+    if not isinstance(value, str) or not _PROPOSAL.fullmatch(value):
+        shown = _shown(value) if isinstance(value, str) else repr(value)
+        return (
+            f"{name} {shown} is not a proposal id: letters, digits, '.', '_' and '-' only "
+            "(at most 64), starting with a letter or digit"
+        )
     return None
 
 

@@ -58,9 +58,13 @@ def read(path: Path) -> dict[str, Any]:
             if found:
                 ended_by = found.group(1)
         file_time = f.attrs.get("file_time", "")
+        # with a proposal, experiment_identifier is the proposal's and entry_identifier the
+        # experiment's own id (as our writer puts them)
+        own = _text(first, "entry_identifier")
         return {
             "beamline": _text(first.get("instrument", first), "name"),
-            "experiment_id": _text(first, "experiment_identifier"),
+            "experiment_id": own or _text(first, "experiment_identifier"),
+            "proposal": _text(first, "experiment_identifier") if own else "",
             "sample": _text(first.get("sample", first), "name"),
             "definition": definitions[0] if definitions else "",
             "moments": [m for m in MOMENTS if m in dict(entries)],

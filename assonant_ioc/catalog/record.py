@@ -64,6 +64,15 @@ class Record:
         return FileStatus(self.metadata.get("status", FileStatus.OK.value))
 
 
+def access_tags(meta: dict[str, Any]) -> list[str]:
+    """The record's access tags: its beamline's (the staff's) and, when it has one, its
+    proposal's; never a public tag (releasing a proposal adds it, later)."""
+    tags = [f"beamline:{meta.get('beamline') or 'unknown'}"]
+    if meta.get("proposal"):
+        tags.append(f"proposal:{meta['proposal']}")
+    return tags
+
+
 def record_key(path: Path) -> str:
     """A stable key for the file at ``path``: its name (URL-safe) and a hash of its full
     path, symbolic links resolved (an event's path and a backfill's name one record)."""
@@ -167,6 +176,7 @@ def from_event(event: Any, registered_at: float) -> Record:
         "beamline": str(event["beamline"]),
         "experiment_id": str(event["experiment_id"]),
         "sample": str(event.get("sample_name", "")),
+        "proposal": str(event.get("proposal", "")),
         "definition": str(event.get("definition", "")),
         "moments": [str(m) for m in event.get("moments", [])],
         "ended_by": str(event.get("ended_by", "")),
@@ -197,6 +207,7 @@ def from_file_meta(path: Path, found: dict[str, Any], registered_at: float) -> R
         "beamline": found.get("beamline", ""),
         "experiment_id": found.get("experiment_id", ""),
         "sample": found.get("sample", ""),
+        "proposal": found.get("proposal", ""),
         "definition": found.get("definition", ""),
         "moments": list(found.get("moments", [])),
         "ended_by": found.get("ended_by", ""),

@@ -25,7 +25,7 @@ from tiled.structures.core import StructureFamily
 from tiled.structures.data_source import Asset, DataSource, Management
 from tiled.utils import ensure_uri
 
-from assonant_ioc.catalog.record import FileStatus, Origin, Record
+from assonant_ioc.catalog.record import FileStatus, Origin, Record, access_tags
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,11 @@ class Catalog:
         try:  # a new file is the common case: one transaction, no lookup first
             await self._adapter.create_node(
                 structure_family=StructureFamily.container,
-                metadata=record.metadata,
                 key=record.key,
+                # the tags the access policy will read (tiled's own access tags need
+                # the tag definitions of a multi-user server: not there yet, so in the
+                # metadata, where a search finds them)
+                metadata={**record.metadata, "access_tags": access_tags(record.metadata)},
                 specs=[],
                 data_sources=_data_sources(record),
             )
@@ -156,6 +159,7 @@ class Catalog:
         if old.get("event_id") and _same_file(old, new):
             return Outcome.DUPLICATE  # another event for the same bytes
         merged = {**old, **new}
+        merged["access_tags"] = access_tags(merged)
         if not old.get("event_id"):
             log.info("%s: event %s for a backfilled file", record.key, new["event_id"])
         else:

@@ -38,6 +38,7 @@ from assonant_ioc.config.units import unit_problem
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 from assonant_ioc.nexus.provenance import PROVENANCE, RESERVED
+from assonant_ioc.trust import proposal_refusal
 
 LINE = "__line__"
 KEY_LINES = "__key_lines__"
@@ -174,6 +175,7 @@ _TOP_KEYS = {
     "connect_timeout",
     "data_root",
     "detector_dirs",
+    "proposal",
     "access_security",
     "alarms",
     LINE,
@@ -290,6 +292,12 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
             "detector_dirs must be an absolute directory or a list of them",
         )
         detector_dirs = []
+    proposal = doc.get("proposal") or ""
+    proposal = str(proposal) if isinstance(proposal, (str, int)) else proposal
+    why = proposal_refusal("proposal", proposal)
+    if why:
+        p.add(_line(doc, "proposal"), why)
+        proposal = ""
     acf = str(doc.get("access_security") or "")
     if acf and not os.path.isabs(acf):
         acf = str(path.parent / acf)
@@ -317,6 +325,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         connect_timeout=timing["connect_timeout"],
         data_root=tuple(roots),
         detector_dirs=tuple(detector_dirs),
+        proposal=proposal,
         access_security=acf,
         alarms=alarms,
     )

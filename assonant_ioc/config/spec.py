@@ -236,6 +236,9 @@ class BeamlineConfig:
     connect_timeout: float = 5.0
     #: directories DataDir must be inside (empty: anywhere but /proc, /sys, /dev)
     data_root: tuple[str, ...] = ()
+    #: the proposal of experiments that name none (Proposal PV empty, a run without
+    #: proposal_id); empty: none (the catalog then tags the beamline only)
+    proposal: str = ""
     #: directories the detectors' files may be in: a Bluesky Resource or StreamResource
     #: naming a file anywhere else is refused (empty: the data directory only)
     detector_dirs: tuple[str, ...] = ()

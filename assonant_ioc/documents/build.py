@@ -10,7 +10,7 @@ from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.journal import RunJournal
-from assonant_ioc.documents.mapping import RunContent, content
+from assonant_ioc.documents.mapping import RunContent, content, proposal_of
 from assonant_ioc.lifecycle.build import room_for, write_file
 from assonant_ioc.model.components import Component, Experiment, LinkedData
 from assonant_ioc.snapshots import assemble
@@ -44,6 +44,7 @@ def build_run(job: RunJob) -> tuple[str, dict[str, Any]]:
         found.frames or None,
     )
     experiment = with_frame_info(with_frame_counts(experiment, found.frame_counts), found)
+    experiment = replace(experiment, proposal=proposal_of(job.config, run.start or {}))
 
     def link_external(tmp: Path) -> None:
         if found.external:

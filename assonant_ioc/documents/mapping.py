@@ -240,6 +240,16 @@ def experiment_id_of(config: BeamlineConfig, start: Mapping[str, Any], uid: str)
     return f"{config.beamline}-run-{uid[:8]}"
 
 
+def proposal_of(config: BeamlineConfig, start: Mapping[str, Any]) -> str:
+    """The run's proposal: the start document's ``proposal_id`` (or ``proposal``), else
+    the config's default."""
+    for key in ("proposal_id", "proposal"):
+        value = start.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return config.proposal
+
+
 def sample_of(start: Mapping[str, Any]) -> str:
     sample = start.get("sample", "")
     if isinstance(sample, Mapping):

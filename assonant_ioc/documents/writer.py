@@ -28,7 +28,7 @@ from typing import Any
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.build import RunJob, build_run
 from assonant_ioc.documents.journal import RunJournal
-from assonant_ioc.documents.mapping import experiment_id_of, path_of, sample_of
+from assonant_ioc.documents.mapping import experiment_id_of, path_of, proposal_of, sample_of
 from assonant_ioc.documents.run import (
     MalformedDocument,
     Run,
@@ -42,7 +42,14 @@ from assonant_ioc.lifecycle.journal import write_durable
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.writer import partial_path, publish
-from assonant_ioc.trust import Refused, name_refusal, roots_of, text_refusal, within
+from assonant_ioc.trust import (
+    Refused,
+    name_refusal,
+    proposal_refusal,
+    roots_of,
+    text_refusal,
+    within,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +202,7 @@ class RunWriter:
             uid = str(doc["uid"])
             exp_id, sample = experiment_id_of(self.config, doc, uid), sample_of(doc)
             said = name_refusal("experiment_id", exp_id) or name_refusal("sample", sample)
+            said = said or proposal_refusal("proposal_id", proposal_of(self.config, doc))
             said = said or text_refusal("comment", doc.get("comment"), 8192)
             if not said:
                 try:  # the file's name from them (the same rules as the IOC's settings)
@@ -212,7 +220,7 @@ class RunWriter:
                     said = str(err)
             if said:
                 self._refused_runs.add(uid)
-                self._refuse("bad_text", name, "experiment_id or sample", said)
+                self._refuse("bad_text", name, "experiment_id, sample or proposal_id", said)
         elif name in ("resource", "stream_resource"):
             if name == "stream_resource":
                 field, path = "uri", path_of(str(doc["uri"]))

@@ -31,6 +31,7 @@ def file_written_event(
         "beamline": x.beamline,
         "experiment_id": x.experiment_id,
         "sample_name": x.sample_name,
+        "proposal": x.proposal,
         "file_path": str(path),
         "file_size": size,
         "sha256": sha256,

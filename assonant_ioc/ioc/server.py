@@ -67,6 +67,7 @@ from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
 from assonant_ioc.monitor import PVMonitor
+from assonant_ioc.trust import proposal_refusal
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,12 @@ class AssonantIOC(PVGroup):
     )
     sample_name = _long_string(
         "SampleName", "", "sample name, written to NXsample/name", length=256
+    )
+    proposal = _long_string(
+        "Proposal",
+        "",
+        "proposal id (NeXus experiment_identifier; who may read the data); empty: the config's",
+        length=256,
     )
     comment = _long_string(
         "Comment", "", "operator's note, written to each entry's experiment_description"
@@ -264,7 +271,7 @@ class AssonantIOC(PVGroup):
 
     #: The PV interface by role (the panel generator and the docs read these).
     COMMANDS = ("Snapshot:Pre", "Record:During", "Snapshot:Post", "EndOfExperiment", "Abort")
-    SETTINGS = ("ExperimentId", "SampleName", "Comment", "DataDir", "FileName")
+    SETTINGS = ("ExperimentId", "SampleName", "Proposal", "Comment", "DataDir", "FileName")
     STATUS = (
         "State",
         "Status",
@@ -294,7 +301,7 @@ class AssonantIOC(PVGroup):
         "FD_MAX",
     )
     #: Settings kept by autosave, by PV name.
-    AUTOSAVED = ("ExperimentId", "SampleName", "DataDir", "FileName")
+    AUTOSAVED = ("ExperimentId", "SampleName", "Proposal", "DataDir", "FileName")
 
     def __init__(
         self,
@@ -475,6 +482,7 @@ class AssonantIOC(PVGroup):
         return Settings(
             experiment_id=str(self.experiment_id.value),
             sample=str(self.sample_name.value),
+            proposal=str(self.proposal.value),
             comment=str(self.comment.value),
             data_dir=str(self.data_dir.value),
             file_name=str(self.file_name.value),
@@ -652,6 +660,15 @@ class AssonantIOC(PVGroup):
         if why:
             await self._refuse_setting(f"FileName refused: {why}")
         self._persist(FileName=text)
+        return text
+
+    @proposal.putter
+    async def proposal(self, instance: Any, value: Any) -> str:
+        text = await self._text("Proposal", value, 64, strip=True)
+        why = proposal_refusal("Proposal refused:", text)
+        if why:
+            await self._refuse_setting(why)
+        self._persist(Proposal=text)
         return text
 
     @comment.putter

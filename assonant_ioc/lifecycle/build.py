@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,7 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
     experiment = with_frame_counts(experiment, journal.frame_counts())
+    experiment = replace(experiment, proposal=str(meta.get("proposal", "")))
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
     }

@@ -120,6 +120,8 @@ class Settings:
 
     experiment_id: str = ""
     sample: str = ""
+    #: the Proposal PV ("": the config's default)
+    proposal: str = ""
     comment: str = ""
     data_dir: str = ""
     file_name: str = ""
@@ -394,6 +396,7 @@ class Lifecycle:
             "version": 1,
             "experiment_id": self.experiment_id,
             "sample": self.sample,
+            "proposal": settings.proposal or self.config.proposal,
             "started": now,
             "state": State.IDLE.label,
             "captured": [],

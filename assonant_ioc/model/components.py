@@ -320,6 +320,8 @@ class Experiment:
     comment: str = ""
     #: the application definition of the entry that holds the exposure (NXtomo, NXmx) or ""
     definition: str = ""
+    #: the proposal it belongs to ("" none): NeXus' experiment_identifier, the catalog's tag
+    proposal: str = ""
 
     @property
     def moments(self) -> list[Moment]:

@@ -586,7 +586,11 @@ def _write_entry(
     """Write one NXentry; returns what it has to plot: 3 detector frames, 2 a recorded
     series, 1 a snapshot's waveform, 0 nothing."""
     group = _group(root, entry.moment.entry_name, "NXentry")
-    group.create_dataset("experiment_identifier", data=x.experiment_id)
+    # the proposal's place is experiment_identifier; with one, the experiment's own id is
+    # the entry's entry_identifier (without, experiment_identifier holds it, as it did)
+    group.create_dataset("experiment_identifier", data=x.proposal or x.experiment_id)
+    if x.proposal:
+        group.create_dataset("entry_identifier", data=x.experiment_id)
     group.create_dataset("title", data=f"{x.beamline} {x.experiment_id} {entry.moment.entry_name}")
     if x.comment:
         group.create_dataset("experiment_description", data=x.comment)

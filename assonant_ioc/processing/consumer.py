@@ -393,6 +393,7 @@ class Processor:
             {
                 "kind": "derived",
                 "beamline": job.beamline,
+                "proposal": job.proposal,
                 "experiment_id": job.experiment_id,
                 "sample": job.sample,
                 "definition": {"nabu": "NXtomoproc", "pyfai": "NXcanSAS"}.get(job.pipeline, ""),

@@ -31,6 +31,8 @@ class Job:
     definition: str
     output: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: the raw file's proposal: its derived file is that proposal's too
+    proposal: str = ""
 
     @property
     def job_id(self) -> str:
@@ -76,4 +78,5 @@ def job_for(
         definition=str(event["definition"]),
         output=str(output_path(root, str(event["beamline"]), raw, sha, pipeline)),
         parameters=dict((parameters or {}).get(pipeline, {})),
+        proposal=str(event.get("proposal", "")),
     )

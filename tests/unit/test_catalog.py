@@ -254,3 +254,39 @@ def test_an_event_no_catalog_can_store_is_refused_not_retried_forever(
     _, event = _written(tmp_path)
     with pytest.raises(BadEvent, match=f"{field}.*not storable text"):
         from_event(dict(event, **{field: value}), T0)
+
+
+def test_a_proposal_is_where_nexus_puts_it_in_the_event_and_in_the_record(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    import jsonschema
+
+    from assonant_ioc.catalog.record import access_tags
+    from assonant_ioc.events.message import EVENT_SCHEMA_PATH
+
+    x = dataclasses.replace(experiment(), proposal="2026-0001")
+    path = write_experiment(x, tmp_path / "data" / "p.nxs")
+    with h5py.File(path, "r") as f:
+        for entry in x.entries:
+            group = f[entry.moment.entry_name]
+            assert group["experiment_identifier"].asstr()[()] == "2026-0001"
+            assert group["entry_identifier"].asstr()[()] == x.experiment_id
+    data = path.read_bytes()
+    event = file_written_event(x, path, len(data), hashlib.sha256(data).hexdigest(), T0 + 9)
+    jsonschema.validate(event, json.loads(EVENT_SCHEMA_PATH.read_text()))
+    assert event["proposal"] == "2026-0001" and event["experiment_id"] == x.experiment_id
+    record = from_event(event, T0)
+    assert record.metadata["proposal"] == "2026-0001"
+    assert access_tags(record.metadata) == ["beamline:BL", "proposal:2026-0001"]
+    # a backfill reads both back from the file, as the event said them
+    found = nexus_meta.read(path)
+    assert (found["proposal"], found["experiment_id"]) == ("2026-0001", x.experiment_id)
+    # without a proposal: as before, and the beamline's staff tag only (never public)
+    plain, _ = _written(tmp_path)
+    assert nexus_meta.read(plain)["proposal"] == ""
+    assert access_tags({"beamline": "BL", "proposal": ""}) == ["beamline:BL"]
+    bad = dict(event, proposal="../2026")
+    with pytest.raises(BadEvent, match="proposal"):
+        from_event(bad, T0)

@@ -226,3 +226,33 @@ def test_a_detector_file_a_pv_names_outside_the_detector_dirs_is_left_out(
     kept, refused = confined(config, frames)
     assert kept == {"detector": [str(tmp_path / "frames" / "a.h5")]}
     assert len(refused) == 1 and "'/etc/passwd' is outside the data roots" in refused[0]
+
+
+def test_a_runs_proposal_comes_from_its_start_else_the_config_and_is_checked(
+    tmp_path: Path,
+) -> None:
+    import h5py
+
+    writer = _writer(tmp_path)
+    writer.config = dataclasses.replace(writer.config, proposal="2026-0000")
+    for md, proposal in (({"proposal_id": "2026-0042"}, "2026-0042"), ({}, "2026-0000")):
+        docs = _docs(experiment_id=f"run-{proposal}", **md)
+        done = [uid for name, doc in docs for uid in writer.add(name, doc)]
+        with h5py.File(writer.write(done[0]).path, "r") as f:
+            assert f["during_exposure/experiment_identifier"].asstr()[()] == proposal
+    with pytest.raises(MalformedDocument, match="proposal_id"):
+        writer.add(*_docs(experiment_id="fine", proposal_id="2026/../x")[0])
+    writer.close()
+
+
+def test_a_configs_proposal_is_checked_as_it_loads(tmp_path: Path) -> None:
+    from assonant_ioc.errors import ConfigError
+
+    text = (Path(__file__).resolve().parents[2] / "configs" / "sim.yaml").read_text()
+    good = tmp_path / "good.yaml"
+    good.write_text("proposal: 2026-0007\n" + text)
+    assert load_config(good).proposal == "2026-0007"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("proposal: '2026 0007'\n" + text)
+    with pytest.raises(ConfigError, match="proposal"):
+        load_config(bad)

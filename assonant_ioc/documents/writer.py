@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: A run with no document for this long (seconds) and no stop is closed (ended_by: timeout).
 RUN_TIMEOUT_S = 3600.0
+#: documents kept waiting for a parent that has not come (an out-of-order redelivery);
+#: beyond, the oldest is dropped and counted (a flood of documents of no run)
+MAX_ORPHANS = 10_000
 #: where runs that can never be written are kept, in the state directory
 DEAD_LETTER = "dead-letter"
 
@@ -163,6 +166,9 @@ class RunWriter:
             return []
         run_uid = self._run_of(name, doc)
         if run_uid is None:
+            if len(self._orphans) >= MAX_ORPHANS:  # a flood of documents of no run: bounded
+                self._orphans.pop(0)
+                self.refused["orphan_dropped"] = self.refused.get("orphan_dropped", 0) + 1
             self._orphans.append((name, dict(doc), where))
             return []
         said = name_refusal("run uid", run_uid, 128)  # it names the run's journal directory

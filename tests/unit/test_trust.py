@@ -256,3 +256,17 @@ def test_a_configs_proposal_is_checked_as_it_loads(tmp_path: Path) -> None:
     bad.write_text("proposal: '2026 0007'\n" + text)
     with pytest.raises(ConfigError, match="proposal"):
         load_config(bad)
+
+
+def test_documents_of_no_run_are_kept_waiting_up_to_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assonant_ioc.documents import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_ORPHANS", 5)
+    writer = _writer(tmp_path)
+    for i in range(8):  # events of a descriptor that never comes
+        event = {"uid": f"e{i}", "descriptor": "nowhere", "seq_num": i + 1, "time": 1.0}
+        assert writer.add("event", event | {"data": {}, "timestamps": {}}) == []
+    assert len(writer._orphans) == 5 and writer.refused == {"orphan_dropped": 3}
+    writer.close()

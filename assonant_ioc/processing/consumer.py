@@ -171,6 +171,8 @@ class Processor:
         self._slots = asyncio.Semaphore(max(1, settings.jobs))
         #: the partitions whose records are being handled now
         self._flights: dict[TopicPartition, _Flight] = {}
+        #: jobs being derived now, by their file_derived event id: a repeat waits for it
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -317,6 +319,27 @@ class Processor:
             self.stats.duplicate += 1
             log.info("%s: %s already derived and announced (%s)", where, job.raw_path, job.event_id)
             return True
+        running = self._inflight.get(job.event_id)
+        if running is not None:  # a repeat while the first is still being derived
+            self.stats.duplicate += 1
+            log.info(
+                "%s: %s is being derived now (%s): the repeat waits",
+                where,
+                job.raw_path,
+                job.event_id,
+            )
+            return bool(await asyncio.shield(running))
+        task = asyncio.ensure_future(self._derive(job, raw_key, where, stop, flight))
+        self._inflight[job.event_id] = task
+        try:
+            return await task
+        finally:
+            self._inflight.pop(job.event_id, None)
+
+    async def _derive(
+        self, job: Job, raw_key: str, where: str, stop: asyncio.Event, flight: _Flight
+    ) -> bool:
+        """The job run (or its result found whole), then registered and announced."""
         async with self._slots:
             result = await self._run(job, raw_key, where, stop, flight)
         if result is None:

@@ -261,3 +261,43 @@ def test_an_event_sent_twice_is_derived_and_announced_once(
     events = asyncio.run(consume_all(kafka, derived, at_least=1))
     assert [e["raw_file_path"] for e in events] == [event["file_path"]]
     assert len(_derived_files(root)) == 1
+
+
+def test_a_repeat_that_arrives_while_the_first_job_runs_is_derived_and_announced_once(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """The same event twice in one batch of a processor taking two jobs at once: the repeat
+    waits for the first job (the dedupe looked only at results already announced: both ran,
+    both were announced). One derived file, one ``file_derived`` event, one repeat counted."""
+    from tests.system.monitoring import scrape
+
+    topic = f"assonant.burst.{secrets.token_hex(3)}"
+    derived = f"assonant.derived.{secrets.token_hex(3)}"
+    db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
+    port = procs.free_port()
+    event = burst[6]
+    _publish(kafka, topic, [event, event])  # on the topic before the processor starts
+    extra = ["--status-port", str(port), "--jobs", "2"]
+    with catalog_procs.processor(
+        log_dir,
+        kafka,
+        topic,
+        db,
+        root,
+        derived,
+        "g-inflight",
+        extra=extra,
+        read=_roots(burst, tmp_path),
+    ) as proc:
+        procs.wait_until(
+            lambda: all_announced(db, [event["file_path"]], "larch"), 120, "announced", proc
+        )
+
+        def count(name: str) -> float:
+            return scrape(port).get((f"assonant_process_{name}_total", ()), -1.0)
+
+        procs.wait_until(lambda: count("duplicate") == 1, 60, "the repeat counted", proc)
+        assert count("done") == 1
+    events = asyncio.run(consume_all(kafka, derived, at_least=1))
+    assert [e["raw_file_path"] for e in events] == [event["file_path"]]
+    assert len(_derived_files(root)) == 1

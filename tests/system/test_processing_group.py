@@ -221,37 +221,35 @@ def test_a_failed_job_is_recorded_with_its_reason_and_the_next_file_processed(
     assert [p.name for p in _derived_files(root)] == [Path(job_for(burst[1], root).output).name]
 
 
-def test_an_event_sent_twice_is_derived_and_announced_once(
-    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+def _derived_once(
+    event: dict[str, Any],
+    roots: list[Path],
+    kafka: str,
+    log_dir: Path,
+    tmp_path: Path,
+    jobs: int,
+    repeat_after: bool,
 ) -> None:
-    """The README's duplicate window from the processor's side: the IOC stopped between
-    the broker's acknowledgement and the outbox's removal sends one event twice, with one
-    event_id. The processor derives the file once, announces it once, and counts the
-    repeat (``assonant_process_duplicate_total`` on its ``/metrics``)."""
+    """``event`` twice to a processor taking ``jobs`` at once: both on the topic before it
+    starts, or the repeat once the first is announced. One derived file, one
+    ``file_derived`` event, the repeat counted (``assonant_process_duplicate_total``)."""
     from tests.system.monitoring import scrape
 
     topic = f"assonant.burst.{secrets.token_hex(3)}"
     derived = f"assonant.derived.{secrets.token_hex(3)}"
     db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
     port = procs.free_port()
-    event = burst[4]
-    _publish(kafka, topic, [event])
-    extra = ["--status-port", str(port)]
+    _publish(kafka, topic, [event] if repeat_after else [event, event])
+    extra = ["--status-port", str(port), "--jobs", str(jobs)]
+    group = f"g-{secrets.token_hex(3)}"
     with catalog_procs.processor(
-        log_dir,
-        kafka,
-        topic,
-        db,
-        root,
-        derived,
-        "g-twice",
-        extra=extra,
-        read=_roots(burst, tmp_path),
+        log_dir, kafka, topic, db, root, derived, group, extra=extra, read=roots
     ) as proc:
         procs.wait_until(
-            lambda: all_announced(db, [event["file_path"]], "larch"), 120, "the first", proc
+            lambda: all_announced(db, [event["file_path"]], "larch"), 120, "announced", proc
         )
-        _publish(kafka, topic, [event])  # the repeat: same event, same event_id
+        if repeat_after:
+            _publish(kafka, topic, [event])  # the repeat: same event, same event_id
 
         def count(name: str) -> float:
             return scrape(port).get((f"assonant_process_{name}_total", ()), -1.0)
@@ -261,6 +259,16 @@ def test_an_event_sent_twice_is_derived_and_announced_once(
     events = asyncio.run(consume_all(kafka, derived, at_least=1))
     assert [e["raw_file_path"] for e in events] == [event["file_path"]]
     assert len(_derived_files(root)) == 1
+
+
+def test_an_event_sent_twice_is_derived_and_announced_once(
+    burst: list[dict[str, Any]], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """The README's duplicate window from the processor's side: the IOC stopped between
+    the broker's acknowledgement and the outbox's removal sends one event twice, with one
+    event_id. The processor derives the file once, announces it once, and counts the
+    repeat."""
+    _derived_once(burst[4], _roots(burst, tmp_path), kafka, log_dir, tmp_path, 1, True)
 
 
 def test_a_repeat_that_arrives_while_the_first_job_runs_is_derived_and_announced_once(
@@ -268,36 +276,5 @@ def test_a_repeat_that_arrives_while_the_first_job_runs_is_derived_and_announced
 ) -> None:
     """The same event twice in one batch of a processor taking two jobs at once: the repeat
     waits for the first job (the dedupe looked only at results already announced: both ran,
-    both were announced). One derived file, one ``file_derived`` event, one repeat counted."""
-    from tests.system.monitoring import scrape
-
-    topic = f"assonant.burst.{secrets.token_hex(3)}"
-    derived = f"assonant.derived.{secrets.token_hex(3)}"
-    db, root = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed"
-    port = procs.free_port()
-    event = burst[6]
-    _publish(kafka, topic, [event, event])  # on the topic before the processor starts
-    extra = ["--status-port", str(port), "--jobs", "2"]
-    with catalog_procs.processor(
-        log_dir,
-        kafka,
-        topic,
-        db,
-        root,
-        derived,
-        "g-inflight",
-        extra=extra,
-        read=_roots(burst, tmp_path),
-    ) as proc:
-        procs.wait_until(
-            lambda: all_announced(db, [event["file_path"]], "larch"), 120, "announced", proc
-        )
-
-        def count(name: str) -> float:
-            return scrape(port).get((f"assonant_process_{name}_total", ()), -1.0)
-
-        procs.wait_until(lambda: count("duplicate") == 1, 60, "the repeat counted", proc)
-        assert count("done") == 1
-    events = asyncio.run(consume_all(kafka, derived, at_least=1))
-    assert [e["raw_file_path"] for e in events] == [event["file_path"]]
-    assert len(_derived_files(root)) == 1
+    both were announced)."""
+    _derived_once(burst[6], _roots(burst, tmp_path), kafka, log_dir, tmp_path, 2, False)

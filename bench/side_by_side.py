@@ -258,6 +258,13 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows
         for line in (r.get("reference_fields") or {}).get("differ", [])
     ]
+    # a comparison that compared nothing is no comparison: it fails as a refusal does
+    compared = [r["reference_fields"]["total"] for r in rows if r.get("reference_fields")]
+    if not compared or min(compared) == 0:
+        refused.append("Bluesky run: no field of the reference's file was compared")
+    ours_rows = [r for r in rows if r["writer"] in ("assonant-ioc", "ours, Bluesky")]
+    if not ours_rows or not all(r.get("programs") for r in ours_rows):
+        refused.append("no program was asked to open one of our files")
     if refused:  # our files must open in every program, and hold the reference's: CI fails here
         sys.stderr.write("our files refused:\n" + "\n".join(refused) + "\n")
         raise SystemExit(1)

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,73 @@ from tests.system.reduction import ARTIFACTS
 from tests.system.test_page_script import _chromium
 
 pytestmark = pytest.mark.timeout(900)
+
+
+def _page_of(demo: subprocess.Popen[str], lines: list[str]) -> tuple[str, str]:
+    """The page's address and API key, once the demo says them."""
+    deadline = time.monotonic() + 600
+    found = None
+    while found is None and time.monotonic() < deadline and demo.poll() is None:
+        found = re.search(r"the page: (\S+)/ +\(API key (\w+);", "".join(lines))
+        time.sleep(0.2)
+    assert found is not None, "".join(lines)[-4000:]
+    return found.group(1), found.group(2)
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    demo = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout or []), daemon=True)
+    reader.start()
+    return demo, lines, reader
+
+
+def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: Path) -> None:
+    """``demo --technique xas --process``: the page's mu(E) over the energy in the file's
+    unit, and xraylarch's normalised spectrum beside it."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    cli = [sys.executable, "-m", "assonant_ioc.cli", "demo", "--technique", "xas"]
+    demo, lines, reader = _start([*cli, "--process", "--data-dir", str(tmp_path / "out")])
+    try:
+        url, key = _page_of(demo, lines)
+        assert "larch (" in "".join(lines)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1300, "height": 1000})
+                page.goto(url)
+                page.fill("#api-key", key)
+                page.select_option("#technique", "NXxas")
+                page.click("#search")
+                page.wait_for_selector("tr.file").click()
+                page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=60000)
+                page.wait_for_selector(
+                    ".result[data-pipeline='larch'][data-drawn='yes']", timeout=60000
+                )
+                axis = page.locator("#plot-default .xtitle").text_content()
+                assert axis == "energy (keV)", axis  # the file's unit, as it says it
+                title = page.locator(".result[data-pipeline='larch'] .gtitle").text_content()
+                assert (title or "").startswith("normalised mu(E), E0 89"), title  # Cu K edge
+                page.screenshot(path=str(ARTIFACTS / "demo_xas_page.png"), full_page=True)
+            finally:
+                browser.close()
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(60) == 0, "".join(lines)[-3000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    reader.join(10)
 
 
 def test_the_demo_with_process_shows_the_reconstruction_on_the_page(tmp_path: Path) -> None:

@@ -35,6 +35,17 @@ def _page_of(demo: subprocess.Popen[str], lines: list[str]) -> tuple[str, str]:
     return found.group(1), found.group(2)
 
 
+def _end(demo: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """The demo stopped (killed if still running) and its output pipe closed (left open, its
+    file object warns when collected, in whatever test runs then)."""
+    if demo.poll() is None:
+        demo.kill()
+        demo.wait()
+    reader.join(10)
+    if demo.stdout is not None:
+        demo.stdout.close()
+
+
 def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
     demo = subprocess.Popen(
         args,
@@ -85,38 +96,19 @@ def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: P
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(lines)[-3000:]
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-    reader.join(10)
+        _end(demo, reader)
 
 
 def test_the_demo_with_process_shows_the_reconstruction_on_the_page(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = _chromium()
-    demo = subprocess.Popen(
-        ["bash", "scripts/demo.sh", "--process", "--data-dir", str(tmp_path / "out")],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(demo.stdout or []), daemon=True)
-    reader.start()
+    readme = ["bash", "scripts/demo.sh", "--process", "--data-dir", str(tmp_path / "out")]
+    demo, lines, reader = _start(readme)
     try:
-        deadline = time.monotonic() + 600
-        found = None
-        while found is None and time.monotonic() < deadline and demo.poll() is None:
-            found = re.search(r"the page: (\S+)/ +\(API key (\w+);", "".join(lines))
-            time.sleep(0.2)
+        url, key = _page_of(demo, lines)
         said = "".join(lines)
-        assert found is not None, said[-4000:]
         assert "nabu (nabu " in said and "Ctrl-C (or SIGTERM) stops the demo" in said, said
-        url, key = found.groups()
         ARTIFACTS.mkdir(exist_ok=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -143,8 +135,5 @@ def test_the_demo_with_process_shows_the_reconstruction_on_the_page(tmp_path: Pa
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(lines)[-3000:]
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-    reader.join(10)
+        _end(demo, reader)
     assert "stopping the demo" in "".join(lines)

@@ -168,7 +168,8 @@ def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_register
         request = urllib.request.Request(asset, headers={"Authorization": f"Apikey {key}"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
-        body = refused.value.read()
+        with refused.value:  # the error holds the answer open: read it, then closed
+            body = refused.value.read()
         assert refused.value.code == 403 and b"\x89HDF" not in body, body[:200]
 
 

@@ -325,12 +325,11 @@ def run(bench: Any, seed: int = 20261207) -> None:
             )
             c = catalog_procs.consumer_status(c_port)
             p = _status(p_port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{b_port}/metrics", timeout=5) as r:
+                said = r.read().decode().splitlines()
             b_refused = sum(
                 float(line.split()[-1])
-                for line in urllib.request.urlopen(f"http://127.0.0.1:{b_port}/metrics", timeout=5)
-                .read()
-                .decode()
-                .splitlines()
+                for line in said
                 if line.startswith("assonant_bluesky_refused_total{")
             )
     taken_c = sum(c[k] for k in ("registered", "duplicate", "updated", "refused", "invalid_events"))

@@ -36,11 +36,17 @@ def _page_of(demo: subprocess.Popen[str], lines: list[str]) -> tuple[str, str]:
 
 
 def _end(demo: subprocess.Popen[str], reader: threading.Thread) -> None:
-    """The demo stopped (killed if still running) and its output pipe closed (left open, its
-    file object warns when collected, in whatever test runs then)."""
+    """The demo stopped and its output pipe closed (left open, its file object warns when
+    collected, in whatever test runs then). A demo still running (the test failed) gets
+    Ctrl-C first, so that it stops the processes it started (each in a session of its own:
+    a SIGKILL of the demo alone left them running), and SIGKILL only after a minute."""
     if demo.poll() is None:
-        demo.kill()
-        demo.wait()
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
     reader.join(10)
     if demo.stdout is not None:
         demo.stdout.close()

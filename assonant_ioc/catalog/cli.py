@@ -2,6 +2,8 @@
 
 usage: assonant-ioc catalog [consume] --kafka-bootstrap HOST:PORT --read DIR [--topic T ...]
        assonant-ioc catalog serve --read DIR [--read DIR ...] [--port 8000]
+       assonant-ioc catalog serve --read DIR --access FILE   (people, see docs/access.md)
+       assonant-ioc catalog release PROPOSAL --by WHO
        assonant-ioc catalog backfill DIR
        assonant-ioc catalog search --url URL [--sample S] [--beamline B] [--since T] ...
 
@@ -31,7 +33,7 @@ from assonant_ioc.catalog.record import utc
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("consume", "serve", "backfill", "search")
+ACTIONS = ("consume", "serve", "backfill", "search", "release")
 
 
 def default_uri() -> str:
@@ -109,6 +111,22 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="a page's address whose scripts may read the catalog (assonant-ioc page); repeat",
     )
+    serve.add_argument(
+        "--access",
+        help="people log in (PAM, LDAP or OIDC) and see their proposals' data only: the "
+        "facility's access file (docs/access.md); without it one API key reads all",
+    )
+    serve.add_argument(
+        "--state", help="where the sessions' key and tiled's configuration live (with --access)"
+    )
+    serve.add_argument(
+        "--people-db", help="tiled's database of people, sessions and API keys (a URI)"
+    )
+    release = sub.add_parser(
+        "release", help="make a proposal's data public (its embargo is over), audited"
+    )
+    release.add_argument("proposal", help="the proposal id")
+    release.add_argument("--by", required=True, help="who releases it (for the audit line)")
     backfill = sub.add_parser("backfill", help="register the files already under DIR")
     backfill.add_argument("dir", help="directory to walk (recursively)")
     search = sub.add_parser("search", help="find files in a served catalog (tiled client)")
@@ -120,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--since", help="ended at or after this time (ISO 8601)")
     search.add_argument("--until", help="started at or before this time (ISO 8601)")
     search.add_argument("--text", help="full-text search of the metadata")
-    for each in (consume, serve, backfill):
+    for each in (consume, serve, backfill, release):
         _catalog_arg(each)
     return parser
 
@@ -145,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return asyncio.run(_consume(args))
         if args.action == "serve":
-            return _serve(args)
+            from assonant_ioc.catalog.serve import serve
+
+            return serve(args)
+        if args.action == "release":
+            return asyncio.run(_release(args))
         if args.action == "backfill":
             return asyncio.run(_backfill(args))
         return _search(args)
@@ -194,59 +216,27 @@ async def _consume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    if args.api_key_file:
-        env["TILED_SINGLE_USER_API_KEY"] = Path(args.api_key_file).read_text().strip()
-    key = env.get("TILED_SINGLE_USER_API_KEY", "").strip()
-    if not key:
-        raise ValueError(
-            "no API key: set TILED_SINGLE_USER_API_KEY or give --api-key-file "
-            "(tiled would make one up and print it)"
-        )
-    if not (key.isascii() and key.isalnum()):
-        raise ValueError(
-            "the API key must be ASCII letters and digits only (tiled's rule): "
-            "python3 -c 'import secrets; print(secrets.token_hex(32))' makes one"
-        )
-    env["TILED_SINGLE_USER_API_KEY"] = key
-    # no raw file is ever handed out: tiled's /asset routes (bytes, manifest) are off
-    env["TILED_EXPOSE_RAW_ASSETS"] = "false"
-    from assonant_ioc.catalog.store import normalise_uri, redacted
+async def _release(args: argparse.Namespace) -> int:
+    from assonant_ioc.catalog.store import Catalog
+    from assonant_ioc.trust import proposal_refusal
 
-    uri = normalise_uri(args.catalog)
-    cmd = [sys.executable, "-m", "tiled", "serve", "catalog", uri, "--init"]
-    for root in args.read:
-        if not Path(root).is_dir():
-            sys.stderr.write(f"--read {root}: no such directory (yet)\n")
-        cmd += ["--read", str(Path(root).resolve())]
-    cmd += ["--host", args.host, "--port", str(args.port)]
-    if args.public:
-        cmd.append("--public")
-    if args.allow_origin:  # tiled's settings from the environment (CORS for the page)
-        import json
-
-        env["TILED_ALLOW_ORIGINS"] = json.dumps([o.rstrip("/") for o in args.allow_origin])
-    sys.stderr.write(f"tiled serving {redacted(uri)} on http://{args.host}:{args.port}\n")
-    sys.stderr.flush()
-    return _run_redacted(cmd, env, key)
-
-
-def _run_redacted(cmd: list[str], env: dict[str, str], secret: str) -> int:
-    """tiled's server as a child whose output is passed on with the API key masked (its
-    start-up banner prints it in a URL); SIGTERM and SIGINT go to it; its exit status is ours."""
-    import signal
-    import subprocess
-
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, _frame: child.send_signal(number))
-    assert child.stdout is not None
-    for raw in child.stdout:
-        line = raw.decode(errors="replace").replace(secret, "***")
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    return child.wait()
+    refused = proposal_refusal("proposal", args.proposal)
+    if refused or not args.proposal:
+        raise ValueError(refused or "which proposal?")
+    catalog = await Catalog.open(args.catalog)
+    try:
+        keys = await catalog.release(args.proposal)
+    finally:
+        await catalog.close()
+    log.info(
+        "audit: %s released proposal %s: %d record(s) public: %s",
+        args.by,
+        args.proposal,
+        len(keys),
+        ", ".join(keys) or "none",
+    )
+    sys.stdout.write(f"proposal {args.proposal}: {len(keys)} record(s) now public\n")
+    return 0
 
 
 async def _backfill(args: argparse.Namespace) -> int:

@@ -13,12 +13,16 @@ import contextlib
 import fcntl
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tiled.alembic_utils import UninitializedDatabase
-from tiled.catalog import from_uri
+from tiled.catalog import from_uri, orm
 from tiled.catalog.adapter import CatalogContainerAdapter, Collision
 from tiled.queries import Key
 from tiled.structures.core import StructureFamily
@@ -30,6 +34,8 @@ from assonant_ioc.catalog.record import FileStatus, Origin, Record, access_tags
 log = logging.getLogger(__name__)
 
 HDF5_MIMETYPE = "application/x-hdf5"
+#: tiled's tag for what anyone may read (a released proposal's records)
+PUBLIC = "public"
 
 
 class Outcome(str, Enum):
@@ -137,20 +143,27 @@ class Catalog:
 
     async def register(self, record: Record) -> Outcome:
         """Add the record, or say why nothing (or only its metadata) changed."""
-        try:  # a new file is the common case: one transaction, no lookup first
-            await self._adapter.create_node(
-                structure_family=StructureFamily.container,
-                key=record.key,
-                # the tags the access policy will read (tiled's own access tags need
-                # the tag definitions of a multi-user server: not there yet, so in the
-                # metadata, where a search finds them)
-                metadata={**record.metadata, "access_tags": access_tags(record.metadata)},
-                specs=[],
-                data_sources=_data_sources(record),
-            )
-            return Outcome.REGISTERED
-        except Collision:
-            old = await self.get(record.key) or {}
+        tags = access_tags(record.metadata)
+        for attempt in (1, 2):
+            await self._define(tags)
+            try:  # a new file is the common case: one transaction, no lookup first
+                await self._adapter.create_node(
+                    structure_family=StructureFamily.container,
+                    key=record.key,
+                    # the tags tiled's access policy reads on each request, and the same
+                    # in the metadata, where the page and a search show them
+                    metadata={**record.metadata, "access_tags": tags},
+                    specs=[],
+                    data_sources=_data_sources(record),
+                    access_tags=tags,
+                )
+                return Outcome.REGISTERED
+            except Collision:
+                break
+            except HTTPException as err:  # the access rules' compiler dropped a new tag
+                if attempt == 2 or err.status_code != 403:
+                    raise
+        old = await self.get(record.key) or {}
         new = record.metadata
         if new["origin"] == Origin.BACKFILL.value:
             return Outcome.DUPLICATE  # a backfill never overrides what is there
@@ -159,7 +172,10 @@ class Catalog:
         if old.get("event_id") and _same_file(old, new):
             return Outcome.DUPLICATE  # another event for the same bytes
         merged = {**old, **new}
-        merged["access_tags"] = access_tags(merged)
+        tags = access_tags(merged)
+        if PUBLIC in old.get("access_tags", ()) and old.get("proposal") == merged.get("proposal"):
+            tags.append(PUBLIC)  # a released proposal's file stays released
+        merged["access_tags"] = tags
         if not old.get("event_id"):
             log.info("%s: event %s for a backfilled file", record.key, new["event_id"])
         else:
@@ -173,8 +189,38 @@ class Catalog:
                 new.get("sha256"),
             )
         node = await self._adapter.lookup_adapter([record.key])
-        await node.replace_metadata(metadata=merged)
+        await self._define(tags)
+        await node.replace_metadata(metadata=merged, access_tags=tags)
         return Outcome.UPDATED
+
+    async def _define(self, tags: list[str]) -> None:
+        """The access tags' rows, so that a node can carry them before the access rules'
+        compiler (``catalog.people``) has granted them to anyone: until then, only admins
+        see the node."""
+        engine = self._adapter.context.engine
+        upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        async with engine.begin() as conn:
+            await conn.execute(
+                upsert(orm.AccessTag.__table__)
+                .values([{"name": t, "is_public": t == PUBLIC} for t in tags])
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+
+    async def release(self, proposal: str) -> list[str]:
+        """Add the public tag to every record of ``proposal`` (its embargo is over): read
+        without login from then on. The keys of the records released."""
+        released = []
+        found = self._adapter.search(Key("proposal") == proposal)
+        for key in await found.keys_range(0, None):
+            node = await self._adapter.lookup_adapter([key])
+            meta = dict(node.metadata())
+            tags = sorted({*meta.get("access_tags", access_tags(meta)), PUBLIC})
+            await self._define(tags)
+            meta["access_tags"] = tags
+            meta["released_at"] = datetime.now(timezone.utc).isoformat()
+            await node.replace_metadata(metadata=meta, access_tags=tags)
+            released.append(key)
+        return released
 
     async def update(self, key: str, patch: dict[str, Any]) -> None:
         """Merge ``patch`` into the metadata of the record ``key`` (KeyError: no record)."""

@@ -74,9 +74,11 @@ def catalog_server(
     api_key: str,
     allow_origin: str = "",
     port: int = 0,
+    access: Path | None = None,
 ) -> Iterator[str]:
     """``assonant-ioc catalog serve`` (tiled) on a free port; yields its URL.
-    ``allow_origin``: the page's address, whose scripts may read it."""
+    ``allow_origin``: the page's address, whose scripts may read it; ``access``: the
+    facility's access file (people log in; ``api_key`` is then not used)."""
     port = port or free_port()
     args = [
         sys.executable,
@@ -90,8 +92,9 @@ def catalog_server(
         str(port),
         *[a for d in read for a in ("--read", str(d))],
         *(["--allow-origin", allow_origin] if allow_origin else []),
+        *(["--access", str(access)] if access else []),
     ]
-    env = {"TILED_SINGLE_USER_API_KEY": api_key}
+    env = {} if access else {"TILED_SINGLE_USER_API_KEY": api_key}
     with running("catalog-server", args, env, log_dir) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_answers(f"{url}/api/v1/"), 60, "tiled server", proc)

@@ -3,13 +3,10 @@
 //
 // Every value from the catalog is text: it goes into the page through textContent and
 // element attributes only, never as HTML (a sample named "<img onerror=...>" shows as typed
-// and runs nothing). The API key lives in the input field alone, never in storage.
+// and runs nothing). Who reads, and with what key or session: session.js.
 "use strict";
 
-let CATALOG = "";
 let following = null;
-
-function apiKey() { return document.getElementById("api-key").value.trim(); }
 
 // an element with its attributes and children (strings become text nodes, never HTML)
 function el(tag, attrs, ...children) {
@@ -37,20 +34,11 @@ function say(text, refused) {
   el.className = refused ? "refused" : "";
 }
 
-async function api(path) {
-  const reply = await fetch(CATALOG + path, { headers: { Authorization: "Apikey " + apiKey() } });
-  if (reply.status === 401 || reply.status === 403) {
-    const error = new Error("refused");
-    error.refused = reply.status;
-    throw error;
-  }
-  if (!reply.ok) throw new Error(`${path}: HTTP ${reply.status}`);
-  return reply.json();
-}
-
 function refusal(error) {
   if (error.refused) {
-    say(`Refused: the catalog did not accept this API key (HTTP ${error.refused}). ` +
+    say(session.people
+      ? `Refused (HTTP ${error.refused}): log in again.`
+      : `Refused: the catalog did not accept this API key (HTTP ${error.refused}). ` +
         "Check the key and search again.", true);
   } else {
     say(`The catalog could not be read: ${error.message}`, true);
@@ -281,8 +269,7 @@ async function openFile(key) {
 }
 
 async function start() {
-  CATALOG = (await (await fetch("config.json")).json()).catalog;
-  sessionStorage.removeItem("apiKey");  // an older page kept it there: not any more
+  await startSession();
   document.getElementById("search-form").addEventListener("submit", search);
 }
 

@@ -24,6 +24,7 @@ from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_e
 from assonant_ioc.catalog.store import Catalog, Outcome
 from assonant_ioc.events import http
 from assonant_ioc.events.http import Metric
+from assonant_ioc.events.security import security
 from assonant_ioc.events.watch import Watch
 from assonant_ioc.trust import Refused
 
@@ -99,6 +100,7 @@ class CatalogConsumer:
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id="assonant-catalog",
+            **security().kwargs(),  # TLS and SASL from the environment (events.security)
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group, or a broker that lost its offsets
             metadata_max_age_ms=5000,  # a topic made after the start is found soon

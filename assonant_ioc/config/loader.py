@@ -36,6 +36,7 @@ from assonant_ioc.config.spec import (
 )
 from assonant_ioc.config.units import unit_problem
 from assonant_ioc.errors import ConfigError
+from assonant_ioc.events.security import security
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 from assonant_ioc.nexus.provenance import PROVENANCE, RESERVED
 from assonant_ioc.trust import proposal_refusal
@@ -436,14 +437,33 @@ def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
     if not isinstance(raw, dict):
         p.add(line, "'kafka' must be a mapping with bootstrap, topic, enabled")
         return KafkaSettings()
-    unknown = set(raw) - {"bootstrap", "topic", "enabled", "idempotent", LINE, KEY_LINES}
+    unknown = set(raw) - {
+        "bootstrap",
+        "topic",
+        "enabled",
+        "idempotent",
+        "security",
+        LINE,
+        KEY_LINES,
+    }
     for key in sorted(unknown):
         p.add(_line(raw, key), f"unknown kafka setting {key!r}")
     topic = str(raw.get("topic") or "assonant.files")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
         p.add(_line(raw, "topic"), f"kafka topic {topic!r} is not a legal topic name")
     bootstrap = raw.get("bootstrap")
+    secure = raw.get("security") or {}
+    if not isinstance(secure, dict):
+        p.add(_line(raw, "security"), "kafka security must be a mapping (protocol, sasl_...)")
+        secure = {}
+    secure = {k: str(v) for k, v in secure.items() if k not in (LINE, KEY_LINES)}
+    try:
+        for problem in security(secure, env={}).problems():
+            p.add(_line(raw, "security"), f"kafka security: {problem}")
+    except ValueError as err:
+        p.add(_line(raw, "security"), str(err))
     return KafkaSettings(
+        security=secure,
         bootstrap=str(bootstrap) if bootstrap else None,
         topic=topic,
         enabled=bool(raw.get("enabled", True)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from collections.abc import Iterator
@@ -178,6 +179,8 @@ class KafkaSettings:
     #: an idempotent producer (a retried send is never written twice); off only for a
     #: broker that grants no producer id
     idempotent: bool = True
+    #: TLS and SASL (``assonant_ioc.events.security``); the environment overrides them
+    security: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 #: Filters for long time series and arrays (``compression: {filter: ...}``).

@@ -26,6 +26,7 @@ from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
 from assonant_ioc.events import http
 from assonant_ioc.events.http import Metric
+from assonant_ioc.events.security import security
 from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
@@ -109,6 +110,7 @@ class DocumentConsumer:
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id="assonant-bluesky",
+            **security().kwargs(),  # TLS and SASL from the environment (events.security)
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5000,

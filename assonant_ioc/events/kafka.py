@@ -18,15 +18,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from assonant_ioc.errors import SendFailed
+from assonant_ioc.events.security import BrokerSecurity, security
 
 log = logging.getLogger(__name__)
 
 
 class EventSender:
     def __init__(
-        self, bootstrap: str, topic: str, timeout: float = 10.0, idempotent: bool = True
+        self,
+        bootstrap: str,
+        topic: str,
+        timeout: float = 10.0,
+        idempotent: bool = True,
+        secure: BrokerSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        #: TLS and SASL to the broker (the environment's when not given)
+        self.secure = secure or security()
+        self._secure_kwargs = self.secure.kwargs()  # a bad setting is said at the start
         self.topic = topic
         self.timeout = timeout
         self.connected = False
@@ -74,6 +83,7 @@ class EventSender:
             enable_idempotence=self.idempotent,
             request_timeout_ms=int(self.timeout * 1000),
             client_id="assonant-ioc",
+            **self._secure_kwargs,
         )
 
     async def probe(self) -> bool:
@@ -159,7 +169,9 @@ async def consume_record(
     bootstrap: str, topic: str, key: str, timeout: float = 20.0
 ) -> tuple[dict[str, Any], float]:
     """The event with ``key`` and its record's timestamp (when it was sent, epoch seconds)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **security().kwargs()
+    )
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
@@ -181,7 +193,9 @@ async def consume_all(
 ) -> list[dict[str, Any]]:
     """Every event on ``topic``, from its start to its end once ``at_least`` have arrived, in
     the order they were sent (by record timestamp: keys spread over partitions)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **security().kwargs()
+    )
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout

@@ -143,9 +143,19 @@ def main(argv: list[str] | None = None) -> None:
     ioc_options["prefix"] = ioc_options["prefix"] or config.prefix
     sender = None
     if config.kafka.enabled and config.kafka.bootstrap:
-        sender = EventSender(
-            config.kafka.bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent
-        )
+        from assonant_ioc.events.security import security
+
+        try:
+            secure = security(config.kafka.security)
+            sender = EventSender(
+                config.kafka.bootstrap,
+                config.kafka.topic,
+                idempotent=config.kafka.idempotent,
+                secure=secure,
+            )
+        except ValueError as err:
+            _user_mistake(str(err))
+        log.info("Kafka %s: %s", config.kafka.bootstrap, secure.shown())
     elif config.kafka.enabled:
         log.warning("no Kafka bootstrap configured: files are written, no events are sent")
     autosave = Autosave(

@@ -38,6 +38,7 @@ from assonant_ioc.catalog.store import Catalog
 from assonant_ioc.events import http
 from assonant_ioc.events.http import Metric
 from assonant_ioc.events.kafka import EventSender
+from assonant_ioc.events.security import security
 from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
@@ -179,6 +180,7 @@ class Processor:
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             client_id="assonant-process",
+            **security().kwargs(),  # TLS and SASL from the environment (events.security)
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=5000,

@@ -14,8 +14,11 @@ class Proxy:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``cut()`` closes every
     connection and refuses new ones until ``restore()``."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, tls: Any = None) -> None:
         self.target = target
+        #: an ssl.SSLContext: the proxy ends TLS (a broker's TLS listener, in front of one
+        #: that has none)
+        self.tls = tls
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -43,7 +46,7 @@ class Proxy:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, ssl=self.tls)
 
     async def _close(self) -> None:
         if self._server is not None:

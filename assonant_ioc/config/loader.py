@@ -36,6 +36,7 @@ from assonant_ioc.config.spec import (
 )
 from assonant_ioc.config.units import unit_problem
 from assonant_ioc.errors import ConfigError
+from assonant_ioc.events.security import ENV as SECURITY_ENV
 from assonant_ioc.events.security import security
 from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
 from assonant_ioc.nexus.provenance import PROVENANCE, RESERVED
@@ -457,11 +458,12 @@ def _kafka(raw: Any, p: _Problems, line: int) -> KafkaSettings:
         p.add(_line(raw, "security"), "kafka security must be a mapping (protocol, sasl_...)")
         secure = {}
     secure = {k: str(v) for k, v in secure.items() if k not in (LINE, KEY_LINES)}
-    try:
-        for problem in security(secure, env={}).problems():
-            p.add(_line(raw, "security"), f"kafka security: {problem}")
-    except ValueError as err:
-        p.add(_line(raw, "security"), str(err))
+    known = set(SECURITY_ENV)
+    for key in sorted(set(secure) - known):
+        p.add(_line(raw, "security"), f"unknown kafka security setting {key!r}")
+    secure = {k: v for k, v in secure.items() if k in known}
+    for problem in security(secure).problems():  # with the environment, as at the start
+        p.add(_line(raw, "security"), f"kafka security: {problem}")
     return KafkaSettings(
         security=secure,
         bootstrap=str(bootstrap) if bootstrap else None,

@@ -39,6 +39,8 @@ from tests.system.test_page_script import _chromium
 pytestmark = pytest.mark.timeout(600)
 
 ALICE_SAMPLE = "Cu foil of alice"
+#: the page's access token lives this long: the page refreshes it within the test
+ACCESS_TOKEN_S = 15
 BOB_SAMPLE = "bob's secret sample"
 
 
@@ -174,7 +176,7 @@ def test_pam_people_see_their_proposals_only(
     chromium = _chromium()
     page_port = procs.free_port()
     page_url = f"http://127.0.0.1:{page_port}"
-    access = _access(tmp_path, "pam")
+    access = _access(tmp_path, "pam", access_token_max_age_s=ACCESS_TOKEN_S)
     ARTIFACTS.mkdir(exist_ok=True)
     with (
         people.unix_people(),
@@ -188,6 +190,11 @@ def test_pam_people_see_their_proposals_only(
             said: list[str] = []
             page.on("console", lambda m: said.append(m.text))
             page.on("pageerror", lambda e: said.append(str(e)))
+            refreshed: list[str] = []
+            page.on(
+                "request",
+                lambda r: refreshed.append(r.url) if "/auth/session/refresh" in r.url else None,
+            )
             page.goto(page_url)
             page.wait_for_selector("#login-form:not([hidden])")
             assert page.is_hidden("#search-form")  # nothing to search before a login
@@ -199,6 +206,7 @@ def test_pam_people_see_their_proposals_only(
             page.fill("#password", PEOPLE["alice"][0])
             page.click("#login")
             page.wait_for_selector("#person:not([hidden])")
+            logged_in = time.monotonic()
             assert page.inner_text("#whoami") == "Logged in as alice"
             page.wait_for_selector("tr.file")
             rows = page.locator("tr.file").evaluate_all("rs => rs.map(r => r.dataset.key)")
@@ -218,6 +226,14 @@ def test_pam_people_see_their_proposals_only(
             alice_key = page.input_value("#key-secret")
             says = page.inner_text("#key-says")
             assert "proposal:2026-0001" in says and "2026-0002" not in says, says
+            # her access token expires: the page's next search refreshes it, unseen
+            procs.wait_until(
+                lambda: time.monotonic() - logged_in > ACCESS_TOKEN_S + 1, 60, "token's expiry"
+            )
+            page.click("#search")
+            page.wait_for_selector("#message:has-text('1 file(s) found')")
+            assert refreshed, "the page did not refresh its session"
+            assert page.locator("tr.file").count() == 1
             page.click("#logout")
             page.wait_for_selector("#login-form:not([hidden])")
             assert page.locator("tr.file").count() == 0 or page.is_hidden("#results")

@@ -460,6 +460,11 @@ class Bench:
 
         run(self)
 
+    def access(self) -> None:
+        from bench.access import run
+
+        run(self)
+
     def journal(self) -> None:
         from bench.journal import run
 
@@ -703,6 +708,7 @@ def main(argv: list[str] | None = None) -> None:
         "long_scan",
         "soak",
         "catalog",
+        "access",
         "fuzz",
     ]
     t0 = time.monotonic()

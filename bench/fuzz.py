@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from event_model import compose_run
 
 from assonant_ioc.sim import catalog_procs, procs
-from tests.system.reduction import all_announced, catalog_get, xas_file
+from assonant_ioc.sim.records import all_announced, catalog_get, xas_file
 
 #: strings an attacker puts where a name or a path goes
 NASTY = [

@@ -12,8 +12,9 @@ state directory, $XDG_STATE_HOME/assonant-ioc) or a PostgreSQL URI
 (postgresql://user:password@host/db). serve is tiled's own server over that
 catalog: clients give the API key of TILED_SINGLE_USER_API_KEY (or --api-key-file);
 with --access FILE, people log in and each sees their proposals' data only (release
-makes a proposal's data public). consume registers only the files under its --read directories (``assonant_ioc.trust``);
-serve never hands out a raw file (tiled's asset routes are off).
+makes a proposal's data public). consume registers only the files under its --read
+directories (``assonant_ioc.trust``); serve never hands out a raw file (tiled's asset
+routes are off).
 """
 
 from __future__ import annotations

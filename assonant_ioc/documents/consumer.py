@@ -92,6 +92,7 @@ class DocumentConsumer:
         self.files = 0
         #: what the loop is on (a stall past its bound is said on /health), what it refused
         self.watch = Watch(stall_s)
+        self.watch.refused = writer.refused  # the writer counts them: one dict says them
         self._worker = WorkerProcess(worker.init_worker)
         #: per partition, the offsets read and not yet committed, with the run of each
         self._pending: dict[Any, collections.deque[tuple[int, str | None]]] = {}
@@ -253,7 +254,6 @@ class DocumentConsumer:
 
     def metrics(self) -> list[Metric]:
         w = self.writer
-        self.watch.refused = dict(w.refused)  # the writer counts them: one place says them
         counts = {
             "documents": (self.taken, "documents taken"),
             "malformed": (w.malformed, "documents not taken (malformed or refused)"),

@@ -217,3 +217,50 @@ def test_a_put_with_callback_to_a_status_pv_is_answered_at_once(
             assert state.read().data is not None
         finally:
             ctx.disconnect()
+
+
+def test_a_reload_revokes_write_on_an_open_channel_and_a_malformed_file_keeps_the_rules(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    acf = tmp_path / "assonant.acf"
+    acf.write_text(ACF.format(guests=""))
+    args = ["--no-kafka", "--no-validate", "--acf", str(acf)]
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _dd, proc):
+        op_ctx = Context(host_name="console1", client_name="op")
+        guest_ctx = Context(host_name="laptop", client_name="guest")
+        try:
+            (op_sample,) = _pvs(op_ctx, P, "SampleName")
+            (guest_sample,) = _pvs(guest_ctx, P, "SampleName")
+            assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
+            # a malformed file: said, and the rules in force stay (neither opened nor closed)
+            acf.write_text("ASG(DEFAULT) {\n    RULE(1, READ\n")
+            proc.popen.send_signal(signal.SIGHUP)
+            procs.wait_until(
+                lambda: (
+                    "access security not reloaded, old rules kept" in client.get(f"{P}LastError")
+                ),
+                10,
+                "the malformed file refused",
+            )
+            _write(op_sample, "op-after-malformed")
+            assert client.get(f"{P}SampleName") == "op-after-malformed"
+            reply = guest_sample.write([*b"guest", 0], wait=True, timeout=10)
+            assert reply.status.name == "ECA_NOWTACCESS", reply
+            assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
+            # a reload that takes write away from the operators: their open channel loses it
+            acf.write_text(
+                ACF.format(guests="").replace("UAG(operators) { op }", "UAG(operators) { nobody }")
+            )
+            proc.popen.send_signal(signal.SIGHUP)
+            procs.wait_until(
+                lambda: op_sample.access_rights == AccessRights.READ, 10, "op's write revoked"
+            )
+            reply = op_sample.write([*b"op-revoked", 0], wait=True, timeout=10)
+            assert reply.status.name == "ECA_NOWTACCESS", reply
+            assert client.get(f"{P}SampleName") == "op-after-malformed"
+            assert op_sample.read().data is not None  # reading stays
+        finally:
+            op_ctx.disconnect()
+            guest_ctx.disconnect()
+        log_text = proc.log_path.read_text()
+    assert "audit: op@console1 wrote SampleName = 'op-revoked': refused" in log_text

@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from caproto import ChannelType
+from caproto.threading.client import Context
 
 from assonant_ioc import __version__
 from assonant_ioc.ioc.panel import pv_specs, render_panel
@@ -71,13 +74,40 @@ def test_health_pvs(sim: tuple[str, int], log_dir: Path, tmp_path: Path) -> None
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        cpu0, wall0, loads = cpu_s(), time.monotonic(), []
-        uptime = client.get(f"{P}Uptime")
-        for n in range(1, 4):
-            procs.wait_until(lambda n=n: client.get(f"{P}Uptime") >= uptime + n, 5, "a second")
-            loads.append(client.get(f"{P}CPULoad"))
-        kernel = 100 * (cpu_s() - cpu0) / (time.monotonic() - wall0)
-        assert all(0 <= load for load in loads)
+        # a known load: clients reading a PV as fast as the IOC answers, over circuits of
+        # their own, so a CPULoad stuck at 0 cannot pass
+        stop = threading.Event()
+        contexts = [Context() for _ in range(4)]
+        pvs = [ctx.get_pvs(f"{P}ExperimentId")[0] for ctx in contexts]
+        for pv in pvs:
+            pv.wait_for_connection(timeout=10)
+
+        def load(pv: Any) -> None:
+            while not stop.is_set():
+                pv.read(timeout=10)
+
+        writers = [threading.Thread(target=load, args=(pv,), daemon=True) for pv in pvs]
+        for writer in writers:
+            writer.start()
+        try:
+            uptime = client.get(f"{P}Uptime")  # from the next second on: a whole window
+            procs.wait_until(lambda: client.get(f"{P}Uptime") >= uptime + 1, 5, "a second")
+            cpu0, wall0, loads = cpu_s(), time.monotonic(), []
+            for n in range(1, 4):
+                procs.wait_until(
+                    lambda n=n: client.get(f"{P}Uptime") >= uptime + 1 + n, 5, "a second"
+                )
+                loads.append(client.get(f"{P}CPULoad"))
+            kernel = 100 * (cpu_s() - cpu0) / (time.monotonic() - wall0)
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(timeout=15)
+            for ctx in contexts:
+                ctx.disconnect()
+        # the load is there, as the kernel counts it: well above the tolerance, so a CPULoad
+        # stuck at 0 fails
+        assert kernel >= 20, kernel
         assert sum(loads) / len(loads) == pytest.approx(kernel, abs=10), (loads, kernel)
         beat = client.get(f"{P}Heartbeat")
         procs.wait_until(lambda: client.get(f"{P}Heartbeat") > beat, 5, "heartbeat")

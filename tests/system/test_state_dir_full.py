@@ -166,10 +166,71 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
     before, after = values[: gap[0]], values[gap[0] + 1 :]
     assert np.diff(before).tolist() == [1] * (len(before) - 1)  # kept up to the gap
     assert np.diff(after).tolist() == [1] * (len(after) - 1)  # and after it
-    assert after.size == 0 or after[0] - before[-1] > 1  # what the gap lost
+    assert after.size == 0  # the recording had stopped before there was room again
     assert np.all(np.diff(times) >= 0)
     with h5py.File(path, "r") as f:
         assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+
+
+def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
+    sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
+) -> None:
+    """Memory for 40 readings, then updates dropped, then room while still recording: the
+    counter (the only PV recorded during the exposure here, +1 a frame) steps by 1 up to the
+    gap and after it, and the event's and the note's dropped count is exactly the frames the
+    gap lost."""
+    BL = sim[0]
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    sim_yaml = (
+        (REPO / "configs" / "sim.yaml")
+        .read_text()
+        .replace("moments: [pre, during, post]", "moments: [pre, post]")
+    )
+    sim_yaml = sim_yaml.replace(
+        'frame_count: {pv: "$(BL)det:ArrayCounter_RBV", moments: [pre, post]}',
+        'frame_count: {pv: "$(BL)det:ArrayCounter_RBV", moments: [pre, during, post]}',
+    )
+    assert sim_yaml.count("during") == 1, "the counter alone is recorded during"
+    config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + sim_yaml
+    with _tmpfs(tmp_path / "state", 512) as state:
+        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
+        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
+            client,
+            P,
+            _data,
+            proc,
+        ):
+            client.put(f"{P}ExperimentId", "room-after-drops")
+            _start(client, BL, P, state)
+            procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
+            counted = client.get(f"{BL}det:ArrayCounter_RBV")
+            procs.wait_until(  # frames taken while nothing can be kept
+                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
+            )
+            (state / "filler").unlink()  # room again, still recording
+            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+            counted = client.get(f"{BL}det:ArrayCounter_RBV")
+            procs.wait_until(  # frames recorded after the room came back
+                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
+            )
+            client.put(f"{P}Record:During", 0)
+            client.put(f"{BL}det:Acquire", 0)
+            client.put(f"{P}Snapshot:Post", 1)
+            client.put(f"{P}EndOfExperiment", 1)
+            path = Path(client.get(f"{P}LastFile"))
+            event = asyncio.run(consume_event(kafka, topic, "room-after-drops", timeout=60))
+            assert proc.popen.poll() is None
+    values, _times, note = _counter_log(path)
+    gap = np.nonzero(~np.isfinite(values))[0]
+    assert len(gap) == 1, values  # one point marked disconnected, where the gap begins
+    before, after = values[: gap[0]], values[gap[0] + 1 :]
+    assert len(before) >= 40 and len(after) >= 5, (len(before), len(after))
+    assert np.diff(before).tolist() == [1] * (len(before) - 1)  # kept up to the gap
+    assert np.diff(after).tolist() == [1] * (len(after) - 1)  # and every one after it
+    lost = int(after[0] - before[-1] - 1)  # the frames the gap lost
+    assert lost >= 5
+    assert event["readings_dropped"] == lost, (event["readings_dropped"], lost)
+    assert f"{lost} update(s) received in that time were dropped" in note, note
 
 
 def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_end(

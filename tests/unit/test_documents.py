@@ -120,6 +120,8 @@ def test_resource_datum_frames_image_keys_angles_and_unmapped_keys(tmp_path: Pat
         assert entry["definition"][()] == b"NXtomo"
         frames = entry["instrument/detector/data"]
         assert frames.is_virtual and frames.shape == (5, 16, 16)
+        # each frame, the dark and the flat included, the one its datum names
+        np.testing.assert_array_equal(frames[()], np.arange(5 * 16 * 16).reshape(5, 16, 16))
         assert entry["instrument/detector/image_key"][()].tolist() == [2, 1, 0, 0, 0]
         angles = entry["sample/rotation_angle"][()]
         np.testing.assert_allclose(angles[2:], ANGLES)  # read with each projection

@@ -68,7 +68,7 @@ def test_the_ioc_and_the_catalog_consumer_talk_tls_to_the_broker(
             client.put(f"{P}ExperimentId", "over-tls")
             client.put(f"{P}Snapshot:Pre", 1)
             client.put(f"{P}EndOfExperiment", 1)
-            said = log_dir / "assonant-ioc.log"
+            said = proc.log_path
             procs.wait_until(lambda: "over-tls: event sent" in said.read_text(), 30, "TLS", proc)
         assert f"Kafka {bootstrap}: SSL" in said.read_text()
         # the consumers: TLS from the environment

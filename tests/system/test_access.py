@@ -3,8 +3,10 @@ as the file says, reads unchanged, a reload (SIGHUP) applying a new rule; the au
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +46,29 @@ def _write(pv: Any, text: str) -> None:
     pv.write([*text.encode(), 0], wait=True, timeout=5)
 
 
-def test_access_security_with_two_identities_and_a_reload(
+@contextlib.contextmanager
+def _two_identities(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
-) -> None:
+) -> Iterator[tuple[Path, Any, str, Any, Context, Context]]:
+    """The IOC with the ACF (no guests' rule), and two CA clients: op on console1, guest on
+    laptop; yields (the ACF's path, client, prefix, proc, op's context, guest's context)."""
     acf = tmp_path / "assonant.acf"
     acf.write_text(ACF.format(guests=""))
     args = ["--no-kafka", "--no-validate", "--acf", str(acf)]
     with start_service(log_dir, tmp_path, sim, args) as (client, P, _dd, proc):
         op_ctx = Context(host_name="console1", client_name="op")
         guest_ctx = Context(host_name="laptop", client_name="guest")
+        try:
+            yield acf, client, P, proc, op_ctx, guest_ctx
+        finally:
+            op_ctx.disconnect()
+            guest_ctx.disconnect()
+
+
+def test_access_security_with_two_identities_and_a_reload(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    with _two_identities(sim, log_dir, tmp_path) as (acf, client, P, proc, op_ctx, guest_ctx):
         libca: _LibcaWatcher | None = None
         try:
             op_sample, op_pre, op_eoe = _pvs(
@@ -127,8 +143,6 @@ def test_access_security_with_two_identities_and_a_reload(
             )
             assert client.get(f"{P}State") == "Idle"
         finally:
-            op_ctx.disconnect()
-            guest_ctx.disconnect()
             if libca is not None:
                 libca.close()
         log_text = proc.log_path.read_text()
@@ -222,45 +236,34 @@ def test_a_put_with_callback_to_a_status_pv_is_answered_at_once(
 def test_a_reload_revokes_write_on_an_open_channel_and_a_malformed_file_keeps_the_rules(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    acf = tmp_path / "assonant.acf"
-    acf.write_text(ACF.format(guests=""))
-    args = ["--no-kafka", "--no-validate", "--acf", str(acf)]
-    with start_service(log_dir, tmp_path, sim, args) as (client, P, _dd, proc):
-        op_ctx = Context(host_name="console1", client_name="op")
-        guest_ctx = Context(host_name="laptop", client_name="guest")
-        try:
-            (op_sample,) = _pvs(op_ctx, P, "SampleName")
-            (guest_sample,) = _pvs(guest_ctx, P, "SampleName")
-            assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
-            # a malformed file: said, and the rules in force stay (neither opened nor closed)
-            acf.write_text("ASG(DEFAULT) {\n    RULE(1, READ\n")
-            proc.popen.send_signal(signal.SIGHUP)
-            procs.wait_until(
-                lambda: (
-                    "access security not reloaded, old rules kept" in client.get(f"{P}LastError")
-                ),
-                10,
-                "the malformed file refused",
-            )
-            _write(op_sample, "op-after-malformed")
-            assert client.get(f"{P}SampleName") == "op-after-malformed"
-            reply = guest_sample.write([*b"guest", 0], wait=True, timeout=10)
-            assert reply.status.name == "ECA_NOWTACCESS", reply
-            assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
-            # a reload that takes write away from the operators: their open channel loses it
-            acf.write_text(
-                ACF.format(guests="").replace("UAG(operators) { op }", "UAG(operators) { nobody }")
-            )
-            proc.popen.send_signal(signal.SIGHUP)
-            procs.wait_until(
-                lambda: op_sample.access_rights == AccessRights.READ, 10, "op's write revoked"
-            )
-            reply = op_sample.write([*b"op-revoked", 0], wait=True, timeout=10)
-            assert reply.status.name == "ECA_NOWTACCESS", reply
-            assert client.get(f"{P}SampleName") == "op-after-malformed"
-            assert op_sample.read().data is not None  # reading stays
-        finally:
-            op_ctx.disconnect()
-            guest_ctx.disconnect()
+    with _two_identities(sim, log_dir, tmp_path) as (acf, client, P, proc, op_ctx, guest_ctx):
+        (op_sample,) = _pvs(op_ctx, P, "SampleName")
+        (guest_sample,) = _pvs(guest_ctx, P, "SampleName")
+        assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
+        # a malformed file: said, and the rules in force stay (neither opened nor closed)
+        acf.write_text("ASG(DEFAULT) {\n    RULE(1, READ\n")
+        proc.popen.send_signal(signal.SIGHUP)
+        procs.wait_until(
+            lambda: "access security not reloaded, old rules kept" in client.get(f"{P}LastError"),
+            10,
+            "the malformed file refused",
+        )
+        _write(op_sample, "op-after-malformed")
+        assert client.get(f"{P}SampleName") == "op-after-malformed"
+        reply = guest_sample.write([*b"guest", 0], wait=True, timeout=10)
+        assert reply.status.name == "ECA_NOWTACCESS", reply
+        assert op_sample.access_rights == AccessRights.READ | AccessRights.WRITE
+        # a reload that takes write away from the operators: their open channel loses it
+        acf.write_text(
+            ACF.format(guests="").replace("UAG(operators) { op }", "UAG(operators) { nobody }")
+        )
+        proc.popen.send_signal(signal.SIGHUP)
+        procs.wait_until(
+            lambda: op_sample.access_rights == AccessRights.READ, 10, "op's write revoked"
+        )
+        reply = op_sample.write([*b"op-revoked", 0], wait=True, timeout=10)
+        assert reply.status.name == "ECA_NOWTACCESS", reply
+        assert client.get(f"{P}SampleName") == "op-after-malformed"
+        assert op_sample.read().data is not None  # reading stays
         log_text = proc.log_path.read_text()
     assert "audit: op@console1 wrote SampleName = 'op-revoked': refused" in log_text

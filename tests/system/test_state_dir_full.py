@@ -77,6 +77,19 @@ def _start(client: Any, BL: str, P: str, state: Path) -> None:
     assert "cannot take the experiment" in client.get(f"{P}LastError")
 
 
+def _more_frames(client: Any, BL: str, n: int) -> None:
+    counted = client.get(f"{BL}det:ArrayCounter_RBV")
+    procs.wait_until(
+        lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + n, 20, f"{n} frames"
+    )
+
+
+def _frames_dropped(client: Any, BL: str, P: str) -> None:
+    """The memory for 40 readings full, then frames taken while nothing can be kept."""
+    procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
+    _more_frames(client, BL, 5)
+
+
 def test_room_made_while_recording_loses_nothing(
     sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
 ) -> None:
@@ -98,10 +111,7 @@ def test_room_made_while_recording_loses_nothing(
             (state / "filler").unlink()  # room again
             procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
             assert client.get(f"{P}NotDurable") == 0
-            counted = client.get(f"{BL}det:ArrayCounter_RBV")
-            procs.wait_until(
-                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 3, 20, "frames"
-            )
+            _more_frames(client, BL, 3)
             client.put(f"{P}Record:During", 0)
             client.put(f"{BL}det:Acquire", 0)
             client.put(f"{P}Snapshot:Post", 1)
@@ -138,11 +148,7 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
         ):
             client.put(f"{P}ExperimentId", "room-after-stop")
             _start(client, BL, P, state)
-            procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
-            counted = client.get(f"{BL}det:ArrayCounter_RBV")
-            procs.wait_until(  # frames taken while nothing can be kept
-                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
-            )
+            _frames_dropped(client, BL, P)
             client.put(f"{P}Record:During", 0)  # accepted: the batch stays in memory
             client.put(f"{BL}det:Acquire", 0)
             assert client.get(f"{P}State") == "Collecting"
@@ -202,17 +208,10 @@ def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
         ):
             client.put(f"{P}ExperimentId", "room-after-drops")
             _start(client, BL, P, state)
-            procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
-            counted = client.get(f"{BL}det:ArrayCounter_RBV")
-            procs.wait_until(  # frames taken while nothing can be kept
-                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
-            )
+            _frames_dropped(client, BL, P)
             (state / "filler").unlink()  # room again, still recording
             procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
-            counted = client.get(f"{BL}det:ArrayCounter_RBV")
-            procs.wait_until(  # frames recorded after the room came back
-                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 5, 20, "frames"
-            )
+            _more_frames(client, BL, 5)  # recorded after the room came back
             client.put(f"{P}Record:During", 0)
             client.put(f"{BL}det:Acquire", 0)
             client.put(f"{P}Snapshot:Post", 1)
@@ -271,10 +270,7 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
             procs.wait_until(lambda: client.get(f"{P}NotDurable") > 0, 90, "held", proc)
             filler.unlink()  # room again, for good
             procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
-            counted = client.get(f"{BL}det:ArrayCounter_RBV")
-            procs.wait_until(
-                lambda: client.get(f"{BL}det:ArrayCounter_RBV") >= counted + 3, 20, "frames"
-            )
+            _more_frames(client, BL, 3)
             client.put(f"{P}Record:During", 0)
             client.put(f"{BL}det:Acquire", 0)
             client.put(f"{P}Snapshot:Post", 1)

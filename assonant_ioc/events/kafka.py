@@ -172,8 +172,8 @@ async def consume_record(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **security().kwargs()
     )
-    await consumer.start()
-    try:
+    try:  # a start that fails (broker away, TLS refused) closes the consumer too
+        await consumer.start()
         deadline = time.monotonic() + timeout
         await _assign_from_start(consumer, topic, deadline)
         while time.monotonic() < deadline:
@@ -196,8 +196,8 @@ async def consume_all(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **security().kwargs()
     )
-    await consumer.start()
-    try:
+    try:  # a start that fails (broker away, TLS refused) closes the consumer too
+        await consumer.start()
         deadline = time.monotonic() + timeout
         parts = await _assign_from_start(consumer, topic, deadline)
         events: list[tuple[int, dict[str, Any]]] = []

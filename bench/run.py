@@ -217,12 +217,18 @@ class Bench:
             if not step["ok"]:
                 break
             best = step
+        sustained = 3.0 if self.quick else 60.0
+        if best is not None:  # the best step again, over a minute: the rate measured then
+            best = self._during_step(best["m"], best["scan"], sustained)
         self.row(
             "during",
-            "max sustained updates/s with 0 lost (searched upward at 10 Hz until lost)",
-            None if best is None else best["updates_per_s"],
+            f"max sustained updates/s with 0 lost: received by the service over {sustained:g} s "
+            "at the highest step found (searched upward at 10 Hz until lost)",
+            None if best is None else best["service_per_s"],
             "",
-            bare_per_expected=None if best is None else best["bare_per_expected"],
+            bare_client_per_s=None if best is None else best["bare_per_s"],
+            ioc_set_to_per_s=None if best is None else best["updates_per_s"],
+            lost=None if best is None else best["lost"],
         )
 
     def _during_step(self, m: int, scan: str, seconds: float) -> dict[str, Any]:
@@ -245,9 +251,15 @@ class Bench:
             updates_per_s=m * rate,
             bare_per_expected=bare_per_expected,
         )
+        window = max(ours["window_s"], 1e-9)
         return {
             "ok": ratio >= 0.99 and lost == 0,
+            "m": m,
+            "scan": scan,
+            "lost": lost,
             "updates_per_s": m * rate,
+            "service_per_s": ours["in_window"] / window,
+            "bare_per_s": bare["in_window"] / window,
             "bare_per_expected": bare_per_expected,
         }
 

@@ -501,12 +501,14 @@ class Bench:
         with self.scale_ioc(m, ".1 second") as bl:
             with self.service(bl, m, during=m) as (prefix, port, proc):
                 env = procs.ca_client_env(port)
+                cpu0, written0 = _children_work(proc.popen.pid)
                 _put(f"{prefix}Record:During", 1, env)
                 time.sleep(short)
                 rss_short = _rss_tree_mb(proc.popen.pid)
                 time.sleep(long_ - short)
                 rss_long = _rss_tree_mb(proc.popen.pid)
                 _put(f"{prefix}Record:During", 0, env)
+                cpu1, written1 = _children_work(proc.popen.pid)  # staging's own work
                 eoe_long = _timed_put(f"{prefix}EndOfExperiment", env)
                 long_file = _get(f"{prefix}LastFile", env)
                 # the same short recording twice: EndOfExperiment with the beamline updating...
@@ -545,6 +547,18 @@ class Bench:
             "<= 1.5",
             eoe_s=eoe_long,
             h5py_s=h5py_s,
+            # what staging did during the recording so that EndOfExperiment need not
+            staging_cpu_s=cpu1 - cpu0,
+            staging_bytes_written=written1 - written0,
+            recording_s=long_,
+        )
+        self.row(
+            f"durable: {points} recorded points",
+            f"staging's CPU during the {long_:g} s recording (the build worker), s",
+            cpu1 - cpu0,
+            "",
+            bytes_written=written1 - written0,
+            share_of_a_core=(cpu1 - cpu0) / long_,
         )
         self.row(
             f"durable: EndOfExperiment beside {rate} updates/s",
@@ -698,9 +712,8 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def _rss_tree_mb(pid: int) -> float:
-    """The service's RSS with its descendants': the build worker (where the staging caches
-    live) and the validator."""
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (the service's build worker and validator)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -714,13 +727,34 @@ def _rss_tree_mb(pid: int) -> float:
         more = {p for p, parent in parents.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
+    return tree - {pid}
+
+
+def _rss_tree_mb(pid: int) -> float:
+    """The service's RSS with its descendants': the build worker (where the staging caches
+    live) and the validator."""
     total = 0.0
-    for each in tree:
+    for each in {pid} | _descendants(pid):
         try:
             total += _rss_mb(each)
         except (OSError, RuntimeError):  # gone meanwhile, or a zombie
             pass
     return total
+
+
+def _children_work(pid: int) -> tuple[float, int]:
+    """(CPU seconds, bytes written to disk) of the service's descendants so far."""
+    cpu, written = 0.0, 0
+    for each in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for line in Path(f"/proc/{each}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    written += int(line.split()[1])
+        except OSError:
+            pass
+    return cpu, written
 
 
 _get, _put = procs.ca_get, procs.ca_put

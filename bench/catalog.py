@@ -52,6 +52,38 @@ def _files(folder: Path, n: int) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
+def _real_files(folder: Path, n: int) -> list[Path]:
+    """``n`` files the size a beamline's are: 10,000 PVs in the pre and post snapshots, 100
+    of them recorded during (600 points each), a detector's 100 frames linked (one detector
+    file beside them); copies of one written file, each a file of its own."""
+    import dataclasses
+
+    import h5py
+    import numpy as np
+
+    from assonant_ioc.model.components import Component, ComponentClass, LinkedData, Moment
+
+    frames = folder / "detector" / "frames_000.h5"
+    frames.parent.mkdir(parents=True)
+    with h5py.File(frames, "w") as f:
+        rng = np.random.default_rng(0)
+        f["/entry/data/data"] = rng.integers(0, 4000, (100, 256, 256), dtype=np.uint16)
+    x = synthetic_experiment(10000, 100, 600)
+    det = Component("detector", ComponentClass.DETECTOR, data=LinkedData((str(frames),)))
+    entries = tuple(
+        dataclasses.replace(e, instrument=(*e.instrument, det)) if e.moment is Moment.DURING else e
+        for e in x.entries
+    )
+    first = write_experiment(dataclasses.replace(x, entries=entries), folder / "template.nxs")
+    out = []
+    for i in range(n):
+        path = folder / f"REAL_{i:04d}.nxs"
+        shutil.copyfile(first, path)
+        out.append(path)
+    first.unlink()
+    return out
+
+
 async def _produce(kafka: str, topic: str, events: list[dict[str, Any]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
     await producer.start()
@@ -237,12 +269,17 @@ def run(bench: Bench) -> None:
         bare_http_s=statistics.median(bare),
         ratio_to_bare=statistics.median(ours) / statistics.median(bare),
     )
-    # backfill of the same files into an empty catalog
-    backfill_s, registered = asyncio.run(_backfill(data, f"sqlite:///{work / 'backfill.db'}"))
+    # backfill into an empty catalog: files the size a beamline's are
+    real = work / "real"
+    files_real = _real_files(real, 20 if bench.quick else 200)
+    size_mb = files_real[0].stat().st_size / 1e6
+    backfill_s, registered = asyncio.run(_backfill(real, f"sqlite:///{work / 'backfill.db'}"))
     bench.row(
-        f"catalog: backfill {registered} files",
+        f"catalog: backfill {registered} files of {size_mb:.1f} MB (10,000 PVs, frames linked)",
         "files per second",
         registered / backfill_s,
         ">= 50",
         seconds=backfill_s,
+        file_mb=size_mb,
+        mb_per_s=registered * size_mb / backfill_s,
     )

@@ -3,6 +3,7 @@
 No Channel Access in this package: the IOC maps PVs to :class:`Lifecycle` calls.
 """
 
-from assonant_ioc.lifecycle.experiment import Lifecycle, Reporter, Settings, StepFailed
+from assonant_ioc.lifecycle.experiment import Lifecycle, Settings, StepFailed
+from assonant_ioc.lifecycle.reporter import Reporter
 
 __all__ = ["Lifecycle", "Reporter", "Settings", "StepFailed"]

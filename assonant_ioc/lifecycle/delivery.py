@@ -8,15 +8,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from assonant_ioc.errors import SendFailed
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.holds import held
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
-
-if TYPE_CHECKING:
-    from assonant_ioc.lifecycle.experiment import Reporter
+from assonant_ioc.lifecycle.reporter import Reporter
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The experiment's lifecycle: commands, captures, journal, file build, outbox, recovery.
+"""The experiment's lifecycle: commands, captures, journal, file build, outbox (recovery:
+``lifecycle.recovery``; what it tells the world: ``lifecycle.reporter``).
 
 No Channel Access here: the IOC maps its PVs to these calls and shows what the
 :class:`Reporter` is told. Commands run one at a time (a lock), so a Record stop
@@ -18,7 +19,7 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from assonant_ioc.config.paths import data_dir_problem
 from assonant_ioc.config.spec import BeamlineConfig, render_file_name
@@ -30,10 +31,11 @@ from assonant_ioc.lifecycle.holds import held
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
 from assonant_ioc.lifecycle.pool import WorkerProcess
+from assonant_ioc.lifecycle.recovery import Recovery
+from assonant_ioc.lifecycle.reporter import Reporter
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.source import ReadingSource
 from assonant_ioc.model.state import Command, State, StateMachine
-from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.writer import partial_path, publish
 from assonant_ioc.snapshots import FileNames
 
@@ -96,24 +98,6 @@ class StepFailed(Exception):
     """A step failed; the state is Fault and the reason was reported."""
 
 
-class Reporter(Protocol):
-    """What the lifecycle tells the world (the IOC shows it on its status PVs)."""
-
-    async def say(self, message: str) -> None: ...
-
-    async def error(self, message: str) -> None: ...
-
-    async def state_changed(self, state: State) -> None: ...
-
-    async def file_written(self, path: Path) -> None: ...
-
-    async def validated(self, text: str) -> None: ...
-
-    async def durability(self, waiting: int, problem: str) -> None:
-        """What is captured but not yet durable (readings, snapshots) and why (empty: all
-        durable)."""
-
-
 @dataclass(frozen=True)
 class Settings:
     """The operator's settings when a command arrives."""
@@ -130,7 +114,7 @@ class Settings:
     who: str = ""
 
 
-class Lifecycle:
+class Lifecycle(Recovery):
     def __init__(
         self,
         config: BeamlineConfig,
@@ -722,87 +706,3 @@ class Lifecycle:
             when,
             settings.counter,
         )
-
-    # -- validation and delivery ---------------------------------------------------------------
-    # -- recovery ------------------------------------------------------------------------------
-    async def _recover(self) -> str:
-        meta = await asyncio.to_thread(self.journal.load_meta)
-        self._meta = meta
-        self.experiment_id = str(meta.get("experiment_id", ""))
-        self.sample = str(meta.get("sample", ""))
-        captured = {Moment(m) for m in meta.get("captured", [])}
-        state = State[str(meta.get("state", "Idle")).upper()]
-        now = time.time()
-        self.machine.captured = set(captured)
-        what = self.experiment_id
-        if state is State.IDLE and not captured:  # began, nothing durable captured
-            await asyncio.to_thread(self.journal.discard)
-            self._meta = {}
-            return ""
-        writing = meta.get("writing")
-        if state is State.WRITING and writing:
-            done = await self._recover_write(writing)
-            if done:  # said where a stop's other outcomes are (LastError), for the operator
-                message = (
-                    f"{what}: the write interrupted by a stop was finished: {writing['final']}"
-                )
-                await self.reporter.error(message)
-                return message
-            state = State.FAULT
-            meta["fault"] = (
-                f"the write of {writing['final']} was interrupted by a stop; "
-                "EndOfExperiment writes it again, or Abort"
-            )
-            meta["writing"] = None
-        elif state is State.WRITING:
-            state = State.FAULT
-        if state is State.RECORDING:
-            last = await asyncio.to_thread(self.journal.last_durable)
-            during = meta["moments"]["during"]
-            down = last if last is not None else float(during["start"])
-            during["end"] = down
-            during["interrupted"] = {"down_from": down, "up_at": now}
-            captured.add(Moment.DURING)
-            self.machine.captured.add(Moment.DURING)
-            meta["captured"] = sorted(m.value for m in captured)
-            state = State.COLLECTING
-            note = (
-                f"recording closed at its last durable point {iso(down)} "
-                f"(service down until {iso(now)}; the gap is marked in the file)"
-            )
-        else:
-            note = ""
-        self.machine.state = state
-        meta["state"] = state.label
-        await self._save()
-        self._follow_frames(
-            await asyncio.to_thread(self.journal.frame_files), meta.get("frames_held")
-        )
-        await self.reporter.state_changed(state)
-        moments = ", ".join(m.value for m in Moment if m in captured) or "nothing"
-        message = f"recovered experiment {what} after a stop ({moments} captured)"
-        if note:
-            message += f"; {note}"
-        if state is State.FAULT:
-            message += f"; Fault: {meta.get('fault', 'unknown')}"
-        else:
-            message += "; go on (Snapshot:Post, EndOfExperiment) or Abort"
-        await self.reporter.error(message)
-        return message
-
-    async def _recover_write(self, writing: dict[str, Any]) -> bool:
-        """A stop came during EndOfExperiment: finish it if its event was queued, else clean up."""
-        final, tmp = Path(writing["final"]), Path(writing["tmp"])
-        queued = self.outbox.find(str(writing["event_id"]))
-        if queued is None:  # the file was not complete: remove the partial file
-            tmp.unlink(missing_ok=True)
-            return False
-        if not final.exists():
-            if not tmp.exists():  # neither: nothing to announce
-                self.outbox.remove(queued)
-                return False
-            await asyncio.to_thread(publish, tmp, final)
-        else:
-            tmp.unlink(missing_ok=True)
-        await self._finish_written(final, queued)
-        return True

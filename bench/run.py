@@ -712,29 +712,11 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (the service's build worker and validator)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, grew = {pid}, True
-    while grew:
-        more = {p for p, parent in parents.items() if parent in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return tree - {pid}
-
-
 def _rss_tree_mb(pid: int) -> float:
     """The service's RSS with its descendants': the build worker (where the staging caches
     live) and the validator."""
     total = 0.0
-    for each in {pid} | _descendants(pid):
+    for each in {pid} | procs.descendants(pid):
         try:
             total += _rss_mb(each)
         except (OSError, RuntimeError):  # gone meanwhile, or a zombie
@@ -745,7 +727,7 @@ def _rss_tree_mb(pid: int) -> float:
 def _children_work(pid: int) -> tuple[float, int]:
     """(CPU seconds, bytes written to disk) of the service's descendants so far."""
     cpu, written = 0.0, 0
-    for each in _descendants(pid):
+    for each in procs.descendants(pid):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
             cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

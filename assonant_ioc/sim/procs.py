@@ -286,6 +286,28 @@ class Proc:
             self._log.close()
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (its children, theirs...; a zombie is not live)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        here = todo.pop()
+        for child, parent in parents.items():
+            if parent == here and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 @contextlib.contextmanager
 def running(
     name: str, args: list[str], env: Mapping[str, str], log_dir: Path, user: str | None = None

@@ -23,35 +23,14 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (its children, theirs...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        here = todo.pop()
-        for child, parent in parents.items():
-            if parent == here and child not in found and _alive(child):
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def test_kill_9_of_the_ioc_leaves_no_process_of_it(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
     with start_service(log_dir, tmp_path, sim, ["--no-kafka"]) as (_client, _P, _data, proc):
         ioc = proc.popen.pid
         # its build worker (started at once) and multiprocessing's resource tracker
-        procs.wait_until(lambda: len(_descendants(ioc)) >= 2, 30, "the IOC's worker", proc)
-        family = _descendants(ioc)
+        procs.wait_until(lambda: len(procs.descendants(ioc)) >= 2, 30, "the IOC's worker", proc)
+        family = procs.descendants(ioc)
         os.kill(ioc, signal.SIGKILL)
         proc.popen.wait(10)
         deadline = time.monotonic() + 5
@@ -104,8 +83,8 @@ def test_sigterm_stops_an_ioc_started_in_the_background_by_a_shell(
         assert int(ignored, 16) & (1 << (signal.SIGINT - 1)), "the shell did not ignore SIGINT"
         client_env = procs.ca_client_env(port)
         procs.wait_until(lambda: procs._started(prefix, client_env), 30, "IOC", None)
-        procs.wait_until(lambda: len(_descendants(ioc)) >= 1, 30, "the IOC's worker", None)
-        family = _descendants(ioc) | {ioc}
+        procs.wait_until(lambda: len(procs.descendants(ioc)) >= 1, 30, "the IOC's worker", None)
+        family = procs.descendants(ioc) | {ioc}
         os.kill(ioc, signal.SIGTERM)
         procs.wait_until(lambda: not any(_alive(p) for p in family), 20, "stopped", None)
         assert "Server exiting" in log.read_text()  # the shutdown hooks ran

@@ -40,6 +40,29 @@ def _tmpfs(where: Path, size_kb: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+@contextlib.contextmanager
+def _service_on_tmpfs(
+    sim: tuple[str, int],
+    kafka: str,
+    log_dir: Path,
+    tmp_path: Path,
+    topic: str,
+    config: str,
+    size_kb: int,
+) -> Iterator[tuple[Any, str, Any, Path]]:
+    """The service with its state directory on a tmpfs of ``size_kb``; yields (client,
+    prefix, process, the state directory)."""
+    with _tmpfs(tmp_path / "state", size_kb) as state:
+        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
+        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
+            client,
+            P,
+            _data,
+            proc,
+        ):
+            yield client, P, proc, state
+
+
 def _fill(where: Path, leave: int = 0) -> Path:
     """Fill the file system of ``where`` to the last byte (but ``leave`` bytes); returns the
     filler (remove it to make room)."""
@@ -96,29 +119,27 @@ def test_room_made_while_recording_loses_nothing(
     BL = sim[0]
     topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
     config = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
-    with _tmpfs(tmp_path / "state", 512) as state:
-        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
-        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            _data,
-            proc,
-        ):
-            client.put(f"{P}ExperimentId", "room-while-recording")
-            _start(client, BL, P, state)
-            held = client.get(f"{P}NotDurable")
-            procs.wait_until(lambda: client.get(f"{P}NotDurable") > held, 20, "more held")
-            (state / "filler").unlink()  # room again
-            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
-            assert client.get(f"{P}NotDurable") == 0
-            _more_frames(client, BL, 3)
-            client.put(f"{P}Record:During", 0)
-            client.put(f"{BL}det:Acquire", 0)
-            client.put(f"{P}Snapshot:Post", 1)
-            client.put(f"{P}EndOfExperiment", 1)
-            path = Path(client.get(f"{P}LastFile"))
-            event = asyncio.run(consume_event(kafka, topic, "room-while-recording", timeout=60))
-            assert proc.popen.poll() is None
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
+        client,
+        P,
+        proc,
+        state,
+    ):
+        client.put(f"{P}ExperimentId", "room-while-recording")
+        _start(client, BL, P, state)
+        held = client.get(f"{P}NotDurable")
+        procs.wait_until(lambda: client.get(f"{P}NotDurable") > held, 20, "more held")
+        (state / "filler").unlink()  # room again
+        procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+        assert client.get(f"{P}NotDurable") == 0
+        _more_frames(client, BL, 3)
+        client.put(f"{P}Record:During", 0)
+        client.put(f"{BL}det:Acquire", 0)
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+        event = asyncio.run(consume_event(kafka, topic, "room-while-recording", timeout=60))
+        assert proc.popen.poll() is None
     values, _times, note = _counter_log(path)
     counts = values[np.isfinite(values)]
     assert len(counts) >= 10
@@ -138,32 +159,30 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
     config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + (
         (REPO / "configs" / "sim.yaml").read_text()
     )
-    with _tmpfs(tmp_path / "state", 512) as state:
-        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
-        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            _data,
-            proc,
-        ):
-            client.put(f"{P}ExperimentId", "room-after-stop")
-            _start(client, BL, P, state)
-            _frames_dropped(client, BL, P)
-            client.put(f"{P}Record:During", 0)  # accepted: the batch stays in memory
-            client.put(f"{BL}det:Acquire", 0)
-            assert client.get(f"{P}State") == "Collecting"
-            client.put(f"{P}Snapshot:Post", 1)  # taken, held in memory
-            assert client.get(f"{P}StateDirOK") == "No"
-            with pytest.raises(procs.PutFailed):
-                client.put(f"{P}EndOfExperiment", 1)
-            assert "not yet durable" in client.get(f"{P}LastError")
-            assert client.get(f"{P}State") == "Collecting"
-            (state / "filler").unlink()
-            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
+        client,
+        P,
+        proc,
+        state,
+    ):
+        client.put(f"{P}ExperimentId", "room-after-stop")
+        _start(client, BL, P, state)
+        _frames_dropped(client, BL, P)
+        client.put(f"{P}Record:During", 0)  # accepted: the batch stays in memory
+        client.put(f"{BL}det:Acquire", 0)
+        assert client.get(f"{P}State") == "Collecting"
+        client.put(f"{P}Snapshot:Post", 1)  # taken, held in memory
+        assert client.get(f"{P}StateDirOK") == "No"
+        with pytest.raises(procs.PutFailed):
             client.put(f"{P}EndOfExperiment", 1)
-            path = Path(client.get(f"{P}LastFile"))
-            event = asyncio.run(consume_event(kafka, topic, "room-after-stop", timeout=60))
-            assert proc.popen.poll() is None
+        assert "not yet durable" in client.get(f"{P}LastError")
+        assert client.get(f"{P}State") == "Collecting"
+        (state / "filler").unlink()
+        procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+        event = asyncio.run(consume_event(kafka, topic, "room-after-stop", timeout=60))
+        assert proc.popen.poll() is None
     values, times, note = _counter_log(path)
     assert "could not take the recording from" in note and "dropped" in note
     assert event["readings_dropped"] > 0
@@ -198,27 +217,25 @@ def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
     )
     assert sim_yaml.count("during") == 1, "the counter alone is recorded during"
     config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + sim_yaml
-    with _tmpfs(tmp_path / "state", 512) as state:
-        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
-        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            _data,
-            proc,
-        ):
-            client.put(f"{P}ExperimentId", "room-after-drops")
-            _start(client, BL, P, state)
-            _frames_dropped(client, BL, P)
-            (state / "filler").unlink()  # room again, still recording
-            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
-            _more_frames(client, BL, 5)  # recorded after the room came back
-            client.put(f"{P}Record:During", 0)
-            client.put(f"{BL}det:Acquire", 0)
-            client.put(f"{P}Snapshot:Post", 1)
-            client.put(f"{P}EndOfExperiment", 1)
-            path = Path(client.get(f"{P}LastFile"))
-            event = asyncio.run(consume_event(kafka, topic, "room-after-drops", timeout=60))
-            assert proc.popen.poll() is None
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
+        client,
+        P,
+        proc,
+        state,
+    ):
+        client.put(f"{P}ExperimentId", "room-after-drops")
+        _start(client, BL, P, state)
+        _frames_dropped(client, BL, P)
+        (state / "filler").unlink()  # room again, still recording
+        procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+        _more_frames(client, BL, 5)  # recorded after the room came back
+        client.put(f"{P}Record:During", 0)
+        client.put(f"{BL}det:Acquire", 0)
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+        event = asyncio.run(consume_event(kafka, topic, "room-after-drops", timeout=60))
+        assert proc.popen.poll() is None
     values, _times, note = _counter_log(path)
     gap = np.nonzero(~np.isfinite(values))[0]
     assert len(gap) == 1, values  # one point marked disconnected, where the gap begins
@@ -244,44 +261,40 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
     config = "journal_flush_s: 0.2\nstaging_every_s: 2\n" + (
         (REPO / "configs" / "sim.yaml").read_text()
     )
-    with _tmpfs(tmp_path / "state", 2048) as state:
-        args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
-        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            _data,
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 2048) as (
+        client,
+        P,
+        proc,
+        state,
+    ):
+        client.put(f"{P}ExperimentId", "staging-full")
+        client.put(f"{P}Snapshot:Pre", 1)
+        client.put(f"{P}Record:During", 1)
+        client.put(f"{BL}det:Acquire", 1)
+        # room for the journal's small batches for a while, not for the staging file's
+        # first chunks (its first round comes 2 s after the start)
+        filler = _fill(state, leave=16 << 10)
+        procs.wait_until(
+            lambda: "staging the recording failed" in proc.tail(300),
+            30,
+            "the staging round failed",
             proc,
-        ):
-            client.put(f"{P}ExperimentId", "staging-full")
-            client.put(f"{P}Snapshot:Pre", 1)
-            client.put(f"{P}Record:During", 1)
-            client.put(f"{BL}det:Acquire", 1)
-            # room for the journal's small batches for a while, not for the staging file's
-            # first chunks (its first round comes 2 s after the start)
-            filler = _fill(state, leave=16 << 10)
-            procs.wait_until(
-                lambda: "staging the recording failed" in proc.tail(300),
-                30,
-                "the staging round failed",
-                proc,
-            )
-            filler.unlink()  # the staging file's room back, then full to the last byte:
-            filler = _fill(state)  # the journal's next page cannot be had
-            procs.wait_until(lambda: client.get(f"{P}NotDurable") > 0, 90, "held", proc)
-            filler.unlink()  # room again, for good
-            procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
-            _more_frames(client, BL, 3)
-            client.put(f"{P}Record:During", 0)
-            client.put(f"{BL}det:Acquire", 0)
-            client.put(f"{P}Snapshot:Post", 1)
-            client.put(f"{P}EndOfExperiment", 1)  # the first one writes it
-            path = Path(client.get(f"{P}LastFile"))
-            event = asyncio.run(consume_event(kafka, topic, "staging-full", timeout=60))
-            procs.wait_until(
-                lambda: "durable again" in proc.tail(400), 20, "durable again said", proc
-            )
-            log = proc.tail(2000)
-            assert client.get(f"{P}State") == "Idle" and proc.popen.poll() is None
+        )
+        filler.unlink()  # the staging file's room back, then full to the last byte:
+        filler = _fill(state)  # the journal's next page cannot be had
+        procs.wait_until(lambda: client.get(f"{P}NotDurable") > 0, 90, "held", proc)
+        filler.unlink()  # room again, for good
+        procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
+        _more_frames(client, BL, 3)
+        client.put(f"{P}Record:During", 0)
+        client.put(f"{BL}det:Acquire", 0)
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)  # the first one writes it
+        path = Path(client.get(f"{P}LastFile"))
+        event = asyncio.run(consume_event(kafka, topic, "staging-full", timeout=60))
+        procs.wait_until(lambda: "durable again" in proc.tail(400), 20, "durable again said", proc)
+        log = proc.tail(2000)
+        assert client.get(f"{P}State") == "Idle" and proc.popen.poll() is None
     assert path.name == Path(event["file_path"]).name
     values, _times, note = _counter_log(path)
     counts = values[np.isfinite(values)]

@@ -114,6 +114,8 @@ class Catalog:
         self.uri = uri
         #: for logs and the status endpoint (no password)
         self.shown = redacted(uri)
+        #: access tags this process has made sure of (one upsert per new tag, not per file)
+        self._defined: set[str] = set()
 
     @classmethod
     async def open(cls, uri: str) -> Catalog:
@@ -145,7 +147,7 @@ class Catalog:
         """Add the record, or say why nothing (or only its metadata) changed."""
         tags = access_tags(record.metadata)
         for attempt in (1, 2):
-            await self._define(tags)
+            await self._define(tags, again=attempt == 2)
             try:  # a new file is the common case: one transaction, no lookup first
                 await self._adapter.create_node(
                     structure_family=StructureFamily.container,
@@ -189,14 +191,16 @@ class Catalog:
                 new.get("sha256"),
             )
         node = await self._adapter.lookup_adapter([record.key])
-        await self._define(tags)
+        await self._define(tags, again=True)  # not the hot path: made sure of
         await node.replace_metadata(metadata=merged, access_tags=tags)
         return Outcome.UPDATED
 
-    async def _define(self, tags: list[str]) -> None:
+    async def _define(self, tags: list[str], again: bool = False) -> None:
         """The access tags' rows, so that a node can carry them before the access rules'
         compiler (``catalog.people``) has granted them to anyone: until then, only admins
-        see the node."""
+        see the node. Each tag once per process (``again``: the compiler dropped one)."""
+        if not again and self._defined.issuperset(tags):
+            return
         engine = self._adapter.context.engine
         upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         async with engine.begin() as conn:
@@ -205,6 +209,7 @@ class Catalog:
                 .values([{"name": t, "is_public": t == PUBLIC} for t in tags])
                 .on_conflict_do_nothing(index_elements=["name"])
             )
+        self._defined.update(tags)
 
     async def release(self, proposal: str) -> list[str]:
         """Add the public tag to every record of ``proposal`` (its embargo is over): read
@@ -215,7 +220,7 @@ class Catalog:
             node = await self._adapter.lookup_adapter([key])
             meta = dict(node.metadata())
             tags = sorted({*meta.get("access_tags", access_tags(meta)), PUBLIC})
-            await self._define(tags)
+            await self._define(tags, again=True)  # not the hot path: made sure of
             meta["access_tags"] = tags
             meta["released_at"] = datetime.now(timezone.utc).isoformat()
             await node.replace_metadata(metadata=meta, access_tags=tags)

@@ -250,6 +250,10 @@ class Lifecycle(Recovery):
             raise
 
     async def _enter(self, cmd: Command, who: str = "") -> None:
+        await self.reporter.state_changed(self._step(cmd, who))
+
+    def _step(self, cmd: Command, who: str) -> State:
+        """The command's step in the state machine and the experiment's meta (not said)."""
         if self._meta:
             step = {"step": cmd.value, "by": who, "at": time.time()}
             self._meta.setdefault("steps", []).append(step)
@@ -258,7 +262,7 @@ class Lifecycle(Recovery):
         new = self.machine.apply(cmd)
         self._meta["state"] = new.label
         self._meta["captured"] = sorted(m.value for m in self.machine.captured)
-        await self.reporter.state_changed(new)
+        return new
 
     async def _save(self) -> None:
         """The experiment's meta, durable; kept in memory and retried when the state directory
@@ -370,8 +374,9 @@ class Lifecycle(Recovery):
         await self.reporter.error(f"{self.experiment_id}: {step} failed, {keep}: {reason}")
         return StepFailed(reason)
 
-    def _begin(self, settings: Settings, now: float) -> None:
-        """A new experiment: its journal, and the detector files from now on."""
+    def _begin(self, settings: Settings, now: float, save_meta: bool = True) -> None:
+        """A new experiment: its journal (its meta written now, or with the step's snapshot
+        when ``save_meta`` is false), and the detector files from now on."""
         self.experiment_id = settings.experiment_id.strip() or time.strftime(
             f"{self.config.beamline}-%Y%m%dT%H%M%S", time.gmtime(now)
         )
@@ -387,7 +392,7 @@ class Lifecycle(Recovery):
             "moments": {},
             "writing": None,
         }
-        self.journal.begin(self._meta)
+        self.journal.begin(self._meta if save_meta else None)
         self._follow_frames()
 
     def _follow_frames(self, known: dict[str, list[str]] | None = None, held: Any = None) -> None:
@@ -412,18 +417,38 @@ class Lifecycle(Recovery):
         if sink is not None:
             self.monitor.remove_sink(sink)
 
+    def _take(
+        self, moment: Moment, settings: Settings, now: float
+    ) -> tuple[State, int, OSError | None]:
+        """A snapshot command's work, in one thread hop: a new experiment from Idle, the
+        step, the snapshot durable with the step's meta (one write). Returns the new state,
+        the PVs taken and the error that left the snapshot held in memory, if any."""
+        if self.state is State.IDLE:
+            self._begin(settings, now, False)
+        new = self._step(
+            Command.SNAPSHOT_PRE if moment is Moment.PRE else Command.SNAPSHOT_POST, settings.who
+        )
+        try:
+            return new, self._snapshot(moment, now), None
+        except OSError as err:
+            if moment not in self._held_snapshots:
+                raise
+            return new, len(self._moment_pvs[moment]), err
+
     def _snapshot(self, moment: Moment, now: float) -> int:
-        """The latest readings, durable in the journal (or held in memory when the state
-        directory cannot take them: the error is raised after); returns how many PVs."""
+        """The latest readings, durable in the journal with the experiment's meta as the
+        step leaves it (one durable write), or held in memory when the state directory
+        cannot take them (the error is raised after); returns how many PVs."""
         snap = self.monitor.snapshot()
         self._meta["moments"][moment.value] = {"start": now, "end": now}
-        try:
-            self.journal.save_snapshot(moment.value, snap)
-        except OSError:
-            self._held_snapshots[moment] = snap
-            raise
         if self._frames is not None:
             self._meta["frames_held"] = self._frames.held()
+        try:
+            self.journal.save_snapshot(moment.value, snap, self._meta)
+        except OSError:
+            self._held_snapshots[moment] = snap
+            self._meta_held = True
+            raise
         return len(self._moment_pvs[moment])
 
     # -- commands ------------------------------------------------------------------------------
@@ -433,17 +458,10 @@ class Lifecycle(Recovery):
             await self._refuse_unless(cmd)
             now = time.time()
             try:
-                if self.state is State.IDLE:
-                    await asyncio.to_thread(self._begin, settings, now)
-                try:
-                    count = await asyncio.to_thread(self._snapshot, moment, now)
-                except OSError as err:  # taken, held in memory until the disk takes it
-                    if moment not in self._held_snapshots:
-                        raise
-                    count = len(self._moment_pvs[moment])
-                    await self._not_durable(f"{type(err).__name__}: {err}")
-                await self._enter(cmd, settings.who)
-                await self._save()
+                new, count, held = await asyncio.to_thread(self._take, moment, settings, now)
+                await self.reporter.state_changed(new)
+                if held is not None:  # taken, held in memory until the disk takes it
+                    await self._not_durable(f"{type(held).__name__}: {held}")
             except Exception as err:
                 raise await self._fail(cmd.value, err) from err
             await self.reporter.say(

@@ -3,7 +3,8 @@
 One directory per service (``--state-dir``) holds at most one experiment in progress::
 
     experiment/meta.json     who, what was captured, the state; replaced atomically each step
-    experiment/pre.log       a snapshot: the monitor's raw updates as binary columns, fsynced
+    experiment/pre.log       a snapshot: the monitor's raw updates as binary columns, fsynced,
+                             with the experiment's meta as of that step (one durable write)
     experiment/post.log
     experiment/during.log    the recording: length-prefixed, CRC-checked batches, appended
     experiment/frames.log    the detector files seen so far, one JSON line each
@@ -29,10 +30,14 @@ from typing import Any
 from assonant_ioc.lifecycle.records import (
     append_record,
     encode_values,
+    json_record,
     jsonable,
     read_columns,
     read_records,
     read_snapshot,
+    read_snapshot_meta,
+    snapshot_columns,
+    write_record,
 )
 from assonant_ioc.model.components import SeriesColumns
 from assonant_ioc.model.readings import RawSnapshot, Reading, describe
@@ -40,6 +45,7 @@ from assonant_ioc.model.readings import RawSnapshot, Reading, describe
 log = logging.getLogger(__name__)
 
 META = "meta.json"
+SNAPSHOTS = ("pre.log", "post.log")
 DURING_LOG = "during.log"
 FRAMES_LOG = "frames.log"
 
@@ -71,63 +77,97 @@ class Journal:
         self.dir = state_dir / "experiment"
         #: the last snapshot header: (its PVs, units and last values; its JSON)
         self._header: tuple[Any, bytes] | None = None
+        #: each saved meta's number: the newest of meta.json and the snapshots' is the meta
+        self._seq = 0
 
     # -- meta --------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return (self.dir / META).exists()
+        return any((self.dir / name).exists() for name in (META, *SNAPSHOTS))
 
-    def begin(self, meta: Mapping[str, Any]) -> None:
-        """Start a new experiment's journal (an old one is discarded)."""
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        fsync_dir(self.dir.parent)
-        self.save_meta(meta)
+    def begin(self, meta: Mapping[str, Any] | None) -> None:
+        """Start a new experiment's journal (an old one is discarded); its meta is written
+        now, or with the first snapshot when ``meta`` is None."""
+        if self.dir.exists():  # kept by the last discard, empty: nothing to make durable
+            if self._empty():
+                fsync_dir(self.dir)
+        else:
+            self.dir.mkdir(parents=True)
+            fsync_dir(self.dir.parent)
+        self._seq = 0
+        if meta is not None:
+            self.save_meta(meta)
+
+    def _numbered(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        self._seq += 1
+        return {**meta, "seq": self._seq}
 
     def save_meta(self, meta: Mapping[str, Any]) -> None:
-        write_durable(self.dir / META, json.dumps(meta, indent=1).encode())
+        write_durable(self.dir / META, json.dumps(self._numbered(meta), indent=1).encode())
 
     def load_meta(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.dir / META).read_text(encoding="utf-8"))
-        return data
+        """The newest meta saved: meta.json's, or a later snapshot's that carried it."""
+        found: list[dict[str, Any]] = []
+        if (self.dir / META).exists():
+            found.append(json.loads((self.dir / META).read_text(encoding="utf-8")))
+        for name in SNAPSHOTS:
+            if (self.dir / name).exists():
+                meta = read_snapshot_meta(self.dir / name)
+                if meta is not None:
+                    found.append(meta)
+        if not found:
+            raise FileNotFoundError(f"no experiment meta in {self.dir}")
+        newest = max(found, key=lambda m: int(m.get("seq", 0)))
+        self._seq = max(self._seq, int(newest.get("seq", 0)))
+        return newest
 
     def discard(self) -> None:
         """The experiment is written or aborted: forget it."""
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
+        if self.dir.exists() and self._empty():
             with contextlib.suppress(OSError):
-                fsync_dir(self.state_dir)
+                fsync_dir(self.dir)
+
+    def _empty(self) -> bool:
+        """Remove what the directory holds (kept itself: the next experiment's begin then
+        makes nothing durable); True if there was anything."""
+        removed = False
+        for entry in os.scandir(self.dir):
+            removed = True
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        return removed
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save_snapshot(self, moment: str, snap: RawSnapshot) -> None:
-        """A snapshot as it was taken (raw updates, binary columns), durable before return."""
-        pvs = list(snap.raw)
-        rows = list(snap.raw.values())
+    def save_snapshot(
+        self, moment: str, snap: RawSnapshot, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """A snapshot as it was taken (raw updates, binary columns), durable before return;
+        with ``meta``, the experiment's meta goes in the same record (one durable write)."""
+        pvs, columns = snapshot_columns(snap)
         header = self._snapshot_header(pvs, snap)
-        values, connected = [r[0] for r in rows], [r[4] for r in rows]
-        columns = {
-            "p": range(len(rows)),
-            "t": [r[1] for r in rows],
-            "s": [r[2] for r in rows],
-            "a": [r[3] for r in rows],
-            "c": connected,
-            **encode_values(values, connected),
-        }
         path = self.dir / f"{moment}.log"
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb", buffering=0) as fh:
-            append_record(fh, header)
-            batch = {"at": time.time(), "n": len(rows), "o": columns.pop("o")}
+            write_record(fh, header)
+            batch = {"at": time.time(), "n": len(pvs), "o": columns.pop("o")}
+            if meta is not None:
+                batch["meta"] = self._numbered(meta)
             append_record(fh, batch, columns)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(self.dir)
 
     def _snapshot_header(self, pvs: list[str], snap: RawSnapshot) -> bytes:
-        """A snapshot's first record: its PVs, their units and last values, as JSON. The
-        same for every snapshot of a beamline until a PV or a unit changes: encoded once
-        (10,000 PVs' JSON took half a snapshot's time)."""
-        key = (pvs, dict(snap.units), dict(snap.last))
+        """A snapshot's first record, framed: its PVs, their units and last values, as JSON.
+        The same for every snapshot of a beamline until a PV or a unit changes (the
+        monitor's layout says when): encoded once (10,000 PVs' JSON took half a snapshot's
+        time)."""
+        key: Any = (
+            ("layout", snap.columns.layout)
+            if snap.columns is not None
+            else (pvs, dict(snap.units), dict(snap.last))
+        )
         if self._header is not None and self._header[0] == key:
             return self._header[1]
         units, last = snap.units, snap.last
@@ -136,9 +176,9 @@ class Journal:
             "u": {str(i): units[pv] for i, pv in enumerate(pvs) if units.get(pv)},
             "last": {str(i): jsonable(last[pv]) for i, pv in enumerate(pvs) if pv in last},
         }
-        data = json.dumps(header, separators=(",", ":")).encode()
-        self._header = (key, data)
-        return data
+        record = json_record(json.dumps(header, separators=(",", ":")).encode())
+        self._header = (key, record)
+        return record
 
     def load_snapshot(self, moment: str) -> dict[str, Reading]:
         return read_snapshot(self.dir / f"{moment}.log").readings()

@@ -234,7 +234,17 @@ def append_record(
         else:
             head = _json(payload)
             data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
-    record = _HEADER.pack(len(data), zlib.crc32(data)) + data
+    return write_record(fh, _HEADER.pack(len(data), zlib.crc32(data)) + data)
+
+
+def json_record(payload: bytes) -> bytes:
+    """A JSON record, framed (length, crc32) and ready for ``write_record``."""
+    data = _JSON + payload
+    return _HEADER.pack(len(data), zlib.crc32(data)) + data
+
+
+def write_record(fh: Any, record: bytes) -> int:
+    """Append a framed record; on a failed write the file is cut back to where it was."""
     pos = fh.tell()
     try:
         view = memoryview(record)
@@ -353,6 +363,35 @@ def encode_values(values: list[Any], connected: list[bool]) -> dict[str, Any]:
         else:
             other.append([j, jsonable(x) if conn else None])
     return {"k": kinds, "vf": vf, "vi": vi, "o": other}
+
+
+def snapshot_columns(snap: RawSnapshot) -> tuple[list[str], dict[str, Any]]:
+    """A snapshot's PVs and their updates as a batch's columns (``o``: the values of no
+    number kind, JSON-ready): the monitor's own columns when it kept them, else encoded
+    from the raw updates."""
+    if snap.columns is not None:
+        other = [[j, None if v is None else jsonable(v)] for j, v in snap.columns.other]
+        return snap.columns.pvs, {**snap.columns.columns, "o": other}
+    rows = list(snap.raw.values())
+    values, connected = [r[0] for r in rows], [r[4] for r in rows]
+    columns = {
+        "p": range(len(rows)),
+        "t": [r[1] for r in rows],
+        "s": [r[2] for r in rows],
+        "a": [r[3] for r in rows],
+        "c": connected,
+        **encode_values(values, connected),
+    }
+    return list(snap.raw), columns
+
+
+def read_snapshot_meta(path: Path) -> dict[str, Any] | None:
+    """The experiment's meta a snapshot carries (``Journal.save_snapshot``), if any."""
+    for i, record in enumerate(read_records(path)):
+        if i == 1:
+            meta = record.get("meta")
+            return dict(meta) if isinstance(meta, dict) else None
+    return None
 
 
 def read_snapshot(path: Path) -> RawSnapshot:

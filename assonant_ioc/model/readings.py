@@ -137,6 +137,19 @@ Raw = tuple[Any, float, int, int, bool]
 
 
 @dataclass(frozen=True)
+class SnapshotColumns:
+    """A snapshot's rows: the PVs heard from (in the configuration's order) and their columns
+    (``p t s a c k vf vi``, numpy), with ``o`` the [row, value] of the values of no number
+    kind. ``layout`` changes whenever the PVs heard from, a unit or the PVs disconnected
+    change: a snapshot header written for one layout serves every snapshot of it."""
+
+    pvs: list[str]
+    columns: dict[str, Any]
+    other: list[tuple[int, Any]]
+    layout: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class RawSnapshot:
     """The latest update of every PV heard from, as the monitor holds them: a snapshot costs a
     dict copy; readings are built from it later, away from the command's put."""
@@ -145,6 +158,9 @@ class RawSnapshot:
     units: dict[str, str]
     #: the last connected value of each PV now disconnected (its dtype and shape are kept)
     last: dict[str, Any]
+    #: the same rows as the journal's columns, when the monitor keeps them (else encoded
+    #: from ``raw`` when written)
+    columns: SnapshotColumns | None = None
 
     def readings(self) -> dict[str, Reading]:
         out: dict[str, Reading] = {}

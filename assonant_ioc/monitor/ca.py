@@ -19,6 +19,7 @@ from typing import Any
 from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
 from assonant_ioc.model.source import Sink
 from assonant_ioc.model.times import EPICS_EPOCH
+from assonant_ioc.monitor.columns import LatestColumns
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class PVMonitor:
         self._last_value: dict[str, Any] = {}  # the last connected value: a disconnected
         # reading keeps its dtype and shape
         self._units: dict[str, str] = {}
+        self._columns = LatestColumns(self.pvs)  # the same updates, as the journal's columns
+        self._disconnected: set[str] = set()
         self._connected: set[str] = set()
         self._sinks: list[Sink] = []
         self._chids: dict[str, Any] = {}
@@ -124,8 +127,10 @@ class PVMonitor:
         with self._lock:
             raw = dict(self._latest)
             units = dict(self._units)
-            last = {pv: self._last_value.get(pv) for pv, r in raw.items() if not r[4]}
-        return RawSnapshot(raw, units, {pv: v for pv, v in last.items() if v is not None})
+            last = {pv: self._last_value.get(pv) for pv in self._disconnected}
+            columns = self._columns.take(id(self))
+        last = {pv: v for pv, v in last.items() if v is not None}
+        return RawSnapshot(raw, units, last, columns)
 
     def units_of(self, pv: str) -> str:
         return self._units.get(pv, "")
@@ -215,7 +220,9 @@ class PVMonitor:
             if isinstance(units, bytes):
                 units = units.decode(errors="replace")
             with self._lock:
-                self._units[pvname] = str(units or "")
+                if self._units.get(pvname) != str(units or ""):
+                    self._units[pvname] = str(units or "")
+                    self._columns.changed()
         except Exception:
             self.callback_errors += 1
             log.exception("control callback failed for %s", pvname)
@@ -249,6 +256,11 @@ class PVMonitor:
     def _store(self, pv: str, raw: Raw) -> None:
         """Under the lock: keep the update and hand it to the sinks (no objects built)."""
         self._latest[pv] = raw
+        self._columns.store(pv, raw)
+        if raw[4]:
+            self._disconnected.discard(pv)
+        else:
+            self._disconnected.add(pv)
         for sink in self._sinks:
             sink.add(pv, *raw)
 

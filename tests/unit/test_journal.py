@@ -12,6 +12,7 @@ from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.records import read_records
 from assonant_ioc.model.readings import RawSnapshot
+from assonant_ioc.monitor.columns import LatestColumns
 from assonant_ioc.nexus.provenance import provenance
 from tests.unit.factories import T0, reading
 
@@ -149,6 +150,73 @@ def test_a_snapshot_after_a_unit_or_last_value_changed_has_the_new_ones(tmp_path
     assert pre["B:a"].units == "keV" and post["B:a"].units == "eV"
     assert read_snapshot_last(journal, "pre") == {"B:gone": 2.5}
     assert read_snapshot_last(journal, "post") == {"B:gone": 3.5}
+
+
+def _fed(columns: LatestColumns, updates: list[tuple[str, tuple]]) -> dict[str, tuple]:
+    latest: dict[str, tuple] = {}
+    for pv, raw in updates:
+        latest[pv] = raw
+        columns.store(pv, raw)  # type: ignore[arg-type]
+    return latest
+
+
+def test_the_monitors_columns_give_the_same_snapshot_as_its_updates(tmp_path: Path) -> None:
+    """The monitor keeps its updates as the journal's columns too (the pre snapshot then
+    encodes nothing): every kind of value, a PV whose kind changed, a disconnected PV and
+    PVs never heard from come back as the updates themselves give them."""
+    pvs = ["B:a", "B:b", "B:n", "B:w", "B:gone", "B:never", "B:flip", "B:big"]
+    columns = LatestColumns(pvs)
+    latest = _fed(
+        columns,
+        [
+            ("B:flip", ("text", T0, 0, 0, True)),
+            ("B:gone", (4.5, T0, 0, 0, True)),
+            ("B:a", (1.25, T0, 0, 0, True)),
+            ("B:b", ("on", T0 + 1, 1, 5, True)),
+            ("B:n", (7, T0 + 2, 2, 3, True)),
+            ("B:w", ([1, 2, 3], T0 + 3, 0, 0, True)),
+            ("B:gone", (None, T0 + 4, 3, 17, False)),
+            ("B:flip", (2.5, T0 + 5, 0, 0, True)),
+            ("B:big", (2**70, T0 + 6, 0, 0, True)),
+        ],
+    )
+    units, last = {"B:a": "keV", "B:gone": "mm"}, {"B:gone": 4.5}
+    taken = columns.take(1)
+    assert taken.pvs == [pv for pv in pvs if pv != "B:never"]  # the configuration's order
+    journal = Journal(tmp_path)
+    journal.begin({"experiment_id": "x"})
+    journal.save_snapshot("pre", RawSnapshot(latest, units, last, taken))
+    got = journal.load_snapshot("pre")
+    assert got == RawSnapshot(latest, units, last).readings()
+    assert got["B:flip"].value == 2.5 and got["B:n"].dtype == "int64"
+    assert got["B:big"] == reading("B:big", 2**70, T0 + 6, units="")
+    assert "B:never" not in got and not got["B:gone"].connected
+    # a unit changes: a new layout, so the next snapshot's header has the new unit
+    columns.changed()
+    journal.save_snapshot(
+        "post", RawSnapshot(latest, {**units, "B:a": "eV"}, last, columns.take(1))
+    )
+    assert journal.load_snapshot("post")["B:a"].units == "eV"
+
+
+def test_a_snapshot_carries_the_meta_of_its_step(tmp_path: Path) -> None:
+    """A pre snapshot from Idle is one durable write: the experiment's meta goes in the
+    snapshot's file; the newest meta saved (there, or in meta.json) is the one read back,
+    by a fresh journal too, whose next save is newer still."""
+    journal = Journal(tmp_path)
+    journal.begin(None)
+    assert not journal.exists()
+    snap = RawSnapshot({"B:a": (1.0, T0, 0, 0, True)}, {}, {})
+    journal.save_snapshot("pre", snap, {"experiment_id": "x", "state": "pre"})
+    assert journal.exists() and not (journal.dir / "meta.json").exists()
+    assert journal.load_meta()["state"] == "pre"
+    journal.save_meta({"experiment_id": "x", "state": "recording"})
+    assert journal.load_meta()["state"] == "recording"
+    journal.save_snapshot("post", snap, {"experiment_id": "x", "state": "post"})
+    again = Journal(tmp_path)
+    assert again.load_meta()["state"] == "post"
+    again.save_meta({"experiment_id": "x", "state": "writing"})
+    assert Journal(tmp_path).load_meta()["state"] == "writing"
 
 
 def read_snapshot_last(journal: Journal, moment: str) -> dict[str, object]:

@@ -10,13 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.config.loader import (
+from assonant_ioc.config.components import chain_axes, parse_channel
+from assonant_ioc.config.parse import (
     CSV_ACQUISITION_TYPES,
     CSV_HEADERS,
     LINE,
-    _chain_axes,
-    _channel,
-    _Problems,
+    Problems,
     nexus_name,
 )
 from assonant_ioc.config.spec import ComponentSpec
@@ -24,7 +23,7 @@ from assonant_ioc.model.components import ComponentClass
 
 
 def load_pv_map(
-    path: Path, macros: Mapping[str, str], p: _Problems
+    path: Path, macros: Mapping[str, str], p: Problems
 ) -> tuple[str, list[ComponentSpec], ComponentSpec | None]:
     """Read the reference implementation's PV map: a title line, a header line, a row per field."""
     try:
@@ -106,7 +105,7 @@ def load_pv_map(
         ttype = cell("Transformation Type").lower()
         if ttype:
             raw["type"] = ttype
-        ch = _channel(field_name, raw, macros, p, lineno, is_axis=bool(ttype))
+        ch = parse_channel(field_name, raw, macros, p, lineno, is_axis=bool(ttype))
         if ch is not None:
             entry["rows"].append(ch)
 
@@ -129,7 +128,7 @@ def load_pv_map(
         spec = ComponentSpec(
             name=entry["name"],
             component_class=cls,
-            channels=tuple(_chain_axes(entry["rows"], entry["name"], p)),
+            channels=tuple(chain_axes(entry["rows"], entry["name"], p)),
             subcomponents=tuple(c for c in children if c is not None),
             line=entry["line"],
         )

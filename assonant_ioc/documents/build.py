@@ -82,7 +82,7 @@ def _link_external(tmp: Path, found: RunContent) -> None:
 
     import h5py
 
-    from assonant_ioc.nexus.writer import virtual_dataset
+    from assonant_ioc.nexus.linking import virtual_dataset
 
     with h5py.File(tmp, "r+") as f:
         entry = f.get("during_exposure")

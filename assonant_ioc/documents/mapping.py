@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from assonant_ioc.config.loader import nexus_name
+from assonant_ioc.config.parse import nexus_name
 from assonant_ioc.config.spec import DEFINITIONS, BeamlineConfig, ChannelSpec, ComponentSpec
 from assonant_ioc.documents.run import BASELINE, Run
 from assonant_ioc.model.components import (

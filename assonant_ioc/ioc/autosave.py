@@ -76,3 +76,9 @@ class Autosave:
         except (OSError, ValueError):
             pass  # none yet, or unreadable: the backup keeps the last good one
         write_durable(self.path, json.dumps(settings, indent=1, sort_keys=True).encode())
+
+
+def default_state_dir(autosave: Path | None, prefix: str) -> Path:
+    """Beside the autosave file: ``<autosave name without .json>.state``."""
+    base = autosave or default_path(prefix)
+    return base.with_name(f"{base.stem}.state")

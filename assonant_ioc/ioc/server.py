@@ -25,7 +25,6 @@ yet delivered are kept in --state-dir and survive a crash or a restart.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import signal
@@ -33,35 +32,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from caproto import AccessRights, AlarmSeverity, AlarmStatus, ChannelType
-from caproto.server import PVGroup, pvproperty
+from caproto import AlarmSeverity, AlarmStatus
+from caproto.server import pvproperty
 
-import assonant_ioc
 from assonant_ioc.config import BeamlineConfig
 from assonant_ioc.config.spec import check_file_name_template
-from assonant_ioc.errors import CommandRefused, ConfigError
+from assonant_ioc.errors import CommandRefused
 from assonant_ioc.events import http
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc import stats
-from assonant_ioc.ioc.access import COMMANDS_ASG, SETTINGS_ASG, Access, Policy, load_acf
-from assonant_ioc.ioc.autosave import Autosave, default_path
+from assonant_ioc.ioc.access import Policy, load_acf
+from assonant_ioc.ioc.autosave import Autosave, default_state_dir
 from assonant_ioc.ioc.ca_server import (
-    NO_WRITE_ACCESS,
-    PUT_FAILED,
-    PUT_NOTIFY,
-    push_access_rights,
     restore_client_port,
 )
+from assonant_ioc.ioc.guard import WRITER, WriteGuard
 from assonant_ioc.ioc.health import CpuLoad, LoopLag, rss_mb
 from assonant_ioc.ioc.inputs import (
-    command_problem,
     data_dir_problem,
-    empty_text,
-    plain,
-    raw_text_problem,
-    sent_value,
     text_problem,
 )
+from assonant_ioc.ioc.pvs import StatusPVs, long_string
 from assonant_ioc.ioc.sdnotify import notify, watchdog_period
 from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
@@ -71,27 +62,8 @@ from assonant_ioc.trust import proposal_refusal
 
 log = logging.getLogger(__name__)
 
-STATE_STRINGS = [s.label for s in State]
-#: user@host of the client whose write is being handled (set around each putter)
-WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
 
-
-def _long_string(
-    name: str, value: str, doc: str, read_only: bool = False, length: int = 1024
-) -> Any:
-    """A char waveform presented as a string: paths and messages longer than 40 characters."""
-    return pvproperty(
-        name=name,
-        value=value,
-        dtype=ChannelType.CHAR,
-        max_length=length,
-        string_encoding="utf-8",
-        read_only=read_only,
-        doc=doc,
-    )
-
-
-class AssonantIOC(PVGroup):
+class AssonantIOC(WriteGuard, StatusPVs):
     __doc__ = __doc__
 
     # -- commands -------------------------------------------------------------------------
@@ -108,198 +80,26 @@ class AssonantIOC(PVGroup):
     abort = pvproperty(name="Abort", value=0, doc="1: discard the experiment in progress")
 
     # -- settings -------------------------------------------------------------------------
-    experiment_id = _long_string(
+    experiment_id = long_string(
         "ExperimentId", "", "experiment id (Kafka key); empty: one is made up", length=256
     )
-    sample_name = _long_string(
-        "SampleName", "", "sample name, written to NXsample/name", length=256
-    )
-    proposal = _long_string(
+    sample_name = long_string("SampleName", "", "sample name, written to NXsample/name", length=256)
+    proposal = long_string(
         "Proposal",
         "",
         "proposal id (NeXus experiment_identifier; who may read the data); empty: the config's",
         length=256,
     )
-    comment = _long_string(
+    comment = long_string(
         "Comment", "", "operator's note, written to each entry's experiment_description"
     )
-    data_dir = _long_string("DataDir", "", "absolute directory the files go to")
-    file_name = _long_string("FileName", "", "file name template", length=256)
+    data_dir = long_string("DataDir", "", "absolute directory the files go to")
+    file_name = long_string("FileName", "", "file name template", length=256)
 
-    # -- status ---------------------------------------------------------------------------
-    state = pvproperty(
-        name="State",
-        alarm_group="state",  # its own alarm (caproto shares one by default)
-        value=STATE_STRINGS[0],
-        dtype=ChannelType.ENUM,
-        enum_strings=STATE_STRINGS,
-        record="mbbi",
-        read_only=True,
-        doc="Idle, Collecting, Recording, Writing, Fault",
-    )
-    status = _long_string("Status", "Starting", "what happened last", read_only=True)
-    last_file = _long_string("LastFile", "", "full path of the last file written", read_only=True)
-    last_error = _long_string("LastError", "", "the last error or refusal", read_only=True)
-    validation = _long_string(
-        "Validation", "", "what the NeXus validators found in the last file", read_only=True
-    )
-    files_written = pvproperty(
-        name="FilesWritten", value=0, units="files", read_only=True, doc="files written"
-    )
-    pvs_connected = pvproperty(
-        name="PVsConnected", value=0, units="PVs", read_only=True, doc="PVs connected"
-    )
-    pvs_total = pvproperty(
-        name="PVsTotal", value=0, units="PVs", read_only=True, doc="PVs configured"
-    )
-    events_pending = pvproperty(
-        name="EventsPending",
-        alarm_group="events_pending",  # its own alarm (caproto shares one by default)
-        value=0,
-        units="events",
-        read_only=True,
-        doc="file_written events kept on disk, not yet acknowledged by the broker "
-        "(HIGH: MINOR, HIHI: MAJOR; config alarms: events_pending)",
-    )
-    kafka_connected = pvproperty(
-        name="KafkaConnected",
-        alarm_group="kafka",  # its own alarm (caproto shares one by default)
-        value="No",
-        dtype=ChannelType.ENUM,
-        enum_strings=["No", "Yes"],
-        record="bi",
-        read_only=True,
-        doc="the Kafka broker answered the last attempt",
-    )
+    # -- status (the rest: ioc/pvs.py) ------------------------------------------------------
+    status = long_string("Status", "Starting", "what happened last", read_only=True)
     heartbeat = pvproperty(name="Heartbeat", value=0, read_only=True, doc="+1 every second")
-    state_dir_ok = pvproperty(
-        name="StateDirOK",
-        alarm_group="state_dir",  # its own alarm (caproto shares one by default)
-        value="Yes",
-        dtype=ChannelType.ENUM,
-        enum_strings=["No", "Yes"],
-        record="bi",
-        read_only=True,
-        doc="the state directory takes the experiment (No: a MAJOR alarm, see LastError)",
-    )
-    not_durable = pvproperty(
-        name="NotDurable",
-        alarm_group="not_durable",  # its own alarm (caproto shares one by default)
-        value=0,
-        units="readings",
-        read_only=True,
-        doc="readings and snapshots captured but held in memory, not yet durable",
-    )
 
-    # -- health (devIocStats style) ------------------------------------------------------
-    uptime = pvproperty(name="Uptime", value=0, units="s", read_only=True, doc="seconds running")
-    start_time = pvproperty(
-        name="StartTime",
-        value="",
-        dtype=ChannelType.STRING,
-        read_only=True,
-        doc="when the IOC started (UTC)",
-    )
-    version = pvproperty(
-        name="Version",
-        value=assonant_ioc.__version__,
-        dtype=ChannelType.STRING,
-        read_only=True,
-        doc="assonant-ioc version",
-    )
-    mem_used = pvproperty(
-        name="MemUsed",
-        alarm_group="mem_used",  # its own alarm (caproto shares one by default)
-        value=0.0,
-        units="MB",
-        precision=1,
-        read_only=True,
-        doc="resident memory of the IOC process",
-    )
-    update_rate = pvproperty(
-        name="UpdateRate",
-        value=0.0,
-        units="1/s",
-        precision=0,
-        read_only=True,
-        doc="beamline PV updates received per second",
-    )
-    cpu_load = pvproperty(
-        name="CPULoad",
-        value=0.0,
-        units="%",
-        precision=1,
-        read_only=True,
-        doc="CPU used by the IOC process over the last second",
-    )
-    loop_lag = pvproperty(
-        name="LoopLag",
-        alarm_group="loop_lag",  # its own alarm (caproto shares one by default)
-        value=0.0,
-        units="ms",
-        precision=1,
-        read_only=True,
-        doc="how late the IOC's event loop ran over the last second (the worst delay)",
-    )
-
-    # -- devIocStats' names, for the panels and archiver configs that expect them ----------
-    ioc_heartbeat = pvproperty(name="HEARTBEAT", value=0, read_only=True, doc="= Heartbeat")
-    ioc_uptime = pvproperty(
-        name="UPTIME", value="", dtype=ChannelType.STRING, read_only=True, doc="d HH:MM:SS"
-    )
-    ioc_starttod = pvproperty(
-        name="STARTTOD", value="", dtype=ChannelType.STRING, read_only=True, doc="= StartTime"
-    )
-    ioc_cpu_load = pvproperty(
-        name="IOC_CPU_LOAD", value=0.0, units="%", precision=1, read_only=True, doc="= CPULoad"
-    )
-    ioc_mem_used = pvproperty(
-        name="MEM_USED", value=0.0, units="byte", precision=0, read_only=True, doc="RSS"
-    )
-    ioc_hostname = pvproperty(
-        name="HOSTNAME", value="", dtype=ChannelType.STRING, read_only=True, doc="host"
-    )
-    ioc_ca_clients = pvproperty(
-        name="CA_CLNT_CNT", value=0, units="clients", read_only=True, doc="CA clients now"
-    )
-    ioc_fd_count = pvproperty(
-        name="FD_CNT", value=0, units="fds", read_only=True, doc="file descriptors open"
-    )
-    ioc_fd_max = pvproperty(
-        name="FD_MAX", value=0, units="fds", read_only=True, doc="file descriptor limit"
-    )
-
-    #: The PV interface by role (the panel generator and the docs read these).
-    COMMANDS = ("Snapshot:Pre", "Record:During", "Snapshot:Post", "EndOfExperiment", "Abort")
-    SETTINGS = ("ExperimentId", "SampleName", "Proposal", "Comment", "DataDir", "FileName")
-    STATUS = (
-        "State",
-        "Status",
-        "LastFile",
-        "LastError",
-        "Validation",
-        "FilesWritten",
-        "PVsConnected",
-        "PVsTotal",
-        "KafkaConnected",
-        "Heartbeat",
-        "StateDirOK",
-        "NotDurable",
-        "EventsPending",
-    )
-    HEALTH = ("Uptime", "StartTime", "Version", "MemUsed", "CPULoad", "UpdateRate", "LoopLag")
-    #: devIocStats' names of the same (and the host, CA clients, file descriptors)
-    IOCSTATS = (
-        "HEARTBEAT",
-        "UPTIME",
-        "STARTTOD",
-        "IOC_CPU_LOAD",
-        "MEM_USED",
-        "HOSTNAME",
-        "CA_CLNT_CNT",
-        "FD_CNT",
-        "FD_MAX",
-    )
     #: Settings kept by autosave, by PV name.
     AUTOSAVED = ("ExperimentId", "SampleName", "Proposal", "DataDir", "FileName")
 
@@ -339,122 +139,6 @@ class AssonantIOC(PVGroup):
             state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
         self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)
         self._counter = 0
-
-    # -- access security and audit ----------------------------------------------------------
-    def _guard_writes(self) -> None:
-        """Every command and setting PV: access as the ACF says, each accepted write logged
-        with who made it, and a refusal caproto makes before a putter runs on LastError."""
-        groups = {name: COMMANDS_ASG for name in self.COMMANDS}
-        groups |= {name: SETTINGS_ASG for name in self.SETTINGS}
-        for attr, prop in self._pvs_.items():
-            name = prop.pvspec.name
-            if name in groups:
-                self._guard(getattr(self, attr), name, groups[name], name in self.COMMANDS)
-            elif prop.pvspec.read_only:
-                self._read_only(getattr(self, attr), name)
-
-    def _read_only(self, pv: Any, name: str) -> None:
-        """A status PV: a put with callback is answered at once with ECA_NOWTACCESS, as
-        rsrv answers it (caproto sends an error message its own client never matches, so a
-        caproto ``write(wait=True)`` waited out its timeout); a plain put gets the message."""
-        original = pv.auth_write
-
-        async def auth_write(
-            hostname: str, username: str, data: Any, data_type: Any, metadata: Any, **kw: Any
-        ) -> Any:
-            log.info(
-                "audit: %s@%s wrote %s = %r: refused (read-only)",
-                username,
-                hostname,
-                name,
-                sent_value(data),
-            )
-            if PUT_NOTIFY.get():
-                return NO_WRITE_ACCESS
-            return await original(hostname, username, data, data_type, metadata, **kw)
-
-        pv.auth_write = auth_write
-
-    def _rights(self, asg: str, host: str | None, user: str | None) -> AccessRights:
-        if self._policy is None:
-            return AccessRights.READ | AccessRights.WRITE
-        access = self._policy.access(asg, host, user)
-        if access is Access.WRITE:
-            return AccessRights.READ | AccessRights.WRITE
-        return AccessRights.READ if access is Access.READ else AccessRights.NO_ACCESS
-
-    def _guard(self, pv: Any, name: str, asg: str, command: bool) -> None:
-        original = pv.auth_write
-        pv.check_access = lambda host, user: self._rights(asg, host, user)
-
-        async def auth_write(
-            hostname: str, username: str, data: Any, data_type: Any, metadata: Any, **kw: Any
-        ) -> Any:
-            """A refused write: the reason on LastError, and a put with callback completes
-            with a failure status (a plain put gets caproto's error message)."""
-            who = f"{username}@{hostname}"
-            sent = sent_value(data)
-            if AccessRights.WRITE not in self._rights(asg, hostname, username):
-                denied = f"{who} has no write access ({asg})"
-                await self._error(f"{name} refused: {denied}")
-                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, denied)
-                if PUT_NOTIFY.get():
-                    return NO_WRITE_ACCESS
-                return await original(hostname, username, data, data_type, metadata, **kw)
-            errors = self._errors
-            token = WRITER.set(who)
-            try:
-                why = (
-                    command_problem(name, data)
-                    if command
-                    else raw_text_problem(name, data, data_type)
-                )
-                if why:
-                    await self._error(why)
-                    raise CommandRefused(why)
-                if command and getattr(data_type, "name", "").endswith("ENUM"):
-                    data_type = ChannelType.LONG  # DBR_ENUM 1 is the command's 1, as in rsrv
-                if not command and empty_text(data):
-                    # caproto cannot convert an empty text to a char waveform (it calls int(''))
-                    await pv.write("")
-                    result = None
-                else:
-                    result = await original(hostname, username, data, data_type, metadata, **kw)
-            except Exception as err:
-                if self._errors == errors:  # refused before a putter ran
-                    cause = err if str(err) or err.__cause__ is None else err.__cause__
-                    await self._error(
-                        f"{name} refused: {plain(data)!r} "
-                        f"({getattr(data_type, 'name', data_type)}): "
-                        f"{type(cause).__name__}: {cause}"
-                    )
-                reason = str(self.last_error.value)
-                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, reason)
-                if PUT_NOTIFY.get():
-                    return PUT_FAILED
-                raise
-            finally:
-                WRITER.reset(token)
-            log.info("audit: %s wrote %s = %r", who, name, sent)
-            return result
-
-        pv.auth_write = auth_write
-
-    async def _reload_acf(self) -> None:
-        """SIGHUP: read the access security file again; a bad file keeps the old rules. The
-        clients' open channels are told their new rights at once, as rsrv does."""
-        if self._acf is None:
-            log.warning("SIGHUP: no access security file (--acf): nothing to reload")
-            return
-        try:
-            self._policy = await asyncio.to_thread(load_acf, self._acf)
-        except ConfigError as err:
-            await self._error(f"access security not reloaded, old rules kept: {err}")
-            return
-        changed = await push_access_rights(self.pvdb)
-        await self._say(
-            f"access security reloaded from {self._acf}; new rights sent on {changed} channel(s)"
-        )
 
     # -- helpers ------------------------------------------------------------------------------
     async def _say(self, message: str) -> None:
@@ -763,15 +447,3 @@ class _Reporter:
         await self.ioc.not_durable.write(
             waiting, severity=AlarmSeverity.NO_ALARM if ok else AlarmSeverity.MINOR_ALARM
         )
-
-
-def default_state_dir(autosave: Path | None, prefix: str) -> Path:
-    """Beside the autosave file: ``<autosave name without .json>.state``."""
-    base = autosave or default_path(prefix)
-    return base.with_name(f"{base.stem}.state")
-
-
-if __name__ == "__main__":  # python -m assonant_ioc.ioc.server, as before
-    from assonant_ioc.ioc.main import main
-
-    main()

@@ -16,10 +16,10 @@ from assonant_ioc.model.state import State
 STATE_LABELS = [s.label for s in State]
 
 if TYPE_CHECKING:
-    from assonant_ioc.ioc.server import AssonantIOC
+    from assonant_ioc.ioc.pvs import StatusPVs
 
 
-def metrics(ioc: AssonantIOC) -> list[Metric]:
+def metrics(ioc: StatusPVs) -> list[Metric]:
     """What Prometheus scrapes: the state, files, events pending, updates/s, loop lag,
     the journal's bytes and the PVs connected."""
     state = str(ioc.state.value)
@@ -87,7 +87,7 @@ def metrics(ioc: AssonantIOC) -> list[Metric]:
     ]
 
 
-def health(ioc: AssonantIOC) -> str:
+def health(ioc: StatusPVs) -> str:
     """Empty when healthy; else why not: the broker (when one is configured) or the state
     directory failing."""
     if ioc.sender is not None and not ioc.sender.connected:
@@ -97,7 +97,7 @@ def health(ioc: AssonantIOC) -> str:
     return ""
 
 
-async def alarm_limits(ioc: AssonantIOC) -> None:
+async def alarm_limits(ioc: StatusPVs) -> None:
     """The config's HIGH (MINOR) and HIHI (MAJOR) limits; the low limits below any value
     (caproto alarms on value <= LOW when the low limits differ from the high ones)."""
     limits = ioc.config.alarms
@@ -121,7 +121,7 @@ async def alarm_limits(ioc: AssonantIOC) -> None:
         await ioc.ioc_fd_max.write(min(int(soft), 2**31 - 1))
 
 
-async def iocstats(ioc: AssonantIOC, heartbeat: int) -> None:
+async def iocstats(ioc: StatusPVs, heartbeat: int) -> None:
     """devIocStats' names, each second."""
     up = int(time.time() - ioc._started)
     days, rest = divmod(up, 86400)

@@ -240,7 +240,7 @@ def _staged(job: BuildJob, journal: Journal, meta: dict[str, Any]) -> dict[str, 
     (to be written into); None: build it from the journal (nothing usable staged)."""
     import h5py
 
-    from assonant_ioc.nexus.writer import partial_path
+    from assonant_ioc.nexus.publish import partial_path
 
     info = meta.get("moments", {}).get(Moment.DURING.value)
     if (
@@ -274,7 +274,8 @@ def write_file(
     ``staged``: the hidden name holds the recording staged while it ran (written into)."""
     from assonant_ioc.events.message import file_written_event
     from assonant_ioc.nexus.provenance import source_files
-    from assonant_ioc.nexus.writer import checks_of, write_partial
+    from assonant_ioc.nexus.publish import checks_of
+    from assonant_ioc.nexus.writer import write_partial
 
     tmp = write_partial(experiment, final, config.compression, notes, sync=False, staged=staged)
     try:

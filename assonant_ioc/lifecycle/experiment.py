@@ -36,7 +36,7 @@ from assonant_ioc.lifecycle.reporter import Reporter
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.source import ReadingSource
 from assonant_ioc.model.state import Command, State, StateMachine
-from assonant_ioc.nexus.writer import partial_path, publish
+from assonant_ioc.nexus.publish import partial_path, publish
 from assonant_ioc.snapshots import FileNames
 
 log = logging.getLogger(__name__)

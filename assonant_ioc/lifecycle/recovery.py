@@ -16,7 +16,7 @@ from assonant_ioc.lifecycle.reporter import Reporter
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State, StateMachine
 from assonant_ioc.model.times import iso
-from assonant_ioc.nexus.writer import publish
+from assonant_ioc.nexus.publish import publish
 
 
 class Recovery:

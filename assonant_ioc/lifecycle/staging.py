@@ -342,7 +342,7 @@ def _append(st: _Stage, group: Any, name: str, cols: SeriesColumns) -> str:
     cannot be staged, or ""."""
     import h5py
 
-    from assonant_ioc.nexus.writer import SEVERITY_DTYPE, _filter_options
+    from assonant_ioc.nexus.h5 import SEVERITY_DTYPE, filter_options
 
     m = len(cols)
     is_str = cols.dtype == "str"
@@ -355,7 +355,7 @@ def _append(st: _Stage, group: Any, name: str, cols: SeriesColumns) -> str:
         g = group.create_group(name)
         st.index[name] = [0, 0, cols.dtype, cols.units]
         spec = st.compression
-        squeeze = {} if spec.filter == "none" else _filter_options(spec)
+        squeeze = {} if spec.filter == "none" else filter_options(spec)
         kinds = (
             h5py.string_dtype() if is_str else values.dtype,
             np.float64,
@@ -429,11 +429,11 @@ def _one_chunk(chunk: int, kind: Any) -> dict[str, int]:
 def _widen(st: _Stage, g: Any, dtype: np.dtype[Any]) -> Any:
     """Rewrite a PV's staged values as ``dtype`` (rare: an integer PV's first
     disconnection); returns the new dataset's id."""
-    from assonant_ioc.nexus.writer import _filter_options
+    from assonant_ioc.nexus.h5 import filter_options
 
     data = g["value"][()].astype(dtype)
     spec = st.compression
-    squeeze = {} if spec.filter == "none" else _filter_options(spec)
+    squeeze = {} if spec.filter == "none" else filter_options(spec)
     del g["value"]
     dset = g.create_dataset(
         "value",

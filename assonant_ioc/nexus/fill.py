@@ -19,7 +19,15 @@ import numpy as np
 from assonant_ioc import definitions
 from assonant_ioc.model.components import Component, Entry
 from assonant_ioc.model.times import iso
-from assonant_ioc.nexus.appdef import STEPS, Checks, link, one_value
+from assonant_ioc.nexus.appdef import (
+    Checks,
+    link,
+    nxtomo,
+    nxtomo_geometry,
+    one_value,
+    source_in_entry,
+)
+from assonant_ioc.nexus.nxmx import nxmx_detector, nxmx_sweep
 from assonant_ioc.nexus.provenance import mirror, mirror_path, move
 
 log = logging.getLogger(__name__)
@@ -252,3 +260,14 @@ def fill_definition(definition: str, group: h5py.Group, entry: Entry, checks: Ch
                 _create(group, at(spec["to"]), ratio, "")
         elif op == "plot":
             _plot(group, spec, at, what)
+
+
+#: The named builders a definition table's ``step`` may call: what a table cannot say
+#: (per-frame tomography angles, the MX sweep and detector chain).
+STEPS = {
+    "frames_with_rotation": nxtomo,
+    "tomo_geometry": lambda group, entry, checks: nxtomo_geometry(group, entry),
+    "source_in_entry": source_in_entry,
+    "mx_sweep": nxmx_sweep,
+    "mx_detector": nxmx_detector,
+}

@@ -55,7 +55,7 @@ def _text(value: Any) -> str:
 
 def _sources(path: str) -> dict[str, str]:
     """Path of each field or NXlog that holds captured values -> the PV it came from."""
-    from assonant_ioc.nexus.provenance import PROVENANCE
+    from assonant_ioc.model.reserved import PROVENANCE
 
     found: dict[str, str] = {}
     with h5py.File(path, "r") as f:
@@ -141,7 +141,7 @@ def _lines(
 def tree_lines(path: str, provenance: bool = True) -> list[str]:
     """The file's tree, a line per object; ``provenance=False``: each entry's provenance
     collection is one line (the PV of each value is still said on its own line)."""
-    from assonant_ioc.nexus.provenance import PROVENANCE
+    from assonant_ioc.model.reserved import PROVENANCE
 
     sources = _sources(path)
     lines = [f"{Path(path).name}:NXroot"]
@@ -155,7 +155,7 @@ def source_lines(path: str) -> list[str]:
     """The detector files the file links, each as linked and as it is now (ok, changed since
     it was linked, or missing), and the writer's own findings."""
     from assonant_ioc.nexus.provenance import source_files
-    from assonant_ioc.nexus.writer import checks_of
+    from assonant_ioc.nexus.publish import checks_of
 
     lines = []
     sources = source_files(path)

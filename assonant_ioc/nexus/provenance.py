@@ -16,22 +16,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-#: the NXcollection of each entry that holds the provenance of its components and NXlogs
-PROVENANCE = "provenance"
-#: names a component's provenance collection uses for itself (not for its children)
-RESERVED = frozenset(
-    {
-        "field",
-        "source_pv",
-        "epics_timestamp",
-        "alarm_severity",
-        "alarm_status",
-        "connected",
-        "assonant_class",
-        "missing_files",
-        "unusable_files",
-    }
-)
+from assonant_ioc.model.readings import Reading
+from assonant_ioc.model.reserved import PROVENANCE
+from assonant_ioc.model.times import iso
+from assonant_ioc.nexus.h5 import SEVERITY_DTYPE, STR_DTYPE
 
 
 def mirror_path(obj: h5py.HLObject) -> str:
@@ -193,3 +181,33 @@ def source_files(path: str | Path) -> list[dict[str, Any]]:
             same = digest.hexdigest() == row["sha256"]
         row["status"] = "ok" if same else "changed"
     return out
+
+
+class Rows:
+    """A component's provenance table: one row per field holding one reading."""
+
+    def __init__(self) -> None:
+        self.fields: list[str] = []
+        self.readings: list[Reading] = []
+        self.extra: dict[str, Any] = {}
+
+    def add(self, field: str, r: Reading) -> None:
+        self.fields.append(field)
+        self.readings.append(r)
+
+    def write(self, group: h5py.Group) -> None:
+        if not self.fields and not self.extra:
+            return
+        table = mirror(group)
+        rs = self.readings
+        if rs:
+            table.create_dataset("field", data=np.array(self.fields, dtype=STR_DTYPE))
+            table.create_dataset("source_pv", data=np.array([r.source for r in rs], STR_DTYPE))
+            stamps = np.array([iso(r.timestamp) for r in rs], dtype=STR_DTYPE)
+            table.create_dataset("epics_timestamp", data=stamps)
+            severities = np.array([int(r.severity) for r in rs], dtype=np.int8)
+            table.create_dataset("alarm_severity", data=severities, dtype=SEVERITY_DTYPE)
+            table.create_dataset("alarm_status", data=np.array([r.status for r in rs], np.int16))
+            table.create_dataset("connected", data=np.array([r.connected for r in rs], bool))
+        for name, value in self.extra.items():
+            table.create_dataset(name, data=value)

@@ -212,7 +212,7 @@ class _ReadOnlyH5:
 
 def _own_checks(path: Path, entries: list[tuple[str, str]]) -> list[Finding]:
     """What the writer found (geometry against the frames, the sweep, the detector files)."""
-    from assonant_ioc.nexus.writer import checks_of
+    from assonant_ioc.nexus.publish import checks_of
 
     exposure = next(
         (f"/{name}" for name, d in entries if d), f"/{entries[-1][0]}" if entries else "/"

@@ -11,8 +11,8 @@ import pytest
 from assonant_ioc.config import load_config
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.nexus import write_experiment
+from assonant_ioc.nexus.publish import checks_of
 from assonant_ioc.nexus.validate import validate
-from assonant_ioc.nexus.writer import checks_of
 from assonant_ioc.sim.experiment import simulated_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -97,7 +97,7 @@ def test_a_write_that_fails_after_the_file_is_open_leaves_nothing(tmp_path: Path
 
     from assonant_ioc.model.components import Component, ComponentClass, DataField
     from assonant_ioc.model.readings import Reading
-    from assonant_ioc.nexus.writer import partial_path
+    from assonant_ioc.nexus.publish import partial_path
 
     x = experiment()
     bad = Reading.of("BL:bad", 1.0, T0, units="mm")

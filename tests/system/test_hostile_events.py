@@ -133,8 +133,16 @@ def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_register
     db = f"sqlite:///{tmp_path / 'catalog.db'}"
     _publish(kafka, topic, [*forged.values(), good])
     with catalog_procs.catalog_consumer(log_dir, kafka, topic, db, [data]) as (proc, port):
+        # keyed by their experiment ids, the events may be on different partitions: the
+        # good one can be registered before the last forged one is refused
         procs.wait_until(
-            lambda: catalog_procs.consumer_status(port)["registered"] >= 1, 60, "the good one", proc
+            lambda: (
+                (s := catalog_procs.consumer_status(port))["registered"] >= 1
+                and s["refused"] >= len(CASES)
+            ),
+            60,
+            "the good one registered and every forged one refused",
+            proc,
         )
         status = catalog_procs.consumer_status(port)
         assert status["registered"] == 1 and status["refused"] == len(CASES), status

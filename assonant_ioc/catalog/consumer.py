@@ -22,10 +22,12 @@ from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
 from assonant_ioc.catalog.store import Catalog, Outcome
-from assonant_ioc.events import http
-from assonant_ioc.events.http import Metric
+from assonant_ioc.events.consuming import BrokerLoop
 from assonant_ioc.events.security import security
-from assonant_ioc.events.watch import Watch
+from assonant_ioc.monitoring import http
+from assonant_ioc.monitoring.http import Metric
+from assonant_ioc.monitoring.metrics import counters, gauge
+from assonant_ioc.monitoring.watch import Watch
 from assonant_ioc.trust import Refused
 
 log = logging.getLogger(__name__)
@@ -109,41 +111,20 @@ class CatalogConsumer:
             fetch_max_wait_ms=100,
         )
 
-    async def _start(self, stop: asyncio.Event) -> AIOKafkaConsumer:
-        """Start the consumer, waiting out a broker that is not there yet."""
-        while True:
-            consumer = self._new_consumer()
-            try:
-                await consumer.start()
-                self.stats.broker_connected = True
-                log.info(
-                    "consuming %s as group %s from %s", self.topics, self.group, self.bootstrap
-                )
-                return consumer
-            except (KafkaError, OSError) as err:
-                await consumer.stop()
-                self.stats.broker_connected = False
-                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
-                try:
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
-                except asyncio.TimeoutError:
-                    continue
-                raise asyncio.CancelledError from None
+    def _broker_up(self, up: bool) -> None:
+        self.stats.broker_connected = up
+        if up:
+            log.info("consuming %s as group %s from %s", self.topics, self.group, self.bootstrap)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set."""
-        try:
-            self._consumer = consumer = await self._start(stop)
-        except asyncio.CancelledError:
+        loop = BrokerLoop(self._new_consumer, self.bootstrap, self.retry_s, None, self._broker_up)
+        consumer = await loop.start(stop)
+        if consumer is None:
             return
+        self._consumer = consumer
         try:
-            while not stop.is_set():
-                try:
-                    batch = await consumer.getmany(timeout_ms=500, max_records=200)
-                except KafkaError as err:  # aiokafka retries connections itself; this is more
-                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
-                    await asyncio.sleep(self.retry_s)
-                    continue
+            async for batch in loop.batches(consumer, stop, max_records=200):
                 for tp, records in batch.items():
                     for rec in records:
                         self.watch.begin(f"{tp.topic}[{tp.partition}]@{rec.offset}")
@@ -281,7 +262,7 @@ async def report(consumer: CatalogConsumer, every: float, stop: asyncio.Event) -
 
 def metrics(stats: Stats, watch: Watch) -> list[Metric]:
     """The consumer's counts and lag, as Prometheus reads them."""
-    counters = {
+    texts = {
         "registered": "files registered",
         "duplicate": "events of files already registered",
         "updated": "records updated",
@@ -291,18 +272,14 @@ def metrics(stats: Stats, watch: Watch) -> list[Metric]:
         "invalid_events": "events refused (not valid against the schema)",
         "catalog_errors": "catalog writes that failed (retried)",
     }
-    out: list[Metric] = [
-        (f"assonant_catalog_{name}_total", "counter", text, [({}, getattr(stats, name))])
-        for name, text in counters.items()
-    ]
     lag = float("nan") if stats.lag is None else float(stats.lag)
-    up = 1.0 if stats.broker_connected else 0.0
-    out += [
-        ("assonant_catalog_lag", "gauge", "events not yet registered", [({}, lag)]),
-        ("assonant_catalog_partitions", "gauge", "partitions assigned", [({}, stats.assigned)]),
-        ("assonant_catalog_broker_up", "gauge", "the broker answers", [({}, up)]),
+    return [
+        *counters("catalog", {k: (getattr(stats, k), text) for k, text in texts.items()}),
+        gauge("catalog", "lag", "events not yet registered", lag),
+        gauge("catalog", "partitions", "partitions assigned", stats.assigned),
+        gauge("catalog", "broker_up", "the broker answers", 1.0 if stats.broker_connected else 0),
+        *watch.metrics("catalog"),
     ]
-    return out + watch.metrics("catalog")
 
 
 def health(stats: Stats, watch: Watch) -> str:

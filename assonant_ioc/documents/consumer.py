@@ -24,14 +24,16 @@ from assonant_ioc.arguments import Parser
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
-from assonant_ioc.events import http
-from assonant_ioc.events.http import Metric
+from assonant_ioc.events.consuming import BrokerLoop
 from assonant_ioc.events.security import security
-from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.pool import WorkerProcess
 from assonant_ioc.model.state import State
+from assonant_ioc.monitoring import http
+from assonant_ioc.monitoring.http import Metric
+from assonant_ioc.monitoring.metrics import counters, gauge
+from assonant_ioc.monitoring.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +201,6 @@ class DocumentConsumer:
                 log.warning("commit of %s failed: %r", offsets, err)
 
     async def run(self, stop: asyncio.Event) -> None:
-        from aiokafka.errors import KafkaError
-
         for uid in self.writer.recover():
             self.watch.begin(f"recovering run {uid}")
             await self.write(uid)
@@ -212,28 +212,13 @@ class DocumentConsumer:
         for pending in self.writer.outbox.pending():
             if not pending.ready:
                 asyncio.get_running_loop().create_task(self.delivery.validate_and_release(pending))
-        consumer = self._new_consumer()
-        while not stop.is_set():
-            try:
-                await consumer.start()
-                break
-            except (KafkaError, OSError) as err:
-                await consumer.stop()
-                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
-                consumer = self._new_consumer()
-        if stop.is_set():
+        loop = BrokerLoop(self._new_consumer, self.bootstrap, self.retry_s)
+        consumer = await loop.start(stop)
+        if consumer is None:
             return
         log.info("consuming Bluesky documents from %s as group %s", self.topics, self.group)
         try:
-            while not stop.is_set():
-                try:
-                    batch = await consumer.getmany(timeout_ms=500, max_records=500)
-                except KafkaError as err:
-                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
-                    await asyncio.sleep(self.retry_s)
-                    continue
+            async for batch in loop.batches(consumer, stop, max_records=500):
                 done: list[str] = []
                 for tp, records in batch.items():
                     for rec in records:
@@ -261,11 +246,8 @@ class DocumentConsumer:
             "files": (self.files, "files written"),
             "failed_runs": (w.dead, "runs closed as failed (dead-letter directory)"),
         }
-        out: list[Metric] = [
-            (f"assonant_bluesky_{name}_total", "counter", text, [({}, n)])
-            for name, (n, text) in counts.items()
-        ]
-        out.append(("assonant_bluesky_runs_open", "gauge", "runs open", [({}, len(w.runs))]))
+        out = counters("bluesky", counts)
+        out.append(gauge("bluesky", "runs_open", "runs open", len(w.runs)))
         return out + self.watch.metrics("bluesky")
 
     async def serve_status(self, host: str, port: int) -> asyncio.Server:

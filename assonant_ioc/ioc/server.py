@@ -38,7 +38,6 @@ from caproto.server import pvproperty
 from assonant_ioc.config import BeamlineConfig
 from assonant_ioc.config.spec import check_file_name_template
 from assonant_ioc.errors import CommandRefused
-from assonant_ioc.events import http
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc import stats
 from assonant_ioc.ioc.access import Policy, load_acf
@@ -58,6 +57,7 @@ from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
 from assonant_ioc.monitor import PVMonitor
+from assonant_ioc.monitoring import http
 from assonant_ioc.trust import proposal_refusal
 
 log = logging.getLogger(__name__)

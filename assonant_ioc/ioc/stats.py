@@ -9,9 +9,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from assonant_ioc.events.http import Metric
 from assonant_ioc.ioc.ca_server import client_count
 from assonant_ioc.model.state import State
+from assonant_ioc.monitoring.http import Metric
 
 STATE_LABELS = [s.label for s in State]
 

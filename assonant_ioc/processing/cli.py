@@ -81,8 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> int:
     from assonant_ioc.catalog.store import Catalog
     from assonant_ioc.events.kafka import EventSender
-    from assonant_ioc.processing.consumer import Processor, Settings, serve_status
+    from assonant_ioc.processing.consumer import Processor, Settings
     from assonant_ioc.processing.runner import DaskRunner, run_local
+    from assonant_ioc.processing.status import serve_status
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

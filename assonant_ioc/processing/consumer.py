@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,16 @@ from assonant_ioc.catalog.record import (
     record_key,
 )
 from assonant_ioc.catalog.store import Catalog
-from assonant_ioc.events import http
-from assonant_ioc.events.http import Metric
+from assonant_ioc.events.consuming import BrokerLoop
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.events.security import security
-from assonant_ioc.events.watch import Watch
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
+from assonant_ioc.monitoring.watch import Watch
 from assonant_ioc.processing.derived import read_process
 from assonant_ioc.processing.jobs import Job, job_for
 from assonant_ioc.processing.runner import run_local
+from assonant_ioc.processing.status import Stats
 from assonant_ioc.trust import Refused
 
 log = logging.getLogger(__name__)
@@ -63,27 +63,6 @@ class Settings:
     jobs: int = 1
     #: per pipeline (nabu, pyfai, larch): the parameters it is given (nabu: start_z, end_z)
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class Stats:
-    topics: list[str] = field(default_factory=list)
-    group: str = ""
-    done: int = 0
-    reused: int = 0  # a result already whole on disk (a job run again after a stop)
-    duplicate: int = 0  # an event whose result was already announced
-    failed: int = 0
-    not_processed: int = 0  # definitions without a pipeline
-    invalid_events: int = 0
-    #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
-    refused: int = 0
-    running: int = 0
-    broker_connected: bool = False
-    last_error: str = ""
-    started_at: float = field(default_factory=time.time)
-
-    def as_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
 
 
 def file_derived_event(job: Job, result: dict[str, Any], raw_key: str) -> dict[str, Any]:
@@ -191,38 +170,24 @@ class Processor:
             max_poll_interval_ms=int(max(300.0, self.settings.time_limit * 2) * 1000),
         )
 
+    def _broker_up(self, up: bool) -> None:
+        self.stats.broker_connected = up
+        if up:
+            log.info("processing %s as group %s from %s", self.topics, self.group, self.bootstrap)
+
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = None
-        while consumer is None and not stop.is_set():
-            candidate = self._new_consumer()
-            try:
-                await candidate.start()
-                candidate.subscribe(self.topics, listener=_Handover(self, candidate))
-                consumer = candidate
-                self.stats.broker_connected = True
-                log.info(
-                    "processing %s as group %s from %s", self.topics, self.group, self.bootstrap
-                )
-            except (KafkaError, OSError) as err:
-                await candidate.stop()
-                self.stats.broker_connected = False
-                log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
-                try:
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
-                except asyncio.TimeoutError:
-                    pass
+        loop = BrokerLoop(
+            self._new_consumer,
+            self.bootstrap,
+            self.retry_s,
+            lambda c: c.subscribe(self.topics, listener=_Handover(self, c)),
+            self._broker_up,
+        )
+        consumer = await loop.start(stop)
         if consumer is None:
             return
         try:
-            while not stop.is_set():
-                try:
-                    batch = await consumer.getmany(
-                        timeout_ms=500, max_records=max(1, self.settings.jobs)
-                    )
-                except KafkaError as err:
-                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
-                    await asyncio.sleep(self.retry_s)
-                    continue
+            async for batch in loop.batches(consumer, stop, max(1, self.settings.jobs)):
                 for tp, records in batch.items():
                     flight = _Flight(records[-1].offset + 1)
                     flight.tasks = [
@@ -473,40 +438,3 @@ class Processor:
     async def _send(self, job: Job, event: dict[str, Any]) -> bool:
         await self.sender.send(job.event_id, event)
         return True
-
-
-def metrics(stats: Stats, watch: Watch) -> list[Metric]:
-    counters = {
-        "done": "derived files written and announced",
-        "reused": "results found whole on disk (a job run again)",
-        "duplicate": "events whose result was already announced",
-        "failed": "jobs that failed (recorded with their reason)",
-        "not_processed": "files whose definition has no pipeline",
-        "invalid_events": "events refused (not valid against the schema)",
-    }
-    out: list[Metric] = [
-        (f"assonant_process_{name}_total", "counter", text, [({}, getattr(stats, name))])
-        for name, text in counters.items()
-    ]
-    out.append(("assonant_process_running", "gauge", "jobs running", [({}, stats.running)]))
-    return out + watch.metrics("process")
-
-
-def health(stats: Stats, watch: Watch) -> str:
-    return watch.stalled() or ("" if stats.broker_connected else "Kafka broker unreachable")
-
-
-async def serve_status(
-    stats: Stats, host: str, port: int, watch: Watch | None = None
-) -> asyncio.Server:
-    def status() -> tuple[str, bytes]:
-        return "application/json", stats.as_json()
-
-    watch = watch or Watch()
-    return await http.serve(
-        host,
-        port,
-        lambda: metrics(stats, watch),
-        lambda: health(stats, watch),
-        {"/status": status, "/": status},
-    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from assonant_ioc.catalog.consumer import Stats, health, metrics
-from assonant_ioc.events.http import exposition
-from assonant_ioc.events.watch import Watch
+from assonant_ioc.monitoring.http import exposition
+from assonant_ioc.monitoring.watch import Watch
 
 
 def test_a_loop_held_by_one_message_past_its_bound_is_unhealthy() -> None:

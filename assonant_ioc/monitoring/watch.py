@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from assonant_ioc.events.http import Metric
+from assonant_ioc.monitoring.http import Metric
 
 
 @dataclass

@@ -37,9 +37,9 @@ from assonant_ioc.documents.run import (
     event_page_events,
 )
 from assonant_ioc.errors import WriteFailed
-from assonant_ioc.lifecycle.experiment import next_path
 from assonant_ioc.lifecycle.journal import write_durable
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
+from assonant_ioc.lifecycle.write import next_path
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.publish import partial_path, publish
 from assonant_ioc.trust import (

@@ -3,7 +3,8 @@
 No Channel Access in this package: the IOC maps PVs to :class:`Lifecycle` calls.
 """
 
-from assonant_ioc.lifecycle.experiment import Lifecycle, Settings, StepFailed
+from assonant_ioc.lifecycle.experiment import Lifecycle
 from assonant_ioc.lifecycle.reporter import Reporter
+from assonant_ioc.lifecycle.settings import Settings, StepFailed
 
 __all__ = ["Lifecycle", "Reporter", "Settings", "StepFailed"]

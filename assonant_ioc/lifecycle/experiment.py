@@ -1,5 +1,7 @@
-"""The experiment's lifecycle: commands, captures, journal, file build, outbox (recovery:
-``lifecycle.recovery``; what it tells the world: ``lifecycle.reporter``).
+"""The experiment's lifecycle: commands, captures, journal (the parts it is made of, each a
+room of its own: EndOfExperiment's write in ``lifecycle.write``, what is not yet durable in
+``lifecycle.durability``, recovery in ``lifecycle.recovery``; what it tells the world:
+``lifecycle.reporter``).
 
 No Channel Access here: the IOC maps its PVs to these calls and shows what the
 :class:`Reporter` is told. Commands run one at a time (a lock), so a Record stop
@@ -13,108 +15,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.config.paths import data_dir_problem
-from assonant_ioc.config.spec import BeamlineConfig, render_file_name
+from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle import staging
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
-from assonant_ioc.lifecycle.holds import held
+from assonant_ioc.lifecycle.durability import Durability
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
-from assonant_ioc.lifecycle.outbox import Outbox, Pending
+from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.pool import WorkerProcess
 from assonant_ioc.lifecycle.recovery import Recovery
 from assonant_ioc.lifecycle.reporter import Reporter
+from assonant_ioc.lifecycle.settings import Settings, StepFailed
+from assonant_ioc.lifecycle.write import Writing
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.source import ReadingSource
 from assonant_ioc.model.state import Command, State, StateMachine
-from assonant_ioc.nexus.publish import partial_path, publish
 from assonant_ioc.snapshots import FileNames
 
 log = logging.getLogger(__name__)
 
 
-def _crashed(final: Path, state_dir: Path) -> str:
-    """Why a build process died, as far as can be told: the room left where it wrote and
-    where it read (the state directory)."""
-    import shutil
-
-    def free(where: Path) -> str:
-        try:
-            return f"{shutil.disk_usage(where).free:,} bytes free"
-        except OSError as err:
-            return str(err)
-
-    return (
-        f"cannot write {final}: the process writing it died twice (libhdf5 crashes when a "
-        f"disk fills in the middle of a write; the data directory: {free(final.parent)}; "
-        f"the state directory {state_dir}: {free(state_dir)})"
-    )
-
-
-def next_path(
-    config: BeamlineConfig,
-    data_dir: str,
-    template: str,
-    experiment_id: str,
-    sample: str,
-    when: float,
-    counter: int = 0,
-) -> tuple[Path, int]:
-    """The next free file name and its counter: a name already on disk is never reused."""
-    directory = Path(data_dir)
-    if not directory.is_absolute():
-        raise WriteFailed(f"DataDir {data_dir!r} is not an absolute path")
-    # checked again right before the file is created, where it resolves now: a symbolic
-    # link accepted when DataDir was written may point somewhere else since
-    why = data_dir_problem(data_dir, config.data_root)
-    if why:
-        raise WriteFailed(why)
-    directory = Path(os.path.realpath(directory))
-    tries = 100_000 if "{counter" in template else 1
-    for n in range(counter + 1, counter + 1 + tries):
-        path = directory / render_file_name(
-            template,
-            beamline=config.beamline,
-            experiment_id=experiment_id,
-            sample=sample or "sample",
-            counter=n,
-            when=when,
-        )
-        if not path.exists() and not partial_path(path).exists():
-            return path, n
-    raise WriteFailed(f"{directory}: no free file name for template {template!r}")
-
-
-class StepFailed(Exception):
-    """A step failed; the state is Fault and the reason was reported."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The operator's settings when a command arrives."""
-
-    experiment_id: str = ""
-    sample: str = ""
-    #: the Proposal PV ("": the config's default)
-    proposal: str = ""
-    comment: str = ""
-    data_dir: str = ""
-    file_name: str = ""
-    counter: int = 0
-    #: who wrote the command (``user@host`` as the CA client gave them), for the audit
-    who: str = ""
-
-
-class Lifecycle(Recovery):
+class Lifecycle(Writing, Durability, Recovery):
     def __init__(
         self,
         config: BeamlineConfig,
@@ -276,79 +202,6 @@ class Lifecycle(Recovery):
             self._meta_held = False
 
     # -- what is captured but not yet durable --------------------------------------------------
-    def _waiting(self) -> int:
-        """Readings and snapshots held in memory, not yet on disk."""
-        recorders = [r for r in (self._recorder, self._unsettled) if r is not None]
-        return sum(r.waiting for r in recorders) + len(self._held_snapshots)
-
-    async def _not_durable(self, problem: str) -> None:
-        """Something could not be made durable: say it at once, and retry every second."""
-        self._problem = problem
-        await self.reporter.durability(self._waiting(), problem)
-        if self._settling is not None and not self._settling.done():
-            self._settling.cancel()  # it had not held: for the operator nothing changed
-        elif not self._said_problem:
-            self._said_problem = True
-            await self.reporter.error(
-                f"{self.experiment_id}: the state directory {self.state_dir} cannot take the "
-                f"experiment ({problem}); what is captured is kept in memory and retried every "
-                "second: make room"
-            )
-        if self._retrying is None or self._retrying.done():
-            self._retrying = asyncio.get_running_loop().create_task(self._retry_durable())
-
-    def _recorder_durability(self, waiting: int, problem: str) -> None:
-        """From the recorder's flush thread: a failed flush, or the first one that worked."""
-        loop = self._loop
-        if problem:
-            loop.call_soon_threadsafe(lambda: self.spawn(self._not_durable(problem)))
-        else:
-            loop.call_soon_threadsafe(lambda: self.spawn(self._check_durable()))
-
-    async def _check_durable(self) -> None:
-        if not self._problem:
-            return
-        if self._waiting() == 0 and not self._meta_held and self._unsettled is None:
-            self._problem = ""
-            await self.reporter.durability(0, "")
-            if self._said_problem and (self._settling is None or self._settling.done()):
-                self._settling = asyncio.get_running_loop().create_task(self._say_durable())
-        else:
-            await self.reporter.durability(self._waiting(), self._problem)
-
-    async def _settle(self) -> None:
-        """Write what is held in memory; raises NotDurable (or OSError) when it still cannot."""
-        if self._unsettled is not None:
-            await asyncio.to_thread(self._unsettled.settle)
-            self._unsettled = None
-        for moment, snap in list(self._held_snapshots.items()):
-            await asyncio.to_thread(self.journal.save_snapshot, moment.value, snap)
-            del self._held_snapshots[moment]
-        if self._meta_held:
-            await asyncio.to_thread(self.journal.save_meta, dict(self._meta))
-            self._meta_held = False
-
-    #: how long the state directory must take everything before "durable again" is said
-    SETTLE_S = 3.0
-
-    async def _say_durable(self) -> None:
-        await asyncio.sleep(self.SETTLE_S)
-        if not self._problem:
-            self._said_problem = False
-            await self.reporter.say(f"{self.experiment_id}: everything captured is durable again")
-
-    async def _retry_durable(self) -> None:
-        while self._problem:
-            await asyncio.sleep(self.config.journal_flush_s)
-            async with self._lock:
-                if not self._meta and not self.journal.exists():
-                    self._problem = ""  # aborted meanwhile
-                    self._said_problem = False
-                    await self.reporter.durability(0, "")
-                    return
-                with contextlib.suppress(OSError):
-                    await self._settle()
-                await self._check_durable()
 
     async def _fail(self, step: str, err: BaseException) -> StepFailed:
         """Any failure: Fault, the reason on LastError, the experiment kept. A failure the
@@ -585,142 +438,3 @@ class Lifecycle(Recovery):
             self._problem = ""
             await self.reporter.durability(0, "")
         self._said_problem = False
-
-    async def end_of_experiment(self, settings: Settings) -> tuple[Path, int]:
-        """Write the file and queue its event; returns (path, the counter used)."""
-        async with self._lock:
-            await self._refuse_unless(Command.END_OF_EXPERIMENT)
-            if not self.machine.captured:
-                msg = "EndOfExperiment refused: nothing captured (Abort, then start again)"
-                await self.reporter.error(msg)
-                raise CommandRefused(msg)
-            try:  # the file is built from the journal: everything captured must be there
-                await self._settle()
-            except OSError as err:
-                await self._check_durable()
-                msg = (
-                    f"EndOfExperiment refused: what is captured is not yet durable ({err}); "
-                    f"make room in {self.state_dir} and write EndOfExperiment again"
-                )
-                await self.reporter.error(msg)
-                raise CommandRefused(msg) from err
-            await self._check_durable()
-            await self._enter(Command.END_OF_EXPERIMENT, settings.who)
-            try:
-                await self._wait_for_detectors()
-            except Exception:  # the build names what is missing; the write goes on
-                log.exception("waiting for the detector files")
-            await self.reporter.say(f"{self.experiment_id}: writing")
-            final: Path | None = None
-            queued: Pending | None = None
-            try:
-                final, counter = self._next_path(settings)
-                event_id = uuid.uuid4().hex
-                self._meta["writing"] = {
-                    "final": str(final),
-                    "tmp": str(partial_path(final)),
-                    "event_id": event_id,
-                }
-                self._meta.pop("fault", None)
-                await self._save()
-                job = worker.BuildJob(
-                    self.config,
-                    str(self.state_dir),
-                    str(final),
-                    self.experiment_id,
-                    self.sample,
-                    settings.comment,
-                    event_id,
-                    settings.who,
-                )
-                tmp, event = await self._build(job)
-                await held("built")
-                ready = not self.config.validate
-                path = await asyncio.to_thread(self.outbox.put, self.experiment_id, event, ready)
-                queued = Pending(path, self.experiment_id, event, ready)
-                await held("queued")
-                await asyncio.to_thread(publish, Path(tmp), final)
-                await held("published")
-            except Exception as err:
-                if isinstance(err, BrokenProcessPool) and final is not None:
-                    err = WriteFailed(_crashed(final, self.state_dir))
-                if final is not None:
-                    with contextlib.suppress(OSError):
-                        partial_path(final).unlink(missing_ok=True)
-                if queued is not None:
-                    with contextlib.suppress(OSError):
-                        self.outbox.remove(queued)
-                self._meta["writing"] = None
-                raise await self._fail("write", err) from err
-            await self._finish_written(final, queued)
-            return final, counter
-
-    async def _build(self, job: worker.BuildJob) -> tuple[str, dict[str, Any]]:
-        """The file built in the worker; when that process died or its staging write failed
-        (a full state directory: libhdf5's state is not to be trusted after it), built once
-        more in a fresh process, from the journal, which holds everything durable."""
-        try:
-            result: tuple[str, dict[str, Any]] = await self._in_worker(worker.build, job)
-            return result
-        except (BrokenProcessPool, staging.StagingBroken) as err:
-            log.warning("the build process failed (%r): building again in a fresh one", err)
-            self._worker.end()
-            result = await self._in_worker(worker.build, job)
-            return result
-
-    async def _finish_written(self, final: Path, queued: Pending) -> None:
-        """The file is at its final name and its event in the outbox: the experiment is done."""
-        await self._close_experiment()
-        await self.reporter.file_written(final)
-        await self.reporter.state_changed(State.IDLE)
-        await self.reporter.say(f"{self.experiment_id}: wrote {final}")
-        if queued.ready:
-            self.delivery.wake()
-        else:
-            self.spawn(self.delivery.validate_and_release(queued))
-
-    async def _wait_for_detectors(self) -> None:
-        """Bounded by each detector's ``frames: {timeout}``: until every file plugin has closed
-        its file and each file holds the frames the detector said it captured. What is still
-        open, missing or short at the timeout is named by the build (never read as zeros)."""
-        specs = {c: s for c, s in self.config.frames_specs().items() if s.capture_pv}
-        sink = self._frames
-        if not specs or sink is None:
-            return
-        deadline = time.monotonic() + max(s.timeout for s in specs.values())
-        said = False
-        while True:
-            open_now = [c for c in specs if sink.is_open(c)]
-            files = sink.files()
-            wanted = {
-                path: (specs[comp].dataset, sink.expected.get(path, -1))
-                for comp, paths in files.items()
-                if comp in specs
-                for path in paths
-            }
-            short = [] if open_now else await self._in_worker(worker.frames_short, wanted)
-            if not open_now and not short:
-                return
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "%s: detector files not complete after the timeout: %s",
-                    self.experiment_id,
-                    ", ".join([f"{c} still capturing" for c in open_now] + short),
-                )
-                return
-            if not said:
-                said = True
-                await self.reporter.say(f"{self.experiment_id}: waiting for the detector files")
-            await asyncio.sleep(0.1)
-
-    def _next_path(self, settings: Settings) -> tuple[Path, int]:
-        when = float(self._meta.get("started", time.time()))
-        return next_path(
-            self.config,
-            settings.data_dir,
-            settings.file_name,
-            self.experiment_id,
-            self.sample,
-            when,
-            settings.counter,
-        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.outbox import Outbox, Pending
@@ -28,15 +28,15 @@ class Recovery:
     sample: str
     _meta: dict[str, Any]
 
-    # the lifecycle's steps recovery takes (Lifecycle defines them)
-    async def _save(self) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the lifecycle's steps recovery takes (its own)
 
-    def _follow_frames(self, known: dict[str, list[str]] | None = None, held: Any = None) -> None:
-        raise NotImplementedError
+        async def _save(self) -> None: ...
 
-    async def _finish_written(self, final: Path, queued: Pending) -> None:
-        raise NotImplementedError
+        def _follow_frames(
+            self, known: dict[str, list[str]] | None = None, held: Any = None
+        ) -> None: ...
+
+        async def _finish_written(self, final: Path, queued: Pending) -> None: ...
 
     async def _recover(self) -> str:
         meta = await asyncio.to_thread(self.journal.load_meta)

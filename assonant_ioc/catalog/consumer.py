@@ -22,8 +22,7 @@ from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
 from assonant_ioc.catalog.store import Catalog, Outcome
-from assonant_ioc.events.consuming import BrokerLoop
-from assonant_ioc.events.security import security
+from assonant_ioc.events.consuming import BrokerLoop, consumer_for
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
 from assonant_ioc.monitoring.metrics import counters, gauge
@@ -97,19 +96,7 @@ class CatalogConsumer:
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            client_id="assonant-catalog",
-            **security().kwargs(),  # TLS and SASL from the environment (events.security)
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a new group, or a broker that lost its offsets
-            metadata_max_age_ms=5000,  # a topic made after the start is found soon
-            # a broker that does not answer a fetch as soon as data arrives (Tansu) answers it
-            # after this wait: it bounds the event-to-searchable latency (10 idle fetches/s)
-            fetch_max_wait_ms=100,
-        )
+        return consumer_for(self.bootstrap, self.group, "assonant-catalog", tuple(self.topics))
 
     def _broker_up(self, up: bool) -> None:
         self.stats.broker_connected = up
@@ -274,7 +261,7 @@ def metrics(stats: Stats, watch: Watch) -> list[Metric]:
     }
     lag = float("nan") if stats.lag is None else float(stats.lag)
     return [
-        *counters("catalog", {k: (getattr(stats, k), text) for k, text in texts.items()}),
+        *counters("catalog", stats, texts),
         gauge("catalog", "lag", "events not yet registered", lag),
         gauge("catalog", "partitions", "partitions assigned", stats.assigned),
         gauge("catalog", "broker_up", "the broker answers", 1.0 if stats.broker_connected else 0),
@@ -301,14 +288,6 @@ async def serve_status(
     """``/status`` (and ``/``): the counts as JSON; ``/metrics`` for Prometheus; ``/health``:
     503 while the broker or the catalog is unreachable, or the loop is stuck."""
     watch = watch or Watch()
-
-    def status() -> tuple[str, bytes]:
-        return "application/json", stats.as_json()
-
-    return await http.serve(
-        host,
-        port,
-        lambda: metrics(stats, watch),
-        lambda: health(stats, watch),
-        {"/status": status, "/": status},
+    return await http.serve_status(
+        host, port, stats.as_json, lambda: metrics(stats, watch), lambda: health(stats, watch)
     )

@@ -24,8 +24,7 @@ from assonant_ioc.arguments import Parser
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
-from assonant_ioc.events.consuming import BrokerLoop
-from assonant_ioc.events.security import security
+from assonant_ioc.events.consuming import BrokerLoop, consumer_for
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -106,18 +105,11 @@ class DocumentConsumer:
         return await self._worker.run(fn, *args)
 
     def _new_consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer
-
-        return AIOKafkaConsumer(
-            *self.topics,
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            client_id="assonant-bluesky",
-            **security().kwargs(),  # TLS and SASL from the environment (events.security)
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=5000,
-            fetch_max_wait_ms=100,
+        return consumer_for(
+            self.bootstrap,
+            self.group,
+            "assonant-bluesky",
+            tuple(self.topics),
             session_timeout_ms=6000,  # a group's first join takes 3 s, not 23 (Tansu)
             heartbeat_interval_ms=2000,
             max_partition_fetch_bytes=16 << 20,

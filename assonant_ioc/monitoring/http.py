@@ -85,3 +85,18 @@ async def serve(
             writer.close()
 
     return await asyncio.start_server(answer, host, port)
+
+
+async def serve_status(
+    host: str,
+    port: int,
+    status: Callable[[], bytes],
+    metrics: Callable[[], list[Metric]],
+    health: Callable[[], str],
+) -> asyncio.Server:
+    """``serve`` with the service's counts as JSON on ``/status`` (and ``/``)."""
+
+    def as_json() -> tuple[str, bytes]:
+        return "application/json", status()
+
+    return await serve(host, port, metrics, health, {"/status": as_json, "/": as_json})

@@ -4,15 +4,23 @@ each with its help text, under the service's prefix (``assonant_<service>_<name>
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from assonant_ioc.monitoring.http import Metric
 
 
-def counters(service: str, counts: Mapping[str, tuple[float, str]]) -> list[Metric]:
-    """``assonant_<service>_<name>_total`` for each (count, help text) by name."""
+def counters(service: str, counts: Any, texts: Mapping[str, str] | None = None) -> list[Metric]:
+    """``assonant_<service>_<name>_total``: for each name of ``texts`` (its help text), the
+    attribute of that name of ``counts``; without ``texts``, ``counts`` maps each name to
+    (its count, its help text)."""
+    pairs = (
+        {name: (getattr(counts, name), text) for name, text in texts.items()}
+        if texts is not None
+        else counts
+    )
     return [
         (f"assonant_{service}_{name}_total", "counter", text, [({}, float(n))])
-        for name, (n, text) in counts.items()
+        for name, (n, text) in pairs.items()
     ]
 
 

@@ -35,9 +35,8 @@ from assonant_ioc.catalog.record import (
     record_key,
 )
 from assonant_ioc.catalog.store import Catalog
-from assonant_ioc.events.consuming import BrokerLoop
+from assonant_ioc.events.consuming import BrokerLoop, consumer_for
 from assonant_ioc.events.kafka import EventSender
-from assonant_ioc.events.security import security
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
 from assonant_ioc.monitoring.watch import Watch
@@ -155,15 +154,10 @@ class Processor:
         self._inflight: dict[str, asyncio.Future[bool]] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            client_id="assonant-process",
-            **security().kwargs(),  # TLS and SASL from the environment (events.security)
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=5000,
-            fetch_max_wait_ms=100,
+        return consumer_for(
+            self.bootstrap,
+            self.group,
+            "assonant-process",
             session_timeout_ms=6000,  # a processor that died: its partitions move in seconds
             heartbeat_interval_ms=1000,
             # a job may run long: the consumer is not taken for dead meanwhile

@@ -1,5 +1,5 @@
-"""What the processor says about itself: its counts as JSON (/status), Prometheus'
-/metrics, /health (503 while the broker is unreachable or a job holds the loop past
+"""What the processor says about itself: its counts as JSON (``/status``), Prometheus'
+``/metrics``, ``/health`` (503 while the broker is unreachable or a job holds the loop past
 its bound)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def metrics(stats: Stats, watch: Watch) -> list[Metric]:
         "invalid_events": "events refused (not valid against the schema)",
     }
     return [
-        *counters("process", {k: (getattr(stats, k), text) for k, text in texts.items()}),
+        *counters("process", stats, texts),
         gauge("process", "running", "jobs running", stats.running),
         *watch.metrics("process"),
     ]
@@ -59,14 +59,7 @@ def health(stats: Stats, watch: Watch) -> str:
 async def serve_status(
     stats: Stats, host: str, port: int, watch: Watch | None = None
 ) -> asyncio.Server:
-    def status() -> tuple[str, bytes]:
-        return "application/json", stats.as_json()
-
     watch = watch or Watch()
-    return await http.serve(
-        host,
-        port,
-        lambda: metrics(stats, watch),
-        lambda: health(stats, watch),
-        {"/status": status, "/": status},
+    return await http.serve_status(
+        host, port, stats.as_json, lambda: metrics(stats, watch), lambda: health(stats, watch)
     )

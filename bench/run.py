@@ -68,17 +68,7 @@ class Bench:
         prefix = procs.new_prefix("SC")
         name = write_scale_db(self.work / "db", n, scan)
         port = procs.free_port()
-        args = [
-            sys.executable,
-            "-m",
-            "assonant_ioc.sim.softioc",
-            "--prefix",
-            prefix,
-            "--db-dir",
-            str(self.work / "db"),
-            "--substitutions",
-            name,
-        ]
+        args = procs.softioc_args(prefix, self.work / "db", "--substitutions", name)
         with procs.running(f"scale-{n}", args, procs.ca_server_env(port), self.logs) as proc:
             self._scale_procs.append(proc)
             procs.wait_until(

@@ -381,6 +381,21 @@ def broker(
         yield f"127.0.0.1:{port}"
 
 
+def softioc_args(prefix: str, db_dir: Path, *more: str) -> list[str]:
+    """The command line of the C IOC (epicscorelibs' softIoc) over the databases in
+    ``db_dir``; ``more``: its other arguments (``--substitutions NAME``)."""
+    return [
+        sys.executable,
+        "-m",
+        "assonant_ioc.sim.softioc",
+        "--prefix",
+        prefix,
+        "--db-dir",
+        str(db_dir),
+        *more,
+    ]
+
+
 @contextlib.contextmanager
 def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[int]:
     """The simulated beamline, ``kind`` ``caproto`` or ``c`` (C IOC from db/); yields its port."""
@@ -396,15 +411,7 @@ def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[
             "127.0.0.1",
         ]
     else:
-        args = [
-            sys.executable,
-            "-m",
-            "assonant_ioc.sim.softioc",
-            "--prefix",
-            prefix,
-            "--db-dir",
-            str(DB_DIR),
-        ]
+        args = softioc_args(prefix, DB_DIR)
     with running(f"sim-{kind}", args, ca_server_env(port), log_dir) as proc:
         wait_until(
             lambda: ca_answers(f"{prefix}smp:x:RBV", ca_client_env(port)),
@@ -413,6 +420,22 @@ def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[
             proc,
         )
         yield port
+
+
+def service_args(config: Path, prefix: str, extra: list[str] | None = None) -> list[str]:
+    """The command line of the service on loopback: its config, prefix, and ``extra``."""
+    return [
+        sys.executable,
+        "-m",
+        "assonant_ioc.ioc.main",
+        "--config",
+        str(config),
+        "--prefix",
+        prefix,
+        "--interfaces",
+        "127.0.0.1",
+        *(extra or []),
+    ]
 
 
 @contextlib.contextmanager
@@ -426,18 +449,6 @@ def service(
     """The service on its own port, its CA client pointed at the beamline; yields (port, proc)."""
     port = free_port()
     env = ca_server_env(port) | ca_client_env(beamline_port)
-    args = [
-        sys.executable,
-        "-m",
-        "assonant_ioc.ioc.main",
-        "--config",
-        str(config),
-        "--prefix",
-        prefix,
-        "--interfaces",
-        "127.0.0.1",
-        *(extra or []),
-    ]
-    with running("assonant-ioc", args, env, log_dir) as proc:
+    with running("assonant-ioc", service_args(config, prefix, extra), env, log_dir) as proc:
         wait_until(lambda: _started(prefix, ca_client_env(port)), 30, "assonant IOC", proc)
         yield port, proc

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -51,24 +50,19 @@ def test_sigterm_stops_an_ioc_started_in_the_background_by_a_shell(
     config.write_text((REPO / "configs" / "sim.yaml").read_text())
     env = {**os.environ, **procs.ca_server_env(port), **procs.ca_client_env(sim[1])}
     log = log_dir / f"background-{prefix.strip(':')}.log"
-    args = [
-        sys.executable,
-        "-m",
-        "assonant_ioc.ioc.main",
-        "--config",
-        str(config),
-        "--prefix",
+    args = procs.service_args(
+        config,
         prefix,
-        "--interfaces",
-        "127.0.0.1",
-        "--macro",
-        f"BL={sim[0]}",
-        "--no-kafka",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--autosave",
-        str(tmp_path / "autosave.json"),
-    ]
+        [
+            "--macro",
+            f"BL={sim[0]}",
+            "--no-kafka",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--autosave",
+            str(tmp_path / "autosave.json"),
+        ],
+    )
     launched = subprocess.run(
         ["bash", "-c", '"$@" > "$LOG" 2>&1 & echo $!', "launcher", *args],
         env={**env, "LOG": str(log)},

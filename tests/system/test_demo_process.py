@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,20 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading
     return demo, lines, reader
 
 
+def _result_shown(browser: Any, url: str, key: str, technique: str, pipeline: str) -> Any:
+    """The page, its first file of ``technique`` opened as a person would (the key, the
+    technique, search, a click), once its plot and ``pipeline``'s result are drawn."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.goto(url)
+    page.fill("#api-key", key)
+    page.select_option("#technique", technique)
+    page.click("#search")
+    page.wait_for_selector("tr.file").click()
+    page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=60000)
+    page.wait_for_selector(f".result[data-pipeline='{pipeline}'][data-drawn='yes']", timeout=60000)
+    return page
+
+
 def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: Path) -> None:
     """``demo --technique xas --process``: the page's mu(E) over the energy in the file's
     unit, and xraylarch's normalised spectrum beside it."""
@@ -82,16 +97,7 @@ def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: P
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1300, "height": 1000})
-                page.goto(url)
-                page.fill("#api-key", key)
-                page.select_option("#technique", "NXxas")
-                page.click("#search")
-                page.wait_for_selector("tr.file").click()
-                page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=60000)
-                page.wait_for_selector(
-                    ".result[data-pipeline='larch'][data-drawn='yes']", timeout=60000
-                )
+                page = _result_shown(browser, url, key, "NXxas", "larch")
                 axis = page.locator("#plot-default .xtitle").text_content()
                 assert axis == "energy (keV)", axis  # the file's unit, as it says it
                 title = page.locator(".result[data-pipeline='larch'] .gtitle").text_content()
@@ -119,16 +125,7 @@ def test_the_demo_with_process_shows_the_reconstruction_on_the_page(tmp_path: Pa
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1300, "height": 1000})
-                page.goto(url)
-                page.fill("#api-key", key)
-                page.select_option("#technique", "NXtomo")
-                page.click("#search")
-                page.wait_for_selector("tr.file").click()
-                page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=60000)
-                page.wait_for_selector(
-                    ".result[data-pipeline='nabu'][data-drawn='yes']", timeout=60000
-                )
+                page = _result_shown(browser, url, key, "NXtomo", "nabu")
                 # the left plot is a projection of the raw file, the right one nabu's slice
                 assert page.inner_text("#default-caption") == "The first projection"
                 assert "frame" in (page.locator("#plot-default .gtitle").text_content() or "")

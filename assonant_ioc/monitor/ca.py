@@ -61,7 +61,6 @@ class PVMonitor:
         # reading keeps its dtype and shape
         self._units: dict[str, str] = {}
         self._columns = LatestColumns(self.pvs)  # the same updates, as the journal's columns
-        self._disconnected: set[str] = set()
         self._connected: set[str] = set()
         self._sinks: list[Sink] = []
         self._chids: dict[str, Any] = {}
@@ -127,8 +126,8 @@ class PVMonitor:
         with self._lock:
             raw = dict(self._latest)
             units = dict(self._units)
-            last = {pv: self._last_value.get(pv) for pv in self._disconnected}
-            columns = self._columns.take(id(self))
+            columns = self._columns.take(self._latest, id(self))
+            last = {pv: self._last_value.get(pv) for pv in self._columns.disconnected()}
         last = {pv: v for pv, v in last.items() if v is not None}
         return RawSnapshot(raw, units, last, columns)
 
@@ -256,11 +255,7 @@ class PVMonitor:
     def _store(self, pv: str, raw: Raw) -> None:
         """Under the lock: keep the update and hand it to the sinks (no objects built)."""
         self._latest[pv] = raw
-        self._columns.store(pv, raw)
-        if raw[4]:
-            self._disconnected.discard(pv)
-        else:
-            self._disconnected.add(pv)
+        self._columns.changed_pv(pv)
         for sink in self._sinks:
             sink.add(pv, *raw)
 

@@ -1,8 +1,10 @@
-"""The latest update of each PV kept as columns, one row per configured PV, as updates arrive.
+"""The latest update of each PV kept as columns, one row per configured PV.
 
-A snapshot of 10,000 PVs then costs a copy of a few arrays instead of 10,000 tuples encoded
-one by one while the operator's put waits: the pre snapshot's encoding went from a few
-milliseconds to a few tens of microseconds. The columns are those of the journal's batch
+An update only marks its PV as changed (a set insertion, about 50 ns, on the monitor's hot
+path); a snapshot brings the rows of the PVs changed since the last one up to date and copies
+a few arrays, instead of encoding 10,000 tuples one by one while the operator's put waits:
+the pre snapshot of a quiet beamline encodes next to nothing, one after a busy recording at
+most every row once (a few milliseconds at 10,000 PVs). The columns are those of the journal's batch
 records (``lifecycle.records``): time, severity, status, connected, the value's kind
 (0 float, 1 integer, 2 anything else), the float and integer values; anything else (strings,
 waveforms, a disconnected PV's None) is kept by row.
@@ -11,7 +13,7 @@ waveforms, a disconnected PV's None) is kept by row.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63
 
 
 class LatestColumns:
-    """Filled under the monitor's lock (``store``), read under it (``take``)."""
+    """Told of changes under the monitor's lock (``changed_pv``), read under it (``take``)."""
 
     def __init__(self, pvs: Sequence[str]) -> None:
         n = len(pvs)
@@ -39,6 +41,7 @@ class LatestColumns:
         self._vi = array("q", bytes(8 * n))
         self._heard = array("b", bytes(n))
         self._other: dict[int, Any] = {}
+        self._dirty: set[str] = set()
         self._layout = 0
         #: for the current layout: the rows heard from, their PVs, row -> position
         self._rows: tuple[int, np.ndarray, list[str], dict[int, int]] | None = None
@@ -47,7 +50,13 @@ class LatestColumns:
         """Something a snapshot header holds changed (a unit, say)."""
         self._layout += 1
 
+    def changed_pv(self, pv: str) -> None:
+        """``pv`` has a new update (kept by the monitor): its row is brought up to date at
+        the next ``take``."""
+        self._dirty.add(pv)
+
     def store(self, pv: str, raw: Raw) -> None:
+        """``pv``'s row from its latest update."""
         i = self.index.get(pv)
         if i is None:
             return
@@ -73,8 +82,13 @@ class LatestColumns:
             self._other.pop(i, None)
         self._k[i] = new
 
-    def take(self, monitor_id: int) -> SnapshotColumns:
-        """A copy of the rows heard from."""
+    def take(self, latest: Mapping[str, Raw], monitor_id: int) -> SnapshotColumns:
+        """A copy of the rows heard from, those changed brought up to date from ``latest``."""
+        for pv in self._dirty:
+            raw = latest.get(pv)
+            if raw is not None:
+                self.store(pv, raw)
+        self._dirty.clear()
         if self._rows is None or self._rows[0] != self._layout:
             heard = np.frombuffer(self._heard, dtype=np.int8).astype(bool)
             rows = np.flatnonzero(heard)
@@ -99,3 +113,12 @@ class LatestColumns:
             "vi": col(self._vi, np.int64),
         }
         return SnapshotColumns(pvs, columns, sorted(other), (monitor_id, self._layout))
+
+    def disconnected(self) -> list[str]:
+        """The PVs heard from whose latest update says disconnected (after a ``take``)."""
+        n = len(self.pvs)
+        if not n:
+            return []
+        heard = np.frombuffer(self._heard, dtype=np.int8).astype(bool)
+        down = heard & ~np.frombuffer(self._c, dtype=np.int8).astype(bool)
+        return [self.pvs[i] for i in np.flatnonzero(down)]

@@ -156,7 +156,7 @@ def _fed(columns: LatestColumns, updates: list[tuple[str, tuple]]) -> dict[str, 
     latest: dict[str, tuple] = {}
     for pv, raw in updates:
         latest[pv] = raw
-        columns.store(pv, raw)  # type: ignore[arg-type]
+        columns.changed_pv(pv)  # as the monitor does: the row is brought up to date at take
     return latest
 
 
@@ -166,13 +166,17 @@ def test_the_monitors_columns_give_the_same_snapshot_as_its_updates(tmp_path: Pa
     PVs never heard from come back as the updates themselves give them."""
     pvs = ["B:a", "B:b", "B:n", "B:w", "B:gone", "B:never", "B:flip", "B:big"]
     columns = LatestColumns(pvs)
-    latest = _fed(
+    first = [
+        ("B:flip", ("text", T0, 0, 0, True)),
+        ("B:gone", (4.5, T0, 0, 0, True)),
+        ("B:a", (1.25, T0, 0, 0, True)),
+        ("B:b", ("on", T0 + 1, 1, 5, True)),
+    ]
+    latest = _fed(columns, first)
+    columns.take(latest, 1)  # a snapshot between: the rows changed since are brought up to date
+    latest |= _fed(
         columns,
         [
-            ("B:flip", ("text", T0, 0, 0, True)),
-            ("B:gone", (4.5, T0, 0, 0, True)),
-            ("B:a", (1.25, T0, 0, 0, True)),
-            ("B:b", ("on", T0 + 1, 1, 5, True)),
             ("B:n", (7, T0 + 2, 2, 3, True)),
             ("B:w", ([1, 2, 3], T0 + 3, 0, 0, True)),
             ("B:gone", (None, T0 + 4, 3, 17, False)),
@@ -181,7 +185,7 @@ def test_the_monitors_columns_give_the_same_snapshot_as_its_updates(tmp_path: Pa
         ],
     )
     units, last = {"B:a": "keV", "B:gone": "mm"}, {"B:gone": 4.5}
-    taken = columns.take(1)
+    taken = columns.take(latest, 1)
     assert taken.pvs == [pv for pv in pvs if pv != "B:never"]  # the configuration's order
     journal = Journal(tmp_path)
     journal.begin({"experiment_id": "x"})
@@ -191,10 +195,11 @@ def test_the_monitors_columns_give_the_same_snapshot_as_its_updates(tmp_path: Pa
     assert got["B:flip"].value == 2.5 and got["B:n"].dtype == "int64"
     assert got["B:big"] == reading("B:big", 2**70, T0 + 6, units="")
     assert "B:never" not in got and not got["B:gone"].connected
+    assert columns.disconnected() == ["B:gone"]
     # a unit changes: a new layout, so the next snapshot's header has the new unit
     columns.changed()
     journal.save_snapshot(
-        "post", RawSnapshot(latest, {**units, "B:a": "eV"}, last, columns.take(1))
+        "post", RawSnapshot(latest, {**units, "B:a": "eV"}, last, columns.take(latest, 1))
     )
     assert journal.load_snapshot("post")["B:a"].units == "eV"
 

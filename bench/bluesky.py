@@ -23,6 +23,7 @@ from assonant_ioc.config.loader import load_config
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.documents.consumer import DocumentConsumer
 from assonant_ioc.documents.writer import RunWriter
+from assonant_ioc.events.consuming import Subscription
 from assonant_ioc.lifecycle import build as pv_build
 from assonant_ioc.lifecycle.journal import Journal, Recorder
 from assonant_ioc.model.readings import RawSnapshot
@@ -177,7 +178,7 @@ def our_rate(config: BeamlineConfig, kafka: str, topic: str, work: Path) -> floa
             seen.append(time.perf_counter())  # the stop taken: the keep-up measure ends
             stop.set()
 
-    consumer = Timed(writer, kafka, [topic], f"bench-ours-{secrets.token_hex(4)}")
+    consumer = Timed(writer, Subscription(kafka, (topic,), f"bench-ours-{secrets.token_hex(4)}"))
     stop = asyncio.Event()
 
     async def go() -> None:

@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _consume(args: argparse.Namespace) -> int:
     from assonant_ioc.catalog.consumer import CatalogConsumer, report, serve_status
     from assonant_ioc.catalog.store import Catalog
+    from assonant_ioc.events.consuming import Subscription
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -191,9 +192,7 @@ async def _consume(args: argparse.Namespace) -> int:
     from assonant_ioc.trust import roots_of
 
     consumer = CatalogConsumer(
-        args.kafka_bootstrap,
-        args.topic or ["assonant.files"],
-        args.group,
+        Subscription(args.kafka_bootstrap, tuple(args.topic or ["assonant.files"]), args.group),
         catalog,
         roots_of(args.read),
         stall_s=args.stall_after,

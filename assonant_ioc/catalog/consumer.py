@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
 from assonant_ioc.catalog.store import Catalog, Outcome
-from assonant_ioc.events.consuming import BrokerLoop, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
 from assonant_ioc.monitoring.metrics import counters, gauge
@@ -76,36 +76,30 @@ class Stats:
 class CatalogConsumer:
     def __init__(
         self,
-        bootstrap: str,
-        topics: list[str],
-        group: str,
+        sub: Subscription,
         catalog: Catalog,
         roots: tuple[Path, ...],
-        retry_s: float = 1.0,
         stall_s: float = 900.0,
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.group = group
+        self.sub = sub
         self.catalog = catalog
         #: the directories whose files may be registered (resolved): ``--read``
         self.roots = roots
-        self.retry_s = retry_s
-        self.stats = Stats(catalog=catalog.shown, topics=topics, group=group)
+        self.stats = Stats(catalog=catalog.shown, topics=list(sub.topics), group=sub.group)
         self.watch = Watch(stall_s)
         self._consumer: AIOKafkaConsumer | None = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        return consumer_for(self.bootstrap, self.group, "assonant-catalog", tuple(self.topics))
+        return consumer_for(self.sub, "assonant-catalog")
 
     def _broker_up(self, up: bool) -> None:
         self.stats.broker_connected = up
         if up:
-            log.info("consuming %s as group %s from %s", self.topics, self.group, self.bootstrap)
+            log.info("consuming %s", self.sub)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set."""
-        loop = BrokerLoop(self._new_consumer, self.bootstrap, self.retry_s, None, self._broker_up)
+        loop = BrokerLoop(self._new_consumer, self.sub, None, self._broker_up)
         consumer = await loop.start(stop)
         if consumer is None:
             return
@@ -168,7 +162,7 @@ class CatalogConsumer:
                 self.stats.catalog_failing = True
                 log.error("%s: catalog %s failed (%r); retrying", where, self.catalog.shown, err)
                 try:
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                    await asyncio.wait_for(stop.wait(), self.sub.retry_s)
                     return False
                 except asyncio.TimeoutError:
                     pass

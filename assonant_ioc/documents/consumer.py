@@ -24,7 +24,7 @@ from assonant_ioc.arguments import Parser
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
-from assonant_ioc.events.consuming import BrokerLoop, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -77,18 +77,12 @@ class DocumentConsumer:
     def __init__(
         self,
         writer: RunWriter,
-        bootstrap: str,
-        topics: list[str],
-        group: str,
+        sub: Subscription,
         sender: Sender | None = None,
-        retry_s: float = 1.0,
         stall_s: float = 900.0,
     ) -> None:
         self.writer = writer
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.group = group
-        self.retry_s = retry_s
+        self.sub = sub
         self.taken = 0
         self.files = 0
         #: what the loop is on (a stall past its bound is said on /health), what it refused
@@ -106,10 +100,8 @@ class DocumentConsumer:
 
     def _new_consumer(self) -> Any:
         return consumer_for(
-            self.bootstrap,
-            self.group,
+            self.sub,
             "assonant-bluesky",
-            tuple(self.topics),
             session_timeout_ms=6000,  # a group's first join takes 3 s, not 23 (Tansu)
             heartbeat_interval_ms=2000,
             max_partition_fetch_bytes=16 << 20,
@@ -204,11 +196,11 @@ class DocumentConsumer:
         for pending in self.writer.outbox.pending():
             if not pending.ready:
                 asyncio.get_running_loop().create_task(self.delivery.validate_and_release(pending))
-        loop = BrokerLoop(self._new_consumer, self.bootstrap, self.retry_s)
+        loop = BrokerLoop(self._new_consumer, self.sub)
         consumer = await loop.start(stop)
         if consumer is None:
             return
-        log.info("consuming Bluesky documents from %s as group %s", self.topics, self.group)
+        log.info("consuming Bluesky documents: %s", self.sub)
         try:
             async for batch in loop.batches(consumer, stop, max_records=500):
                 done: list[str] = []
@@ -321,9 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     sender = None
     if config.kafka.enabled and not args.no_events:
         sender = EventSender(bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent)
-    consumer = DocumentConsumer(
-        writer, bootstrap, args.topic, args.group or f"assonant-bluesky-{config.beamline}", sender
-    )
+    group = args.group or f"assonant-bluesky-{config.beamline}"
+    consumer = DocumentConsumer(writer, Subscription(bootstrap, tuple(args.topic), group), sender)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -19,19 +20,34 @@ from assonant_ioc.events.security import security
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """What a consumer reads: the topics, as a group, from a broker (its bootstrap), and how
+    long it waits before trying an unreachable broker again."""
+
+    bootstrap: str
+    topics: tuple[str, ...]
+    group: str
+    retry_s: float = 1.0
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.topics)} as group {self.group} from {self.bootstrap}"
+
+
 def consumer_for(
-    bootstrap: str, group: str, client_id: str, topics: tuple[str, ...] = (), **more: Any
+    sub: Subscription, client_id: str, assigned: bool = True, **more: Any
 ) -> AIOKafkaConsumer:
     """A consumer as every service makes one (``more``: its own settings on top): offsets
     committed by the service once its work is done, a new group (or a broker that lost its
     offsets) from the earliest, TLS and SASL from the environment (``events.security``), a
     topic made after the start found within 5 s, and an idle fetch answered within 100 ms
     (a broker that does not answer a fetch as soon as data arrives, Tansu, answers it after
-    this wait: it bounds the event-to-consumer latency)."""
+    this wait: it bounds the event-to-consumer latency). ``assigned``: the topics given to the
+    consumer here; else the caller subscribes it (with a rebalance listener, say)."""
     return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=group,
+        *(sub.topics if assigned else ()),
+        bootstrap_servers=sub.bootstrap,
+        group_id=sub.group,
         client_id=client_id,
         **security().kwargs(),
         enable_auto_commit=False,
@@ -50,14 +66,13 @@ class BrokerLoop:
     def __init__(
         self,
         make: Callable[[], Any],
-        bootstrap: str,
-        retry_s: float,
+        sub: Subscription,
         started: Callable[[Any], None] | None = None,
         broker_up: Callable[[bool], None] | None = None,
     ) -> None:
         self.make = make
-        self.bootstrap = bootstrap
-        self.retry_s = retry_s
+        self.bootstrap = sub.bootstrap
+        self.retry_s = sub.retry_s
         self.started = started
         self.broker_up = broker_up or (lambda _up: None)
 

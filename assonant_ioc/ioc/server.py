@@ -252,11 +252,14 @@ class AssonantIOC(WriteGuard, StatusPVs):
             notify("WATCHDOG=1")
 
     # -- commands -----------------------------------------------------------------------------
+    async def _snapshot(self, value: Any, moment: Moment, name: str) -> int:
+        await self._check_one(value, name)
+        await self.lifecycle.snapshot(moment, self._settings())
+        return 0
+
     @snapshot_pre.putter
     async def snapshot_pre(self, instance: Any, value: Any) -> int:
-        await self._check_one(value, "Snapshot:Pre")
-        await self.lifecycle.snapshot(Moment.PRE, self._settings())
-        return 0
+        return await self._snapshot(value, Moment.PRE, "Snapshot:Pre")
 
     @record_during.putter
     async def record_during(self, instance: Any, value: Any) -> int:
@@ -273,9 +276,7 @@ class AssonantIOC(WriteGuard, StatusPVs):
 
     @snapshot_post.putter
     async def snapshot_post(self, instance: Any, value: Any) -> int:
-        await self._check_one(value, "Snapshot:Post")
-        await self.lifecycle.snapshot(Moment.POST, self._settings())
-        return 0
+        return await self._snapshot(value, Moment.POST, "Snapshot:Post")
 
     @end_of_experiment.putter
     async def end_of_experiment(self, instance: Any, value: Any) -> int:

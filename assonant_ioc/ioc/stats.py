@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from assonant_ioc.ioc.ca_server import client_count
 from assonant_ioc.model.state import State
 from assonant_ioc.monitoring.http import Metric
+from assonant_ioc.monitoring.metrics import gauge
 
 STATE_LABELS = [s.label for s in State]
 
@@ -28,6 +29,17 @@ def metrics(ioc: StatusPVs) -> list[Metric]:
     with contextlib.suppress(OSError):
         size = sum(p.stat().st_size for p in journal.iterdir() if p.is_file())
     kafka = 1.0 if ioc.sender is not None and ioc.sender.connected else 0.0
+    files = float(ioc.files_written.value)
+    gauges = {
+        "events_pending": ("events not yet acknowledged", len(ioc.lifecycle.outbox)),
+        "updates_per_second": ("PV updates received per second", ioc.update_rate.value),
+        "loop_lag_ms": ("worst event-loop delay over the last second", ioc.loop_lag.value),
+        "journal_bytes": ("the experiment in progress on disk", size),
+        "pvs_connected": ("beamline PVs connected", ioc.pvs_connected.value),
+        "pvs_total": ("beamline PVs configured", ioc.pvs_total.value),
+        "kafka_connected": ("the broker answered the last attempt", kafka),
+        "not_durable": ("captured, held in memory", ioc.not_durable.value),
+    }
     return [
         (
             "assonant_state",
@@ -35,55 +47,8 @@ def metrics(ioc: StatusPVs) -> list[Metric]:
             "1 for the state the IOC is in",
             [({"state": s}, float(s == state)) for s in STATE_LABELS],
         ),
-        (
-            "assonant_files_written_total",
-            "counter",
-            "files written",
-            [({}, ioc.files_written.value)],
-        ),
-        (
-            "assonant_events_pending",
-            "gauge",
-            "events not yet acknowledged",
-            [({}, len(ioc.lifecycle.outbox))],
-        ),
-        (
-            "assonant_updates_per_second",
-            "gauge",
-            "PV updates received per second",
-            [({}, ioc.update_rate.value)],
-        ),
-        (
-            "assonant_loop_lag_ms",
-            "gauge",
-            "worst event-loop delay over the last second",
-            [({}, ioc.loop_lag.value)],
-        ),
-        ("assonant_journal_bytes", "gauge", "the experiment in progress on disk", [({}, size)]),
-        (
-            "assonant_pvs_connected",
-            "gauge",
-            "beamline PVs connected",
-            [({}, ioc.pvs_connected.value)],
-        ),
-        (
-            "assonant_pvs_total",
-            "gauge",
-            "beamline PVs configured",
-            [({}, ioc.pvs_total.value)],
-        ),
-        (
-            "assonant_kafka_connected",
-            "gauge",
-            "the broker answered the last attempt",
-            [({}, kafka)],
-        ),
-        (
-            "assonant_not_durable",
-            "gauge",
-            "captured, held in memory",
-            [({}, ioc.not_durable.value)],
-        ),
+        ("assonant_files_written_total", "counter", "files written", [({}, files)]),
+        *(gauge("", name, text, value) for name, (text, value) in gauges.items()),
     ]
 
 

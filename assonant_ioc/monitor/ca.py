@@ -204,9 +204,8 @@ class PVMonitor:
             if conn and pvname not in self._subscribed:
                 self._subscribed.add(pvname)
                 self._todo.append(pvname)
-        except Exception:
-            self.callback_errors += 1
-            log.exception("connection callback failed for %s", pvname)
+        except Exception:  # noqa: BLE001 (counted, logged with its traceback)
+            self._failed("connection", pvname)
 
     def _on_ctrl(self, args: Any) -> None:
         """DBR_CTRL event (property changes): keep the units."""
@@ -222,9 +221,8 @@ class PVMonitor:
                 if self._units.get(pvname) != str(units or ""):
                     self._units[pvname] = str(units or "")
                     self._columns.changed()
-        except Exception:
-            self.callback_errors += 1
-            log.exception("control callback failed for %s", pvname)
+        except Exception:  # noqa: BLE001 (counted, logged with its traceback)
+            self._failed("control", pvname)
 
     def _on_time(self, args: Any) -> None:
         """DBR_TIME event: value, EPICS timestamp and alarm, kept raw and handed to the sinks."""
@@ -248,9 +246,13 @@ class PVMonitor:
                 self._last_value[pvname] = value
                 self._store(pvname, (value, timestamp, meta.severity, meta.status, True))
                 self.updates += 1
-        except Exception:
-            self.callback_errors += 1
-            log.exception("monitor callback failed for %s", pvname)
+        except Exception:  # noqa: BLE001 (counted, logged with its traceback)
+            self._failed("monitor", pvname)
+
+    def _failed(self, callback: str, pvname: str) -> None:
+        """A libca callback raised: counted (the IOC reports it on LastError) and logged."""
+        self.callback_errors += 1
+        log.exception("%s callback failed for %s", callback, pvname)
 
     def _store(self, pv: str, raw: Raw) -> None:
         """Under the lock: keep the update and hand it to the sinks (no objects built)."""

@@ -25,5 +25,7 @@ def counters(service: str, counts: Any, texts: Mapping[str, str] | None = None) 
 
 
 def gauge(service: str, name: str, text: str, value: float) -> Metric:
-    """``assonant_<service>_<name>``, one value."""
-    return (f"assonant_{service}_{name}", "gauge", text, [({}, float(value))])
+    """``assonant_<service>_<name>`` (``assonant_<name>`` for the IOC's own, service ""),
+    one value."""
+    prefix = f"assonant_{service}_" if service else "assonant_"
+    return (f"{prefix}{name}", "gauge", text, [({}, float(value))])

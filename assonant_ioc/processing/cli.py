@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> int:
     from assonant_ioc.catalog.store import Catalog
+    from assonant_ioc.events.consuming import Subscription
     from assonant_ioc.events.kafka import EventSender
     from assonant_ioc.processing.consumer import Processor, Settings
     from assonant_ioc.processing.runner import DaskRunner, run_local
@@ -109,9 +110,7 @@ async def _run(args: argparse.Namespace) -> int:
     )
     dask = DaskRunner(args.dask) if args.dask else None
     processor = Processor(
-        args.kafka_bootstrap,
-        args.topic or ["assonant.files"],
-        args.group,
+        Subscription(args.kafka_bootstrap, tuple(args.topic or ["assonant.files"]), args.group),
         catalog,
         sender,
         settings,

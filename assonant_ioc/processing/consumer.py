@@ -35,7 +35,7 @@ from assonant_ioc.catalog.record import (
     record_key,
 )
 from assonant_ioc.catalog.store import Catalog
-from assonant_ioc.events.consuming import BrokerLoop, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
@@ -127,24 +127,18 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
 class Processor:
     def __init__(
         self,
-        bootstrap: str,
-        topics: list[str],
-        group: str,
+        sub: Subscription,
         catalog: Catalog,
         sender: EventSender,
         settings: Settings,
         runner: Runner = run_local,
-        retry_s: float = 1.0,
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topics = topics
-        self.group = group
+        self.sub = sub
         self.catalog = catalog
         self.sender = sender
         self.settings = settings
         self.runner = runner
-        self.retry_s = retry_s
-        self.stats = Stats(topics=topics, group=group)
+        self.stats = Stats(topics=list(sub.topics), group=sub.group)
         #: a job may take its time limit: the loop is stuck only past it (and a margin)
         self.watch = Watch(settings.time_limit + 120.0)
         self._slots = asyncio.Semaphore(max(1, settings.jobs))
@@ -155,9 +149,9 @@ class Processor:
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return consumer_for(
-            self.bootstrap,
-            self.group,
+            self.sub,
             "assonant-process",
+            assigned=False,
             session_timeout_ms=6000,  # a processor that died: its partitions move in seconds
             heartbeat_interval_ms=1000,
             # a job may run long: the consumer is not taken for dead meanwhile
@@ -167,14 +161,13 @@ class Processor:
     def _broker_up(self, up: bool) -> None:
         self.stats.broker_connected = up
         if up:
-            log.info("processing %s as group %s from %s", self.topics, self.group, self.bootstrap)
+            log.info("processing %s", self.sub)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = BrokerLoop(
             self._new_consumer,
-            self.bootstrap,
-            self.retry_s,
-            lambda c: c.subscribe(self.topics, listener=_Handover(self, c)),
+            self.sub,
+            lambda c: c.subscribe(list(self.sub.topics), listener=_Handover(self, c)),
             self._broker_up,
         )
         consumer = await loop.start(stop)
@@ -229,7 +222,7 @@ class Processor:
                 self.stats.last_error = f"{what}: {err!r}"[:300]
                 log.error("%s failed (%r); retrying", what, err)
                 try:
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
+                    await asyncio.wait_for(stop.wait(), self.sub.retry_s)
                     return False
                 except asyncio.TimeoutError:
                     pass

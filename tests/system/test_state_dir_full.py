@@ -46,12 +46,15 @@ def _service_on_tmpfs(
     kafka: str,
     log_dir: Path,
     tmp_path: Path,
-    topic: str,
-    config: str,
+    settings: str,
     size_kb: int,
-) -> Iterator[tuple[Any, str, Any, Path]]:
-    """The service with its state directory on a tmpfs of ``size_kb``; yields (client,
-    prefix, process, the state directory)."""
+    sim_yaml: str | None = None,
+) -> Iterator[tuple[Any, str, Any, Path, str]]:
+    """The service (the simulated beamline's config, ``sim_yaml`` if given, after
+    ``settings``) with its state directory on a tmpfs of ``size_kb``; yields (client, prefix,
+    process, the state directory, the event topic)."""
+    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
+    config = settings + (sim_yaml or (REPO / "configs" / "sim.yaml").read_text())
     with _tmpfs(tmp_path / "state", size_kb) as state:
         args = ["--kafka-bootstrap", kafka, "--no-validate", "--state-dir", str(state)]
         with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
@@ -60,7 +63,7 @@ def _service_on_tmpfs(
             _data,
             proc,
         ):
-            yield client, P, proc, state
+            yield client, P, proc, state, topic
 
 
 def _fill(where: Path, leave: int = 0) -> Path:
@@ -117,14 +120,9 @@ def test_room_made_while_recording_loses_nothing(
     sim: tuple[str, int], kafka: str, log_dir: Path, tmp_path: Path
 ) -> None:
     BL = sim[0]
-    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
-    config = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
-        client,
-        P,
-        proc,
-        state,
-    ):
+    settings = "journal_flush_s: 0.2\n"
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512) as svc:
+        client, P, proc, state, topic = svc
         client.put(f"{P}ExperimentId", "room-while-recording")
         _start(client, BL, P, state)
         held = client.get(f"{P}NotDurable")
@@ -155,16 +153,9 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
     the file and counted in the event; the stop, the post snapshot and everything held are
     kept, and EndOfExperiment waits (refused, with the reason) until there is room."""
     BL = sim[0]
-    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
-    config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + (
-        (REPO / "configs" / "sim.yaml").read_text()
-    )
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
-        client,
-        P,
-        proc,
-        state,
-    ):
+    settings = "journal_flush_s: 0.2\njournal_max_pending: 40\n"
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512) as svc:
+        client, P, proc, state, topic = svc
         client.put(f"{P}ExperimentId", "room-after-stop")
         _start(client, BL, P, state)
         _frames_dropped(client, BL, P)
@@ -205,7 +196,6 @@ def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
     gap and after it, and the event's and the note's dropped count is exactly the frames the
     gap lost."""
     BL = sim[0]
-    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
     sim_yaml = (
         (REPO / "configs" / "sim.yaml")
         .read_text()
@@ -216,13 +206,9 @@ def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
         'frame_count: {pv: "$(BL)det:ArrayCounter_RBV", moments: [pre, during, post]}',
     )
     assert sim_yaml.count("during") == 1, "the counter alone is recorded during"
-    config = "journal_flush_s: 0.2\njournal_max_pending: 40\n" + sim_yaml
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 512) as (
-        client,
-        P,
-        proc,
-        state,
-    ):
+    settings = "journal_flush_s: 0.2\njournal_max_pending: 40\n"
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512, sim_yaml) as svc:
+        client, P, proc, state, topic = svc
         client.put(f"{P}ExperimentId", "room-after-drops")
         _start(client, BL, P, state)
         _frames_dropped(client, BL, P)
@@ -257,16 +243,9 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
     the stop, and the first EndOfExperiment writes the file from the journal, every frame
     in it; the log says each change of the state directory's state once."""
     BL = sim[0]
-    topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
-    config = "journal_flush_s: 0.2\nstaging_every_s: 2\n" + (
-        (REPO / "configs" / "sim.yaml").read_text()
-    )
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, topic, config, 2048) as (
-        client,
-        P,
-        proc,
-        state,
-    ):
+    settings = "journal_flush_s: 0.2\nstaging_every_s: 2\n"
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 2048) as svc:
+        client, P, proc, state, topic = svc
         client.put(f"{P}ExperimentId", "staging-full")
         client.put(f"{P}Snapshot:Pre", 1)
         client.put(f"{P}Record:During", 1)

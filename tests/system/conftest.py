@@ -90,6 +90,15 @@ def start_service(
             yield client, prefix, data_dir, proc
 
 
+@contextlib.contextmanager
+def quiet_service(
+    log_dir: Path, tmp_path: Path, beamline: tuple[str, int]
+) -> Iterator[tuple[CA, str, Path, procs.Proc]]:
+    """``start_service`` with no broker and no validation of the files it writes."""
+    with start_service(log_dir, tmp_path, beamline, ["--no-kafka", "--no-validate"]) as svc:
+        yield svc
+
+
 class CA:
     """A CA client (caproto, pure Python) that searches only the given loopback servers."""
 

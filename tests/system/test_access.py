@@ -15,7 +15,7 @@ from caproto import AccessRights
 from caproto.threading.client import Context
 
 from assonant_ioc.sim import procs
-from tests.system.conftest import start_service
+from tests.system.conftest import quiet_service, start_service
 
 ACF = """\
 UAG(operators) {{ op }}
@@ -197,12 +197,7 @@ class _LibcaWatcher:
 def test_sighup_without_an_access_file_changes_nothing_and_the_ioc_runs_on(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        _dd,
-        proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, _dd, proc):
         proc.popen.send_signal(signal.SIGHUP)
         procs.wait_until(
             lambda: "SIGHUP: no access security file" in proc.log_path.read_text(), 10, "log"
@@ -217,12 +212,7 @@ def test_a_put_with_callback_to_a_status_pv_is_answered_at_once(
 ) -> None:
     """caproto's client ``write(wait=True)`` to a read-only PV: ECA_NOWTACCESS at once, as
     libca gets from rsrv (it used to wait out its timeout)."""
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        _client,
-        P,
-        _dd,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (_client, P, _dd, _proc):
         ctx = Context()
         try:
             (state,) = _pvs(ctx, P, "State")

@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 from caproto.threading.client import Context
 
-from tests.system.conftest import REPO, start_service
+from tests.system.conftest import REPO, quiet_service
 
 
 def _client(kind: str, *args: str, env: dict[str, str]) -> dict[str, Any]:
@@ -35,12 +35,7 @@ def _client(kind: str, *args: str, env: dict[str, str]) -> dict[str, Any]:
 def test_a_refused_step_fails_the_put_in_libca_caproto_and_aioca(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        _data_dir,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, _data_dir, _proc):
         # libca: the put callback's status is a failure, and LastError says why
         seen = _client("libca", f"{P}Snapshot:Post", "1", env=client.env)
         assert seen["ok"] is False, seen
@@ -72,12 +67,7 @@ def test_a_refused_step_fails_the_put_in_libca_caproto_and_aioca(
 def test_a_bluesky_plan_writes_the_file_and_a_refused_step_raises(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        data_dir,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, data_dir, _proc):
         seen = _client("bluesky", P, env=client.env)
         path = Path(seen["path"])
         assert path.parent == data_dir and path == Path(client.get(f"{P}LastFile"))

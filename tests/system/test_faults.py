@@ -24,7 +24,7 @@ from assonant_ioc.events.kafka import consume_all
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.nexus.provenance import provenance
 from assonant_ioc.sim import procs
-from tests.system.conftest import REPO, start_service
+from tests.system.conftest import REPO, quiet_service, start_service
 
 FAST_JOURNAL = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
 
@@ -535,12 +535,7 @@ def _together(client: Any, puts: list[tuple[str, int]], go: Path) -> list[str]:
 def test_record_stop_and_end_of_experiment_at_once_never_lose_the_recording(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        _data_dir,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, _data_dir, _proc):
         for n in range(20):
             client.put(f"{P}Record:During", 1)  # no Pre: the recording starts the experiment
             said = _together(

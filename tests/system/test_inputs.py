@@ -15,7 +15,7 @@ import pytest
 from caproto import ChannelType
 
 from assonant_ioc.sim import procs
-from tests.system.conftest import CA, REPO, start_service
+from tests.system.conftest import CA, REPO, quiet_service, start_service
 
 #: C0 and C1 controls (U+0085 next line, U+009B the terminal's escape introducer) and
 #: bidirectional formatting characters (U+202E shows a name as another)
@@ -163,12 +163,7 @@ def test_hostile_writes_are_refused_with_a_reason_and_change_nothing(
 ) -> None:
     writes = _hostile(tmp_path)
     assert len(writes) >= 200
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        data_dir,
-        proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, data_dir, proc):
         settings = ("DataDir", "FileName", "ExperimentId", "SampleName", "Comment")
         before = {name: client.get(f"{P}{name}") for name in settings}
         accepted = []
@@ -235,12 +230,7 @@ def test_a_data_dir_link_moved_after_it_was_accepted_is_refused_at_the_write(
     allowed.mkdir()
     link = tmp_path / "data_link"
     link.symlink_to(allowed)
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        _data_dir,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, _data_dir, _proc):
         client.put(f"{P}DataDir", str(link))
         client.put(f"{P}ExperimentId", "moved-link")
         client.put(f"{P}Snapshot:Pre", 1)
@@ -359,12 +349,7 @@ def test_empty_texts_and_an_enum_one_are_accepted(
     """What must be accepted: an empty ExperimentId (back to the automatic id) or Comment,
     sent as ``caput -S PV ""`` (one NUL), as an empty DBR_STRING, or as no bytes; and a
     command written as an enum (DBR_ENUM 1)."""
-    with start_service(log_dir, tmp_path, sim, ["--no-kafka", "--no-validate"]) as (
-        client,
-        P,
-        _data,
-        _proc,
-    ):
+    with quiet_service(log_dir, tmp_path, sim) as (client, P, _data, _proc):
         for setting in ("ExperimentId", "Comment", "SampleName"):
             for value, data_type in (([0], ChannelType.CHAR), ("", ChannelType.STRING)):
                 client.put(f"{P}{setting}", "something")

@@ -89,29 +89,10 @@ def test_two_processors_share_a_burst_and_one_killed_mid_job_loses_nothing(
     derived = f"assonant.derived.{secrets.token_hex(3)}"
     db, root, group = f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path / "processed", "g-burst"
     _publish(kafka, topic, burst)
+    args, read = (log_dir, kafka, topic, db, root, derived, group), _roots(burst, tmp_path)
     with (
-        catalog_procs.processor(
-            log_dir,
-            kafka,
-            topic,
-            db,
-            root,
-            derived,
-            group,
-            name="p-a",
-            read=_roots(burst, tmp_path),
-        ) as a,
-        catalog_procs.processor(
-            log_dir,
-            kafka,
-            topic,
-            db,
-            root,
-            derived,
-            group,
-            name="p-b",
-            read=_roots(burst, tmp_path),
-        ),
+        catalog_procs.processor(*args, name="p-a", read=read) as a,
+        catalog_procs.processor(*args, name="p-b", read=read),
     ):
         # halfway: some results written, and processor a in the middle of a job
         procs.wait_until(lambda: len(_derived_files(root)) >= 2, 180, "the first results")

@@ -179,17 +179,8 @@ def test_a_processor_killed_mid_job_gives_one_result_and_one_event(
     work = tomo["tmp"] / "killed"
     with _processing(tomo, kafka, log_dir, work) as (db, root, derived, job):
         group = f"g-{secrets.token_hex(3)}"
-        with catalog_procs.processor(
-            log_dir,
-            kafka,
-            tomo["topic"],
-            db,
-            root,
-            derived,
-            group=group,
-            name="proc-kill",
-            read=[tomo["tmp"]],
-        ) as proc:
+        args = (log_dir, kafka, tomo["topic"], db, root, derived, group)
+        with catalog_procs.processor(*args, name="proc-kill", read=[tomo["tmp"]]) as proc:
             procs.wait_until(
                 lambda: any("nabu" in cmd for _, cmd in descendants(proc.popen.pid)),
                 120,
@@ -216,17 +207,7 @@ def test_a_processor_killed_mid_job_gives_one_result_and_one_event(
             # the catalog still says what it knew: the job was running
             raw = catalog_get(db, tomo["master"]) or {}
             assert raw["results"]["nabu"]["status"] == "running", raw
-        with catalog_procs.processor(
-            log_dir,
-            kafka,
-            tomo["topic"],
-            db,
-            root,
-            derived,
-            group=group,
-            name="proc-again",
-            read=[tomo["tmp"]],
-        ) as proc:
+        with catalog_procs.processor(*args, name="proc-again", read=[tomo["tmp"]]) as proc:
             event = _derived_event(kafka, derived, job)
             assert event["event_id"] == job.event_id
             procs.wait_until(

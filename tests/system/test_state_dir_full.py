@@ -48,10 +48,12 @@ def _service_on_tmpfs(
     tmp_path: Path,
     settings: str,
     size_kb: int,
+    experiment: str,
     sim_yaml: str | None = None,
 ) -> Iterator[tuple[Any, str, Any, Path, str]]:
     """The service (the simulated beamline's config, ``sim_yaml`` if given, after
-    ``settings``) with its state directory on a tmpfs of ``size_kb``; yields (client, prefix,
+    ``settings``) with its state directory on a tmpfs of ``size_kb``, ``experiment`` its
+    ExperimentId; yields (client, prefix,
     process, the state directory, the event topic)."""
     topic = f"assonant.test.{procs.new_prefix('t').strip(':')}"
     config = settings + (sim_yaml or (REPO / "configs" / "sim.yaml").read_text())
@@ -63,6 +65,7 @@ def _service_on_tmpfs(
             _data,
             proc,
         ):
+            client.put(f"{P}ExperimentId", experiment)
             yield client, P, proc, state, topic
 
 
@@ -110,6 +113,15 @@ def _more_frames(client: Any, BL: str, n: int) -> None:
     )
 
 
+def _end(client: Any, BL: str, P: str) -> Path:
+    """Stop recording and the camera, the post snapshot, EndOfExperiment: the file."""
+    client.put(f"{P}Record:During", 0)
+    client.put(f"{BL}det:Acquire", 0)
+    client.put(f"{P}Snapshot:Post", 1)
+    client.put(f"{P}EndOfExperiment", 1)
+    return Path(client.get(f"{P}LastFile"))
+
+
 def _frames_dropped(client: Any, BL: str, P: str) -> None:
     """The memory for 40 readings full, then frames taken while nothing can be kept."""
     procs.wait_until(lambda: client.get(f"{P}NotDurable") >= 40, 30, "memory full")
@@ -121,9 +133,10 @@ def test_room_made_while_recording_loses_nothing(
 ) -> None:
     BL = sim[0]
     settings = "journal_flush_s: 0.2\n"
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512) as svc:
+    with _service_on_tmpfs(
+        sim, kafka, log_dir, tmp_path, settings, 512, "room-while-recording"
+    ) as svc:
         client, P, proc, state, topic = svc
-        client.put(f"{P}ExperimentId", "room-while-recording")
         _start(client, BL, P, state)
         held = client.get(f"{P}NotDurable")
         procs.wait_until(lambda: client.get(f"{P}NotDurable") > held, 20, "more held")
@@ -131,11 +144,7 @@ def test_room_made_while_recording_loses_nothing(
         procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
         assert client.get(f"{P}NotDurable") == 0
         _more_frames(client, BL, 3)
-        client.put(f"{P}Record:During", 0)
-        client.put(f"{BL}det:Acquire", 0)
-        client.put(f"{P}Snapshot:Post", 1)
-        client.put(f"{P}EndOfExperiment", 1)
-        path = Path(client.get(f"{P}LastFile"))
+        path = _end(client, BL, P)
         event = asyncio.run(consume_event(kafka, topic, "room-while-recording", timeout=60))
         assert proc.popen.poll() is None
     values, _times, note = _counter_log(path)
@@ -154,9 +163,8 @@ def test_room_made_after_the_stop_marks_the_gap_and_keeps_the_rest(
     kept, and EndOfExperiment waits (refused, with the reason) until there is room."""
     BL = sim[0]
     settings = "journal_flush_s: 0.2\njournal_max_pending: 40\n"
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512) as svc:
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512, "room-after-stop") as svc:
         client, P, proc, state, topic = svc
-        client.put(f"{P}ExperimentId", "room-after-stop")
         _start(client, BL, P, state)
         _frames_dropped(client, BL, P)
         client.put(f"{P}Record:During", 0)  # accepted: the batch stays in memory
@@ -207,19 +215,16 @@ def test_room_made_after_drops_while_recording_counts_exactly_what_was_lost(
     )
     assert sim_yaml.count("during") == 1, "the counter alone is recorded during"
     settings = "journal_flush_s: 0.2\njournal_max_pending: 40\n"
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 512, sim_yaml) as svc:
+    with _service_on_tmpfs(
+        sim, kafka, log_dir, tmp_path, settings, 512, "room-after-drops", sim_yaml
+    ) as svc:
         client, P, proc, state, topic = svc
-        client.put(f"{P}ExperimentId", "room-after-drops")
         _start(client, BL, P, state)
         _frames_dropped(client, BL, P)
         (state / "filler").unlink()  # room again, still recording
         procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
         _more_frames(client, BL, 5)  # recorded after the room came back
-        client.put(f"{P}Record:During", 0)
-        client.put(f"{BL}det:Acquire", 0)
-        client.put(f"{P}Snapshot:Post", 1)
-        client.put(f"{P}EndOfExperiment", 1)
-        path = Path(client.get(f"{P}LastFile"))
+        path = _end(client, BL, P)
         event = asyncio.run(consume_event(kafka, topic, "room-after-drops", timeout=60))
         assert proc.popen.poll() is None
     values, _times, note = _counter_log(path)
@@ -244,9 +249,8 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
     in it; the log says each change of the state directory's state once."""
     BL = sim[0]
     settings = "journal_flush_s: 0.2\nstaging_every_s: 2\n"
-    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 2048) as svc:
+    with _service_on_tmpfs(sim, kafka, log_dir, tmp_path, settings, 2048, "staging-full") as svc:
         client, P, proc, state, topic = svc
-        client.put(f"{P}ExperimentId", "staging-full")
         client.put(f"{P}Snapshot:Pre", 1)
         client.put(f"{P}Record:During", 1)
         client.put(f"{BL}det:Acquire", 1)
@@ -265,11 +269,7 @@ def test_a_full_disk_while_staging_leaves_the_file_to_the_journal_at_the_first_e
         filler.unlink()  # room again, for good
         procs.wait_until(lambda: client.get(f"{P}StateDirOK") == "Yes", 20, "StateDirOK")
         _more_frames(client, BL, 3)
-        client.put(f"{P}Record:During", 0)
-        client.put(f"{BL}det:Acquire", 0)
-        client.put(f"{P}Snapshot:Post", 1)
-        client.put(f"{P}EndOfExperiment", 1)  # the first one writes it
-        path = Path(client.get(f"{P}LastFile"))
+        path = _end(client, BL, P)  # the first one writes it
         event = asyncio.run(consume_event(kafka, topic, "staging-full", timeout=60))
         procs.wait_until(lambda: "durable again" in proc.tail(400), 20, "durable again said", proc)
         log = proc.tail(2000)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,16 @@ def _run(technique: str, sim: Any, kafka: str, log_dir: Path, tmp_path: Path) ->
         path = drive(P, sim[0], client.put, client.get, **extra)
         assert client.get(f"{P}State") != "Fault", client.get(f"{P}LastError")
     assert path.is_file()
+    with h5py.File(path, "r") as f:  # the technique's application definition
+        definition = f["during_exposure/definition"][()].decode()
+    assert definition == {"saxs": "NXsas", "xrf": "NXfluo", "xas": "NXxas"}[technique]
     return path
+
+
+@pytest.fixture
+def run(sim: Any, kafka: str, log_dir: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """A technique's experiment on the simulated beamline: its file."""
+    return lambda technique: _run(technique, sim, kafka, log_dir, tmp_path)
 
 
 def _value(item: h5py.Dataset, units: str) -> Any:
@@ -75,14 +85,13 @@ def _loads_everywhere(path: Path) -> tuple[str, list[str]]:
 
 
 def test_saxs_pyfai_finds_silver_behenate_first_ring(
-    sim: Any, kafka: str, log_dir: Path, tmp_path: Path
+    run: Callable[[str], Path], tmp_path: Path
 ) -> None:
     from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 
-    path = _run("saxs", sim, kafka, log_dir, tmp_path)
+    path = run("saxs")
     with h5py.File(path, "r") as f:
         entry = f["during_exposure"]
-        assert entry["definition"][()] == b"NXsas"
         det = entry["instrument/detector"]
         frames = det["data"][()]
         distance = _value(det["distance"], "m")
@@ -132,21 +141,17 @@ def test_saxs_pyfai_finds_silver_behenate_first_ring(
     assert all("NXslit is an invalid class in NXinstrument" in e for e in errors), errors
 
 
-def test_xrf_pymca_finds_iron_and_copper_lines(
-    sim: Any, kafka: str, log_dir: Path, tmp_path: Path
-) -> None:
+def test_xrf_pymca_finds_iron_and_copper_lines(run: Callable[[str], Path]) -> None:
     from PyMca5.PyMcaPhysics.xrf import ClassMcaTheory
 
-    path = _run("xrf", sim, kafka, log_dir, tmp_path)
+    path = run("xrf")
     with h5py.File(path, "r") as f:
-        entry = f["during_exposure"]
-        assert entry["definition"][()] == b"NXfluo"
-        det = entry["instrument/fluorescence"]
+        det = f["during_exposure/instrument/fluorescence"]
         spectra = det["data"][()]
         energy = _value(det["energy"], "keV")
         offset = float(_value(det["energy_zero"], "keV"))
         slope = float(_value(det["energy_gain"], "keV"))
-        i0 = entry["monitor/data"][()]
+        i0 = f["during_exposure/monitor/data"][()]
     assert spectra.shape == (len(scans.XRF_POINTS), samples.MCA_CHANNELS)
     assert i0.shape == (len(scans.XRF_POINTS),) and (i0 > 0).all()
     assert np.allclose(energy, offset + slope * np.arange(samples.MCA_CHANNELS))
@@ -185,16 +190,13 @@ def test_xrf_pymca_finds_iron_and_copper_lines(
     assert verdict.count("MissingDocumentation") == 3 and errors == [], (verdict, errors)
 
 
-def test_xas_larch_finds_the_copper_k_edge(
-    sim: Any, kafka: str, log_dir: Path, tmp_path: Path
-) -> None:
+def test_xas_larch_finds_the_copper_k_edge(run: Callable[[str], Path]) -> None:
     from larch import Group
     from larch.xafs import pre_edge
 
-    path = _run("xas", sim, kafka, log_dir, tmp_path)
+    path = run("xas")
     with h5py.File(path, "r") as f:
         entry = f["during_exposure"]
-        assert entry["definition"][()] == b"NXxas"
         energy = _value(entry["instrument/monochromator/energy"], "eV")
         i0 = entry["instrument/i0/data"][()]
         it = entry["instrument/itrans/data"][()]

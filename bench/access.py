@@ -129,25 +129,15 @@ def _measure(
                 }
     med = {k: statistics.median(v) for k, v in times.items()}
     scenario = f"access: {n} records in {proposals} proposals"
-    bench.row(
-        scenario,
-        "search by sample, policy on / off (median)",
-        med["on"] / med["off"],
-        "<= 1.5",
-        on_ms=med["on"] * 1e3,
-        off_ms=med["off"] * 1e3,
-        rounds=rounds,
-        fill_s=fill_s,
-    )
-    bench.row(
-        scenario,
-        "first 100 of a listing, policy on / off (median)",
-        med["on_list"] / med["off_list"],
-        "",
-        on_ms=med["on_list"] * 1e3,
-        off_ms=med["off_list"] * 1e3,
-        her_records=mine,
-    )
+    for what, key, target, more in (
+        ("search by sample", "", "<= 1.5", {"rounds": rounds, "fill_s": fill_s}),
+        ("first 100 of a listing", "_list", "", {"her_records": mine}),
+    ):
+        on_s, off_s = med[f"on{key}"], med[f"off{key}"]
+        figure = f"{what}, policy on / off (median)"
+        bench.row(
+            scenario, figure, on_s / off_s, target, on_ms=on_s * 1e3, off_ms=off_s * 1e3, **more
+        )
     # the page's first list: login, whoami, the search with no filter
     firsts = []
     for _ in range(3 if bench.quick else 5):

@@ -20,6 +20,13 @@ def _current(group: PVGroup) -> float:
     return float(group.parent.ring.current.value) / 100.0
 
 
+async def _counted(preset: Any) -> float:
+    """Count for the preset time (a PV's value; never negative): the seconds counted."""
+    seconds = max(0.0, float(preset.value))
+    await asyncio.sleep(seconds)
+    return seconds
+
+
 class Mca(PVGroup):
     """An energy-dispersive detector's MCA: ``Acquire`` 1 counts for ``PresetReal`` s, then
     posts the spectrum, live and real time together; ``Acquire`` reads 0 again (a put with
@@ -52,18 +59,14 @@ class Mca(PVGroup):
     @Acquire.putter
     async def Acquire(self, instance: Any, value: Any) -> Any:
         if value in (1, "Acquire"):  # a put with callback completes when the count is done
-            await self._acquire()
+            real = await _counted(self.PresetReal)
+            self._count += 1
+            spectrum = samples.xrf_spectrum(real / 0.2 * _current(self), seed=self._count)
+            now = time.time()
+            await self.Spectrum.write(spectrum.tolist(), timestamp=now)
+            await self.LiveTime.write(real * 0.97, timestamp=now)
+            await self.RealTime.write(real, timestamp=now)
         return 0
-
-    async def _acquire(self) -> None:
-        real = max(0.0, float(self.PresetReal.value))
-        await asyncio.sleep(real)
-        self._count += 1
-        spectrum = samples.xrf_spectrum(real / 0.2 * _current(self), seed=self._count)
-        now = time.time()
-        await self.Spectrum.write(spectrum.tolist(), timestamp=now)
-        await self.LiveTime.write(real * 0.97, timestamp=now)
-        await self.RealTime.write(real, timestamp=now)
 
 
 class Scaler(PVGroup):
@@ -81,13 +84,9 @@ class Scaler(PVGroup):
 
     @Count.putter
     async def Count(self, instance: Any, value: Any) -> Any:
-        if value in (1, "Count"):  # a put with callback completes when the count is done
-            await self._count()
-        return 0
-
-    async def _count(self) -> None:
-        preset = max(0.0, float(self.Preset.value))
-        await asyncio.sleep(preset)
+        if value not in (1, "Count"):
+            return 0
+        preset = await _counted(self.Preset)  # the put's callback: when the count is done
         now = time.time()
         energy_ev = 1000.0 * self.parent.mono.energy.position_at(now)
         i0 = 2.0e6 * preset / 0.05 * _current(self)

@@ -14,6 +14,7 @@ import secrets
 import urllib.error
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,23 +116,38 @@ def _expected() -> dict[str, int]:
     return counts
 
 
+@dataclass
+class Sent:
+    """The data root, the good file's event, the forged events, sent in that order (the good
+    one last) to ``topic``; ``db`` the catalog the service under test writes."""
+
+    data: Path
+    good: dict[str, Any]
+    forged: dict[str, dict[str, Any]]
+    topic: str
+    db: str
+
+    def none_registered(self) -> None:
+        """Nothing of the forged paths is in the catalog."""
+        for event in self.forged.values():
+            if event["file_path"] != self.good["file_path"]:
+                assert catalog_get(self.db, event["file_path"]) is None, event["file_path"]
+
+
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, dict[str, Any]]]:
+def sent(tmp_path: Path, kafka: str) -> Sent:
     data = tmp_path / "data"
     good = xas_file(data / "SIM_xas_good.nxs", seed=3)
-    return data, good, _forged(tmp_path, good)
+    forged = _forged(tmp_path, good)
+    topic = f"hostile.{secrets.token_hex(4)}"
+    _publish(kafka, topic, [*forged.values(), good])
+    return Sent(data, good, forged, topic, f"sqlite:///{tmp_path / 'catalog.db'}")
 
 
 def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_registered(
-    kafka: str,
-    log_dir: Path,
-    tmp_path: Path,
-    setup: tuple[Path, dict[str, Any], dict[str, dict[str, Any]]],
+    kafka: str, log_dir: Path, sent: Sent
 ) -> None:
-    data, good, forged = setup
-    topic = f"hostile.{secrets.token_hex(4)}"
-    db = f"sqlite:///{tmp_path / 'catalog.db'}"
-    _publish(kafka, topic, [*forged.values(), good])
+    data, good, forged, topic, db = sent.data, sent.good, sent.forged, sent.topic, sent.db
     with catalog_procs.catalog_consumer(log_dir, kafka, topic, db, [data]) as (proc, port):
         # keyed by their experiment ids, the events may be on different partitions: the
         # good one can be registered before the last forged one is refused
@@ -166,9 +182,7 @@ def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_register
     record = catalog_get(db, good["file_path"]) or {}
     assert record["event_id"] == good["event_id"] and record["status"] == "ok"
     assert record["sha256"] == real
-    for event in forged.values():
-        if event["file_path"] != good["file_path"]:
-            assert catalog_get(db, event["file_path"]) is None, event["file_path"]
+    sent.none_registered()
     # tiled hands out no raw file: the asset route of the registered file answers no bytes
     key = secrets.token_hex(16)
     with catalog_procs.catalog_server(log_dir, db, [data], key) as url:
@@ -182,28 +196,15 @@ def test_forged_events_are_refused_by_the_catalog_and_the_next_good_one_register
 
 
 def test_forged_events_are_refused_by_the_processor_and_the_next_good_one_derived(
-    kafka: str,
-    log_dir: Path,
-    tmp_path: Path,
-    setup: tuple[Path, dict[str, Any], dict[str, dict[str, Any]]],
+    kafka: str, log_dir: Path, tmp_path: Path, sent: Sent
 ) -> None:
-    data, good, forged = setup
-    topic = f"hostile.{secrets.token_hex(4)}"
+    good, forged, topic, db = sent.good, sent.forged, sent.topic, sent.db
     derived = f"hostile.derived.{secrets.token_hex(4)}"
-    db = f"sqlite:///{tmp_path / 'catalog.db'}"
     root = tmp_path / "processed"
     port = procs.free_port()
-    _publish(kafka, topic, [*forged.values(), good])
+    group, extra = f"g-{secrets.token_hex(3)}", ["--status-port", str(port)]
     with catalog_procs.processor(
-        log_dir,
-        kafka,
-        topic,
-        db,
-        root,
-        derived,
-        f"g-{secrets.token_hex(3)}",
-        extra=["--status-port", str(port)],
-        read=[data],
+        log_dir, kafka, topic, db, root, derived, group, extra=extra, read=[sent.data]
     ) as proc:
         procs.wait_until(
             lambda: all_announced(db, [good["file_path"]], "larch"), 180, "the good one", proc
@@ -223,8 +224,6 @@ def test_forged_events_are_refused_by_the_processor_and_the_next_good_one_derive
     # one derived file, of the good file only; nothing of the forged paths in the catalog
     made = [p.name for p in root.rglob("*.nxs")]
     assert made == [f"SIM_xas_good_larch_{good['sha256'][:8]}.nxs"], made
-    for event in forged.values():
-        if event["file_path"] != good["file_path"]:
-            assert catalog_get(db, event["file_path"]) is None, event["file_path"]
+    sent.none_registered()
     for name in forged:
         assert f"refused ({CASES[name]})" in log, name

@@ -150,20 +150,24 @@ def test_bad_csv_rows_are_named_by_line(tmp_path: Path) -> None:
     assert "'pv'" in by_line[7]
 
 
-def test_missing_csv_columns_are_listed(tmp_path: Path) -> None:
-    path = tmp_path / "short.csv"
-    path.write_text("title\nName,Class,PV Name\nm,Monochromator,BL:E\n")
-    with pytest.raises(ConfigError, match=r"missing column.*Subcomponent of"):
-        load_config(path)
-
-
-def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text("beamline: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(path)
-    with pytest.raises(ConfigError, match="cannot read config"):
-        load_config(tmp_path / "absent.yaml")
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "short.csv",
+            "title\nName,Class,PV Name\nm,Monochromator,BL:E\n",
+            r"missing column.*Subcomponent of",
+        ),
+        ("broken.yaml", "beamline: [unclosed\n", "not valid YAML"),
+        ("absent.yaml", None, "cannot read config"),
+    ],
+)
+def test_a_file_not_read_says_why(tmp_path: Path, name: str, text: str | None, said: str) -> None:
+    """Missing CSV columns listed, YAML that is not YAML, a file that is not there."""
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=said):
+        load_config(tmp_path / name)
 
 
 def test_units_pint_does_not_know_are_refused_with_their_line(tmp_path: Path) -> None:

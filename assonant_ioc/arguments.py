@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+    def repeated(self, name: str, help: str, **more: Any) -> None:
+        """An option given once per value (``--read A --read B``): the list, empty if none."""
+        self.add_argument(name, action="append", default=[], help=help, **more)

@@ -42,6 +42,20 @@ COMMANDS = (
 )
 
 
+#: the tools, each a module's ``main(argv)``, and the extra it needs (its module, its name)
+TOOLS: dict[str, tuple[str, tuple[str, str] | None]] = {
+    "check": ("assonant_ioc.monitor.check", None),
+    "inspect": ("assonant_ioc.nexus.inspect", None),
+    "panel": ("assonant_ioc.ioc.panel", None),
+    "alarms": ("assonant_ioc.ioc.alarm_config", None),
+    "demo": ("assonant_ioc.sim.demo", None),
+    "catalog": ("assonant_ioc.catalog.cli", ("tiled", "catalog")),
+    "bluesky": ("assonant_ioc.documents.consumer", ("msgpack_numpy", "bluesky")),
+    "process": ("assonant_ioc.processing.cli", ("tiled", "catalog")),
+    "page": ("assonant_ioc.page.server", None),
+}
+
+
 def installed(module: str) -> bool:
     """Whether ``module`` (an extra's top package: light to import) can be imported."""
     try:
@@ -74,67 +88,37 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     if command == "serve":
         argv, command = argv[1:], "serve"
-    if command == "check":
-        from assonant_ioc.monitor.check import main as check
-
-        raise SystemExit(check(argv[1:]))
-    if command == "inspect":
-        from assonant_ioc.nexus.inspect import main as inspect
-
-        raise SystemExit(inspect(argv[1:]))
-    if command == "panel":
-        from assonant_ioc.ioc.panel import main as panel
-
-        panel(argv[1:])
-        return
-    if command == "alarms":
-        from assonant_ioc.ioc.alarm_config import main as alarms
-
-        alarms(argv[1:])
-        return
     if command == "configs":
-        from assonant_ioc.config.loader import packaged_configs
-
-        if argv[1:2] in (["-h"], ["--help"]):
-            sys.stdout.write("usage: assonant-ioc configs   (the configs shipped, by name)\n")
-            return
-        for path in packaged_configs():
-            first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").rstrip(", ")
-            sys.stdout.write(f"{path.stem:14} {textwrap.shorten(first, 70, placeholder=' ...')}\n")
-        sys.stdout.write("use one by name: assonant-ioc --config sim ...\n")
-        return
-    if command == "process":
-        needs("process", "tiled", "catalog")
-        from assonant_ioc.processing.cli import main as process
-
-        raise SystemExit(process(argv[1:]))
-    if command == "page":
-        from assonant_ioc.page.server import main as page
-
-        raise SystemExit(page(argv[1:]))
-    if command == "demo":
-        if "--catalog" in argv[1:]:
-            needs("demo --catalog", "tiled", "catalog")
-        from assonant_ioc.sim.demo import main as demo
-
-        demo(argv[1:])
+        _configs(argv[1:])
         return
     if command == "sim":
         _sim(argv[1:])
         return
-    if command == "catalog":
-        needs("catalog", "tiled", "catalog")
-        from assonant_ioc.catalog.cli import main as catalog
-
-        raise SystemExit(catalog(argv[1:]))
-    if command == "bluesky":
-        needs("bluesky", "msgpack_numpy", "bluesky")
-        from assonant_ioc.documents.consumer import main as bluesky
-
-        raise SystemExit(bluesky(argv[1:]))
+    if command == "demo" and "--catalog" in argv[1:]:
+        needs("demo --catalog", "tiled", "catalog")
+    if command in TOOLS:
+        module, extra = TOOLS[command]
+        if extra is not None:
+            needs(command, *extra)
+        done = importlib.import_module(module).main(argv[1:])
+        if done is not None:  # the tools that say how they ended
+            raise SystemExit(done)
+        return
     from assonant_ioc.ioc.main import main as ioc
 
     ioc(argv)
+
+
+def _configs(argv: list[str]) -> None:
+    from assonant_ioc.config.loader import packaged_configs
+
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write("usage: assonant-ioc configs   (the configs shipped, by name)\n")
+        return
+    for path in packaged_configs():
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").rstrip(", ")
+        sys.stdout.write(f"{path.stem:14} {textwrap.shorten(first, 70, placeholder=' ...')}\n")
+    sys.stdout.write("use one by name: assonant-ioc --config sim ...\n")
 
 
 def _sim(argv: list[str]) -> None:

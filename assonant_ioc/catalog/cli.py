@@ -72,11 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a topic of file_written events; repeat for each beamline (default: assonant.files)",
     )
     consume.add_argument("--group", default="assonant-catalog", help="Kafka consumer group")
-    consume.add_argument(
+    consume.repeated(
         "--read",
-        action="append",
-        default=[],
-        help="a directory whose files may be registered (the data root, as serve's); repeat "
+        "a directory whose files may be registered (the data root, as serve's); repeat "
         "for several; an event naming a file anywhere else is refused",
     )
     consume.add_argument(
@@ -107,11 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public", action="store_true", help="reading needs no API key (tiled's --public)"
     )
-    serve.add_argument(
+    serve.repeated(
         "--allow-origin",
-        action="append",
-        default=[],
-        help="a page's address whose scripts may read the catalog (assonant-ioc page); repeat",
+        "a page's address whose scripts may read the catalog (assonant-ioc page); repeat",
     )
     serve.add_argument(
         "--access",

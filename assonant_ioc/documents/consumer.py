@@ -281,11 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {RUN_TIMEOUT_S:g})",
     )
     parser.add_argument("--no-events", action="store_true", help="write files, send no events")
-    parser.add_argument(
+    parser.repeated(
         "--detector-dir",
-        action="append",
-        default=[],
-        help="a directory the detectors' files may be in (beside the config's detector_dirs); "
+        "a directory the detectors' files may be in (beside the config's detector_dirs); "
         "a Resource or StreamResource naming a file anywhere else is refused; repeat",
     )
     parser.add_argument("--status-port", type=int, default=0, help="/metrics and /health")

@@ -87,12 +87,10 @@ def _parse_args(
     parser.add_argument(
         "--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)"
     )
-    parser.add_argument(
+    parser.repeated(
         "--macro",
-        action="append",
-        default=[],
+        "set a $(NAME) macro used in the config's PV names (repeatable)",
         metavar="NAME=VALUE",
-        help="set a $(NAME) macro used in the config's PV names (repeatable)",
     )
     args = parser.parse_args(argv)
     ioc_options, run_options = split_args(args)

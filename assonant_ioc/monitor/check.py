@@ -138,7 +138,7 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="assonant-ioc check", description=__doc__)
     parser.add_argument("--config", required=True, help="beamline config (.yaml or .csv)")
-    parser.add_argument("--macro", action="append", default=[], metavar="NAME=VALUE")
+    parser.repeated("--macro", "set a $(NAME) macro of the config's PV names", metavar="NAME=VALUE")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for PVs")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     args = parser.parse_args(argv)

@@ -53,11 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processed-root", required=True, type=Path, help="where the derived files go"
     )
-    parser.add_argument(
+    parser.repeated(
         "--read",
-        action="append",
-        default=[],
-        help="a directory whose files may be processed (the data root); repeat for several; "
+        "a directory whose files may be processed (the data root); repeat for several; "
         "an event naming a file anywhere else is refused",
     )
     parser.add_argument("--jobs", type=int, default=1, help="jobs at once (default 1)")

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import io
 import json
-import os
 import secrets
 import shutil
 import statistics
@@ -229,28 +228,10 @@ def run(bench: Bench) -> None:
     asyncio.run(_backfill(one, one_db))
     beamline = str(events[0]["beamline"])  # the file's own metadata (backfilled)
     with catalog_procs.catalog_server(bench.logs, one_db, [one], api_key) as url:
-        env = os.environ | {"TILED_API_KEY": api_key}
         ours, bare = [], []
         for _ in range(3 if bench.quick else 5):
             t = time.perf_counter()
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "assonant_ioc.cli",
-                    "catalog",
-                    "search",
-                    "--url",
-                    url,
-                    "--beamline",
-                    beamline,
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-                timeout=60,
-            )
+            done = catalog_procs.search_command(url, api_key, "--beamline", beamline)
             ours.append(time.perf_counter() - t)
             assert done.stdout.count("\n") == 1, (done.stdout, done.stderr)
             t = time.perf_counter()

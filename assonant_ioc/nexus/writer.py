@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -35,17 +35,7 @@ import numpy as np
 import assonant_ioc
 from assonant_ioc.config.spec import CompressionSpec
 from assonant_ioc.errors import WriteFailed
-from assonant_ioc.model.components import (
-    Axis,
-    Component,
-    ComponentClass,
-    DataField,
-    Entry,
-    Experiment,
-    SeriesColumns,
-    TimeSeries,
-    Value,
-)
+from assonant_ioc.model.components import Component, ComponentClass, DataField, TimeSeries
 from assonant_ioc.model.readings import Reading
 from assonant_ioc.model.times import iso
 from assonant_ioc.nexus.appdef import Checks, link, needs_virtual
@@ -64,6 +54,9 @@ from assonant_ioc.nexus.nxmx import beam_centre_as_length
 from assonant_ioc.nexus.plot import has_array, plot_array, plot_series
 from assonant_ioc.nexus.provenance import Rows, mirror
 from assonant_ioc.nexus.publish import Tracebacks, partial_path, publish, write_checks
+
+if TYPE_CHECKING:
+    from assonant_ioc.model.components import Axis, Entry, Experiment, SeriesColumns, Value
 
 log = logging.getLogger(__name__)
 

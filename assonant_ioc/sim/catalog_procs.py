@@ -184,6 +184,20 @@ def search(request: urllib.request.Request) -> list[dict[str, Any]]:
         return hits
 
 
+def search_command(
+    url: str, api_key: str | None, *filters: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``assonant-ioc catalog search --url URL FILTERS`` as a person runs it (the key from
+    ``TILED_API_KEY``; none in its environment when ``api_key`` is None): its output."""
+    env = {k: v for k, v in os.environ.items() if k != "TILED_API_KEY"}
+    if api_key is not None:
+        env["TILED_API_KEY"] = api_key
+    command = [sys.executable, "-m", "assonant_ioc.cli", "catalog", "search", "--url", url]
+    return subprocess.run(
+        [*command, *filters], capture_output=True, text=True, env=env, check=check, timeout=60
+    )
+
+
 @contextlib.contextmanager
 def processor(
     log_dir: Path,

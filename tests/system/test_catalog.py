@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -209,36 +208,14 @@ def test_catalog_finds_and_serves_every_file_once(
                 assert frame.std() > 0  # a projection of the phantom, not a blank
 
                 # the command line's search (tiled's Python client)
-                found = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "assonant_ioc.cli",
-                        "catalog",
-                        "search",
-                        "--url",
-                        url,
-                        "--sample",
-                        samples[0],
-                        "--since",
-                        events[0]["start_time"],
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=True,
-                    env=os.environ | {"TILED_API_KEY": api_key},
+                since = events[0]["start_time"]
+                found = catalog_procs.search_command(
+                    url, api_key, "--sample", samples[0], "--since", since
                 )
                 (line,) = found.stdout.splitlines()
                 assert json.loads(line)["file_path"] == events[0]["file_path"]
                 assert found.stderr == "1 file(s)\n"  # nothing else: no client library's logs
-                keyless = subprocess.run(
-                    [sys.executable, "-m", "assonant_ioc.cli", "catalog", "search", "--url", url],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    env={k: v for k, v in os.environ.items() if k != "TILED_API_KEY"},
-                )
+                keyless = catalog_procs.search_command(url, None, check=False)
                 assert keyless.returncode == 2 and "set TILED_API_KEY" in keyless.stderr
 
                 # without the API key, nothing

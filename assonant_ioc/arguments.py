@@ -13,6 +13,7 @@ class Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: {message} (see {self.prog} --help)\n")
         sys.exit(2)
 
-    def repeated(self, name: str, help: str, **more: Any) -> None:
-        """An option given once per value (``--read A --read B``): the list, empty if none."""
-        self.add_argument(name, action="append", default=[], help=help, **more)
+
+def repeated(parser: argparse.ArgumentParser, name: str, help: str, **more: Any) -> None:
+    """An option given once per value (``--read A --read B``): the list, empty if none."""
+    parser.add_argument(name, action="append", default=[], help=help, **more)

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.arguments import Parser
+from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.catalog.record import utc
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         help="a topic of file_written events; repeat for each beamline (default: assonant.files)",
     )
     consume.add_argument("--group", default="assonant-catalog", help="Kafka consumer group")
-    consume.repeated(
+    repeated(
+        consume,
         "--read",
         "a directory whose files may be registered (the data root, as serve's); repeat "
         "for several; an event naming a file anywhere else is refused",
@@ -105,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public", action="store_true", help="reading needs no API key (tiled's --public)"
     )
-    serve.repeated(
+    repeated(
+        serve,
         "--allow-origin",
         "a page's address whose scripts may read the catalog (assonant-ioc page); repeat",
     )

@@ -25,7 +25,7 @@ from assonant_ioc.catalog.store import Catalog, Outcome
 from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
-from assonant_ioc.monitoring.metrics import counters, gauge
+from assonant_ioc.monitoring.metrics import counted, counters, gauge
 from assonant_ioc.monitoring.watch import Watch
 from assonant_ioc.trust import Refused
 
@@ -39,16 +39,17 @@ class Stats:
     catalog: str = ""
     topics: list[str] = field(default_factory=list)
     group: str = ""
-    registered: int = 0
-    duplicate: int = 0
-    updated: int = 0
-    missing: int = 0
-    checksum_mismatch: int = 0
-    unreadable: int = 0
-    invalid_events: int = 0
+    registered: int = counted("files registered")
+    duplicate: int = counted("events of files already registered")
+    updated: int = counted("records updated")
+    missing: int = counted("files missing when registered")
+    checksum_mismatch: int = counted("events refused: the file's sha256 is not the event's")
+    unreadable: int = counted("files that could not be read")
+    invalid_events: int = counted("events refused (not valid against the schema)")
     #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
+    #: (their counter, by reason, is the watch's)
     refused: int = 0
-    catalog_errors: int = 0
+    catalog_errors: int = counted("catalog writes that failed (retried)")
     lag: int | None = None
     #: partitions assigned to this consumer (0 until it has joined its group)
     assigned: int = 0
@@ -243,19 +244,9 @@ async def report(consumer: CatalogConsumer, every: float, stop: asyncio.Event) -
 
 def metrics(stats: Stats, watch: Watch) -> list[Metric]:
     """The consumer's counts and lag, as Prometheus reads them."""
-    texts = {
-        "registered": "files registered",
-        "duplicate": "events of files already registered",
-        "updated": "records updated",
-        "missing": "files missing when registered",
-        "checksum_mismatch": "events refused: the file's sha256 is not the event's",
-        "unreadable": "files that could not be read",
-        "invalid_events": "events refused (not valid against the schema)",
-        "catalog_errors": "catalog writes that failed (retried)",
-    }
     lag = float("nan") if stats.lag is None else float(stats.lag)
     return [
-        *counters("catalog", stats, texts),
+        *counters("catalog", stats),
         gauge("catalog", "lag", "events not yet registered", lag),
         gauge("catalog", "partitions", "partitions assigned", stats.assigned),
         gauge("catalog", "broker_up", "the broker answers", 1.0 if stats.broker_connected else 0),

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.arguments import Parser
+from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {RUN_TIMEOUT_S:g})",
     )
     parser.add_argument("--no-events", action="store_true", help="write files, send no events")
-    parser.repeated(
+    repeated(
+        parser,
         "--detector-dir",
         "a directory the detectors' files may be in (beside the config's detector_dirs); "
         "a Resource or StreamResource naming a file anywhere else is refused; repeat",

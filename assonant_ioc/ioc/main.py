@@ -15,7 +15,7 @@ from typing import Any
 
 from caproto.server import template_arg_parser
 
-from assonant_ioc.arguments import Parser
+from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.config import BeamlineConfig, load_config
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.events.kafka import EventSender
@@ -87,7 +87,8 @@ def _parse_args(
     parser.add_argument(
         "--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)"
     )
-    parser.repeated(
+    repeated(
+        parser,
         "--macro",
         "set a $(NAME) macro used in the config's PV names (repeatable)",
         metavar="NAME=VALUE",

@@ -69,17 +69,8 @@ class Reading:
     ) -> Reading:
         """Build a connected reading, inferring dtype and shape from a Python value."""
         dtype, shape, norm = describe(value)
-        return cls(
-            source=source,
-            value=norm,
-            dtype=dtype,
-            shape=shape,
-            units=units,
-            timestamp=float(timestamp),
-            severity=Severity(int(severity)) if 0 <= int(severity) <= 3 else Severity.INVALID,
-            status=int(status),
-            connected=True,
-        )
+        known = Severity(int(severity)) if 0 <= int(severity) <= 3 else Severity.INVALID
+        return cls(source, norm, dtype, shape, units, float(timestamp), known, int(status), True)
 
 
 def _scalar_dtype(value: Scalar) -> str:

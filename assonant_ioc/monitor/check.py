@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from assonant_ioc.arguments import Parser
+from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.config import BeamlineConfig, ChannelSpec, ComponentSpec, load_config
 from assonant_ioc.config.units import registry
 from assonant_ioc.errors import ConfigError
@@ -138,7 +138,9 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="assonant-ioc check", description=__doc__)
     parser.add_argument("--config", required=True, help="beamline config (.yaml or .csv)")
-    parser.repeated("--macro", "set a $(NAME) macro of the config's PV names", metavar="NAME=VALUE")
+    repeated(
+        parser, "--macro", "set a $(NAME) macro of the config's PV names", metavar="NAME=VALUE"
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for PVs")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     args = parser.parse_args(argv)

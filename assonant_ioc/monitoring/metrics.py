@@ -3,20 +3,30 @@ each with its help text, under the service's prefix (``assonant_<service>_<name>
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from assonant_ioc.monitoring.http import Metric
 
 
-def counters(service: str, counts: Any, texts: Mapping[str, str] | None = None) -> list[Metric]:
-    """``assonant_<service>_<name>_total``: for each name of ``texts`` (its help text), the
-    attribute of that name of ``counts``; without ``texts``, ``counts`` maps each name to
-    (its count, its help text)."""
-    pairs = (
-        {name: (getattr(counts, name), text) for name, text in texts.items()}
-        if texts is not None
-        else counts
+def counted(text: str) -> Any:
+    """A dataclass field that counts from 0, a Prometheus counter with ``text`` its help."""
+    return dataclasses.field(default=0, metadata={"counter": text})
+
+
+def counters(service: str, counts: Any) -> list[Metric]:
+    """``assonant_<service>_<name>_total``: each field of the dataclass ``counts`` made by
+    :func:`counted`, with its help text; or, ``counts`` a mapping, each name's (count, help
+    text)."""
+    pairs: Mapping[str, tuple[Any, str]] = (
+        counts
+        if isinstance(counts, Mapping)
+        else {
+            f.name: (getattr(counts, f.name), f.metadata["counter"])
+            for f in dataclasses.fields(counts)
+            if "counter" in f.metadata
+        }
     )
     return [
         (f"assonant_{service}_{name}_total", "counter", text, [({}, float(n))])

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assonant_ioc.arguments import Parser
+from assonant_ioc.arguments import Parser, repeated
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--processed-root", required=True, type=Path, help="where the derived files go"
     )
-    parser.repeated(
+    repeated(
+        parser,
         "--read",
         "a directory whose files may be processed (the data root); repeat for several; "
         "an event naming a file anywhere else is refused",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
-from assonant_ioc.monitoring.metrics import counters, gauge
+from assonant_ioc.monitoring.metrics import counted, counters, gauge
 from assonant_ioc.monitoring.watch import Watch
 
 
@@ -19,12 +19,12 @@ from assonant_ioc.monitoring.watch import Watch
 class Stats:
     topics: list[str] = field(default_factory=list)
     group: str = ""
-    done: int = 0
-    reused: int = 0  # a result already whole on disk (a job run again after a stop)
-    duplicate: int = 0  # an event whose result was already announced
-    failed: int = 0
-    not_processed: int = 0  # definitions without a pipeline
-    invalid_events: int = 0
+    done: int = counted("derived files written and announced")
+    reused: int = counted("results found whole on disk (a job run again)")
+    duplicate: int = counted("events whose result was already announced")
+    failed: int = counted("jobs that failed (recorded with their reason)")
+    not_processed: int = counted("files whose definition has no pipeline")
+    invalid_events: int = counted("events refused (not valid against the schema)")
     #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
     refused: int = 0
     running: int = 0
@@ -37,16 +37,8 @@ class Stats:
 
 
 def metrics(stats: Stats, watch: Watch) -> list[Metric]:
-    texts = {
-        "done": "derived files written and announced",
-        "reused": "results found whole on disk (a job run again)",
-        "duplicate": "events whose result was already announced",
-        "failed": "jobs that failed (recorded with their reason)",
-        "not_processed": "files whose definition has no pipeline",
-        "invalid_events": "events refused (not valid against the schema)",
-    }
     return [
-        *counters("process", stats, texts),
+        *counters("process", stats),
         gauge("process", "running", "jobs running", stats.running),
         *watch.metrics("process"),
     ]

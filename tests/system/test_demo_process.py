@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.system.browser import browser_page
 from tests.system.conftest import REPO
 from tests.system.reduction import ARTIFACTS
-from tests.system.test_page_script import _chromium
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -69,10 +69,9 @@ def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading
     return demo, lines, reader
 
 
-def _result_shown(browser: Any, url: str, key: str, technique: str, pipeline: str) -> Any:
+def _result_shown(page: Any, url: str, key: str, technique: str, pipeline: str) -> None:
     """The page, its first file of ``technique`` opened as a person would (the key, the
-    technique, search, a click), once its plot and ``pipeline``'s result are drawn."""
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    technique, search, a click), until its plot and ``pipeline``'s result are drawn."""
     page.goto(url)
     page.fill("#api-key", key)
     page.select_option("#technique", technique)
@@ -80,31 +79,23 @@ def _result_shown(browser: Any, url: str, key: str, technique: str, pipeline: st
     page.wait_for_selector("tr.file").click()
     page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=60000)
     page.wait_for_selector(f".result[data-pipeline='{pipeline}'][data-drawn='yes']", timeout=60000)
-    return page
 
 
 def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: Path) -> None:
     """``demo --technique xas --process``: the page's mu(E) over the energy in the file's
     unit, and xraylarch's normalised spectrum beside it."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
     cli = [sys.executable, "-m", "assonant_ioc.cli", "demo", "--technique", "xas"]
     demo, lines, reader = _start([*cli, "--process", "--data-dir", str(tmp_path / "out")])
     try:
         url, key = _page_of(demo, lines)
         assert "larch (" in "".join(lines)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            try:
-                page = _result_shown(browser, url, key, "NXxas", "larch")
-                axis = page.locator("#plot-default .xtitle").text_content()
-                assert axis == "energy (keV)", axis  # the file's unit, as it says it
-                title = page.locator(".result[data-pipeline='larch'] .gtitle").text_content()
-                assert (title or "").startswith("normalised mu(E), E0 89"), title  # Cu K edge
-                page.screenshot(path=str(ARTIFACTS / "demo_xas_page.png"), full_page=True)
-            finally:
-                browser.close()
+        with browser_page(height=1000) as page:
+            _result_shown(page, url, key, "NXxas", "larch")
+            axis = page.locator("#plot-default .xtitle").text_content()
+            assert axis == "energy (keV)", axis  # the file's unit, as it says it
+            title = page.locator(".result[data-pipeline='larch'] .gtitle").text_content()
+            assert (title or "").startswith("normalised mu(E), E0 89"), title  # Cu K edge
+            page.screenshot(path=str(ARTIFACTS / "demo_xas_page.png"), full_page=True)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(lines)[-3000:]
     finally:
@@ -112,28 +103,20 @@ def test_the_demo_of_xas_with_process_shows_mu_and_its_normalisation(tmp_path: P
 
 
 def test_the_demo_with_process_shows_the_reconstruction_on_the_page(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
     readme = ["bash", "scripts/demo.sh", "--process", "--data-dir", str(tmp_path / "out")]
     demo, lines, reader = _start(readme)
     try:
         url, key = _page_of(demo, lines)
         said = "".join(lines)
         assert "nabu (nabu " in said and "Ctrl-C (or SIGTERM) stops the demo" in said, said
-        ARTIFACTS.mkdir(exist_ok=True)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            try:
-                page = _result_shown(browser, url, key, "NXtomo", "nabu")
-                # the left plot is a projection of the raw file, the right one nabu's slice
-                assert page.inner_text("#default-caption") == "The first projection"
-                assert "frame" in (page.locator("#plot-default .gtitle").text_content() or "")
-                slice_title = page.locator(".result[data-pipeline='nabu'] .gtitle").text_content()
-                assert (slice_title or "").startswith("reconstructed slice"), slice_title
-                page.screenshot(path=str(ARTIFACTS / "demo_process_page.png"), full_page=True)
-            finally:
-                browser.close()
+        with browser_page(height=1000) as page:
+            _result_shown(page, url, key, "NXtomo", "nabu")
+            # the left plot is a projection of the raw file, the right one nabu's slice
+            assert page.inner_text("#default-caption") == "The first projection"
+            assert "frame" in (page.locator("#plot-default .gtitle").text_content() or "")
+            slice_title = page.locator(".result[data-pipeline='nabu'] .gtitle").text_content()
+            assert (slice_title or "").startswith("reconstructed slice"), slice_title
+            page.screenshot(path=str(ARTIFACTS / "demo_process_page.png"), full_page=True)
         assert demo.poll() is None  # the page stays up with the output piped
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, "".join(lines)[-3000:]

@@ -6,15 +6,14 @@ Content-Security-Policy refuses inline script; the API key typed is kept in no s
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 from pathlib import Path
 
 import pytest
 
 from assonant_ioc.catalog.record import record_key
 from assonant_ioc.sim import catalog_procs, procs
+from tests.system.browser import page_over_catalog
 from tests.system.conftest import start_service
 from tests.system.reduction import ARTIFACTS
 
@@ -23,21 +22,9 @@ pytestmark = pytest.mark.timeout(300)
 SAMPLE = "<img src=x onerror=\"window.__pwned=1;console.log('pwned')\">"
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed in CI (scripts/test.sh installs it)")
-        pytest.skip("no chromium: scripts/test.sh installs Debian's")
-    return found
-
-
 def test_a_sample_name_with_script_shows_as_typed_and_runs_nothing(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path, kafka: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
     topic = f"assonant.page.{secrets.token_hex(4)}"
     args = ["--kafka-bootstrap", kafka, "--no-validate"]
     with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, data_dir, _p):
@@ -52,51 +39,39 @@ def test_a_sample_name_with_script_shows_as_typed_and_runs_nothing(
         procs.wait_until(
             lambda: catalog_procs.consumer_status(port)["registered"] == 1, 60, "registered", proc
         )
-    ARTIFACTS.mkdir(exist_ok=True)
     key = secrets.token_hex(16)
-    page_port = procs.free_port()
-    page_url = f"http://127.0.0.1:{page_port}"
     said: list[str] = []
-    with (
-        catalog_procs.catalog_server(log_dir, db, [data_dir], key, allow_origin=page_url) as url,
-        catalog_procs.page_server(log_dir, url, page_port),
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.on("console", lambda m: said.append(m.text))
-            page.on("pageerror", lambda e: said.append(str(e)))
-            page.on("dialog", lambda d: (said.append(f"dialog {d.message}"), d.dismiss()))
-            reply = page.goto(page_url)
-            assert reply is not None
-            csp = reply.headers["content-security-policy"]
-            assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
-            page.fill("#api-key", key)
-            page.fill("#sample", SAMPLE)  # the search by the name as typed finds it
-            page.click("#search")
-            row = page.wait_for_selector(f"tr.file[data-key='{record_key(written)}']")
-            assert row is not None
-            assert page.inner_text("tr.file td:nth-child(3)") == SAMPLE
-            assert page.locator("#results img").count() == 0
-            row.click()
-            page.wait_for_selector("#file:not([hidden])")
-            assert SAMPLE in page.inner_text("#file-title")
-            page.click("#metadata summary")
-            cells = page.locator("#metadata-table td").all_inner_texts()
-            assert SAMPLE in cells and page.locator("#file img").count() == 0
-            # an inline script put into the page (as an injection would) does not run
-            page.evaluate(
-                "() => { const s = document.createElement('script');"
-                " s.textContent = 'window.__inline = 1'; document.body.append(s); }"
-            )
-            page.screenshot(path=str(ARTIFACTS / "page_sample_script.png"), full_page=True)
-            pwned = page.evaluate("() => [window.__pwned, window.__inline]")
-            storage = page.evaluate(
-                "() => JSON.stringify([{...sessionStorage}, {...localStorage}, document.cookie])"
-            )
-        finally:
-            browser.close()
+    with page_over_catalog(log_dir, db, [data_dir], key) as (page, page_url):
+        page.on("console", lambda m: said.append(m.text))
+        page.on("pageerror", lambda e: said.append(str(e)))
+        page.on("dialog", lambda d: (said.append(f"dialog {d.message}"), d.dismiss()))
+        reply = page.goto(page_url)
+        assert reply is not None
+        csp = reply.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("style-src")[0]
+        page.fill("#api-key", key)
+        page.fill("#sample", SAMPLE)  # the search by the name as typed finds it
+        page.click("#search")
+        row = page.wait_for_selector(f"tr.file[data-key='{record_key(written)}']")
+        assert row is not None
+        assert page.inner_text("tr.file td:nth-child(3)") == SAMPLE
+        assert page.locator("#results img").count() == 0
+        row.click()
+        page.wait_for_selector("#file:not([hidden])")
+        assert SAMPLE in page.inner_text("#file-title")
+        page.click("#metadata summary")
+        cells = page.locator("#metadata-table td").all_inner_texts()
+        assert SAMPLE in cells and page.locator("#file img").count() == 0
+        # an inline script put into the page (as an injection would) does not run
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.__inline = 1'; document.body.append(s); }"
+        )
+        page.screenshot(path=str(ARTIFACTS / "page_sample_script.png"), full_page=True)
+        pwned = page.evaluate("() => [window.__pwned, window.__inline]")
+        storage = page.evaluate(
+            "() => JSON.stringify([{...sessionStorage}, {...localStorage}, document.cookie])"
+        )
     assert pwned == [None, None], pwned
     assert not [m for m in said if "pwned" in m or m.startswith("dialog")], said
     assert any("Content Security Policy" in m for m in said), said  # the inline one, refused
@@ -110,13 +85,10 @@ def test_a_failed_reduction_says_what_to_do_and_folds_the_programs_words(
     the page says what a person can do about it, the program's traceback folded away."""
     import asyncio
 
-    from playwright.sync_api import sync_playwright
-
     from assonant_ioc.catalog.record import check_file, from_event
     from assonant_ioc.catalog.store import Catalog
     from tests.system.reduction import xas_file
 
-    chromium = _chromium()
     data = tmp_path / "data"
     event = xas_file(data / "SIM_xas_failed.nxs", seed=5)
     db = f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -135,29 +107,18 @@ def test_a_failed_reduction_says_what_to_do_and_folds_the_programs_words(
 
     key = asyncio.run(register())
     api_key = secrets.token_hex(16)
-    page_port = procs.free_port()
-    page_url = f"http://127.0.0.1:{page_port}"
-    with (
-        catalog_procs.catalog_server(log_dir, db, [data], api_key, allow_origin=page_url) as url,
-        catalog_procs.page_server(log_dir, url, page_port),
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.goto(page_url)
-            page.fill("#api-key", api_key)
-            page.click("#search")
-            row = page.wait_for_selector(f"tr.file[data-key='{key}']")
-            assert row is not None and "larch: failed" in row.inner_text()
-            row.click()
-            box = ".result[data-pipeline='larch']"
-            page.wait_for_selector(f"{box} .remedy")
-            said = page.inner_text(f"{box} .status")
-            assert "What to do: mu(E) is ln(I0/It)" in said, said
-            assert "Traceback" not in said  # folded away, one click from view
-            page.click(f"{box} .reason summary")
-            assert page.inner_text(f"{box} .reason pre") == reason
-            page.screenshot(path=str(ARTIFACTS / "page_failed_reduction.png"), full_page=True)
-        finally:
-            browser.close()
+    with page_over_catalog(log_dir, db, [data], api_key) as (page, page_url):
+        page.goto(page_url)
+        page.fill("#api-key", api_key)
+        page.click("#search")
+        row = page.wait_for_selector(f"tr.file[data-key='{key}']")
+        assert row is not None and "larch: failed" in row.inner_text()
+        row.click()
+        box = ".result[data-pipeline='larch']"
+        page.wait_for_selector(f"{box} .remedy")
+        said = page.inner_text(f"{box} .status")
+        assert "What to do: mu(E) is ln(I0/It)" in said, said
+        assert "Traceback" not in said  # folded away, one click from view
+        page.click(f"{box} .reason summary")
+        assert page.inner_text(f"{box} .reason pre") == reason
+        page.screenshot(path=str(ARTIFACTS / "page_failed_reduction.png"), full_page=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from assonant_ioc.catalog.record import record_key
 from assonant_ioc.events.kafka import consume_all, consume_event
 from assonant_ioc.processing.jobs import job_for
 from assonant_ioc.sim import catalog_procs, phantom, procs
+from tests.system.browser import page_over_catalog
 from tests.system.reduction import ARTIFACTS, catalog_get, descendants
 from tests.system.test_nexus_standard import _run
 
@@ -233,67 +233,44 @@ def _pixels(png: bytes) -> np.ndarray:
 def test_the_page_finds_the_file_and_shows_its_frame_and_slice(
     tomo: dict[str, Any], processed: dict[str, Any], log_dir: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed in CI (scripts/test.sh installs it)")
-        pytest.skip("no chromium: scripts/test.sh installs Debian's")
-    ARTIFACTS.mkdir(exist_ok=True)
     key = secrets.token_hex(16)
-    page_port = procs.free_port()
-    page_url = f"http://127.0.0.1:{page_port}"
     roots = [tomo["master"].parent, processed["root"]]
-    with (
-        catalog_procs.catalog_server(
-            log_dir, processed["db"], roots, key, allow_origin=page_url
-        ) as catalog_url,
-        catalog_procs.page_server(log_dir, catalog_url, page_port),
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1100})
-            page.goto(page_url)
-            # a wrong key: a clear refusal, no table
-            page.fill("#api-key", "not-the-key")
-            page.fill("#sample", tomo["event"]["sample_name"])
-            page.click("#search")
-            page.wait_for_selector("#message.refused")
-            said = page.inner_text("#message")
-            assert "Refused: the catalog did not accept this API key" in said, said
-            assert page.is_hidden("#results")
-            page.screenshot(path=str(ARTIFACTS / "page_refused.png"))
-            # the right key: the file, its frame and its reconstructed slice
-            page.fill("#api-key", key)
-            page.select_option("#technique", "NXtomo")
-            page.click("#search")
-            row = page.wait_for_selector(f"tr.file[data-key='{record_key(tomo['master'])}']")
-            assert row is not None
-            assert "nabu: done" in row.inner_text()
-            assert page.locator("tr.file").count() == 1  # the derived file is not a raw file
-            row.click()
-            page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=30000)
-            page.wait_for_selector(".result[data-pipeline='nabu'][data-drawn='yes']", timeout=30000)
-            title = page.inner_text("#file-title")
-            assert tomo["master"].name in title and "NXtomo" in title
-            assert page.inner_text("#default-caption") == "The first projection"
-            page.click("#metadata summary")
-            assert tomo["event"]["sha256"] in page.inner_text("#metadata-table")
-            page.click(".result[data-pipeline='nabu'] .provenance summary")
-            how = page.inner_text(".result[data-pipeline='nabu'] .provenance")
-            assert "nabu" in how and tomo["event"]["sha256"] in how
-            page.screenshot(path=str(ARTIFACTS / "page_file.png"), full_page=True)
-            frame = _pixels(page.locator("#plot-default .heatmaplayer").screenshot())
-            slice_ = _pixels(
-                page.locator(".result[data-pipeline='nabu'] .heatmaplayer").screenshot()
-            )
-            (ARTIFACTS / "page_slice.png").write_bytes(
-                page.locator(".result[data-pipeline='nabu'] .result-plot").screenshot()
-            )
-        finally:
-            browser.close()
+    with page_over_catalog(log_dir, processed["db"], roots, key, 1100) as (page, page_url):
+        page.goto(page_url)
+        # a wrong key: a clear refusal, no table
+        page.fill("#api-key", "not-the-key")
+        page.fill("#sample", tomo["event"]["sample_name"])
+        page.click("#search")
+        page.wait_for_selector("#message.refused")
+        said = page.inner_text("#message")
+        assert "Refused: the catalog did not accept this API key" in said, said
+        assert page.is_hidden("#results")
+        page.screenshot(path=str(ARTIFACTS / "page_refused.png"))
+        # the right key: the file, its frame and its reconstructed slice
+        page.fill("#api-key", key)
+        page.select_option("#technique", "NXtomo")
+        page.click("#search")
+        row = page.wait_for_selector(f"tr.file[data-key='{record_key(tomo['master'])}']")
+        assert row is not None
+        assert "nabu: done" in row.inner_text()
+        assert page.locator("tr.file").count() == 1  # the derived file is not a raw file
+        row.click()
+        page.wait_for_selector("#plot-default[data-drawn='yes']", timeout=30000)
+        page.wait_for_selector(".result[data-pipeline='nabu'][data-drawn='yes']", timeout=30000)
+        title = page.inner_text("#file-title")
+        assert tomo["master"].name in title and "NXtomo" in title
+        assert page.inner_text("#default-caption") == "The first projection"
+        page.click("#metadata summary")
+        assert tomo["event"]["sha256"] in page.inner_text("#metadata-table")
+        page.click(".result[data-pipeline='nabu'] .provenance summary")
+        how = page.inner_text(".result[data-pipeline='nabu'] .provenance")
+        assert "nabu" in how and tomo["event"]["sha256"] in how
+        page.screenshot(path=str(ARTIFACTS / "page_file.png"), full_page=True)
+        frame = _pixels(page.locator("#plot-default .heatmaplayer").screenshot())
+        slice_ = _pixels(page.locator(".result[data-pipeline='nabu'] .heatmaplayer").screenshot())
+        (ARTIFACTS / "page_slice.png").write_bytes(
+            page.locator(".result[data-pipeline='nabu'] .result-plot").screenshot()
+        )
     # what a person sees: the frame and the slice are images, not blank boxes; the slice
     # holds the phantom's discs (darker where it absorbs, on a lighter ground)
     # the projection: the object (rows 4-11) absorbs, so its middle differs from the open

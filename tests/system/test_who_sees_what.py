@@ -31,10 +31,10 @@ from assonant_ioc.catalog.record import record_key
 from assonant_ioc.events.kafka import consume_event
 from assonant_ioc.sim import catalog_procs, procs, scans
 from tests.system import people
+from tests.system.browser import chromium as _chromium
 from tests.system.conftest import REPO, start_service
 from tests.system.people import PEOPLE, call, log_in, visible
 from tests.system.reduction import ARTIFACTS, all_announced, catalog_get
-from tests.system.test_page_script import _chromium
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from assonant_ioc.lifecycle.outbox import Outbox
@@ -29,40 +30,47 @@ def _filled(n: int, work: Path) -> Outbox:
     return box
 
 
-def drain(n: int, work: Path, per: int = 1000) -> list[float]:
-    """Seconds per ``per`` events taken and removed, in order."""
-    _filled(n, work)
-    box = Outbox(work)  # a restart: the index read from disk once
+def _timed(take: Callable[[], bool], per: int) -> list[float]:
+    """Seconds per ``per`` events taken, in order, until ``take`` finds none."""
     times, t = [], time.perf_counter()
     done = 0
-    while (first := box.first()) is not None:
-        box.remove(first)
+    while take():
         done += 1
         if done % per == 0:
             now = time.perf_counter()
             times.append(now - t)
             t = now
     return times
+
+
+def drain(n: int, work: Path, per: int = 1000) -> list[float]:
+    """Seconds per ``per`` events taken and removed, in order."""
+    _filled(n, work)
+    box = Outbox(work)  # a restart: the index read from disk once
+
+    def take() -> bool:
+        first = box.first()
+        if first is None:
+            return False
+        box.remove(first)
+        return True
+
+    return _timed(take, per)
 
 
 def drain_rescanning(n: int, work: Path, per: int = 500) -> list[float]:
     """The same, every event's take reading every file left (the outbox before its index)."""
     box = _filled(n, work)
-    times, t = [], time.perf_counter()
-    done = 0
-    while True:
+
+    def take() -> bool:
         files = sorted(box.dir.glob("[0-9]*.json"))
-        if not files:
-            break
         for path in files:
             json.loads(path.read_text())
-        files[0].unlink()
-        done += 1
-        if done % per == 0:
-            now = time.perf_counter()
-            times.append(now - t)
-            t = now
-    return times
+        if files:
+            files[0].unlink()
+        return bool(files)
+
+    return _timed(take, per)
 
 
 def main(argv: list[str] | None = None) -> None:

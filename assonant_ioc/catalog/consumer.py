@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,7 +25,7 @@ from assonant_ioc.catalog.store import Catalog, Outcome
 from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
-from assonant_ioc.monitoring.metrics import counted, counters, gauge
+from assonant_ioc.monitoring.metrics import ConsumerStats, counted, counters, gauge
 from assonant_ioc.monitoring.watch import Watch
 from assonant_ioc.trust import Refused
 
@@ -33,30 +33,22 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Stats:
+class Stats(ConsumerStats):
     """What the consumer has done (its status endpoint serves these as JSON)."""
 
     catalog: str = ""
-    topics: list[str] = field(default_factory=list)
-    group: str = ""
     registered: int = counted("files registered")
     duplicate: int = counted("events of files already registered")
     updated: int = counted("records updated")
     missing: int = counted("files missing when registered")
     checksum_mismatch: int = counted("events refused: the file's sha256 is not the event's")
     unreadable: int = counted("files that could not be read")
-    invalid_events: int = counted("events refused (not valid against the schema)")
-    #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
-    #: (their counter, by reason, is the watch's)
-    refused: int = 0
     catalog_errors: int = counted("catalog writes that failed (retried)")
     lag: int | None = None
     #: partitions assigned to this consumer (0 until it has joined its group)
     assigned: int = 0
-    broker_connected: bool = False
     last_event_id: str = ""
     last_registered_at: float | None = None
-    started_at: float = field(default_factory=time.time)
     #: the last catalog write failed (cleared by the next that works)
     catalog_failing: bool = False
 
@@ -69,9 +61,6 @@ class Stats:
             f"refused={self.refused} lag={lag} "
             f"broker={'connected' if self.broker_connected else 'unreachable'}"
         )
-
-    def as_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
 
 
 class CatalogConsumer:

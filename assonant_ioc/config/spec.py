@@ -11,7 +11,12 @@ from datetime import datetime, timezone
 
 from assonant_ioc import definitions
 from assonant_ioc.config.paths import control_characters
-from assonant_ioc.model.components import ComponentClass, Moment, TransformationType
+from assonant_ioc.model.components import (
+    ComponentClass,
+    Moment,
+    Placement,
+    depth_first,
+)
 
 ALL_MOMENTS = frozenset(Moment)
 SNAPSHOT_MOMENTS = frozenset({Moment.PRE, Moment.POST})
@@ -92,12 +97,8 @@ def check_file_name_template(
     return None
 
 
-@dataclass(frozen=True)
-class AxisSpec:
-    transformation_type: TransformationType
-    vector: tuple[float, float, float]
-    offset: tuple[float, float, float] | None
-    depends_on: str
+#: an axis as the config gives it: its placement (the value comes from its PV or the config)
+AxisSpec = Placement
 
 
 ConstantValue = bool | int | float | str | tuple[float, ...]
@@ -166,9 +167,7 @@ class ComponentSpec:
     frames: FramesSpec | None = None
 
     def walk(self) -> Iterator[ComponentSpec]:
-        yield self
-        for sub in self.subcomponents:
-            yield from sub.walk()
+        return depth_first(self)
 
 
 @dataclass(frozen=True)

@@ -206,14 +206,25 @@ Value = DataField | TimeSeries
 
 
 @dataclass(frozen=True)
-class Axis:
-    """A position as a NeXus transformation; ``depends_on`` names the next axis or ``.``."""
+class Placement:
+    """How an axis places what it moves, as a NeXus transformation (its type, vector and
+    offset); ``depends_on`` names the next axis or ``.``. The config gives it (``AxisSpec``)."""
 
     transformation_type: TransformationType
     vector: tuple[float, float, float]
     offset: tuple[float, float, float] | None
     depends_on: str
+
+
+@dataclass(frozen=True)
+class Axis(Placement):
+    """A position as a NeXus transformation: its placement and its value."""
+
     value: Value
+
+    @classmethod
+    def placed(cls, where: Placement, value: Value) -> Axis:
+        return cls(where.transformation_type, where.vector, where.offset, where.depends_on, value)
 
 
 @dataclass(frozen=True)
@@ -263,9 +274,7 @@ class Component:
         return heads[0] if heads else next(iter(self.axes))
 
     def walk(self) -> Iterator[Component]:
-        yield self
-        for sub in self.subcomponents:
-            yield from sub.walk()
+        return depth_first(self)
 
 
 @dataclass(frozen=True)
@@ -340,3 +349,11 @@ def exposure_moment(moments: Iterable[Moment]) -> Moment:
     """The moment whose entry holds the exposure: during if it was recorded, else the last."""
     present = sorted(set(moments), key=list(Moment).index)
     return Moment.DURING if Moment.DURING in present else present[-1]
+
+
+def depth_first(node: Any) -> Iterator[Any]:
+    """``node`` and every one of its ``subcomponents``, each before its own, depth first
+    (a component, or a component's spec in the config)."""
+    yield node
+    for sub in node.subcomponents:
+        yield from depth_first(sub)

@@ -4,6 +4,8 @@ each with its help text, under the service's prefix (``assonant_<service>_<name>
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,3 +41,21 @@ def gauge(service: str, name: str, text: str, value: float) -> Metric:
     one value."""
     prefix = f"assonant_{service}_" if service else "assonant_"
     return (f"{prefix}{name}", "gauge", text, [({}, float(value))])
+
+
+@dataclasses.dataclass
+class ConsumerStats:
+    """What every consumer of the topics counts (its ``/status`` serves these as JSON, its
+    own counts after them): what it reads, events not valid against the schema, events
+    refused (a path outside the roots, not a regular file, a sha256 not the file's: counted
+    by reason in its watch), whether the broker answers."""
+
+    topics: list[str] = dataclasses.field(default_factory=list)
+    group: str = ""
+    invalid_events: int = counted("events refused (not valid against the schema)")
+    refused: int = 0
+    broker_connected: bool = False
+    started_at: float = dataclasses.field(default_factory=time.time)
+
+    def as_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()

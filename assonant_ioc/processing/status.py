@@ -5,35 +5,23 @@ its bound)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
-from assonant_ioc.monitoring.metrics import counted, counters, gauge
+from assonant_ioc.monitoring.metrics import ConsumerStats, counted, counters, gauge
 from assonant_ioc.monitoring.watch import Watch
 
 
 @dataclass
-class Stats:
-    topics: list[str] = field(default_factory=list)
-    group: str = ""
+class Stats(ConsumerStats):
     done: int = counted("derived files written and announced")
     reused: int = counted("results found whole on disk (a job run again)")
     duplicate: int = counted("events whose result was already announced")
     failed: int = counted("jobs that failed (recorded with their reason)")
     not_processed: int = counted("files whose definition has no pipeline")
-    invalid_events: int = counted("events refused (not valid against the schema)")
-    #: events refused: a path outside the roots, not a regular file, a sha256 not the file's
-    refused: int = 0
     running: int = 0
-    broker_connected: bool = False
     last_error: str = ""
-    started_at: float = field(default_factory=time.time)
-
-    def as_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
 
 
 def metrics(stats: Stats, watch: Watch) -> list[Metric]:

@@ -172,13 +172,7 @@ def _component(
         if ch.axis is None:
             fields[ch.name] = value
         else:
-            axes[ch.name] = Axis(
-                ch.axis.transformation_type,
-                ch.axis.vector,
-                ch.axis.offset,
-                ch.axis.depends_on,
-                value,
-            )
+            axes[ch.name] = Axis.placed(ch.axis, value)
     _relink(spec, axes)
     subs = tuple(
         c

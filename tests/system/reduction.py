@@ -3,6 +3,9 @@ and (from assonant_ioc.sim.records) the catalog read in-process and small NXxas 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from assonant_ioc.sim.records import all_announced, catalog_get, catalog_records, xas_file
@@ -38,3 +41,22 @@ def descendants(pid: int) -> list[tuple[int, str]]:
             found.append(child)
             todo.append(child[0])
     return found
+
+
+def nabu_by_hand(master: Path, work: Path) -> Path:
+    """nabu as a scientist runs it on a copy of the file: ``nabu-config --dataset``, then
+    ``nabu``, nothing changed; its reconstructed volume's file."""
+    bin_dir = Path(sys.executable).parent
+    shutil.copytree(master.parent, work)
+    subprocess.run(
+        [bin_dir / "nabu-config", "--dataset", master.name, "--output", "nabu.conf"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
+    run = subprocess.run(
+        [bin_dir / "nabu", "nabu.conf"], cwd=work, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0 and "Reconstruction completed" in run.stdout, run.stdout[-2000:]
+    (volume_file,) = work.glob("*_rec.hdf5")
+    return volume_file

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from typing import Any
 
 import pytest
@@ -54,15 +55,8 @@ def _end(demo: subprocess.Popen[str], reader: threading.Thread) -> None:
 
 
 def _start(args: list[str]) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
-    demo = subprocess.Popen(
-        args,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    demo = Popen(args, cwd=REPO, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, text=True, env=env)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout or []), daemon=True)
     reader.start()

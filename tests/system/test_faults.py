@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -240,8 +240,25 @@ def test_a_recording_staged_while_it_ran_holds_every_update_the_beamline_sent(
         assert bool(np.all(provenance(log_x)["connected"]))
 
 
+@pytest.fixture
+def hold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str | None], Path]:
+    """``hold(point)``: a service started after it holds its work at ``point`` (the test
+    hook ``ASSONANT_TEST_HOLD``), the returned file made when it is there, for a kill -9;
+    ``hold(None)``: the services started after it hold nothing."""
+    held = tmp_path / "held"
+
+    def at(point: str | None) -> Path:
+        if point is None:
+            hold(None)
+        else:
+            monkeypatch.setenv("ASSONANT_TEST_HOLD", f"{point}:{held}")
+        return held
+
+    return at
+
+
 def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journal(
-    sim: tuple[str, int], log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, hold: Callable[[str | None], Path]
 ) -> None:
     """kill -9 while the worker is half way through a round of staging (held after writing
     its arrays, before the staging file is flushed): the restart never reads that file; the
@@ -249,8 +266,7 @@ def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journa
     BL = sim[0]
     args = ["--no-kafka", "--no-validate"]
     x_pv = f"{BL}smp:x:RBV"
-    held = tmp_path / "held"
-    monkeypatch.setenv("ASSONANT_TEST_HOLD", f"staged:{held}")
+    held = hold("staged")
     with start_service(log_dir, tmp_path, sim, args, config_text=STAGING_OFTEN) as (
         client,
         P,
@@ -261,7 +277,7 @@ def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journa
         _wait(held.exists, 60, "a round of staging held before its flush")
         assert (_state_dir(tmp_path) / "experiment" / "during.h5").stat().st_size > 0
         _kill9(proc)
-    monkeypatch.delenv("ASSONANT_TEST_HOLD")
+    hold(None)
     durable = Journal(_state_dir(tmp_path)).read_during()[0][x_pv]
     assert len(durable) >= 2
     with start_service(log_dir, tmp_path, sim, args, prefix=P, config_text=STAGING_OFTEN) as (
@@ -284,12 +300,7 @@ def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journa
 
 @pytest.mark.parametrize("point", ["built", "queued", "published"])
 def test_kill_at_each_point_of_the_write_leaves_one_complete_file_and_one_event(
-    point: str,
-    sim: tuple[str, int],
-    log_dir: Path,
-    tmp_path: Path,
-    kafka: str,
-    monkeypatch: pytest.MonkeyPatch,
+    point: str, sim: tuple[str, int], log_dir: Path, tmp_path: Path, kafka: str, hold: Any
 ) -> None:
     """kill -9 held at each point of EndOfExperiment (not by chance), then a restart: the file
     whole under its partial name but no event queued is removed and the experiment waits in
@@ -297,8 +308,7 @@ def test_kill_at_each_point_of_the_write_leaves_one_complete_file_and_one_event(
     already published, what is left is tidied. Each way: one complete file, one event."""
     topic = f"assonant.faults.{procs.new_prefix('w').strip(':')}"
     args = ["--kafka-bootstrap", kafka, "--no-validate"]
-    held = tmp_path / "held"
-    monkeypatch.setenv("ASSONANT_TEST_HOLD", f"{point}:{held}")
+    held = hold(point)
     with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, data_dir, proc):
         client.put(f"{P}ExperimentId", f"killed-{point}")
         client.put(f"{P}Snapshot:Pre", 1)
@@ -313,7 +323,7 @@ def test_kill_at_each_point_of_the_write_leaves_one_complete_file_and_one_event(
             assert len(partial) == 1 and final == []
             assert _entry_names(partial[0]) == {"pre_exposure", "during_exposure"}
         _kill9(proc)
-    monkeypatch.delenv("ASSONANT_TEST_HOLD")
+    hold(None)
     with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
         client,
         _,
@@ -343,11 +353,7 @@ def _consume(bootstrap: str, topic: str, at_least: int) -> list[dict[str, Any]]:
 
 
 def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event_id(
-    sim: tuple[str, int],
-    log_dir: Path,
-    tmp_path: Path,
-    kafka: str,
-    monkeypatch: pytest.MonkeyPatch,
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path, kafka: str, hold: Any
 ) -> None:
     """The README's duplicate window, held open: kill -9 after the broker acknowledged the
     event and before it left the outbox. The restart sends it again with the same event_id;
@@ -357,12 +363,11 @@ def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event
     topic = f"assonant.faults.{procs.new_prefix('d').strip(':')}"
     catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
     args = ["--kafka-bootstrap", kafka, "--no-validate"]
-    held = tmp_path / "held"
     with catalog_procs.catalog_consumer(log_dir, kafka, topic, catalog, [tmp_path]) as (
         consumer,
         status,
     ):
-        monkeypatch.setenv("ASSONANT_TEST_HOLD", f"sent:{held}")
+        held = hold("sent")
         with start_service(log_dir, tmp_path, sim, args, topic=topic) as (client, P, _d, proc):
             client.put(f"{P}ExperimentId", "twice")
             client.put(f"{P}Snapshot:Pre", 1)
@@ -370,7 +375,7 @@ def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event
             written = client.get(f"{P}LastFile")
             _wait(held.exists, 30, "the event acknowledged, still in the outbox")
             _kill9(proc)
-        monkeypatch.delenv("ASSONANT_TEST_HOLD")
+        hold(None)
         with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
             client,
             _,

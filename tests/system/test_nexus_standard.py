@@ -331,9 +331,6 @@ def _nabu_reconstructs(master: Path, work: Path) -> None:
     """nabu's own pipeline, with the config ``nabu-config --dataset`` writes and nothing
     changed (half-tomography "auto", the centre of rotation found by nabu, FBP on the CPU
     through OpenCL): the volume holds the phantom."""
-    import shutil
-    import subprocess
-    import sys
 
     try:
         import pyopencl  # noqa: F401
@@ -342,20 +339,9 @@ def _nabu_reconstructs(master: Path, work: Path) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"nabu's CPU backend is not installed in CI: {err}")
         pytest.skip(f"nabu's CPU backend is not installed (scripts/test.sh installs it): {err}")
-    bin_dir = Path(sys.executable).parent
-    shutil.copytree(master.parent, work)
-    dataset = work / master.name
-    subprocess.run(
-        [bin_dir / "nabu-config", "--dataset", dataset.name, "--output", "nabu.conf"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
-    run = subprocess.run(
-        [bin_dir / "nabu", "nabu.conf"], cwd=work, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0 and "Reconstruction completed" in run.stdout, run.stdout[-2000:]
-    (volume_file,) = work.glob("*_rec.hdf5")
+    from tests.system.reduction import nabu_by_hand
+
+    volume_file = nabu_by_hand(master, work)
     with h5py.File(volume_file, "r") as f:
         results = f["during_exposure/reconstruction"]
         volume = results["results/data"][()]

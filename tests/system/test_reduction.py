@@ -11,9 +11,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from assonant_ioc.events.kafka import consume_all, consume_event
 from assonant_ioc.processing.jobs import job_for
 from assonant_ioc.sim import catalog_procs, phantom, procs
 from tests.system.browser import page_over_catalog
-from tests.system.reduction import ARTIFACTS, catalog_get, descendants
+from tests.system.reduction import ARTIFACTS, catalog_get, descendants, nabu_by_hand
 from tests.system.test_nexus_standard import _run
 
 # one worker runs the module (its IOC experiment once): CI runs with --dist loadfile
@@ -49,19 +46,7 @@ def _correlations(volume: np.ndarray) -> list[float]:
 def _nabu_by_hand(master: Path, work: Path) -> np.ndarray:
     """nabu as a scientist runs it on a copy of the file: ``nabu-config --dataset``, then
     ``nabu``, nothing changed."""
-    bin_dir = Path(sys.executable).parent
-    shutil.copytree(master.parent, work)
-    subprocess.run(
-        [bin_dir / "nabu-config", "--dataset", master.name, "--output", "nabu.conf"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
-    run = subprocess.run(
-        [bin_dir / "nabu", "nabu.conf"], cwd=work, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stdout[-2000:]
-    (volume_file,) = work.glob("*_rec.hdf5")
+    volume_file = nabu_by_hand(master, work)
     with h5py.File(volume_file, "r") as f:
         return np.asarray(f["during_exposure/reconstruction/results/data"][()])
 

@@ -388,14 +388,7 @@ class Bench:
         """Master file over 10 frames (10 MB) vs 10,000 frames (10 GB) in 10 files: only
         metadata is read, but the virtual dataset has one mapping per frame (nexusformat
         reads nothing else right), so the time grows with the frames, not the bytes."""
-        from assonant_ioc.model.components import (
-            Component,
-            ComponentClass,
-            Entry,
-            Experiment,
-            LinkedData,
-            Moment,
-        )
+        from assonant_ioc.model import components as model
         from assonant_ioc.nexus import write_experiment
 
         times, sizes = {}, {}
@@ -413,10 +406,11 @@ class Bench:
                         chunks=(1, 512, 1024),
                     )
                 files.append(str(path))
-            det = Component("detector", ComponentClass.DETECTOR, data=LinkedData(tuple(files)))
-            x = Experiment(
-                "linked", "BENCH", "", 0.0, 1.0, (Entry(Moment.DURING, 0.0, 1.0, (det,), None),)
+            det = model.Component(
+                "detector", model.ComponentClass.DETECTOR, data=model.LinkedData(tuple(files))
             )
+            during = model.Entry(model.Moment.DURING, 0.0, 1.0, (det,), None)
+            x = model.Experiment("linked", "BENCH", "", 0.0, 1.0, (during,))
             runs = []
             for r in range(5):
                 t = time.perf_counter()

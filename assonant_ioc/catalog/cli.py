@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,23 @@ async def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def filter_params(conditions: Iterable[tuple[str, str, Any]]) -> list[tuple[str, str]]:
+    """tiled's search filters as query parameters, one for each (key, operator, value): the
+    operator ``eq``, ``lt``, ``le``, ``gt``, ``ge``, ``contains`` (a list's item), or ``text``
+    (full text; the key unused)."""
+    params: list[tuple[str, str]] = []
+    for key, op, value in conditions:
+        if op == "text":
+            params.append(("filter[fulltext][condition][text]", value))
+            continue
+        kind = op if op in ("eq", "contains") else "comparison"
+        if kind == "comparison":
+            params.append(("filter[comparison][condition][operator]", op))
+        params.append((f"filter[{kind}][condition][key]", key))
+        params.append((f"filter[{kind}][condition][value]", json.dumps(value)))
+    return params
+
+
 def query_fields(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
     """The search as (key, operator, value) triples: ``eq``, ``ge``, ``le``, ``text``."""
     found: list[tuple[str, str, Any]] = []
@@ -288,18 +306,7 @@ def _search(args: argparse.Namespace) -> int:
     if not args.url.startswith(("http://", "https://")):
         raise ValueError(f"--url {args.url}: an http:// or https:// address")
     fields = query_fields(args)  # a bad --since/--until is said before connecting
-    params: list[tuple[str, str]] = []
-    for key, op, value in fields:
-        if op == "eq":
-            params += [("filter[eq][condition][key]", key)]
-            params += [("filter[eq][condition][value]", json.dumps(value))]
-        elif op == "text":
-            params += [("filter[fulltext][condition][text]", value)]
-        else:
-            params += [("filter[comparison][condition][operator]", op)]
-            params += [("filter[comparison][condition][key]", key)]
-            params += [("filter[comparison][condition][value]", json.dumps(value))]
-    params += [("fields", "metadata"), ("page[limit]", "100")]
+    params = [*filter_params(fields), ("fields", "metadata"), ("page[limit]", "100")]
     key = os.environ.get("TILED_API_KEY", "")
     headers = {"Authorization": f"Apikey {key}"} if key else {}
     url: str | None = f"{args.url.rstrip('/')}/api/v1/search/?{urllib.parse.urlencode(params)}"

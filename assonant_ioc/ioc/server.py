@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,32 @@ from assonant_ioc.trust import proposal_refusal
 log = logging.getLogger(__name__)
 
 
+def _snapshot(moment: Moment) -> Callable[[AssonantIOC, Any, Any], Awaitable[int]]:
+    """The putter of Snapshot:Pre or Snapshot:Post: 1 takes the ``moment``'s snapshot."""
+
+    async def put(ioc: AssonantIOC, instance: Any, value: Any) -> int:
+        await ioc._check_one(value, instance.pvspec.name)
+        await ioc.lifecycle.snapshot(moment, ioc._settings())
+        return 0
+
+    return put
+
+
 class AssonantIOC(WriteGuard, StatusPVs):
     __doc__ = __doc__
 
     # -- commands -------------------------------------------------------------------------
-    snapshot_pre = pvproperty(name="Snapshot:Pre", value=0, doc="1: capture pre-exposure snapshot")
+    snapshot_pre = pvproperty(
+        _snapshot(Moment.PRE), name="Snapshot:Pre", value=0, doc="1: capture pre-exposure snapshot"
+    )
     record_during = pvproperty(
         name="Record:During", value=0, doc="1: start, 0: stop recording during exposure"
     )
     snapshot_post = pvproperty(
-        name="Snapshot:Post", value=0, doc="1: capture post-exposure snapshot"
+        _snapshot(Moment.POST),
+        name="Snapshot:Post",
+        value=0,
+        doc="1: capture post-exposure snapshot",
     )
     end_of_experiment = pvproperty(
         name="EndOfExperiment", value=0, doc="1: write the NeXus file and send the Kafka event"
@@ -252,15 +269,6 @@ class AssonantIOC(WriteGuard, StatusPVs):
             notify("WATCHDOG=1")
 
     # -- commands -----------------------------------------------------------------------------
-    async def _snapshot(self, value: Any, moment: Moment, name: str) -> int:
-        await self._check_one(value, name)
-        await self.lifecycle.snapshot(moment, self._settings())
-        return 0
-
-    @snapshot_pre.putter
-    async def snapshot_pre(self, instance: Any, value: Any) -> int:
-        return await self._snapshot(value, Moment.PRE, "Snapshot:Pre")
-
     @record_during.putter
     async def record_during(self, instance: Any, value: Any) -> int:
         if value not in (0, 1):
@@ -273,10 +281,6 @@ class AssonantIOC(WriteGuard, StatusPVs):
             return 1
         await self.lifecycle.record_stop(WRITER.get())
         return 0
-
-    @snapshot_post.putter
-    async def snapshot_post(self, instance: Any, value: Any) -> int:
-        return await self._snapshot(value, Moment.POST, "Snapshot:Post")
 
     @end_of_experiment.putter
     async def end_of_experiment(self, instance: Any, value: Any) -> int:
@@ -296,6 +300,14 @@ class AssonantIOC(WriteGuard, StatusPVs):
     async def _refuse_setting(self, msg: str) -> None:
         await self._error(msg)
         raise ValueError(msg)
+
+    async def _kept(self, name: str, text: str, why: str | None) -> str:
+        """The setting ``name`` takes ``text`` (and keeps it across restarts) unless ``why``
+        refuses it."""
+        if why:
+            await self._refuse_setting(why)
+        self._persist(**{name: text})
+        return text
 
     async def _text(self, name: str, value: Any, max_bytes: int, strip: bool = False) -> str:
         """A text setting's value, or a refusal: too long, or a control character in it."""
@@ -324,37 +336,26 @@ class AssonantIOC(WriteGuard, StatusPVs):
         if text in (".", ".."):
             await self._refuse_setting(f"ExperimentId refused: {text!r} is not a usable id")
         why = self._file_name_problem(experiment_id=text)
-        if why and not self._restoring:
-            await self._refuse_setting(f"ExperimentId refused: {why}")
-        self._persist(ExperimentId=text)
-        return text
+        if self._restoring:
+            why = None
+        return await self._kept("ExperimentId", text, why and f"ExperimentId refused: {why}")
 
     @data_dir.putter
     async def data_dir(self, instance: Any, value: Any) -> str:
         text = str(value).strip(" ")
         why = await asyncio.to_thread(data_dir_problem, text, self.config.data_root)
-        if why:
-            await self._refuse_setting(why)
-        self._persist(DataDir=text)
-        return text
+        return await self._kept("DataDir", text, why)
 
     @file_name.putter
     async def file_name(self, instance: Any, value: Any) -> str:
         text = await self._text("FileName", value, 255, strip=True)
         why = check_file_name_template(text) or self._file_name_problem(template=text)
-        if why:
-            await self._refuse_setting(f"FileName refused: {why}")
-        self._persist(FileName=text)
-        return text
+        return await self._kept("FileName", text, why and f"FileName refused: {why}")
 
     @proposal.putter
     async def proposal(self, instance: Any, value: Any) -> str:
         text = await self._text("Proposal", value, 64, strip=True)
-        why = proposal_refusal("Proposal refused:", text)
-        if why:
-            await self._refuse_setting(why)
-        self._persist(Proposal=text)
-        return text
+        return await self._kept("Proposal", text, proposal_refusal("Proposal refused:", text))
 
     @comment.putter
     async def comment(self, instance: Any, value: Any) -> str:
@@ -364,10 +365,9 @@ class AssonantIOC(WriteGuard, StatusPVs):
     async def sample_name(self, instance: Any, value: Any) -> str:
         text = await self._text("SampleName", value, 255)
         why = self._file_name_problem(sample=text or "sample")
-        if why and not self._restoring:
-            await self._refuse_setting(f"SampleName refused: {why}")
-        self._persist(SampleName=text)
-        return text
+        if self._restoring:  # a restored name is kept, whatever file name it gives
+            why = None
+        return await self._kept("SampleName", text, why and f"SampleName refused: {why}")
 
     # -- autosave ------------------------------------------------------------------------------
     def _saved_settings(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,22 +33,19 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(eq=False)
 class Delivery:
-    def __init__(
-        self,
-        outbox: Outbox,
-        reporter: Reporter,
-        sender: Sender | None,
-        validate: bool,
-        in_validator: Callable[..., Awaitable[Any]],
-    ) -> None:
-        self.outbox = outbox
-        self.reporter = reporter
-        self.sender = sender
-        self.validate = validate
-        self.in_validator = in_validator
-        self._wake = asyncio.Event()
-        self._validating: set[str] = set()
+    """The outbox's events, validated (``validate``: the file's NeXus check, run by
+    ``in_validator`` in the worker) then sent by ``sender`` (None: kept on disk); what happens
+    is said to ``reporter``."""
+
+    outbox: Outbox
+    reporter: Reporter
+    sender: Sender | None
+    validate: bool
+    in_validator: Callable[..., Awaitable[Any]]
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _validating: set[str] = field(default_factory=set, init=False)
 
     def wake(self) -> None:
         """An event is ready: look at the outbox now."""

@@ -213,13 +213,12 @@ class PVMonitor:
 
         pvname = self._names.get(_chid_key(args.chid), "")
         try:
-            meta, _ = dbr.cast_args(args)
-            units = getattr(meta, "units", b"")
+            units = getattr(dbr.cast_args(args)[0], "units", b"") or ""
             if isinstance(units, bytes):
                 units = units.decode(errors="replace")
             with self._lock:
-                if self._units.get(pvname) != str(units or ""):
-                    self._units[pvname] = str(units or "")
+                if self._units.get(pvname) != str(units):
+                    self._units[pvname] = str(units)
                     self._columns.changed()
         except Exception:  # noqa: BLE001 (counted, logged with its traceback)
             self._failed("control", pvname)

@@ -133,11 +133,8 @@ class Processor:
         settings: Settings,
         runner: Runner = run_local,
     ) -> None:
-        self.sub = sub
-        self.catalog = catalog
-        self.sender = sender
-        self.settings = settings
-        self.runner = runner
+        self.sub, self.catalog, self.sender = sub, catalog, sender
+        self.settings, self.runner = settings, runner
         self.stats = Stats(topics=list(sub.topics), group=sub.group)
         #: a job may take its time limit: the loop is stuck only past it (and a margin)
         self.watch = Watch(settings.time_limit + 120.0)

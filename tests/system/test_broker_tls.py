@@ -59,12 +59,8 @@ def test_the_ioc_and_the_catalog_consumer_talk_tls_to_the_broker(
             .replace("kafka:\n", f"kafka:\n  security: {{protocol: SSL, ssl_cafile: '{ca}'}}\n", 1)
         )
         args = ["--kafka-bootstrap", bootstrap, "--no-validate"]
-        with start_service(log_dir, tmp_path, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            data,
-            proc,
-        ):
+        service = start_service(log_dir, tmp_path, sim, args, topic, config_text=config)
+        with service as (client, P, data, proc):
             client.put(f"{P}ExperimentId", "over-tls")
             client.put(f"{P}Snapshot:Pre", 1)
             client.put(f"{P}EndOfExperiment", 1)

@@ -66,12 +66,8 @@ def written(
     with procs.sim_beamline(log_dir, bl_prefix) as bl_port:
         sim = (bl_prefix, bl_port)
         args = ["--kafka-bootstrap", kafka, "--no-validate"]
-        with start_service(log_dir, tmp, sim, args, topic, config_text=config) as (
-            client,
-            P,
-            data,
-            _proc,
-        ):
+        service = start_service(log_dir, tmp, sim, args, topic, config_text=config)
+        with service as (client, P, data, _proc):
             client.put(f"{P}Proposal", "2026-0001")
             client.put(f"{P}ExperimentId", "alice-xas")
             client.put(f"{P}SampleName", ALICE_SAMPLE)

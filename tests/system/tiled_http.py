@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from assonant_ioc.catalog.cli import filter_params
+
 
 class Tiled:
     """Plain HTTP to tiled's API, as a script or a browser would talk to it."""
@@ -29,22 +31,7 @@ class Tiled:
         """Keys -> metadata of the records matching every (key, operator, value); the
         operator ``eq``, ``lt``, ``le``, ``gt``, ``ge``, ``contains`` (a list's item), or
         ``text`` (full text; key unused)."""
-        params: list[tuple[str, str]] = []
-        for key, op, value in conditions:
-            if op == "eq":
-                params += [("filter[eq][condition][key]", key)]
-                params += [("filter[eq][condition][value]", json.dumps(value))]
-            elif op == "text":
-                params += [("filter[fulltext][condition][text]", value)]
-            elif op == "contains":
-                params += [("filter[contains][condition][key]", key)]
-                params += [("filter[contains][condition][value]", json.dumps(value))]
-            else:
-                params += [
-                    ("filter[comparison][condition][operator]", op),
-                    ("filter[comparison][condition][key]", key),
-                    ("filter[comparison][condition][value]", json.dumps(value)),
-                ]
+        params = filter_params(conditions)
         params.append(("fields", "metadata"))
         reply = json.loads(self.get("search/", params))
         return {item["id"]: item["attributes"]["metadata"] for item in reply["data"]}

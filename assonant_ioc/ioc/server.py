@@ -80,13 +80,16 @@ class AssonantIOC(WriteGuard, StatusPVs):
 
     # -- commands -------------------------------------------------------------------------
     snapshot_pre = pvproperty(
-        _snapshot(Moment.PRE), name="Snapshot:Pre", value=0, doc="1: capture pre-exposure snapshot"
+        put=_snapshot(Moment.PRE),
+        name="Snapshot:Pre",
+        value=0,
+        doc="1: capture pre-exposure snapshot",
     )
     record_during = pvproperty(
         name="Record:During", value=0, doc="1: start, 0: stop recording during exposure"
     )
     snapshot_post = pvproperty(
-        _snapshot(Moment.POST),
+        put=_snapshot(Moment.POST),
         name="Snapshot:Post",
         value=0,
         doc="1: capture post-exposure snapshot",

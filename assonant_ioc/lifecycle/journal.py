@@ -30,6 +30,7 @@ from typing import Any
 from assonant_ioc.lifecycle.records import (
     append_record,
     encode_values,
+    framed,
     json_record,
     jsonable,
     read_columns,
@@ -148,12 +149,11 @@ class Journal:
         header = self._snapshot_header(pvs, snap)
         path = self.dir / f"{moment}.log"
         tmp = path.with_name(f".{path.name}.tmp")
+        batch = {"at": time.time(), "n": len(pvs), "o": columns.pop("o")}
+        if meta is not None:
+            batch["meta"] = self._numbered(meta)
         with open(tmp, "wb", buffering=0) as fh:
-            write_record(fh, header)
-            batch = {"at": time.time(), "n": len(pvs), "o": columns.pop("o")}
-            if meta is not None:
-                batch["meta"] = self._numbered(meta)
-            append_record(fh, batch, columns)
+            write_record(fh, header + framed(batch, columns))  # one write
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(self.dir)

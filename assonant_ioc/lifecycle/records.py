@@ -223,6 +223,15 @@ def append_record(
     On a failed write (a full disk) the file is cut back to where it was, so the log never
     holds a torn record in its middle.
     """
+    return write_record(fh, framed(payload, columns, packed))
+
+
+def framed(
+    payload: Mapping[str, Any] | bytes,
+    columns: Mapping[str, Any] | None = None,
+    packed: bool = True,
+) -> bytes:
+    """One record as ``append_record`` writes it (length, crc32, then its data)."""
     if isinstance(payload, bytes):  # a JSON record encoded already
         data = _JSON + payload
     elif columns is None:
@@ -234,7 +243,7 @@ def append_record(
         else:
             head = _json(payload)
             data = b"".join([_BATCH, _LEN.pack(len(head)), head, *(a.tobytes() for a in arrays)])
-    return write_record(fh, _HEADER.pack(len(data), zlib.crc32(data)) + data)
+    return _HEADER.pack(len(data), zlib.crc32(data)) + data
 
 
 def json_record(payload: bytes) -> bytes:

@@ -145,6 +145,7 @@ class RawSnapshot:
     """The latest update of every PV heard from, as the monitor holds them: a snapshot costs a
     dict copy; readings are built from it later, away from the command's put."""
 
+    #: empty when ``columns`` holds the updates (the monitor's own snapshots)
     raw: dict[str, Raw]
     units: dict[str, str]
     #: the last connected value of each PV now disconnected (its dtype and shape are kept)

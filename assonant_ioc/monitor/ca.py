@@ -60,6 +60,8 @@ class PVMonitor:
         self._last_value: dict[str, Any] = {}  # the last connected value: a disconnected
         # reading keeps its dtype and shape
         self._units: dict[str, str] = {}
+        #: the units as the last snapshot took them, for its layout (shared, never changed)
+        self._units_taken: tuple[Any, dict[str, str]] = (None, {})
         self._columns = LatestColumns(self.pvs)  # the same updates, as the journal's columns
         self._connected: set[str] = set()
         self._sinks: list[Sink] = []
@@ -121,15 +123,18 @@ class PVMonitor:
         return len(self.pvs)
 
     def snapshot(self) -> RawSnapshot:
-        """The latest update of every PV heard from (PVs never heard from are absent): a copy
-        made under the lock, no reading built."""
+        """The latest update of every PV heard from (PVs never heard from are absent), as the
+        journal's columns, taken under the lock: no reading built, no per-PV object copied
+        (the raw updates are left out: the columns hold them), the units copied once per
+        layout (a unit that changes changes the layout)."""
         with self._lock:
-            raw = dict(self._latest)
-            units = dict(self._units)
             columns = self._columns.take(self._latest, id(self))
+            if self._units_taken[0] != columns.layout:
+                self._units_taken = (columns.layout, dict(self._units))
+            units = self._units_taken[1]
             last = {pv: self._last_value.get(pv) for pv in self._columns.disconnected()}
         last = {pv: v for pv, v in last.items() if v is not None}
-        return RawSnapshot(raw, units, last, columns)
+        return RawSnapshot({}, units, last, columns)
 
     def units_of(self, pv: str) -> str:
         return self._units.get(pv, "")

@@ -27,6 +27,7 @@ from assonant_ioc.config.parse import (
     line_of,
     nexus_name,
 )
+from assonant_ioc.config.protocols import PROTOCOLS, with_protocols
 from assonant_ioc.config.pv_map import load_pv_map
 from assonant_ioc.config.spec import (
     COMPRESSION_FILTERS,
@@ -130,6 +131,7 @@ _TOP_KEYS = {
     "data_root",
     "detector_dirs",
     "proposal",
+    "protocol",
     "access_security",
     "alarms",
     LINE,
@@ -182,6 +184,11 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
             _add_or_extend(holder, comp)
             sample = holder[0]
     check_unique([c.name.lower() for c in instrument], "component", p, line_of(doc))
+    protocol = str(doc.get("protocol") or "ca").lower()
+    if protocol not in PROTOCOLS:
+        p.add(line_of(doc, "protocol"), f"protocol: {protocol!r} is not ca or pva")
+    instrument = [with_protocols(c, protocol, p) for c in instrument]
+    sample = with_protocols(sample, protocol, p) if sample is not None else None
 
     if not beamline or not isinstance(beamline, str):
         p.add(line_of(doc), "'beamline' (the beamline's name) is required")

@@ -16,10 +16,12 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from assonant_ioc.config.protocols import protocol_of
 from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
 from assonant_ioc.model.source import Sink
 from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.monitor.columns import LatestColumns
+from assonant_ioc.monitor.pva import PVAChannels
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class PVMonitor:
         self._todo: deque[str] = deque()  # connected, not yet subscribed (append is atomic)
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        #: the ``pva://`` PVs, read by p4p (the rest by libca)
+        self._pva: PVAChannels | None = None
         self.callback_errors = 0
         self.updates = 0
 
@@ -88,15 +92,24 @@ class PVMonitor:
             target=self._subscribe_loop, name="pv-subscribe", daemon=True
         )
         self._worker.start()
+        pva = [pv for pv in self.pvs if protocol_of(pv) == "pva"]
+        if pva:
+            self._pva = PVAChannels(pva, self._on_pva, self._on_pva_lost, self._failed)
         for pv in self.pvs:
+            if protocol_of(pv) == "pva":
+                continue
             chid = ca.create_channel(pv, connect=False, callback=self._on_connection, auto_cb=False)
             self._chids[pv] = chid
             self._names[_chid_key(chid)] = pv
         ca.poll()
+        if self._pva is not None:
+            self._pva.start()
 
     def stop(self) -> None:
         from epics import ca
 
+        if self._pva is not None:
+            self._pva.stop()
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
@@ -169,6 +182,8 @@ class PVMonitor:
         """(connected, units or None while not yet known, native DBR type) of one PV."""
         with self._lock:
             connected, units = pv in self._connected, self._units.get(pv)
+        if self._pva is not None and pv in self._pva.types:
+            return connected, units, self._pva.types[pv] if connected else ""
         chid = self._chids.get(pv)
         return connected, units, _type_name(chid) if connected and chid is not None else ""
 
@@ -252,6 +267,27 @@ class PVMonitor:
                 self.updates += 1
         except Exception:  # noqa: BLE001 (counted, logged with its traceback)
             self._failed("monitor", pvname)
+
+    # -- p4p callbacks (p4p's worker thread) -------------------------------------------
+    def _on_pva(
+        self, pv: str, value: Any, t: float, severity: int, status: int, units: str | None
+    ) -> None:
+        """A PVA update: connected, its units kept, as a CA update is."""
+        with self._lock:
+            self._connected.add(pv)
+            if units is not None and self._units.get(pv) != units:
+                self._units[pv] = units
+                self._columns.changed()
+            self._last_value[pv] = value
+            self._store(pv, (value, t, severity, status, True))
+            self.updates += 1
+
+    def _on_pva_lost(self, pv: str) -> None:
+        """A PVA channel disconnected: a disconnected point, as for CA."""
+        with self._lock:
+            if pv in self._connected:  # never connected: absent, as a CA PV is
+                self._connected.discard(pv)
+                self._store(pv, (None, time.time(), 3, UDF_ALARM, False))
 
     def _failed(self, callback: str, pvname: str) -> None:
         """A libca callback raised: counted (the IOC reports it on LastError) and logged."""

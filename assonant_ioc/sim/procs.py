@@ -88,6 +88,26 @@ def ca_client_env(*ports: int) -> dict[str, str]:
     }
 
 
+def pva_server_env(tcp: int, udp: int) -> dict[str, str]:
+    """Environment for a PVA server on 127.0.0.1 only: its TCP port and its UDP search port."""
+    return {
+        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_SERVER_PORT": str(tcp),
+        "EPICS_PVAS_BROADCAST_PORT": str(udp),
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+    }
+
+
+def pva_client_env(*udp_ports: int) -> dict[str, str]:
+    """Environment for a PVA client that searches only the given loopback servers (each by
+    its UDP search port)."""
+    return {
+        "EPICS_PVA_ADDR_LIST": " ".join(f"127.0.0.1:{p}" for p in udp_ports),
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+    }
+
+
 def wait_until(
     check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None
 ) -> None:
@@ -212,6 +232,19 @@ def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
     """Whether ``pv`` answers a CA read, searching with ``env``'s address list."""
     try:
         ca_get(pv, env, timeout=0.5)
+        return True
+    except Exception:  # noqa: BLE001 - not ready yet
+        return False
+
+
+def pva_answers(pv: str, udp: int) -> bool:
+    """Whether ``pv`` answers a PVA read from the server whose search port is ``udp``."""
+    from p4p.client.thread import Context
+
+    conf = pva_client_env(udp)
+    try:
+        with Context("pva", conf=conf, useenv=False) as ctx:
+            ctx.get(pv, timeout=1.0)
         return True
     except Exception:  # noqa: BLE001 - not ready yet
         return False
@@ -422,6 +455,16 @@ def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[
         yield port
 
 
+@contextlib.contextmanager
+def sim_pva(log_dir: Path, prefix: str) -> Iterator[tuple[int, int]]:
+    """The simulated beamline's PVA devices (``sim.pva``); yields their (TCP, UDP) ports."""
+    tcp, udp = free_port(), free_port()
+    args = [sys.executable, "-m", "assonant_ioc.sim.pva", "--prefix", prefix]
+    with running("sim-pva", args, pva_server_env(tcp, udp), log_dir) as proc:
+        wait_until(lambda: pva_answers(f"{prefix}temp", udp), 30, "simulated PVA devices", proc)
+        yield tcp, udp
+
+
 def service_args(config: Path, prefix: str, extra: list[str] | None = None) -> list[str]:
     """The command line of the service on loopback: its config, prefix, and ``extra``."""
     return [
@@ -445,10 +488,12 @@ def service(
     prefix: str,
     beamline_port: int,
     extra: list[str] | None = None,
+    more_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, Proc]]:
-    """The service on its own port, its CA client pointed at the beamline; yields (port, proc)."""
+    """The service on its own port, its CA client pointed at the beamline (``more_env``:
+    its PVA client's, say); yields (port, proc)."""
     port = free_port()
-    env = ca_server_env(port) | ca_client_env(beamline_port)
+    env = ca_server_env(port) | ca_client_env(beamline_port) | (more_env or {})
     with running("assonant-ioc", service_args(config, prefix, extra), env, log_dir) as proc:
         wait_until(lambda: _started(prefix, ca_client_env(port)), 30, "assonant IOC", proc)
         yield port, proc

@@ -67,8 +67,10 @@ def start_service(
     extra_yaml: str = "",
     prefix: str | None = None,
     config_text: str | None = None,
+    more_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[CA, str, Path, procs.Proc]]:
-    """The service on the sim config; yields (CA client of both servers, prefix, data dir, proc)."""
+    """The service on the sim config (``more_env``: its PVA client's, say); yields (CA client
+    of both servers, prefix, data dir, proc)."""
     bl_prefix, bl_port = beamline
     data_dir = tmp_path / "a_data_directory_whose_path_is_longer_than_forty_characters"
     prefix = prefix or procs.new_prefix("AS")
@@ -85,7 +87,7 @@ def start_service(
         str(tmp_path / "autosave.json"),
         *kafka_args,
     ]
-    with procs.service(log_dir, config, prefix, bl_port, extra) as (port, proc):
+    with procs.service(log_dir, config, prefix, bl_port, extra, more_env) as (port, proc):
         with CA(port, bl_port) as client:
             yield client, prefix, data_dir, proc
 

@@ -275,7 +275,8 @@ class PVMonitor:
         """A PVA update: connected, its units kept, as a CA update is."""
         with self._lock:
             self._connected.add(pv)
-            if units is not None and self._units.get(pv) != units:
+            units = units if units is not None else ""  # a type without display: none
+            if self._units.get(pv) != units:
                 self._units[pv] = units
                 self._columns.changed()
             self._last_value[pv] = value

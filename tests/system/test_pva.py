@@ -152,3 +152,40 @@ def test_pva_channels_are_recorded_as_a_bare_p4p_client_sees_them_beside_ca(
         assert provenance(pre["monochromator/energy"])["source_pv"] == f"{sim[0]}mono:energy:RBV"
         mode = pre["heater/mode"][()]
         assert int(mode) in (0, 1, 2)
+
+
+def test_check_reports_the_pva_channels_with_their_units_and_types(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """``assonant-ioc check`` on a config of CA and PVA channels: the PVA ones connected,
+    with the server's units and their normative type."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.system.conftest import REPO
+
+    pva_prefix = procs.new_prefix("PVA")
+    config = tmp_path / "mixed.yaml"
+    text = (REPO / "configs" / "sim.yaml").read_text()
+    config.write_text(text.replace("instrument:\n", "instrument:\n" + _heater(pva_prefix), 1))
+    with procs.sim_pva(log_dir, pva_prefix) as (_tcp, udp):
+        env = os.environ | procs.ca_client_env(sim[1]) | procs.pva_client_env(udp)
+        command = [sys.executable, "-m", "assonant_ioc.cli", "check", "--config", str(config)]
+        done = subprocess.run(
+            [*command, "--macro", f"BL={sim[0]}", "--json", "--timeout", "20"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    rows = {r["where"]: r for r in json.loads(done.stdout)["rows"]}
+    temperature = rows["heater/temperature"]
+    assert temperature["pv"] == f"pva://{pva_prefix}temp" and temperature["connected"]
+    assert (temperature["egu"], temperature["units"]) == ("K", "ok")
+    assert temperature["type"] == "epics:nt/NTScalar:1.0"
+    assert rows["heater/mode"]["type"] == "epics:nt/NTEnum:1.0" and rows["heater/mode"]["connected"]
+    assert rows["heater/spectrum"]["type"] == "epics:nt/NTScalarArray:1.0"
+    assert rows["monochromator/energy"]["connected"]  # the CA ones beside them

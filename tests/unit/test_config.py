@@ -262,3 +262,46 @@ def test_the_idempotent_producer_is_on_unless_the_config_turns_it_off(tmp_path: 
     bad.write_text(base.replace("kafka:\n", "kafka:\n  idempotence: false\n", 1))
     with pytest.raises(ConfigError, match="unknown kafka setting 'idempotence'"):
         load_config(bad)
+
+
+def test_each_channel_names_its_protocol_as_ophyd_async_does(tmp_path: Path) -> None:
+    """``pva://NAME`` PVAccess, ``ca://NAME`` or a bare name Channel Access, the config's
+    ``protocol:`` the default for bare names; a PVA PV keeps its ``pva://`` from then on."""
+    text = (
+        "beamline: T\n{protocol}instrument:\n  - name: m\n    class: Monochromator\n"
+        "    fields:\n"
+        '      energy: {{pv: "pva://T:E", units: keV}}\n'
+        '      bragg: {{pv: "ca://T:B", units: deg}}\n'
+        '      other: {{pv: "T:O"}}\n'
+    )
+    path = tmp_path / "p.yaml"
+    for default, other in (
+        ("", "T:O"),
+        ("protocol: ca\n", "T:O"),
+        ("protocol: pva\n", "pva://T:O"),
+    ):
+        path.write_text(text.format(protocol=default))
+        assert load_config(path).pvs() == ["pva://T:E", "T:B", other]
+
+
+def test_a_protocol_it_does_not_speak_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "beamline: T\nprotocol: xrootd\ninstrument:\n  - name: m\n    class: Monochromator\n"
+        '    fields:\n      energy: {pv: "xyz://T:E"}\n      bragg: {pv: "pva://"}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    said = str(info.value)
+    assert "line 2: protocol: 'xrootd' is not ca or pva" in said
+    assert "line 7: m/energy: protocol 'xyz' of 'xyz://T:E' is not ca:// or pva://" in said
+    assert "line 8: m/bragg: 'pva://' names no PV after its protocol" in said
+
+
+def test_a_pv_map_row_may_name_a_pva_pv(tmp_path: Path) -> None:
+    text = (CONFIGS / "manaca_pv_map.csv").read_text()
+    path = tmp_path / "map.csv"
+    path.write_text(text.replace("MNC:A:DCM01:Energy_RBV", "pva://MNC:A:DCM01:Energy_RBV"))
+    chans = {c.name: c for c in load_config(path).channels()}
+    assert chans["energy"].pv == "pva://MNC:A:DCM01:Energy_RBV"
+    assert chans["wavelength"].pv == "MNC:A:DCM01:Wavelength_RBV"

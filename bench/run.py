@@ -248,6 +248,11 @@ class Bench:
             "bare_per_expected": bare_per_expected,
         }
 
+    def during_pva(self) -> None:
+        from bench.pva import during_pva
+
+        during_pva(self)
+
     def _record(
         self, bl: tuple[str, int], prefix: str, port: int, m: int, seconds: float
     ) -> tuple[dict[str, float], dict[str, int]]:
@@ -740,6 +745,7 @@ def main(argv: list[str] | None = None) -> None:
         "connect",
         "pre_snapshot",
         "during",
+        "during_pva",
         "write",
         "back_to_back",
         "linked",

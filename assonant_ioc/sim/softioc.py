@@ -1,7 +1,10 @@
 """Serve the simulated beamline's EPICS records (``db/``) from a real C IOC (epicscorelibs).
 
 Usage: ``python -m assonant_ioc.sim.softioc --db-dir db --prefix SIM:``. Set
-EPICS_CAS_SERVER_PORT / EPICS_CAS_INTF_ADDR_LIST to choose where it listens.
+EPICS_CAS_SERVER_PORT / EPICS_CAS_INTF_ADDR_LIST to choose where it listens. With
+``--pva`` it serves every record over PVAccess too (pvxs' QSRV, as an EPICS 7 IOC does:
+NTScalar, NTEnum, NTScalarArray with their alarms, timestamps and display); set
+EPICS_PVAS_SERVER_PORT / EPICS_PVAS_BROADCAST_PORT / EPICS_PVAS_INTF_ADDR_LIST.
 Runs until SIGINT or SIGTERM.
 """
 
@@ -27,14 +30,26 @@ def main(argv: list[str] | None = None) -> None:
         default="sim_beamline.substitutions",
         help="substitutions file inside --db-dir (default: the simulated beamline)",
     )
+    parser.add_argument("--pva", action="store_true", help="serve the records over PVA too")
     args = parser.parse_args(argv)
 
     from epicscorelibs import ioc  # loads libCom/dbCore: import only when running
 
+    dbds = [("base.dbd", ioc.DEFAULT_DBD_PATH)]
+    if args.pva:
+        import ctypes
+
+        import pvxslibs.path
+        from setuptools_dso.runtime import find_dso
+
+        os.environ.setdefault("PVXS_QSRV_ENABLE", "YES")
+        ctypes.CDLL(find_dso("pvxslibs.lib.pvxsIoc"), ctypes.RTLD_GLOBAL)
+        dbds.append(("pvxsIoc.dbd", pvxslibs.path.dbd_path))
     db_dir = Path(args.db_dir).resolve()
     ioc.iocshRegisterCommon()
-    if ioc.dbLoadDatabase(b"base.dbd", ioc.DEFAULT_DBD_PATH.encode(), None):
-        raise SystemExit("cannot load base.dbd")
+    for dbd, where in dbds:
+        if ioc.dbLoadDatabase(dbd.encode(), where.encode(), None):
+            raise SystemExit(f"cannot load {dbd}")
     if ioc.registerRecordDeviceDriver(ioc.pdbbase):
         raise SystemExit("cannot register record support")
     os.chdir(db_dir)  # dbLoadTemplate finds the templates beside the substitutions file

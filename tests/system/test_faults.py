@@ -249,7 +249,7 @@ def hold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str | Non
 
     def at(point: str | None) -> Path:
         if point is None:
-            hold(None)
+            monkeypatch.delenv("ASSONANT_TEST_HOLD")
         else:
             monkeypatch.setenv("ASSONANT_TEST_HOLD", f"{point}:{held}")
         return held

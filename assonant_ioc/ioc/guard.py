@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: user@host of the client whose write is being handled (set around each putter)
 WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
+#: how the write came, at the end of its audit line: "" over CA, " (pva)" over PVAccess
+VIA: contextvars.ContextVar[str] = contextvars.ContextVar("via", default="")
 
 
 class WriteGuard:
@@ -108,7 +110,9 @@ class WriteGuard:
             if AccessRights.WRITE not in self._rights(asg, hostname, username):
                 denied = f"{who} has no write access ({asg})"
                 await self._error(f"{name} refused: {denied}")
-                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, denied)
+                log.info(
+                    "audit: %s wrote %s = %r: refused (%s)%s", who, name, sent, denied, VIA.get()
+                )
                 if PUT_NOTIFY.get():
                     return NO_WRITE_ACCESS
                 return await original(hostname, username, data, data_type, metadata, **kw)
@@ -140,13 +144,15 @@ class WriteGuard:
                         f"{type(cause).__name__}: {cause}"
                     )
                 reason = str(self.last_error.value)
-                log.info("audit: %s wrote %s = %r: refused (%s)", who, name, sent, reason)
+                log.info(
+                    "audit: %s wrote %s = %r: refused (%s)%s", who, name, sent, reason, VIA.get()
+                )
                 if PUT_NOTIFY.get():
                     return PUT_FAILED
                 raise
             finally:
                 WRITER.reset(token)
-            log.info("audit: %s wrote %s = %r", who, name, sent)
+            log.info("audit: %s wrote %s = %r%s", who, name, sent, VIA.get())
             return result
 
         pv.auth_write = auth_write

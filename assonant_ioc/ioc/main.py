@@ -87,6 +87,12 @@ def _parse_args(
     parser.add_argument(
         "--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)"
     )
+    parser.add_argument(
+        "--no-pva",
+        action="store_true",
+        help="serve the IOC's PVs over Channel Access only (default: over PVAccess too, as "
+        "EPICS_PVAS_* say)",
+    )
     repeated(
         parser,
         "--macro",
@@ -174,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=Path(state_dir).resolve() if state_dir else None,
         acf=Path(acf).resolve() if acf else None,
         metrics=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
+        pva=not args.no_pva,
         **ioc_options,
     )
     server_port_from_cas()

@@ -52,6 +52,7 @@ from assonant_ioc.ioc.inputs import (
     data_dir_problem,
     text_problem,
 )
+from assonant_ioc.ioc.pva_server import PVAServer
 from assonant_ioc.ioc.pvs import StatusPVs, long_string
 from assonant_ioc.ioc.sdnotify import notify, watchdog_period
 from assonant_ioc.lifecycle import Lifecycle, Settings
@@ -133,10 +134,13 @@ class AssonantIOC(WriteGuard, StatusPVs):
         state_dir: Path | None = None,
         acf: Path | None = None,
         metrics: tuple[str, int] | None = None,
+        pva: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._metrics_at = metrics
+        self._pva: PVAServer | None = None
+        self._pva_on = pva
         self._metrics_server: Any = None
         self._acf = acf
         self._policy: Policy | None = load_acf(acf) if acf is not None else None
@@ -206,6 +210,19 @@ class AssonantIOC(WriteGuard, StatusPVs):
             )
             log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
         self.lifecycle.spawn(self._lag.run())
+        if self._pva_on:  # the same PVs over PVAccess, beside CA
+            read_only = {
+                getattr(self, attr).pvname
+                for attr, prop in self._pvs_.items()
+                if prop.pvspec.read_only
+            }
+            self._pva = PVAServer(self.pvdb, lambda: self.last_error.value, read_only)
+            try:
+                self._pva.start()
+            except Exception as err:  # CA goes on; said where operators look
+                self._pva = None
+                log.exception("PVAccess not served")
+                await self._error(f"PVAccess not served (Channel Access only): {err}")
         await self._restore()
         await self.pvs_total.write(self.monitor.total)
         restore_client_port()  # the CA server has its port: libca searches as configured
@@ -230,6 +247,8 @@ class AssonantIOC(WriteGuard, StatusPVs):
     @status.shutdown
     async def status(self, instance: Any, async_lib: Any) -> None:
         notify("STOPPING=1")
+        if self._pva is not None:
+            self._pva.stop()
         await self.lifecycle.stop()
         await asyncio.to_thread(self.monitor.stop)
 

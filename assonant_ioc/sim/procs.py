@@ -276,6 +276,8 @@ class Proc:
         user: str | None = None,
     ) -> None:
         self.name = name
+        #: a PVA server's (TCP, UDP) ports, when it serves one
+        self.pva: tuple[int, int] | None = None
         self.log_path = log_dir / f"{name}.log"
         n = 1
         while self.log_path.exists():  # a restarted process keeps its earlier log
@@ -491,9 +493,12 @@ def service(
     more_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, Proc]]:
     """The service on its own port, its CA client pointed at the beamline (``more_env``:
-    its PVA client's, say); yields (port, proc)."""
-    port = free_port()
-    env = ca_server_env(port) | ca_client_env(beamline_port) | (more_env or {})
+    its PVA client's, say), its PVA server on ports of its own (``proc.pva``: TCP, UDP);
+    yields (port, proc)."""
+    port, pva = free_port(), (free_port(), free_port())
+    env = ca_server_env(port) | pva_server_env(*pva) | ca_client_env(beamline_port)
+    env |= more_env or {}
     with running("assonant-ioc", service_args(config, prefix, extra), env, log_dir) as proc:
+        proc.pva = pva
         wait_until(lambda: _started(prefix, ca_client_env(port)), 30, "assonant IOC", proc)
         yield port, proc

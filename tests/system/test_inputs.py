@@ -268,7 +268,7 @@ def test_the_server_listens_on_epics_cas_server_port(
     args = [
         sys.executable, "-m", "assonant_ioc.ioc.main", "--config", str(config),
         "--prefix", prefix, "--interfaces", "127.0.0.1", "--macro", f"BL={bl_prefix}",
-        "--no-kafka", "--autosave", str(tmp_path / "autosave.json"),
+        "--no-kafka", "--no-pva", "--autosave", str(tmp_path / "autosave.json"),
     ]  # fmt: skip
     try:
         with procs.running("assonant-ioc-cas", args, env, log_dir) as proc:

@@ -57,6 +57,7 @@ def test_sigterm_stops_an_ioc_started_in_the_background_by_a_shell(
             "--macro",
             f"BL={sim[0]}",
             "--no-kafka",
+            "--no-pva",
             "--data-dir",
             str(tmp_path / "data"),
             "--autosave",

@@ -1,0 +1,185 @@
+"""The IOC's own PVs over PVAccess, beside Channel Access: p4p's client (as ``pvput``,
+``pvget``, ``pvmonitor`` and Phoebus' ``pva://`` talk) drives a whole experiment; a put
+with completion is answered when the command is done, one without at once; a refused write
+says over PVA what LastError says, as a CA client's refused write does; the ACF's host and
+user rules hold for a PVA peer as for a CA client; each write's audit line names it."""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import pytest
+from caproto.threading.client import Context as CAContext
+
+from assonant_ioc.sim import procs
+from tests.system.conftest import start_service
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@contextmanager
+def _pva(udp: int) -> Iterator[Any]:
+    from p4p.client.thread import Context
+
+    ctx = Context("pva", conf=procs.pva_client_env(udp), useenv=False)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def _refusal(ctx: Any, pv: str, value: Any) -> str:
+    """The error a PVA put with completion is answered with."""
+    from p4p.client.thread import RemoteError
+
+    with pytest.raises(RemoteError) as refused:
+        ctx.put(pv, value, wait=True)
+    return str(refused.value)
+
+
+def test_an_experiment_over_pva_puts_with_and_without_completion(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    args = ["--no-kafka", "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _data, proc):
+        assert proc.pva is not None
+        with _pva(proc.pva[1]) as ctx:
+            states: list[str] = []
+            lock = threading.Lock()
+
+            def seen(value: Any) -> None:
+                if not isinstance(value, Exception):
+                    with lock:
+                        states.append(str(value))
+
+            watch = ctx.monitor(f"{P}State", seen)  # as pvmonitor
+            try:
+                ctx.put(f"{P}ExperimentId", "over-pva", wait=True)
+                assert client.get(f"{P}ExperimentId") == "over-pva"  # the same PV as CA's
+                ctx.put(f"{P}Snapshot:Pre", 1, wait=True)  # answered when done
+                assert client.get(f"{P}State") == "Collecting"
+                ctx.put(f"{P}Record:During", 1, wait=False)  # answered at once, done after
+                procs.wait_until(
+                    lambda: str(ctx.get(f"{P}State")) == "Recording", 10, "recording", proc
+                )
+                ctx.put(f"{P}Record:During", 0, wait=True)
+                ctx.put(f"{P}Snapshot:Post", 1, wait=True)
+                # a refused write: the put fails with what LastError says, as over CA
+                said = _refusal(ctx, f"{P}Snapshot:Post", 1)
+                assert said == client.get(f"{P}LastError") == ctx.get(f"{P}LastError")
+                assert "post-exposure snapshot already taken" in said
+                ca_ctx = CAContext()
+                try:
+                    (post,) = ca_ctx.get_pvs(f"{P}Snapshot:Post", timeout=5)
+                    post.wait_for_connection(timeout=10)
+                    reply = post.write([1], wait=True, timeout=10)
+                    assert reply.status.name == "ECA_PUTFAIL", reply
+                    assert client.get(f"{P}LastError") == said  # the same words both ways
+                finally:
+                    ca_ctx.disconnect()
+                assert _refusal(ctx, f"{P}Snapshot:Pre", 2).startswith("Snapshot:Pre refused")
+                assert _refusal(ctx, f"{P}Heartbeat", 5) == "Heartbeat is read-only"
+                ctx.put(f"{P}EndOfExperiment", 1, wait=True)
+                path = Path(ctx.get(f"{P}LastFile").raw.value)  # pvget: the path
+                procs.wait_until(lambda: states[-1:] == ["Idle"], 10, "Idle seen over PVA")
+            finally:
+                watch.close()
+        with lock:
+            seen_states = list(dict.fromkeys(states))
+        assert seen_states[:1] == ["Idle"] and "Recording" in seen_states, seen_states
+        assert {"Collecting", "Recording"} <= set(seen_states)
+        log = proc.tail(400)
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"pre_exposure", "during_exposure", "post_exposure"}
+        audit = f["pre_exposure/audit/description"][()].decode()
+    me = getpass.getuser()
+    assert f" Snapshot:Pre by {me}@127.0.0.1" in audit, audit
+    assert f"audit: {me}@127.0.0.1 wrote Snapshot:Pre = 1 (pva)" in log
+    assert f"audit: {me}@127.0.0.1 wrote Heartbeat: refused (read-only) (pva)" in log
+
+
+ACF = """\
+UAG(operators) {{ op, {me} }}
+HAG(consoles) {{ console1{extra} }}
+ASG(DEFAULT) {{
+    RULE(1, READ)
+}}
+ASG(ASSONANT_COMMANDS) {{
+    RULE(1, READ)
+    RULE(1, WRITE) {{ UAG(operators) HAG(consoles) }}
+}}
+ASG(ASSONANT_SETTINGS) {{
+    RULE(1, READ)
+    RULE(1, WRITE) {{ UAG(operators) HAG(consoles) }}
+}}
+"""
+
+
+def test_the_acf_denies_a_host_over_both_protocols_and_a_reload_lets_it_in(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """Commands are for operators on console1: an operator's CA client on a laptop and an
+    operator's PVA client on this host (127.0.0.1, its peer address) are both refused, with
+    the same words; console1 over CA writes. The ACF reloaded with 127.0.0.1 among the
+    consoles: the PVA client writes, without a restart."""
+    me = getpass.getuser()
+    acf = tmp_path / "assonant.acf"
+    acf.write_text(ACF.format(me=me, extra=""))
+    args = ["--no-kafka", "--no-validate", "--acf", str(acf)]
+    with start_service(log_dir, tmp_path, sim, args) as (client, P, _data, proc):
+        assert proc.pva is not None
+        laptop, console = (
+            CAContext(host_name="laptop", client_name="op"),
+            CAContext(host_name="console1", client_name="op"),
+        )
+        try:
+            with _pva(proc.pva[1]) as ctx:
+                said = _refusal(ctx, f"{P}SampleName", "from-pva")
+                assert (
+                    said
+                    == f"SampleName refused: {me}@127.0.0.1 has no write access (ASSONANT_SETTINGS)"
+                )
+                assert client.get(f"{P}LastError") == said
+                (laptop_sample,) = laptop.get_pvs(f"{P}SampleName", timeout=5)
+                laptop_sample.wait_for_connection(timeout=10)
+                reply = laptop_sample.write([*b"from-laptop", 0], wait=True, timeout=10)
+                assert reply.status.name == "ECA_NOWTACCESS", reply
+                assert client.get(f"{P}LastError") == (
+                    "SampleName refused: op@laptop has no write access (ASSONANT_SETTINGS)"
+                )
+                (console_sample,) = console.get_pvs(f"{P}SampleName", timeout=5)
+                console_sample.wait_for_connection(timeout=10)
+                console_sample.write([*b"from-console", 0], wait=True, timeout=10)
+                assert ctx.get(f"{P}SampleName") == "from-console"  # CA's write, seen over PVA
+                # this host among the consoles: reloaded, no restart
+                acf.write_text(ACF.format(me=me, extra=", 127.0.0.1"))
+                proc.popen.send_signal(signal.SIGHUP)
+                procs.wait_until(
+                    lambda: "access security reloaded" in client.get(f"{P}Status"), 10, "reload"
+                )
+                ctx.put(f"{P}SampleName", "from-pva", wait=True)
+                assert client.get(f"{P}SampleName") == "from-pva"
+                ctx.put(f"{P}Snapshot:Pre", 1, wait=True)
+                assert client.get(f"{P}State") == "Collecting"
+        finally:
+            laptop.disconnect()
+            console.disconnect()
+        log = proc.tail(400)
+    assert (
+        f"audit: {me}@127.0.0.1 wrote SampleName = 'from-pva': refused ({me}@127.0.0.1 has no "
+        "write access (ASSONANT_SETTINGS)) (pva)" in log
+    )
+    assert (
+        "audit: op@laptop wrote SampleName = 'from-laptop': refused (op@laptop has no write "
+        "access (ASSONANT_SETTINGS))\n" in log
+    )
+    assert "audit: op@console1 wrote SampleName = 'from-console'\n" in log
+    assert f"audit: {me}@127.0.0.1 wrote SampleName = 'from-pva' (pva)" in log
+    assert f"audit: {me}@127.0.0.1 wrote Snapshot:Pre = 1 (pva)" in log

@@ -13,12 +13,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import h5py
-
-from assonant_ioc.nexus.provenance import provenance
 from assonant_ioc.sim import procs
 from bench.scale import write_scale_config, write_scale_db
 
@@ -75,18 +71,9 @@ def _record(
         procs.ca_put(f"{service}EndOfExperiment", 1, ca_env, timeout=600)
         path = procs.ca_get(f"{service}LastFile", ca_env)
         bare_updates = json.loads(p.stdout.read().strip().splitlines()[-1])["updates"]
-    with h5py.File(path, "r") as f:
-        entry = f["during_exposure"]
-        t0 = datetime.fromisoformat(entry["start_time"][()].decode()).timestamp()
-        t1 = datetime.fromisoformat(entry["end_time"][()].decode()).timestamp()
-        ours: set[tuple[str, float]] = set()
-        for comp in entry["instrument"].values():
-            for log in comp.values() if isinstance(comp, h5py.Group) else ():
-                if isinstance(log, h5py.Group) and log.attrs.get("NX_class") == "NXlog":
-                    pv = provenance(log)["source_pv"].removeprefix("pva://")
-                    for t, v in zip(log["time"][()] + t0, log["value"][()], strict=True):
-                        if t0 - 1e-3 <= t <= t1 + 1e-3:
-                            ours.add((pv, float(v)))
+    from bench.run import recorded_updates
+
+    t0, t1, ours = recorded_updates(path)
     bare = {(pv, v) for pv, ts, v in bare_updates if t0 <= ts <= t1}
     window = max(t1 - t0, 1e-9)
     return {

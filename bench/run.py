@@ -284,21 +284,7 @@ class Bench:
             end_s = time.monotonic() - started
             path = _get(f"{prefix}LastFile", ca_env)
             bare_updates = json.loads(p.stdout.read().strip().splitlines()[-1])["updates"]
-        with h5py.File(path, "r") as f:
-            entry = f["during_exposure"]
-            t0 = datetime.fromisoformat(entry["start_time"][()].decode()).timestamp()
-            t1 = datetime.fromisoformat(entry["end_time"][()].decode()).timestamp()
-            # an update is (PV, counter value): the scale PVs count up, so values are unique
-            ours: set[tuple[str, float]] = set()
-            for comp in entry["instrument"].values():
-                if not isinstance(comp, h5py.Group):
-                    continue
-                for log in comp.values():
-                    if isinstance(log, h5py.Group) and log.attrs.get("NX_class") == "NXlog":
-                        pv = provenance(log)["source_pv"]
-                        for t, v in zip(log["time"][()] + t0, log["value"][()], strict=True):
-                            if t0 - 1e-3 <= t <= t1 + 1e-3:
-                                ours.add((pv, float(v)))
+        t0, t1, ours = recorded_updates(path)
         bare = {(pv, v) for pv, ts, v in bare_updates if t0 <= ts <= t1}
         return (
             {
@@ -733,6 +719,24 @@ def _children_work(pid: int) -> tuple[float, int]:
 
 
 _get, _put = procs.ca_get, procs.ca_put
+
+
+def recorded_updates(path: str | Path) -> tuple[float, float, set[tuple[str, float]]]:
+    """The recording's window (start, end) and its updates in it, each (PV, counter value):
+    the scale PVs count up, so values are unique (a PVA PV without its ``pva://``)."""
+    with h5py.File(path, "r") as f:
+        entry = f["during_exposure"]
+        t0 = datetime.fromisoformat(entry["start_time"][()].decode()).timestamp()
+        t1 = datetime.fromisoformat(entry["end_time"][()].decode()).timestamp()
+        ours: set[tuple[str, float]] = set()
+        for comp in entry["instrument"].values():
+            for log in comp.values() if isinstance(comp, h5py.Group) else ():
+                if isinstance(log, h5py.Group) and log.attrs.get("NX_class") == "NXlog":
+                    pv = provenance(log)["source_pv"].removeprefix("pva://")
+                    for t, v in zip(log["time"][()] + t0, log["value"][()], strict=True):
+                        if t0 - 1e-3 <= t <= t1 + 1e-3:
+                            ours.add((pv, float(v)))
+    return t0, t1, ours
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,12 +87,7 @@ def _parse_args(
     parser.add_argument(
         "--metrics-host", default="127.0.0.1", help="address of --metrics-port (127.0.0.1)"
     )
-    parser.add_argument(
-        "--no-pva",
-        action="store_true",
-        help="serve the IOC's PVs over Channel Access only (default: over PVAccess too, as "
-        "EPICS_PVAS_* say)",
-    )
+    parser.add_argument("--no-pva", action="store_true", help="serve no PV over PVAccess (only CA)")
     repeated(
         parser,
         "--macro",

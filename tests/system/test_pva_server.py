@@ -20,6 +20,7 @@ from caproto.threading.client import Context as CAContext
 
 from assonant_ioc.sim import procs
 from tests.system.conftest import start_service
+from tests.system.test_access import ACF
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -105,21 +106,14 @@ def test_an_experiment_over_pva_puts_with_and_without_completion(
     assert f"audit: {me}@127.0.0.1 wrote Heartbeat: refused (read-only) (pva)" in log
 
 
-ACF = """\
-UAG(operators) {{ op, {me} }}
-HAG(consoles) {{ console1{extra} }}
-ASG(DEFAULT) {{
-    RULE(1, READ)
-}}
-ASG(ASSONANT_COMMANDS) {{
-    RULE(1, READ)
-    RULE(1, WRITE) {{ UAG(operators) HAG(consoles) }}
-}}
-ASG(ASSONANT_SETTINGS) {{
-    RULE(1, READ)
-    RULE(1, WRITE) {{ UAG(operators) HAG(consoles) }}
-}}
-"""
+def _acf(me: str, console_hosts: str) -> str:
+    """test_access's ACF (commands: operators on a console; settings: operators), this
+    account an operator and ``console_hosts`` the consoles."""
+    return (
+        ACF.format(guests="")
+        .replace("UAG(operators) { op }", f"UAG(operators) {{ op, {me} }}")
+        .replace("HAG(consoles) { console1 }", f"HAG(consoles) {{ {console_hosts} }}")
+    )
 
 
 def test_the_acf_denies_a_host_over_both_protocols_and_a_reload_lets_it_in(
@@ -131,55 +125,44 @@ def test_the_acf_denies_a_host_over_both_protocols_and_a_reload_lets_it_in(
     consoles: the PVA client writes, without a restart."""
     me = getpass.getuser()
     acf = tmp_path / "assonant.acf"
-    acf.write_text(ACF.format(me=me, extra=""))
+    acf.write_text(_acf(me, "console1"))
     args = ["--no-kafka", "--no-validate", "--acf", str(acf)]
+    denied = "has no write access (ASSONANT_COMMANDS)"
     with start_service(log_dir, tmp_path, sim, args) as (client, P, _data, proc):
         assert proc.pva is not None
-        laptop, console = (
-            CAContext(host_name="laptop", client_name="op"),
-            CAContext(host_name="console1", client_name="op"),
-        )
+        laptop = CAContext(host_name="laptop", client_name="op")
+        console = CAContext(host_name="console1", client_name="op")
         try:
             with _pva(proc.pva[1]) as ctx:
-                said = _refusal(ctx, f"{P}SampleName", "from-pva")
-                assert (
-                    said
-                    == f"SampleName refused: {me}@127.0.0.1 has no write access (ASSONANT_SETTINGS)"
-                )
+                said = _refusal(ctx, f"{P}Snapshot:Pre", 1)
+                assert said == f"Snapshot:Pre refused: {me}@127.0.0.1 {denied}"
                 assert client.get(f"{P}LastError") == said
-                (laptop_sample,) = laptop.get_pvs(f"{P}SampleName", timeout=5)
-                laptop_sample.wait_for_connection(timeout=10)
-                reply = laptop_sample.write([*b"from-laptop", 0], wait=True, timeout=10)
+                (from_laptop,) = laptop.get_pvs(f"{P}Snapshot:Pre", timeout=5)
+                from_laptop.wait_for_connection(timeout=10)
+                reply = from_laptop.write([1], wait=True, timeout=10)
                 assert reply.status.name == "ECA_NOWTACCESS", reply
-                assert client.get(f"{P}LastError") == (
-                    "SampleName refused: op@laptop has no write access (ASSONANT_SETTINGS)"
-                )
-                (console_sample,) = console.get_pvs(f"{P}SampleName", timeout=5)
-                console_sample.wait_for_connection(timeout=10)
-                console_sample.write([*b"from-console", 0], wait=True, timeout=10)
-                assert ctx.get(f"{P}SampleName") == "from-console"  # CA's write, seen over PVA
+                assert client.get(f"{P}LastError") == f"Snapshot:Pre refused: op@laptop {denied}"
+                assert str(ctx.get(f"{P}State")) == "Idle"
+                (from_console,) = console.get_pvs(f"{P}Snapshot:Pre", timeout=5)
+                from_console.wait_for_connection(timeout=10)
+                from_console.write([1], wait=True, timeout=10)
+                assert str(ctx.get(f"{P}State")) == "Collecting"  # CA's command, seen over PVA
                 # this host among the consoles: reloaded, no restart
-                acf.write_text(ACF.format(me=me, extra=", 127.0.0.1"))
+                acf.write_text(_acf(me, "console1, 127.0.0.1"))
                 proc.popen.send_signal(signal.SIGHUP)
                 procs.wait_until(
                     lambda: "access security reloaded" in client.get(f"{P}Status"), 10, "reload"
                 )
-                ctx.put(f"{P}SampleName", "from-pva", wait=True)
-                assert client.get(f"{P}SampleName") == "from-pva"
-                ctx.put(f"{P}Snapshot:Pre", 1, wait=True)
-                assert client.get(f"{P}State") == "Collecting"
+                ctx.put(f"{P}Abort", 1, wait=True)
+                assert client.get(f"{P}State") == "Idle"
         finally:
             laptop.disconnect()
             console.disconnect()
         log = proc.tail(400)
     assert (
-        f"audit: {me}@127.0.0.1 wrote SampleName = 'from-pva': refused ({me}@127.0.0.1 has no "
-        "write access (ASSONANT_SETTINGS)) (pva)" in log
+        f"audit: {me}@127.0.0.1 wrote Snapshot:Pre = 1: refused ({me}@127.0.0.1 {denied}) (pva)"
+        in log
     )
-    assert (
-        "audit: op@laptop wrote SampleName = 'from-laptop': refused (op@laptop has no write "
-        "access (ASSONANT_SETTINGS))\n" in log
-    )
-    assert "audit: op@console1 wrote SampleName = 'from-console'\n" in log
-    assert f"audit: {me}@127.0.0.1 wrote SampleName = 'from-pva' (pva)" in log
-    assert f"audit: {me}@127.0.0.1 wrote Snapshot:Pre = 1 (pva)" in log
+    assert f"audit: op@laptop wrote Snapshot:Pre = 1: refused (op@laptop {denied})\n" in log
+    assert "audit: op@console1 wrote Snapshot:Pre = 1\n" in log
+    assert f"audit: {me}@127.0.0.1 wrote Abort = 1 (pva)" in log

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import procs, pva_env
 from bench.scale import write_scale_config, write_scale_db
 
 if TYPE_CHECKING:
@@ -29,9 +29,9 @@ def scale_ioc_pva(bench: Bench, n: int, scan: str) -> Iterator[tuple[str, int, i
     name = write_scale_db(bench.work / "db", n, scan)
     ca, tcp, udp = procs.free_port(), procs.free_port(), procs.free_port()
     args = procs.softioc_args(prefix, bench.work / "db", "--substitutions", name, "--pva")
-    env = procs.ca_server_env(ca) | procs.pva_server_env(tcp, udp)
+    env = procs.ca_server_env(ca) | pva_env.pva_server_env(tcp, udp)
     with procs.running(f"scale-pva-{n}", args, env, bench.logs) as proc:
-        procs.wait_until(lambda: procs.pva_answers(f"{prefix}s00000", udp), 120, "QSRV", proc)
+        procs.wait_until(lambda: pva_env.pva_answers(f"{prefix}s00000", udp), 120, "QSRV", proc)
         yield prefix, ca, udp
 
 
@@ -42,7 +42,7 @@ def _step(bench: Bench, m: int, seconds: float) -> dict[str, Any]:
         extra = ["--data-dir", str(bench.work / "data"), "--no-validate", "--no-kafka"]
         extra += ["--autosave", str(bench.work / f"{service_prefix[:-1]}.json")]
         with procs.service(
-            bench.logs, config, service_prefix, ca, extra, procs.pva_client_env(udp)
+            bench.logs, config, service_prefix, ca, extra, pva_env.pva_client_env(udp)
         ) as (port, proc):
             env = procs.ca_client_env(port)
             procs.wait_until(
@@ -57,7 +57,7 @@ def _step(bench: Bench, m: int, seconds: float) -> dict[str, Any]:
 def _record(
     bench: Bench, prefix: str, udp: int, service: str, port: int, m: int, seconds: float
 ) -> dict[str, Any]:
-    env = dict(os.environ) | procs.pva_client_env(udp)
+    env = dict(os.environ) | pva_env.pva_client_env(udp)
     args = [sys.executable, "-m", "bench.pva", "--prefix", prefix, "--n", str(m)]
     args += ["--seconds", str(seconds + 3)]
     ca_env = procs.ca_client_env(port)

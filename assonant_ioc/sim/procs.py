@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from assonant_ioc.sim.pva_env import pva_answers, pva_server_env
+
 REPO = Path(__file__).resolve().parents[2]  # a checkout's top (tests, bench)
 #: the C IOC's database, shipped in the package
 DB_DIR = Path(__file__).resolve().parent / "db"
@@ -85,26 +87,6 @@ def ca_client_env(*ports: int) -> dict[str, str]:
     return {
         "EPICS_CA_ADDR_LIST": " ".join(f"127.0.0.1:{p}" for p in ports),
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
-    }
-
-
-def pva_server_env(tcp: int, udp: int) -> dict[str, str]:
-    """Environment for a PVA server on 127.0.0.1 only: its TCP port and its UDP search port."""
-    return {
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVAS_SERVER_PORT": str(tcp),
-        "EPICS_PVAS_BROADCAST_PORT": str(udp),
-        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-    }
-
-
-def pva_client_env(*udp_ports: int) -> dict[str, str]:
-    """Environment for a PVA client that searches only the given loopback servers (each by
-    its UDP search port)."""
-    return {
-        "EPICS_PVA_ADDR_LIST": " ".join(f"127.0.0.1:{p}" for p in udp_ports),
-        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
     }
 
 
@@ -232,19 +214,6 @@ def ca_answers(pv: str, env: Mapping[str, str]) -> bool:
     """Whether ``pv`` answers a CA read, searching with ``env``'s address list."""
     try:
         ca_get(pv, env, timeout=0.5)
-        return True
-    except Exception:  # noqa: BLE001 - not ready yet
-        return False
-
-
-def pva_answers(pv: str, udp: int) -> bool:
-    """Whether ``pv`` answers a PVA read from the server whose search port is ``udp``."""
-    from p4p.client.thread import Context
-
-    conf = pva_client_env(udp)
-    try:
-        with Context("pva", conf=conf, useenv=False) as ctx:
-            ctx.get(pv, timeout=1.0)
         return True
     except Exception:  # noqa: BLE001 - not ready yet
         return False

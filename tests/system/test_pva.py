@@ -18,7 +18,7 @@ import pytest
 
 from assonant_ioc.monitor.pva import decoded
 from assonant_ioc.nexus.provenance import provenance
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import procs, pva_env
 from tests.system.conftest import start_service
 
 pytestmark = pytest.mark.timeout(300)
@@ -48,7 +48,7 @@ class BareClient:
 
         self.seen: dict[str, list[tuple[Any, float, int, int]]] = {f: [] for f in names}
         self._lock = threading.Lock()
-        self._ctx = Context("pva", conf=procs.pva_client_env(udp), useenv=False, nt=False)
+        self._ctx = Context("pva", conf=pva_env.pva_client_env(udp), useenv=False, nt=False)
         self._subs = [self._ctx.monitor(pv, self._taker(f)) for f, pv in names.items()]
 
     def _taker(self, field: str) -> Any:
@@ -96,7 +96,7 @@ def test_pva_channels_are_recorded_as_a_bare_p4p_client_sees_them_beside_ca(
             sim,
             args,
             extra_yaml=_heater(pva_prefix),
-            more_env=procs.pva_client_env(udp),
+            more_env=pva_env.pva_client_env(udp),
         )
         try:
             with service as (client, P, _data, _proc):
@@ -171,7 +171,7 @@ def test_check_reports_the_pva_channels_with_their_units_and_types(
     text = (REPO / "configs" / "sim.yaml").read_text()
     config.write_text(text.replace("instrument:\n", "instrument:\n" + _heater(pva_prefix), 1))
     with procs.sim_pva(log_dir, pva_prefix) as (_tcp, udp):
-        env = os.environ | procs.ca_client_env(sim[1]) | procs.pva_client_env(udp)
+        env = os.environ | procs.ca_client_env(sim[1]) | pva_env.pva_client_env(udp)
         command = [sys.executable, "-m", "assonant_ioc.cli", "check", "--config", str(config)]
         done = subprocess.run(
             [*command, "--macro", f"BL={sim[0]}", "--json", "--timeout", "20"],

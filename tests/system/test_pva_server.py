@@ -18,7 +18,7 @@ import h5py
 import pytest
 from caproto.threading.client import Context as CAContext
 
-from assonant_ioc.sim import procs
+from assonant_ioc.sim import procs, pva_env
 from tests.system.conftest import start_service
 from tests.system.test_access import ACF
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 def _pva(udp: int) -> Iterator[Any]:
     from p4p.client.thread import Context
 
-    ctx = Context("pva", conf=procs.pva_client_env(udp), useenv=False)
+    ctx = Context("pva", conf=pva_env.pva_client_env(udp), useenv=False)
     try:
         yield ctx
     finally:

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 from assonant_ioc.catalog.record import BadEvent, FileStatus, check_file, from_event
 from assonant_ioc.catalog.store import Catalog, Outcome
-from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for, stop_consumer
 from assonant_ioc.monitoring import http
 from assonant_ioc.monitoring.http import Metric
 from assonant_ioc.monitoring.metrics import ConsumerStats, counted, counters, gauge
@@ -107,7 +107,7 @@ class CatalogConsumer:
                     await self._commit(consumer, tp, records[-1].offset + 1)
         finally:
             self._consumer = None
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:

@@ -24,7 +24,7 @@ from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.documents.build import build_run
 from assonant_ioc.documents.run import MalformedDocument
 from assonant_ioc.documents.writer import RunWriter, retried
-from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for, stop_consumer
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -219,7 +219,7 @@ class DocumentConsumer:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.writer.journal.sync)
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     def metrics(self) -> list[Metric]:
         w = self.writer

@@ -58,6 +58,26 @@ def consumer_for(
     )
 
 
+#: how long a consumer's stop may take (leaving its group, closing its fetches)
+STOP_S = 10.0
+
+
+async def stop_consumer(consumer: Any) -> None:
+    """Stop ``consumer`` within ``STOP_S``, whatever state its broker is in: a broker gone
+    leaves aiokafka's fetcher awaiting its own cancelled requests (a CancelledError out of
+    ``stop()``) or its coordinator retrying; said in the log, never the service's end. A
+    cancellation of the caller itself still goes through."""
+    task = asyncio.current_task()
+    try:
+        await asyncio.wait_for(consumer.stop(), STOP_S)
+    except asyncio.CancelledError:
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            raise  # the caller is being cancelled, not only aiokafka's own requests
+        log.warning("the consumer's stop was cut short (its broker gone); stopped")
+    except Exception as err:  # noqa: BLE001 - a stop that fails: said, the service ends
+        log.warning("the consumer did not stop cleanly in %g s (%r); stopped", STOP_S, err)
+
+
 class BrokerLoop:
     """``make`` builds a new consumer (a failed start leaves one unusable); ``started``
     runs on each consumer that started (a subscription, say); ``broker_up`` is told each
@@ -85,8 +105,7 @@ class BrokerLoop:
                 if self.started is not None:
                     self.started(consumer)
             except (KafkaError, OSError) as err:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+                await stop_consumer(consumer)
                 self.broker_up(False)
                 log.warning("Kafka broker %s unreachable (%r); retrying", self.bootstrap, err)
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -100,13 +119,28 @@ class BrokerLoop:
         self, consumer: Any, stop: asyncio.Event, max_records: int
     ) -> AsyncIterator[dict[Any, list[Any]]]:
         """Each fetched batch (partition -> records; empty ones too, so the consumer's own
-        timers run) until ``stop`` is set; a failed fetch is said and retried."""
-        while not stop.is_set():
-            try:
-                batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
-            except KafkaError as err:  # aiokafka retries connections itself; this is more
-                log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.retry_s)
-                continue
-            yield batch
+        timers run) until ``stop`` is set; a failed fetch is said and retried. A fetch that
+        does not come back (a group consumer whose broker is gone waits for its partitions
+        again, past getmany's timeout) ends with the stop, never holds it."""
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    fetch = asyncio.ensure_future(
+                        consumer.getmany(timeout_ms=500, max_records=max_records)
+                    )
+                    await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    if not fetch.done():
+                        fetch.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                            await fetch
+                        return
+                    batch = fetch.result()
+                except KafkaError as err:  # aiokafka retries connections itself; this is more
+                    log.error("fetch from %s failed (%r); retrying", self.bootstrap, err)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.retry_s)
+                    continue
+                yield batch
+        finally:
+            stopped.cancel()

@@ -35,7 +35,7 @@ from assonant_ioc.catalog.record import (
     record_key,
 )
 from assonant_ioc.catalog.store import Catalog
-from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for
+from assonant_ioc.events.consuming import BrokerLoop, Subscription, consumer_for, stop_consumer
 from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.lifecycle.build import sha256_of
 from assonant_ioc.model.times import iso
@@ -198,7 +198,7 @@ class Processor:
                         continue
                     await self._commit(consumer, tp, flight.next_offset)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:

@@ -30,32 +30,48 @@ CA_CONDITIONS = (
     "READ_ACCESS", "WRITE_ACCESS",
 )  # fmt: skip
 
+_CONDITION_CODES = {name: code for code, name in enumerate(CA_CONDITIONS)}
+
 #: (pv, value, POSIX time, severity, status, units or None when the type has none)
 Update = Callable[[str, Any, float, int, int, str | None], None]
 
 
+Decoder = Callable[[Any], tuple[Any, float, int, int, str | None]]
+
+
+def decoder_for(v: Any) -> Decoder:
+    """How to read updates of ``v``'s structure: the fields it has looked up once, each
+    update then read by dotted item access (a few microseconds, a third of attribute
+    access through the sub-structures)."""
+    kind, fields = v.getID(), set(v.keys())
+    value_key = "value.index" if "NTEnum" in kind else "value"
+    stamped, alarmed = "timeStamp" in fields, "alarm" in fields
+    units = "display" in fields and "units" in v["display"].keys()
+
+    def decode(v: Any) -> tuple[Any, float, int, int, str | None]:
+        value = v[value_key]
+        if value_key == "value.index":
+            value = int(value)
+        elif hasattr(value, "ndim") and value.ndim == 0:
+            value = value.item()
+        secs = v["timeStamp.secondsPastEpoch"] if stamped else 0
+        t = secs + v["timeStamp.nanoseconds"] * 1e-9 if secs else time.time()
+        severity = status = 0
+        if alarmed:
+            severity, status = v["alarm.severity"], v["alarm.status"]
+            message = v["alarm.message"]
+            if message in _CONDITION_CODES:
+                status = _CONDITION_CODES[message]
+            elif severity == 0:
+                status = 0
+        return value, t, severity, status, v["display.units"] if units else None
+
+    return decode
+
+
 def decoded(v: Any) -> tuple[Any, float, int, int, str | None]:
     """(value, time, severity, status, units) of one normative-type update."""
-    kind = v.getID()
-    if "NTEnum" in kind:
-        value: Any = int(v.value.index)
-    else:
-        value = v.value
-        if hasattr(value, "tolist") and getattr(value, "ndim", 1) == 0:
-            value = value.item()
-    stamp = v.get("timeStamp")
-    secs = int(stamp.secondsPastEpoch) if stamp is not None else 0
-    t = secs + int(stamp.nanoseconds) * 1e-9 if secs else time.time()
-    alarm = v.get("alarm")
-    severity, status = (int(alarm.severity), int(alarm.status)) if alarm is not None else (0, 0)
-    message = str(alarm.message) if alarm is not None else ""
-    if message in CA_CONDITIONS:
-        status = CA_CONDITIONS.index(message)
-    elif severity == 0:
-        status = 0
-    display = v.get("display")
-    units = str(display.units) if display is not None and "units" in display else None
-    return value, t, severity, status, units
+    return decoder_for(v)(v)
 
 
 class PVAChannels:
@@ -74,6 +90,7 @@ class PVAChannels:
         self._subs: list[Any] = []
         #: the normative type of each PV heard from (``epics:nt/NTScalar:1.0``...)
         self.types: dict[str, str] = {}
+        self._decoders: dict[str, Decoder] = {}
 
     def start(self) -> None:
         from p4p.client.thread import Context
@@ -96,12 +113,16 @@ class PVAChannels:
 
         try:
             if isinstance(v, Disconnected):
+                self._decoders.pop(pv, None)  # the server may come back with another type
                 self._disconnected(pv)
             elif isinstance(v, Exception):  # the server refused the monitor, or it ended
                 log.warning("PVA monitor of %s: %r", pv, v)
                 self._disconnected(pv)
             else:
-                self.types[pv] = v.getID()
-                self._update(pv, *decoded(v))
+                decode = self._decoders.get(pv)
+                if decode is None or self.types.get(pv) != v.getID():  # new, or a new type
+                    self.types[pv] = v.getID()
+                    decode = self._decoders[pv] = decoder_for(v)
+                self._update(pv, *decode(v))
         except Exception:  # noqa: BLE001 (counted, logged with its traceback)
             self._failed("PVA monitor", pv)

@@ -19,7 +19,15 @@ import logging
 from typing import Any
 
 import numpy as np
-from caproto import ChannelType
+from caproto import (
+    AlarmStatus,
+    ChannelChar,
+    ChannelDouble,
+    ChannelEnum,
+    ChannelFloat,
+    ChannelString,
+    ChannelType,
+)
 
 from assonant_ioc.ioc.ca_server import NO_WRITE_ACCESS, PUT_FAILED, PUT_NOTIFY
 from assonant_ioc.ioc.guard import VIA
@@ -29,8 +37,6 @@ log = logging.getLogger(__name__)
 
 def _kind(channel: Any) -> str:
     """``enum``, ``text``, ``float`` or ``int``: what a caproto channel holds."""
-    from caproto import ChannelChar, ChannelDouble, ChannelEnum, ChannelFloat, ChannelString
-
     if isinstance(channel, ChannelEnum):
         return "enum"
     if isinstance(channel, (ChannelChar, ChannelString)):
@@ -67,8 +73,6 @@ def _posted(channel: Any) -> dict[str, Any]:
     stamp = float(channel.timestamp or 0.0)
     secs = int(stamp)
     severity, status = int(channel.alarm.severity), int(channel.alarm.status)
-    from caproto import AlarmStatus
-
     return posted | {
         "timeStamp.secondsPastEpoch": secs,
         "timeStamp.nanoseconds": int((stamp - secs) * 1e9),

@@ -19,16 +19,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+from caproto import AlarmStatus
+
 from assonant_ioc.config.protocols import bare
 
 log = logging.getLogger(__name__)
 
 #: CA's alarm conditions (epicsAlarmConditionStrings), by their code
-CA_CONDITIONS = (
-    "NO_ALARM", "READ", "WRITE", "HIHI", "HIGH", "LOLO", "LOW", "STATE", "COS", "COMM",
-    "TIMEOUT", "HWLIMIT", "CALC", "SCAN", "LINK", "SOFT", "BAD_SUB", "UDF", "DISABLE", "SIMM",
-    "READ_ACCESS", "WRITE_ACCESS",
-)  # fmt: skip
+CA_CONDITIONS = tuple(status.name for status in sorted(AlarmStatus, key=int))
 
 _CONDITION_CODES = {name: code for code, name in enumerate(CA_CONDITIONS)}
 

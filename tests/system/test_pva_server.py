@@ -64,6 +64,15 @@ def test_an_experiment_over_pva_puts_with_and_without_completion(
             try:
                 ctx.put(f"{P}ExperimentId", "over-pva", wait=True)
                 assert client.get(f"{P}ExperimentId") == "over-pva"  # the same PV as CA's
+                # hostile text over PVA: refused by the same checks as over CA, nothing kept
+                for pv, text, why in (
+                    ("SampleName", "ok\x1b[2Jwiped", "has a control or bidirectional character"),
+                    ("SampleName", "x" * 300, "300 bytes, at most 255"),
+                    ("DataDir", "../../etc", "DataDir refused"),
+                ):
+                    said = _refusal(ctx, f"{P}{pv}", text)
+                    assert why in said and said == client.get(f"{P}LastError"), said
+                assert client.get(f"{P}SampleName") == "" and client.get(f"{P}State") == "Idle"
                 ctx.put(f"{P}Snapshot:Pre", 1, wait=True)  # answered when done
                 assert client.get(f"{P}State") == "Collecting"
                 ctx.put(f"{P}Record:During", 1, wait=False)  # answered at once, done after

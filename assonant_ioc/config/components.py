@@ -249,16 +249,31 @@ def parse_frames(
             "captured_pv": f"{plugin}NumCaptured_RBV",
             **{k: v for k, v in raw.items() if k != "plugin"},
         }
-    if not isinstance(raw, dict) or not (
-        isinstance(raw.get("file_pv"), str) or isinstance(raw.get("data_key"), str)
+    if not isinstance(raw, dict) or not any(
+        isinstance(raw.get(key), str) for key in ("file_pv", "array_pv", "data_key")
     ):
         p.add(
             line,
             f"component {comp!r}: frames needs 'file_pv' (e.g. HDF1:FullFileName_RBV), "
-            "'plugin' (e.g. $(BL)det:HDF1:) or, for Bluesky runs only, 'data_key'",
+            "'plugin' (e.g. $(BL)det:HDF1:), 'array_pv' (e.g. pva://$(BL)det:Pva1:Image) "
+            "or, for Bluesky runs only, 'data_key'",
         )
         return None
     known = {"file_pv", "dataset", "stamp", "capture_pv", "captured_pv", "timeout", "data_key"}
+    known.add("array_pv")
+    array_pv = expand_macros(str(raw.get("array_pv") or ""), macros, p, line)
+    if array_pv and not array_pv.startswith("pva://"):
+        p.add(
+            line_of(raw, "array_pv") or line,
+            f"component {comp!r}: frames array_pv {array_pv!r} must be a pva:// PV "
+            "(an NTNDArray: frames come over PVAccess only)",
+        )
+    if array_pv and raw.get("file_pv"):
+        p.add(
+            line_of(raw, "array_pv") or line,
+            f"component {comp!r}: frames come from files (file_pv) or over PVA (array_pv), "
+            "not both",
+        )
     for key in sorted(set(raw) - known - {LINE, KEY_LINES}):
         p.add(line_of(raw, key) or line, f"component {comp!r}: frames: unknown key {key!r}")
     timeout = raw.get("timeout", 30.0)
@@ -290,4 +305,5 @@ def parse_frames(
         expand_macros(str(raw.get("captured_pv") or ""), macros, p, line),
         float(timeout),
         str(raw.get("data_key") or ""),
+        array_pv,
     )

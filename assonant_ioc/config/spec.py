@@ -151,6 +151,9 @@ class FramesSpec:
     #: Bluesky runs: the data key whose external data (StreamResource, Resource) are these
     #: frames (empty: the run's one image key, when the config has one detector with frames)
     data_key: str = ""
+    #: a camera publishing its frames over PVAccess (``pva://`` an NTNDArray, areaDetector's
+    #: NDPluginPva): recorded during the exposure into the detector's file (``frame_log``)
+    array_pv: str = ""
 
     def plugin_pvs(self) -> list[str]:
         return [pv for pv in (self.capture_pv, self.captured_pv) if pv]
@@ -279,6 +282,14 @@ class BeamlineConfig:
             c.name: c.frames.file_pv
             for c in self.components()
             if c.frames is not None and c.frames.file_pv
+        }
+
+    def array_pvs(self) -> dict[str, str]:
+        """Component name -> the NTNDArray PV (``pva://``) its frames come over."""
+        return {
+            c.name: c.frames.array_pv
+            for c in self.components()
+            if c.frames is not None and c.frames.array_pv
         }
 
     def frames_specs(self) -> dict[str, FramesSpec]:

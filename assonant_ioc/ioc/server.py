@@ -158,7 +158,7 @@ class AssonantIOC(WriteGuard, StatusPVs):
         self._ready = False
         self.config = config
         self.sender = sender
-        self.monitor = monitor or PVMonitor(config.pvs())
+        self.monitor = monitor or PVMonitor(config.pvs(), config.array_pvs().values())
         if state_dir is None:
             state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
         self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)

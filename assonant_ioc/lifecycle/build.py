@@ -22,7 +22,7 @@ from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import WriteFailed
-from assonant_ioc.lifecycle import staging
+from assonant_ioc.lifecycle import frame_log, staging
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.records import read_columns
 from assonant_ioc.model.components import Experiment, Moment, SeriesColumns
@@ -193,10 +193,12 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     during = _staged(job, journal, meta)
     caps, notes = captures(journal, meta, dropped, during)
     frames, refused = confined(job.config, journal.frame_files())
+    arrays, sent = frames_over_pva(job.config, journal.dir, final)
+    frames.update(arrays)
     experiment = assemble(
         job.config, job.experiment_id, job.sample, caps, job.comment, frames or None
     )
-    experiment = with_frame_counts(experiment, journal.frame_counts())
+    experiment = with_frame_counts(experiment, {**journal.frame_counts(), **sent})
     experiment = replace(experiment, proposal=str(meta.get("proposal", "")))
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
@@ -213,6 +215,26 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     event["readings_dropped"] = sum(dropped)
     event["origin"] = "epics"
     return str(tmp), event
+
+
+def frames_over_pva(
+    config: BeamlineConfig, journal_dir: Path, final: Path
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each camera's frames recorded over PVA made its detector file beside the master
+    (``<name>_<component>.h5``): component -> [path], and path -> the frames it sent."""
+    from assonant_ioc.nexus.h5 import filter_options
+
+    files: dict[str, list[str]] = {}
+    sent: dict[str, int] = {}
+    for component, spec in config.frames_specs().items():
+        source = frame_log.log_path(journal_dir, component)
+        if not spec.array_pv or not source.exists():
+            continue
+        out = final.with_name(f"{final.stem}_{component}.h5")
+        options = filter_options(config.compression)
+        _, sent[str(out)] = frame_log.write_frames_file(source, out, options, spec.dataset)
+        files[component] = [str(out)]
+    return files, sent
 
 
 def confined(

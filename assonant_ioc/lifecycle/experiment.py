@@ -25,6 +25,7 @@ from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle import staging
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.durability import Durability
+from assonant_ioc.lifecycle.frame_log import FrameLog, open_frame_logs
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.pool import WorkerProcess
@@ -63,6 +64,7 @@ class Lifecycle(Writing, Durability, Recovery):
         self._lock = asyncio.Lock()
         self._recorder: Recorder | None = None
         self._frames: FileNames | None = None
+        self._frame_logs: list[FrameLog] = []  # cameras' frames over PVA, while recording
         self._worker = WorkerProcess(worker.init_worker)
         self._validator = WorkerProcess(worker.init_validator)
         # validation runs in a process of its own, beside the builds: the next experiment's
@@ -339,19 +341,37 @@ class Lifecycle(Writing, Durability, Recovery):
                     self.config.journal_max_pending,
                     self._recorder_durability,
                 )
+                self._frame_logs = await asyncio.to_thread(
+                    open_frame_logs,
+                    self.journal.dir,
+                    self.config.array_pvs(),
+                    now,
+                    self.config.journal_flush_s,
+                )
                 self._meta["moments"]["during"] = {"start": now, "end": None}
                 if self._frames is not None:
                     self._meta["frames_held"] = self._frames.held()
                 await self._enter(Command.RECORD_START, settings.who)
                 await self._save()
                 self.monitor.add_sink(self._recorder, pvs)
+                for frames in self._frame_logs:
+                    self.monitor.add_frame_sink(frames, frames.pv)
                 self.spawn(self._stage_while_recording(self._recorder, now))
             except Exception as err:
                 if self._recorder is not None:
                     self._recorder.abandon()
                     self._recorder = None
+                await self._stop_frame_logs()
                 raise await self._fail(Command.RECORD_START.value, err) from err
-            await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs")
+            cameras = f" and {len(self._frame_logs)} camera(s)" if self._frame_logs else ""
+            await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs{cameras}")
+
+    async def _stop_frame_logs(self) -> int:
+        """The cameras' frame logs stopped, their frames durable; returns how many frames."""
+        logs, self._frame_logs = self._frame_logs, []
+        for frames in logs:
+            self.monitor.remove_frame_sink(frames)
+        return sum([await asyncio.to_thread(frames.stop) for frames in logs])
 
     async def _stage_while_recording(self, recorder: Recorder, t0: float) -> None:
         """Build the during entry's arrays while ``recorder`` runs (``lifecycle.staging``),
@@ -387,8 +407,11 @@ class Lifecycle(Writing, Durability, Recovery):
             assert recorder is not None
             try:
                 recorder.close(now)
+                for frames in self._frame_logs:
+                    frames.close(now)
                 await asyncio.sleep(Recorder.GRACE_S)  # updates stamped before the stop
                 self.monitor.remove_sink(recorder)
+                camera_frames = await self._stop_frame_logs()
                 try:
                     count = await asyncio.to_thread(recorder.stop)
                 except NotDurable as err:  # kept in memory and retried: never thrown away
@@ -404,8 +427,10 @@ class Lifecycle(Writing, Durability, Recovery):
                 self.machine.captured.add(Moment.DURING)  # what is durable is kept
                 self._meta["moments"]["during"]["end"] = recorder.durable_at
                 raise await self._fail(Command.RECORD_STOP.value, err) from err
+            over_pva = f" and {camera_frames} frames over PVA" if camera_frames else ""
             await self.reporter.say(
                 f"{self.experiment_id}: recorded {count} readings of {len(recorder.pvs)} PVs"
+                + over_pva
             )
 
     async def abort(self) -> None:
@@ -415,6 +440,7 @@ class Lifecycle(Writing, Durability, Recovery):
             if recorder is not None:
                 self.monitor.remove_sink(recorder)
                 await asyncio.to_thread(recorder.abandon)
+            await self._stop_frame_logs()
             if self._unsettled is not None:
                 await asyncio.to_thread(self._unsettled.abandon)
             await self._close_experiment()

@@ -193,7 +193,7 @@ _COLUMNS = (
 #: only) and compressed with zlib at its fastest level; the float values, which barely
 #: compress, are kept as they are. About 10 bytes a scalar reading instead of 34, read
 #: back at a few tens of nanoseconds each.
-_JSON, _BATCH, _PACKED = b"J", b"B", b"Z"
+_JSON, _BATCH, _PACKED, _BLOB = b"J", b"B", b"Z", b"R"
 _LEN = struct.Struct("<I")
 _AS_IS = "vf"  # the packed column left uncompressed
 _ONE_VALUE = ("p", "s", "a", "c", "k", "vi")  # columns said once when constant
@@ -252,19 +252,32 @@ def json_record(payload: bytes) -> bytes:
     return _HEADER.pack(len(data), zlib.crc32(data)) + data
 
 
-def write_record(fh: Any, record: bytes) -> int:
-    """Append a framed record; on a failed write the file is cut back to where it was."""
+def blob_record(payload: Mapping[str, Any], blob: Any) -> list[Any]:
+    """A JSON header and raw bytes (a frame's pixels), framed: the parts to write in order
+    (the blob is not copied). Read back as the header with the bytes as ``"blob"``."""
+    head = _json(payload)
+    view = memoryview(blob).cast("B")
+    parts = [_BLOB, _LEN.pack(len(head)), head]
+    crc = zlib.crc32(view, zlib.crc32(b"".join(parts)))
+    return [_HEADER.pack(sum(map(len, parts)) + len(view), crc), *parts, view]
+
+
+def write_record(fh: Any, record: bytes | list[Any]) -> int:
+    """Append a framed record (or its parts, ``blob_record``'s); on a failed write the file
+    is cut back to where it was."""
     pos = fh.tell()
+    parts = record if isinstance(record, list) else [record]
     try:
-        view = memoryview(record)
-        while view:
-            view = view[fh.write(view) :]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[fh.write(view) :]
     except BaseException:
         with contextlib.suppress(OSError):
             fh.truncate(pos)
             fh.seek(pos)
         raise
-    return len(record)
+    return sum(len(part) for part in parts)
 
 
 def _json(payload: Mapping[str, Any]) -> bytes:
@@ -332,6 +345,9 @@ def _decode(data: bytes) -> dict[str, Any]:
     (size,) = _LEN.unpack_from(data, 1)
     start = 1 + _LEN.size
     record = json.loads(data[start : start + size])
+    if data[:1] == _BLOB:
+        record["blob"] = memoryview(data)[start + size :]
+        return record
     offset, n = start + size, int(record["n"])
     if data[:1] == _PACKED:
         (squeezed,) = _LEN.unpack_from(data, offset)

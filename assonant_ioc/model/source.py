@@ -11,7 +11,10 @@ delivery without commands.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from assonant_ioc.model.readings import RawSnapshot
 
@@ -30,6 +33,28 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+Attribute = float | int | str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera frame as it came over PVA (NDPluginPva's NTNDArray)."""
+
+    pv: str
+    unique_id: int
+    t: float  # dataTimeStamp, POSIX seconds
+    pixels: np.ndarray
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    severity: int = 0
+
+
+class FrameSink(Protocol):
+    """Takes every frame of a camera's array PV (a recording's frame log); runs in the
+    source's thread, must never raise."""
+
+    def add_frame(self, frame: Frame) -> None: ...
+
+
 class ReadingSource(Protocol):
     def snapshot(self) -> RawSnapshot:
         """The latest update of every PV heard from (a copy)."""
@@ -40,3 +65,8 @@ class ReadingSource(Protocol):
         """From now on, ``sink`` takes every update of ``pvs``."""
 
     def remove_sink(self, sink: Sink) -> None: ...
+
+    def add_frame_sink(self, sink: FrameSink, pv: str) -> None:
+        """From now on, ``sink.add_frame`` takes every frame of the camera's array PV."""
+
+    def remove_frame_sink(self, sink: FrameSink) -> None: ...

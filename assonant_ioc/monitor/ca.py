@@ -18,9 +18,10 @@ from typing import Any
 
 from assonant_ioc.config.protocols import protocol_of
 from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
-from assonant_ioc.model.source import Sink
+from assonant_ioc.model.source import FrameSink, Sink
 from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.monitor.columns import LatestColumns
+from assonant_ioc.monitor.ndarray import ArrayStreams
 from assonant_ioc.monitor.pva import PVAChannels
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ def _type_name(chid: Any) -> str:
 class PVMonitor:
     """Keeps the latest update of each PV (raw, no object per update) and tracks connections."""
 
-    def __init__(self, pvs: Iterable[str]) -> None:
+    def __init__(self, pvs: Iterable[str], arrays: Iterable[str] = ()) -> None:
         self.pvs = list(dict.fromkeys(pvs))
+        #: cameras' frames over PVA (NTNDArray), each frame to a frame sink, none kept
+        self.arrays = ArrayStreams(arrays, self._failed)
         self._lock = threading.Lock()
         self._latest: dict[str, Raw] = {}
         self._last_value: dict[str, Any] = {}  # the last connected value: a disconnected
@@ -104,12 +107,15 @@ class PVMonitor:
         ca.poll()
         if self._pva is not None:
             self._pva.start()
+        if self.arrays.pvs:
+            self.arrays.start()
 
     def stop(self) -> None:
         from epics import ca
 
         if self._pva is not None:
             self._pva.stop()
+        self.arrays.stop()
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
@@ -208,6 +214,13 @@ class PVMonitor:
         with self._lock:
             if sink in self._sinks:
                 self._sinks.remove(sink)
+
+    def add_frame_sink(self, sink: FrameSink, pv: str) -> None:
+        """From now on, ``sink`` takes every frame of the NTNDArray ``pv``."""
+        self.arrays.add_sink(sink, [pv])
+
+    def remove_frame_sink(self, sink: FrameSink) -> None:
+        self.arrays.remove_sink(sink)
 
     # -- libca callbacks (libca threads) ---------------------------------------------
     def _on_connection(

@@ -40,6 +40,7 @@ def link_frames(
     Returns the link's path, or None when there is nothing to link.
     """
     shapes: dict[str, tuple[int, ...]] = {}
+    missed: dict[str, list[int]] = {}  # frames a camera sent over PVA that never arrived
     dtype = None
     unusable: list[str] = []
     for path in linked.files:
@@ -50,6 +51,8 @@ def link_frames(
             with h5py.File(path, "r") as src:
                 dset = src[linked.dataset]
                 shape, dtype = tuple(dset.shape), dtype or dset.dtype
+                if "missed_unique_ids" in dset.attrs:
+                    missed[path] = [int(i) for i in dset.attrs["missed_unique_ids"]]
         except (OSError, KeyError, TypeError, Refused) as err:  # not HDF5, not a file, no frames
             log.warning("%s: detector file %s unusable: %s", group.name, path, err)
             unusable.append(path)
@@ -66,7 +69,7 @@ def link_frames(
             rows.extra[name] = np.array(files, dtype=STR_DTYPE)
     if missing:
         log.warning("%s: detector file(s) not found: %s", group.name, ", ".join(missing))
-    _sources(group, linked, shapes, rows)
+    _sources(group, linked, shapes, rows, missed)
     if not linked.files:
         return None
     if linked.files[0] in unusable and not shapes:
@@ -80,7 +83,11 @@ def link_frames(
 
 
 def _sources(
-    group: h5py.Group, linked: LinkedData, shapes: Mapping[str, tuple[int, ...]], rows: Rows
+    group: h5py.Group,
+    linked: LinkedData,
+    shapes: Mapping[str, tuple[int, ...]],
+    rows: Rows,
+    missed: Mapping[str, list[int]],
 ) -> None:
     """What each detector file was when it was linked (``source_files``: path, size, mtime,
     sha256, frames expected and linked), so a reader can tell when one has changed or gone;
@@ -106,6 +113,13 @@ def _sources(
         if path not in shapes:
             why = "missing" if size < 0 else "unusable"
             checks.error(f"{group.name}: detector file {path} {why}: 0 frames linked ({said})")
+        elif missed.get(path):
+            ids = missed[path]
+            shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
+            checks.error(
+                f"{group.name}: {len(ids)} frame(s) missed over PVA (uniqueId {shown} never "
+                f"arrived): {path} holds {frames} of the {expected} frames the camera sent"
+            )
         elif expected >= 0 and frames < expected:
             checks.error(
                 f"{group.name}: detector file {path} holds {frames} of the {expected} frames "

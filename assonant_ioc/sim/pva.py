@@ -5,6 +5,8 @@ them beside its CA IOCs: normative types with units, limits and alarms.
   10 Hz, its alarm HIGH above 315 K and HIHI above 325 K (MINOR, MAJOR), as QSRV says them.
 - ``{P}mode`` (NTEnum Off, Low, High): the heater's mode, one step a second.
 - ``{P}spectrum`` (NTScalarArray double, 16 points, counts): a spectrum at 5 Hz.
+- a camera publishing its frames as NDPluginPva does, and its rotation stage
+  (:mod:`assonant_ioc.sim.pva_camera`: ``{P}cam:Pva1:Image``, ``{P}rot``).
 
 ``python -m assonant_ioc.sim.pva --prefix P`` serves them on the addresses and ports the
 environment gives (``EPICS_PVAS_*``); it prints ``ready`` once they are served.
@@ -20,6 +22,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from assonant_ioc.sim.pva_camera import Camera
 
 HIGH, HIHI = 315.0, 325.0
 
@@ -99,16 +103,20 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prefix", required=True)
+    parser.add_argument("--camera-size", type=int, default=16, help="frame side, pixels")
     args = parser.parse_args(argv)
     devices = Devices(args.prefix)
+    camera = Camera(args.prefix, args.camera_size)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Server(providers=[devices.pvs]):
+    with Server(providers=[{**devices.pvs, **camera.pvs}]):
         devices.start()
+        camera.start()
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         stop.wait()
+        camera.stop()
         devices.stop()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,26 @@ class CA:
         """A put with callback (``caput -c``) when ``wait``: returns when the command is done,
         raises ``procs.PutFailed`` when it was refused."""
         procs.ca_put(pv, value, wait=wait, timeout=timeout, data_type=data_type)
+
+
+def children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (the service's worker process)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def kill9(proc: procs.Proc) -> None:
+    """SIGKILL the service and its worker process (both ours), and wait for them."""
+    worker = children(proc.popen.pid)
+    proc.popen.kill()
+    proc.popen.wait(10)
+    for pid in worker:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

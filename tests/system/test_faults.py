@@ -24,36 +24,13 @@ from assonant_ioc.events.kafka import consume_all
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.nexus.provenance import provenance
 from assonant_ioc.sim import procs
-from tests.system.conftest import REPO, quiet_service, start_service
+from tests.system.conftest import REPO, kill9, quiet_service, start_service
 
 FAST_JOURNAL = "journal_flush_s: 0.2\n" + (REPO / "configs" / "sim.yaml").read_text()
 
 
 def _wait(check: Any, timeout: float = 20, what: str = "condition") -> None:
     procs.wait_until(check, timeout, what)
-
-
-def _children(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid`` (the service's worker process)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _kill9(proc: procs.Proc) -> None:
-    """SIGKILL the service and its worker process (both ours), and wait for them."""
-    children = _children(proc.popen.pid)
-    proc.popen.kill()
-    proc.popen.wait(10)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _at(client: Any, motor: str, position: float) -> bool:
@@ -93,7 +70,7 @@ def test_kill_after_pre_then_restart_finishes_the_experiment(
         _wait(lambda: _at(client, f"{BL}mono:energy", 11.5))
         energy = client.get(f"{BL}mono:energy:RBV")
         client.put(f"{P}Snapshot:Pre", 1)
-        _kill9(proc)
+        kill9(proc)
     with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _dd, _proc):
         assert client.get(f"{P}State") == "Collecting"
         assert "recovered experiment killed-after-pre" in client.get(f"{P}LastError")
@@ -136,7 +113,7 @@ def test_kill_while_recording_keeps_every_durable_reading_and_marks_the_gap(
 
         _wait(durable, 10, "the seen value durable in the journal")
         before_kill = time.time()
-        _kill9(proc)
+        kill9(proc)
     killed_at = time.time()
     last_durable = journal.last_durable()  # the journal's own record of its last batch
     assert last_durable is not None
@@ -276,7 +253,7 @@ def test_kill_with_the_staging_file_half_written_builds_the_file_from_the_journa
         _record_x_moving(client, P, BL)
         _wait(held.exists, 60, "a round of staging held before its flush")
         assert (_state_dir(tmp_path) / "experiment" / "during.h5").stat().st_size > 0
-        _kill9(proc)
+        kill9(proc)
     hold(None)
     durable = Journal(_state_dir(tmp_path)).read_during()[0][x_pv]
     assert len(durable) >= 2
@@ -322,7 +299,7 @@ def test_kill_at_each_point_of_the_write_leaves_one_complete_file_and_one_event(
         else:  # the file is whole, under its partial name only
             assert len(partial) == 1 and final == []
             assert _entry_names(partial[0]) == {"pre_exposure", "during_exposure"}
-        _kill9(proc)
+        kill9(proc)
     hold(None)
     with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
         client,
@@ -374,7 +351,7 @@ def test_a_stop_between_the_brokers_ack_and_the_outbox_removal_repeats_one_event
             client.put(f"{P}EndOfExperiment", 1)
             written = client.get(f"{P}LastFile")
             _wait(held.exists, 30, "the event acknowledged, still in the outbox")
-            _kill9(proc)
+            kill9(proc)
         hold(None)
         with start_service(log_dir, tmp_path, sim, args, topic=topic, prefix=P) as (
             client,
@@ -413,7 +390,7 @@ def test_broker_down_three_experiments_sigterm_sigkill_each_event_once(
     with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _data_dir, proc):
         assert client.get(f"{P}KafkaConnected") == "No"
         _wait(lambda: client.get(f"{P}EventsPending") == 3, 10, "3 events kept through SIGTERM")
-        _kill9(proc)
+        kill9(proc)
     with procs.broker(log_dir, port) as bootstrap:
         with start_service(log_dir, tmp_path, sim, args, prefix=P) as (client, _, _dd, _proc):
             _wait(lambda: client.get(f"{P}EventsPending") == 0, 40, "the events delivered")

@@ -253,6 +253,11 @@ class Bench:
 
         during_pva(self)
 
+    def frames_pva(self) -> None:
+        from bench.pva_frames import frames_pva
+
+        frames_pva(self)
+
     def _record(
         self, bl: tuple[str, int], prefix: str, port: int, m: int, seconds: float
     ) -> tuple[dict[str, float], dict[str, int]]:
@@ -750,6 +755,7 @@ def main(argv: list[str] | None = None) -> None:
         "pre_snapshot",
         "during",
         "during_pva",
+        "frames_pva",
         "write",
         "back_to_back",
         "linked",

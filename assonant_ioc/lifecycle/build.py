@@ -22,7 +22,7 @@ from typing import Any
 
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import WriteFailed
-from assonant_ioc.lifecycle import frame_log, staging
+from assonant_ioc.lifecycle import frame_file, frame_log, staging
 from assonant_ioc.lifecycle.journal import Journal
 from assonant_ioc.lifecycle.records import read_columns
 from assonant_ioc.model.components import Experiment, Moment, SeriesColumns
@@ -227,12 +227,11 @@ def frames_over_pva(
     files: dict[str, list[str]] = {}
     sent: dict[str, int] = {}
     for component, spec in config.frames_specs().items():
-        source = frame_log.log_path(journal_dir, component)
-        if not spec.array_pv or not source.exists():
+        if not spec.array_pv or not frame_log.log_path(journal_dir, component).exists():
             continue
         out = final.with_name(f"{final.stem}_{component}.h5")
         options = filter_options(config.compression)
-        _, sent[str(out)] = frame_log.write_frames_file(source, out, options, spec.dataset)
+        _, sent[str(out)] = frame_file.finish(journal_dir, component, out, options, spec.dataset)
         files[component] = [str(out)]
     return files, sent
 

@@ -22,7 +22,7 @@ from typing import Any
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
-from assonant_ioc.lifecycle import staging
+from assonant_ioc.lifecycle import frame_file, staging
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.durability import Durability
 from assonant_ioc.lifecycle.frame_log import FrameLog, open_frame_logs
@@ -356,6 +356,8 @@ class Lifecycle(Writing, Durability, Recovery):
                 self.monitor.add_sink(self._recorder, pvs)
                 for frames in self._frame_logs:
                     self.monitor.add_frame_sink(frames, frames.pv)
+                if self._frame_logs:
+                    self.spawn(self._stage_frames_while_recording(self._recorder))
                 self.spawn(self._stage_while_recording(self._recorder, now))
             except Exception as err:
                 if self._recorder is not None:
@@ -398,6 +400,20 @@ class Lifecycle(Writing, Durability, Recovery):
             if done["given_up"]:
                 return
             wait = max(every, 4 * float(done["seconds"]))
+
+    async def _stage_frames_while_recording(self, recorder: Recorder) -> None:
+        """The cameras' frames appended to their files each second while ``recorder`` runs,
+        in the worker (``frame_file``), so that EndOfExperiment has only the last to add."""
+        cameras = {c: s.dataset for c, s in self.config.frames_specs().items() if s.array_pv}
+        args = (str(self.journal.dir), cameras, self.config.compression)
+        while self._recorder is recorder:
+            await asyncio.sleep(1.0)
+            if self._recorder is not recorder:
+                return
+            try:
+                await self._in_worker(frame_file.stage_all, *args)
+            except Exception:  # a cache: EndOfExperiment stages from the log
+                log.exception("staging the frames")
 
     async def record_stop(self, who: str = "") -> None:
         async with self._lock:

@@ -427,10 +427,12 @@ def sim_beamline(log_dir: Path, prefix: str, kind: str = "caproto") -> Iterator[
 
 
 @contextlib.contextmanager
-def sim_pva(log_dir: Path, prefix: str) -> Iterator[tuple[int, int]]:
-    """The simulated beamline's PVA devices (``sim.pva``); yields their (TCP, UDP) ports."""
+def sim_pva(log_dir: Path, prefix: str, camera_size: int = 16) -> Iterator[tuple[int, int]]:
+    """The simulated beamline's PVA devices (``sim.pva``; its camera's frames ``camera_size``
+    pixels square); yields their (TCP, UDP) ports."""
     tcp, udp = free_port(), free_port()
     args = [sys.executable, "-m", "assonant_ioc.sim.pva", "--prefix", prefix]
+    args += ["--camera-size", str(camera_size)]
     with running("sim-pva", args, pva_server_env(tcp, udp), log_dir) as proc:
         wait_until(lambda: pva_answers(f"{prefix}temp", udp), 30, "simulated PVA devices", proc)
         yield tcp, udp

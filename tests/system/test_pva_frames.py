@@ -196,12 +196,14 @@ def test_kill_9_while_frames_arrive_keeps_every_frame_in_the_journal_and_marks_t
         bare.ctx.put(f"{prefix}cam:Acquire", 1)  # frames until the test stops them
         log = log_path(journal, "pva_camera")
         procs.wait_until(
-            lambda: sum(1 for _ in read_frames(log)) >= 30, 30, "30 frames in the journal"
+            lambda: sum(1 for _ in read_frames(log, growing=True)) >= 30,
+            30,
+            "30 frames in the journal",
         )
         kill9(proc)
         killed = time.time()
     bare.ctx.put(f"{prefix}cam:Acquire", 0)
-    kept = [h["id"] for h, _ in read_frames(log)]  # what the journal holds after the kill
+    kept = [h["id"] for h, _, _ in read_frames(log)]  # what the journal holds after the kill
     assert len(kept) >= 30
     with start_service(log_dir, tmp_path, sim, args, prefix=P, **service) as (client, _, _d, _p):
         assert client.get(f"{P}State") == "Collecting"

@@ -77,6 +77,36 @@ def _tomography(prefix: str, bl: str, camera: bool, data_dir: Path, exp_id: str)
     return Path(procs.ca_get(f"{prefix}LastFile"))
 
 
+def _pvput(ctx: Any, pv: str, value: Any) -> None:
+    ctx.put(pv, value)
+    _out(f"  pvput {pv} {value!r}")
+
+
+def _tomography_pva(prefix: str, pva: str, udp: int) -> Path:
+    """The same half turn with the camera and the rotation over PVAccess: darks, flats and
+    projections all recorded from the NTNDArray frames while recording (the rotation's
+    angle with each frame); returns the file written."""
+    from p4p.client.thread import Context
+
+    from assonant_ioc.sim.pva_env import pva_client_env
+
+    with Context("pva", conf=pva_client_env(udp), useenv=False, nt=False) as ctx:
+        _put(f"{prefix}Snapshot:Pre", 1)
+        _put(f"{prefix}Record:During", 1)
+        for key, n, end, what in ((2, 5, 0.0, "dark"), (1, 5, 0.0, "flat"), (0, 91, 180.0, "")):
+            _out(f"  ({what or 'projection'} frames, over PVA)")
+            settings = {"ImageKey": key, "NumImages": n, "StartAngle": 0.0, "EndAngle": end}
+            for name, value in {**settings, "AcquireTime": 0.05, "Acquire": 1}.items():
+                _pvput(ctx, f"{pva}cam:{name}", value)
+            procs.wait_until(
+                lambda: ctx.get(f"{pva}cam:Acquire")["value"] == 0, 60, "the camera", None
+            )
+        _put(f"{prefix}Record:During", 0)
+        _put(f"{prefix}Snapshot:Post", 1)
+        _put(f"{prefix}EndOfExperiment", 1)
+    return Path(procs.ca_get(f"{prefix}LastFile"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(description=__doc__)
     parser.add_argument("--data-dir", default="demo-output", help="where the file goes")
@@ -104,8 +134,16 @@ def main(argv: list[str] | None = None) -> None:
         help="also reduce the file (assonant-ioc process: nabu, pyFAI or xraylarch) and serve "
         "the scientists' page over the catalog (implies --catalog)",
     )
+    parser.add_argument(
+        "--pva",
+        action="store_true",
+        help="the tomography with the camera's frames and the rotation over PVAccess "
+        "(NDPluginPva's NTNDArray; the rest of the beamline over Channel Access)",
+    )
     args = parser.parse_args(argv)
     args.catalog = args.catalog or args.process
+    if args.pva and (args.technique != "tomo" or args.kind != "caproto"):
+        parser.error("--pva records a tomography (--technique tomo) beside the caproto beamline")
     if args.technique != "tomo" and args.kind != "caproto":
         parser.error(f"--technique {args.technique} needs --kind caproto (its devices)")
     data_dir = Path(args.data_dir).resolve()
@@ -116,9 +154,19 @@ def main(argv: list[str] | None = None) -> None:
     camera = args.kind == "caproto"
     technique = scans.TECHNIQUES.get(args.technique)
     config = resolve_config(technique[0] if technique else "sim_tomo" if camera else "sim")
+    config = resolve_config("sim_tomo_pva") if args.pva else config
     bl, prefix = procs.new_prefix("SIM"), procs.new_prefix("DEMO")
+    pva = procs.new_prefix("PVA")
     _out(f"logs in {logs}")
     with procs.broker(logs) as kafka, contextlib.ExitStack() as catalog:
+        more_env: dict[str, str] = {}
+        pva_udp = 0
+        if args.pva:
+            from assonant_ioc.sim.pva_env import pva_client_env
+
+            pva_udp = catalog.enter_context(procs.sim_pva(logs, pva))[1]
+            more_env = pva_client_env(pva_udp)
+            _out(f"simulated PVA camera and rotation, prefix {pva}, PVA search port {pva_udp}")
         _out(f"Kafka-protocol broker on {kafka}")
         page_url = f"http://127.0.0.1:{procs.free_port()}" if args.process else ""
         if args.catalog:
@@ -126,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         with procs.sim_beamline(logs, bl, kind=args.kind) as bl_port:
             _out(f"simulated beamline ({args.kind}) prefix {bl} on 127.0.0.1:{bl_port}")
             extra = ["--macro", f"BL={bl}", "--data-dir", str(data_dir), "--kafka-bootstrap", kafka]
-            with procs.service(logs, config, prefix, bl_port, extra) as (port, _proc):
+            extra += ["--macro", f"PVA={pva}"] if args.pva else []
+            with procs.service(logs, config, prefix, bl_port, extra, more_env) as (port, _proc):
                 _out(f"assonant-ioc prefix {prefix} on 127.0.0.1:{port}")
                 os.environ.update(procs.ca_client_env(port, bl_port))
                 procs.wait_until(
@@ -144,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                     folder = data_dir / "detector" / exp_id
                     extra_args = {"folder": folder} if args.technique == "saxs" else {}
                     last = technique[1](prefix, bl, _put, procs.ca_get, **extra_args)
+                elif args.pva:
+                    last = _tomography_pva(prefix, pva, pva_udp)
                 else:
                     last = _tomography(prefix, bl, camera, data_dir, exp_id)
                 _out(f"\nState={procs.ca_get(f'{prefix}State')} LastFile={last}")

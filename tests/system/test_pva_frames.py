@@ -7,6 +7,8 @@ kill -9 while frames arrive loses none that was in the journal, and the gap is m
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -101,10 +103,17 @@ def pva_camera(log_dir: Path) -> Iterator[tuple[str, int, BareCamera]]:
             bare.close()
 
 
-def _frames_file(master: h5py.File) -> tuple[h5py.Dataset, h5py.Group]:
-    """The camera's frames and their NDAttributes, through the master file's link."""
-    data = master["during_exposure/instrument/pva_camera/data"]
-    return data, data.file["/entry/instrument/NDAttributes"]
+def _frames_file(
+    master: h5py.File, path: str = "during_exposure/instrument/pva_camera/data"
+) -> tuple[h5py.Dataset, h5py.Group]:
+    """The camera's frames and their NDAttributes, through the master file's link (an
+    external link, or the virtual dataset of an NXtomo)."""
+    data = master[path]
+    if not data.is_virtual:
+        return data, data.file["/entry/instrument/NDAttributes"]
+    (name,) = {source.file_name for source in data.virtual_sources()}
+    detector = h5py.File(Path(master.filename).parent / name, "r")
+    return data, detector["/entry/instrument/NDAttributes"]
 
 
 def test_frames_over_pva_are_recorded_as_a_bare_client_sees_them_and_a_skip_is_named(
@@ -222,3 +231,42 @@ def test_kill_9_while_frames_arrive_keeps_every_frame_in_the_journal_and_marks_t
         note = f["during_exposure/service_interruption/description"][()].decode()
         assert "The service was down from" in note
         assert by_id[ids[-1]].t <= killed
+
+
+@pytest.mark.timeout(600)
+def test_the_demo_over_pva_writes_an_nxtomo_that_nabu_reconstructs(tmp_path: Path) -> None:
+    """``demo --pva``: darks, flats and a half turn of projections, the frames and the angles
+    over PVA, the rest of the beamline over CA: one NXtomo whose angles are the frames' own
+    angle attributes, and nabu (run by hand, as a scientist would) reconstructs the phantom."""
+    from assonant_ioc.sim import phantom
+    from tests.system.reduction import nabu_by_hand
+
+    done = subprocess.run(
+        [sys.executable, "-m", "assonant_ioc.cli", "demo", "--pva", "--data-dir", "out"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (master,) = (tmp_path / "out").glob("*.nx")
+    assert '"definition": "NXtomo"' in done.stdout
+    assert "101 of 101 frames" in done.stdout  # 5 darks, 5 flats, 91 projections
+    with h5py.File(master, "r") as f:
+        entry = f["during_exposure"]
+        keys = entry["instrument/detector/image_key"][()]
+        assert list(keys) == [2] * 5 + [1] * 5 + [0] * 91
+        angles = entry["sample/rotation_angle"][()]
+        data, nd = _frames_file(f, "during_exposure/instrument/detector/data")
+        assert np.allclose(angles, nd["SampleRot"][()], atol=1e-4)
+        assert np.allclose(angles[keys == 0], np.linspace(0, 180, 91), atol=1e-4)
+        assert np.array_equal(data[10], np.round(phantom.projection(0.0)).astype(np.uint16))
+        sources = set(f["pre_exposure/provenance/sample/source_pv"].asstr()[()])
+        assert any(s.startswith("pva://") and s.endswith("rot") for s in sources)
+        assert any(s.endswith("smp:x:RBV") and "://" not in s for s in sources)  # CA, bare
+    volume_file = nabu_by_hand(master, tmp_path / "nabu")
+    with h5py.File(volume_file, "r") as f:
+        volume = np.asarray(f["during_exposure/reconstruction/results/data"][()])
+    for row in (4, 8, 11):  # slices through the phantom's discs (nabu's rows run upwards)
+        found = np.corrcoef(np.flipud(volume[row]).ravel(), phantom.slice_image(row).ravel())
+        assert found[0, 1] >= 0.95, (row, found[0, 1])

@@ -68,14 +68,16 @@ def _paths(config: BeamlineConfig) -> list[tuple[str, ChannelSpec]]:
 
 
 def connect(config: BeamlineConfig, timeout: float, progress: bool) -> list[Row]:
-    monitor = PVMonitor(config.pvs())
+    arrays = config.array_pvs()
+    monitor = PVMonitor(config.pvs(), arrays.values())
     monitor.start()
     try:
         deadline = time.monotonic() + timeout
-        total = monitor.total
+        total = monitor.total + len(monitor.arrays.pvs)
         while time.monotonic() < deadline:
             states = [monitor.describe(pv) for pv in monitor.pvs]
             done = sum(1 for conn, units, _ in states if conn and units is not None)
+            done += len(monitor.arrays.connected)
             if progress:
                 _progress(done, total)
             if done == total:
@@ -90,6 +92,10 @@ def connect(config: BeamlineConfig, timeout: float, progress: bool) -> list[Row]
             units = UNITS_VERDICT[agree] if connected else "-"
             moments = ",".join(m.value for m in sorted(ch.moments, key=list(Moment).index))
             rows.append(Row(ch.pv, where, connected, egu, ch.units, units, kind, moments))
+        for component, pv in arrays.items():  # a camera's frames over PVA
+            connected = pv in monitor.arrays.connected
+            kind = monitor.arrays.types.get(pv, "") if connected else ""
+            rows.append(Row(pv, f"{component}/frames", connected, None, "", "-", kind, "during"))
         return rows
     finally:
         monitor.stop()

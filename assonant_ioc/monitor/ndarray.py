@@ -27,6 +27,9 @@ from assonant_ioc.model.source import Attribute, Frame, FrameSink
 
 log = logging.getLogger(__name__)
 
+#: frames kept per camera while the callback catches up (pvxs' ``queueSize``, 4 by default)
+REQUEST = "record[queueSize=16]"
+
 
 class Undecodable(ValueError):
     """An NTNDArray update that is not pixels this service can record."""
@@ -75,6 +78,7 @@ class ArrayStreams:
         self._ctx: Any = None
         self._subs: list[Any] = []
         self.connected: set[str] = set()
+        self.types: dict[str, str] = {}  # the normative type each PV sent (NTNDArray)
         self.frames = 0  # frames received
         self.undecodable = 0  # frames received that were not pixels this service records
 
@@ -84,7 +88,9 @@ class ArrayStreams:
         self._ctx = Context("pva", nt=False)
         for pv in self.pvs:
             callback = partial(self._on_update, pv)
-            self._subs.append(self._ctx.monitor(bare(pv), callback, notify_disconnect=True))
+            self._subs.append(
+                self._ctx.monitor(bare(pv), callback, request=REQUEST, notify_disconnect=True)
+            )
 
     def stop(self) -> None:
         for sub in self._subs:
@@ -111,6 +117,7 @@ class ArrayStreams:
                 self.connected.discard(pv)
                 return
             self.connected.add(pv)
+            self.types[pv] = v.getID()
             try:
                 frame = decode_frame(pv, v)
             except Undecodable as err:

@@ -72,6 +72,11 @@ def decoded(v: Any) -> tuple[Any, float, int, int, str | None]:
     return decoder_for(v)(v)
 
 
+#: the updates the client keeps per PV while the callbacks catch up (pvxs' ``queueSize``,
+#: 4 by default): a burst that waits for the GIL is then kept, not squashed into one
+REQUEST = "record[queueSize=32]"
+
+
 class PVAChannels:
     """A p4p client context monitoring ``pvs`` (named ``pva://NAME``)."""
 
@@ -96,7 +101,9 @@ class PVAChannels:
         self._ctx = Context("pva", nt=False)
         for pv in self.pvs:
             callback = partial(self._on_update, pv)
-            self._subs.append(self._ctx.monitor(bare(pv), callback, notify_disconnect=True))
+            self._subs.append(
+                self._ctx.monitor(bare(pv), callback, request=REQUEST, notify_disconnect=True)
+            )
 
     def stop(self) -> None:
         for sub in self._subs:

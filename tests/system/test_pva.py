@@ -157,8 +157,8 @@ def test_pva_channels_are_recorded_as_a_bare_p4p_client_sees_them_beside_ca(
 def test_check_reports_the_pva_channels_with_their_units_and_types(
     sim: tuple[str, int], log_dir: Path, tmp_path: Path
 ) -> None:
-    """``assonant-ioc check`` on a config of CA and PVA channels: the PVA ones connected,
-    with the server's units and their normative type."""
+    """``assonant-ioc check`` on a config of CA and PVA channels and a camera's frames over
+    PVA: the PVA ones connected, with the server's units and their normative type."""
     import json
     import os
     import subprocess
@@ -169,7 +169,12 @@ def test_check_reports_the_pva_channels_with_their_units_and_types(
     pva_prefix = procs.new_prefix("PVA")
     config = tmp_path / "mixed.yaml"
     text = (REPO / "configs" / "sim.yaml").read_text()
-    config.write_text(text.replace("instrument:\n", "instrument:\n" + _heater(pva_prefix), 1))
+    camera = (  # a camera's frames over PVA (NTNDArray) too
+        "  - name: camera\n    class: Detector\n"
+        f'    frames: {{array_pv: "pva://{pva_prefix}cam:Pva1:Image"}}\n'
+    )
+    extra = _heater(pva_prefix) + camera
+    config.write_text(text.replace("instrument:\n", "instrument:\n" + extra, 1))
     with procs.sim_pva(log_dir, pva_prefix) as (_tcp, udp):
         env = os.environ | procs.ca_client_env(sim[1]) | pva_env.pva_client_env(udp)
         command = [sys.executable, "-m", "assonant_ioc.cli", "check", "--config", str(config)]
@@ -189,3 +194,6 @@ def test_check_reports_the_pva_channels_with_their_units_and_types(
     assert rows["heater/mode"]["type"] == "epics:nt/NTEnum:1.0" and rows["heater/mode"]["connected"]
     assert rows["heater/spectrum"]["type"] == "epics:nt/NTScalarArray:1.0"
     assert rows["monochromator/energy"]["connected"]  # the CA ones beside them
+    frames = rows["camera/frames"]
+    assert frames["pv"] == f"pva://{pva_prefix}cam:Pva1:Image" and frames["connected"]
+    assert frames["type"] == "epics:nt/NTNDArray:1.0"

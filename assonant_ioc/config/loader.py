@@ -29,6 +29,7 @@ from assonant_ioc.config.parse import (
 )
 from assonant_ioc.config.protocols import PROTOCOLS, with_protocols
 from assonant_ioc.config.pv_map import load_pv_map
+from assonant_ioc.config.run_control import parse_run_control
 from assonant_ioc.config.spec import (
     COMPRESSION_FILTERS,
     DEFINITIONS,
@@ -117,6 +118,7 @@ _TOP_KEYS = {
     "data_dir",
     "file_name",
     "kafka",
+    "run_control",
     "instrument",
     "sample",
     "pv_map",
@@ -200,6 +202,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     if why:
         p.add(line_of(doc, "file_name"), why)
     kafka = _kafka(doc.get("kafka"), p, line_of(doc))
+    run_control = parse_run_control(doc.get("run_control"), p, line_of(doc, "run_control"))
     compression = _compression(doc.get("compression"), p, line_of(doc, "compression"))
     if not instrument and sample is None and not doc.get("pv_map"):  # a map says its own
         p.add(line_of(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
@@ -276,6 +279,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         data_dir=data_dir,
         file_name=file_name,
         kafka=kafka,
+        run_control=run_control,
         instrument=tuple(instrument),
         sample=sample,
         source=str(path),

@@ -185,6 +185,19 @@ class KafkaSettings:
     security: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RunControlSettings:
+    """Run control over Kafka as the ESS file writer takes it (``run_control:``): ``pl72``
+    starts and ``6s4t`` stops on ``command_topic``; ``answ``, ``x5f2`` and ``wrdn`` on
+    ``status_topic`` (``wrdn`` after every file, whatever started it)."""
+
+    command_topic: str = ""
+    status_topic: str = ""
+    #: this service's id in the messages (a command for another service id is not ours)
+    service_id: str = ""
+    status_every_s: float = 5.0
+
+
 #: Filters for long time series and arrays (``compression: {filter: ...}``).
 COMPRESSION_FILTERS = ("none", "gzip", "lzf", "bitshuffle-lz4", "zstd")
 
@@ -224,6 +237,7 @@ class BeamlineConfig:
     source: str = ""
     definition: str = ""
     compression: CompressionSpec = CompressionSpec()
+    run_control: RunControlSettings = RunControlSettings()
     #: validate each file after writing it (pynxtools and nexusformat, when installed)
     validate: bool = True
     #: where the experiment in progress and the undelivered events are kept (empty: the default

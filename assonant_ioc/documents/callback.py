@@ -110,11 +110,11 @@ class NexusCallback:
         self.writer.outbox.update(written.pending.path, written.pending.key, event, True)
 
     async def _deliver(self) -> None:
-        from assonant_ioc.events.kafka import EventSender
+        from assonant_ioc.lifecycle.delivery import sender_for
 
         kafka = self.config.kafka
         assert kafka.bootstrap is not None
-        sender = EventSender(kafka.bootstrap, kafka.topic, idempotent=kafka.idempotent)
+        sender = sender_for(self.config, kafka.bootstrap)
         try:
             for pending in self.writer.outbox.pending():
                 if not pending.ready:

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from assonant_ioc.documents.callback import default_state_dir
     from assonant_ioc.documents.writer import RUN_TIMEOUT_S
     from assonant_ioc.errors import ConfigError
-    from assonant_ioc.events.kafka import EventSender
+    from assonant_ioc.lifecycle.delivery import sender_for
 
     parser = Parser(
         prog="assonant-ioc bluesky",
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("detector files taken from %s only", ", ".join(map(str, writer.roots)))
     sender = None
     if config.kafka.enabled and not args.no_events:
-        sender = EventSender(bootstrap, config.kafka.topic, idempotent=config.kafka.idempotent)
+        sender = sender_for(config, bootstrap)
     group = args.group or f"assonant-bluesky-{config.beamline}"
     consumer = DocumentConsumer(writer, Subscription(bootstrap, tuple(args.topic), group), sender)
 

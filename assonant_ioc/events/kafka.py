@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from assonant_ioc.errors import SendFailed
+from assonant_ioc.events.ess import wrdn_of_event
 from assonant_ioc.events.security import BrokerSecurity, security
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,13 @@ class EventSender:
         timeout: float = 10.0,
         idempotent: bool = True,
         secure: BrokerSecurity | None = None,
+        wrdn_topic: str = "",
+        service_id: str = "",
     ) -> None:
         self.bootstrap = bootstrap
+        #: ESS's finished-writing message (``wrdn``) after each file's event, on this topic
+        #: (the run-control status topic), so an ESS-style ingestor registers every file
+        self.wrdn_topic, self.service_id = wrdn_topic, service_id
         #: TLS and SASL to the broker (the environment's when not given)
         self.secure = secure or security()
         self._secure_kwargs = self.secure.kwargs()  # a bad setting is said at the start
@@ -118,6 +124,12 @@ class EventSender:
                     ),
                     self.timeout,
                 )
+                finished = wrdn_of_event(self.service_id, event) if self.wrdn_topic else None
+                if finished is not None:  # a failure sends both again (the event_id the same)
+                    await asyncio.wait_for(
+                        producer.send_and_wait(self.wrdn_topic, finished, key=key.encode()),
+                        self.timeout,
+                    )
             except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
                 self.connected = False
                 self.last_error = f"Kafka send to {self.topic} failed: {err!r}"
@@ -126,6 +138,22 @@ class EventSender:
                 raise SendFailed(self.last_error) from err
             self.sent += 1
             self.connected = True
+
+    async def publish(self, topic: str, payload: bytes, key: str = "") -> None:
+        """One message (run control's answers and status) on ``topic``, acknowledged, or
+        SendFailed."""
+        async with self._lock:
+            try:
+                producer = await self._ensure_producer()
+                await asyncio.wait_for(
+                    producer.send_and_wait(topic, payload, key=key.encode() or None),
+                    self.timeout,
+                )
+            except (KafkaError, OSError, asyncio.TimeoutError, SendFailed) as err:
+                self.connected = False
+                self.last_error = f"Kafka send to {topic} failed: {err!r}"
+                await self._drop_producer()
+                raise SendFailed(self.last_error) from err
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None

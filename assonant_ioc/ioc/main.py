@@ -18,12 +18,12 @@ from caproto.server import template_arg_parser
 from assonant_ioc.arguments import Parser, repeated
 from assonant_ioc.config import BeamlineConfig, load_config
 from assonant_ioc.errors import ConfigError
-from assonant_ioc.events.kafka import EventSender
 from assonant_ioc.ioc import server
 from assonant_ioc.ioc.access import load_acf
 from assonant_ioc.ioc.autosave import Autosave, default_path
 from assonant_ioc.ioc.ca_server import one_log, serve, server_port_from_cas
 from assonant_ioc.ioc.server import AssonantIOC
+from assonant_ioc.lifecycle.delivery import sender_for
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
         try:
             secure = security(config.kafka.security)
-            sender = EventSender(
-                config.kafka.bootstrap,
-                config.kafka.topic,
-                idempotent=config.kafka.idempotent,
-                secure=secure,
-            )
+            sender = sender_for(config, secure=secure)
         except ValueError as err:
             _user_mistake(str(err))
         log.info("Kafka %s: %s", config.kafka.bootstrap, secure.shown())

@@ -54,6 +54,7 @@ from assonant_ioc.ioc.inputs import (
 )
 from assonant_ioc.ioc.pva_server import PVAServer
 from assonant_ioc.ioc.pvs import StatusPVs, long_string
+from assonant_ioc.ioc.run_control import RunControl
 from assonant_ioc.ioc.sdnotify import notify, watchdog_period
 from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
@@ -163,6 +164,17 @@ class AssonantIOC(WriteGuard, StatusPVs):
             state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
         self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)
         self._counter = 0
+        self.run_control: RunControl | None = None
+
+    def _start_run_control(self) -> None:
+        """Jobs over Kafka (``run_control:`` in the config, with a broker)."""
+        settings = self.config.run_control
+        if settings.command_topic and self.sender is not None:
+            self.run_control = RunControl(self, self.sender, settings, self.sender.bootstrap)
+            self.run_control.start()
+            log.info("run control: commands on %s", settings.command_topic)
+        elif settings.command_topic:
+            log.warning("run_control configured but no Kafka broker: no jobs taken")
 
     # -- helpers ------------------------------------------------------------------------------
     async def _say(self, message: str) -> None:
@@ -236,6 +248,7 @@ class AssonantIOC(WriteGuard, StatusPVs):
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, lambda: self.lifecycle.spawn(self._reload_acf())
         )
+        self._start_run_control()
         self._ready = True
         notify(f"READY=1\nSTATUS={self.config.beamline}: {heard} of {total} PVs")
         if self.status.value == "Starting":  # a refusal during start-up stays on show
@@ -249,6 +262,8 @@ class AssonantIOC(WriteGuard, StatusPVs):
         notify("STOPPING=1")
         if self._pva is not None:
             self._pva.stop()
+        if self.run_control is not None:
+            await self.run_control.stop()
         await self.lifecycle.stop()
         await asyncio.to_thread(self.monitor.stop)
 
@@ -315,6 +330,8 @@ class AssonantIOC(WriteGuard, StatusPVs):
     async def abort(self, instance: Any, value: Any) -> int:
         await self._check_one(value, "Abort")
         await self.lifecycle.abort()
+        if self.run_control is not None:  # a run-control job ends with a wrdn saying so
+            await self.run_control.aborted(WRITER.get())
         await self.record_during.write(0, verify_value=False)  # no putter: not a command
         return 0
 

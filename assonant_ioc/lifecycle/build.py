@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -207,6 +208,8 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
         entry_notes.setdefault("during_exposure", {})["refused_detector_files"] = "; ".join(refused)
     for entry, text in _audit(meta).items():
         entry_notes.setdefault(entry, {})["audit"] = text
+        if meta.get("job"):  # a run-control job: its id, file name, metadata and template
+            entry_notes[entry]["run_control"] = json.dumps(meta["job"], indent=1)
     tmp, event = write_file(
         job.config, experiment, final, entry_notes, job.event_id, staged=during is not None
     )
@@ -214,6 +217,8 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
         event["ended_by"] = job.ended_by
     event["readings_dropped"] = sum(dropped)
     event["origin"] = "epics"
+    if meta.get("job"):
+        event["job_id"] = str(meta["job"].get("job_id", ""))
     return str(tmp), event
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import SendFailed
 from assonant_ioc.lifecycle import build as worker
 from assonant_ioc.lifecycle.holds import held
@@ -105,3 +106,18 @@ class Delivery:
                 await self.reporter.error(f"event delivery: {type(err).__name__}: {err}")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RETRY_S)
+
+
+def sender_for(config: BeamlineConfig, bootstrap: str | None = None, secure: Any = None) -> Any:
+    """The sender of a beamline's events as its config says (its broker unless
+    ``bootstrap``; idempotence; the ``wrdn`` after each file when run control is on)."""
+    from assonant_ioc.events.kafka import EventSender
+
+    return EventSender(
+        bootstrap or config.kafka.bootstrap or "",
+        config.kafka.topic,
+        idempotent=config.kafka.idempotent,
+        secure=secure,
+        wrdn_topic=config.run_control.status_topic,
+        service_id=config.run_control.service_id or config.beamline,
+    )

@@ -65,6 +65,9 @@ class Lifecycle(Writing, Durability, Recovery):
         self._recorder: Recorder | None = None
         self._frames: FileNames | None = None
         self._frame_logs: list[FrameLog] = []  # cameras' frames over PVA, while recording
+        #: the run-control job (``ioc.run_control``) the next experiment belongs to: kept in
+        #: its meta, its notes and id in the file and the event
+        self.job: dict[str, str] | None = None
         self._worker = WorkerProcess(worker.init_worker)
         self._validator = WorkerProcess(worker.init_validator)
         # validation runs in a process of its own, beside the builds: the next experiment's
@@ -247,6 +250,8 @@ class Lifecycle(Writing, Durability, Recovery):
             "moments": {},
             "writing": None,
         }
+        if self.job is not None:
+            self._meta["job"] = dict(self.job)
         self.journal.begin(self._meta if save_meta else None)
         self._follow_frames()
 

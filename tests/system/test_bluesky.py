@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import signal
 import sys
@@ -28,13 +29,20 @@ from assonant_ioc.sim import catalog_procs, procs
 from tests.system.bluesky_runs import EXPOSURE, Devices, Doc, mx, run, tomo
 from tests.system.conftest import REPO
 from tests.system.test_nexus_standard import NEXUSFORMAT_KNOWN
+from tests.system.test_run_control import StatusTopic
 from tests.system.tiled_http import Tiled
 
 ANGLES = [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]
 
 
-def _config(tmp_path: Path, events_topic: str, validate: bool = True) -> Path:
+def _config(
+    tmp_path: Path, events_topic: str, validate: bool = True, status_topic: str = ""
+) -> Path:
     text = (REPO / "assonant_ioc" / "configs" / "sim_bluesky.yaml").read_text()
+    if status_topic:  # ESS's finished-writing message (wrdn) after each file
+        text += (
+            f"run_control: {{command_topic: unused-{status_topic}, status_topic: {status_topic}}}\n"
+        )
     text = text.replace("topic: assonant.files", f"topic: {events_topic}")
     if not validate:
         text += "validate: false\n"
@@ -206,7 +214,8 @@ def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
     log_dir: Path, kafka: str, tmp_path: Path
 ) -> None:
     doc_topic, event_topic = f"docs-{secrets.token_hex(4)}", f"files-{secrets.token_hex(4)}"
-    config = _config(tmp_path, event_topic)
+    status_topic = f"status-{secrets.token_hex(4)}"
+    config = _config(tmp_path, event_topic, status_topic=status_topic)
     data, state = tmp_path / "data", tmp_path / "state"
     devices = Devices(tmp_path / "frames")
     publisher = _publisher(kafka, doc_topic)
@@ -235,6 +244,17 @@ def test_runs_from_kafka_give_nxtomo_and_nxmx_files_the_catalog_finds(
         # found by the run's uid too, as a Bluesky run
         (record,) = tiled.search(("run_uid", "eq", _uid(mx_docs))).values()
         assert record["acquired_from"] == "bluesky" and record["experiment_id"] == "mx7"
+    status = StatusTopic(kafka, status_topic)  # each file's wrdn, as the PV path's
+    try:
+        procs.wait_until(lambda: len(status.of("wrdn")) >= 2, 60, "two wrdn")
+        finished = {w.file_name: w for w in status.of("wrdn")}
+    finally:
+        status.close()
+    assert set(finished) == {e["file_path"] for e in events}
+    for event in events:
+        wrdn = finished[event["file_path"]]
+        assert not wrdn.error_encountered and wrdn.job_id == event["experiment_id"]
+        assert json.loads(wrdn.metadata)["event_id"] == event["event_id"]
     by_run = {e["run_uid"]: e for e in events}
     assert set(by_run) == {_uid(tomo_docs), _uid(mx_docs)}
     for event in events:

@@ -1,0 +1,45 @@
+"""The config's ``run_control:`` (commands and status over Kafka, as the ESS file writer
+takes them): its topics, service id and status period, each bad entry named with its line."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from assonant_ioc.config.parse import KEY_LINES, LINE, Problems, line_of
+from assonant_ioc.config.spec import RunControlSettings
+
+_KEYS = {"command_topic", "status_topic", "service_id", "status_every_s"}
+
+
+def parse_run_control(raw: Any, p: Problems, line: int) -> RunControlSettings:
+    """``run_control: {command_topic: ..., status_topic: ..., service_id: ...,
+    status_every_s: 5}``; absent: off."""
+    if raw is None:
+        return RunControlSettings()
+    if not isinstance(raw, dict):
+        p.add(line, "'run_control' must be a mapping with command_topic and status_topic")
+        return RunControlSettings()
+    for key in sorted(set(raw) - _KEYS - {LINE, KEY_LINES}):
+        p.add(line_of(raw, key) or line, f"unknown run_control setting {key!r}")
+    topics = {}
+    for key in ("command_topic", "status_topic"):
+        topic = str(raw.get(key) or "")
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+            p.add(
+                line_of(raw, key) or line, f"run_control {key} {topic!r} is not a legal topic name"
+            )
+        topics[key] = topic
+    every = raw.get("status_every_s", 5.0)
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0.1 <= every <= 600:
+        p.add(
+            line_of(raw, "status_every_s") or line,
+            f"run_control status_every_s must be seconds in [0.1, 600], not {every!r}",
+        )
+        every = 5.0
+    return RunControlSettings(
+        topics["command_topic"],
+        topics["status_topic"],
+        str(raw.get("service_id") or ""),
+        float(every),
+    )

@@ -253,6 +253,11 @@ class Bench:
 
         during_pva(self)
 
+    def run_control(self) -> None:
+        from bench.run_control import run_control
+
+        run_control(self)
+
     def frames_pva(self) -> None:
         from bench.pva_frames import frames_pva
 
@@ -756,6 +761,7 @@ def main(argv: list[str] | None = None) -> None:
         "during",
         "during_pva",
         "frames_pva",
+        "run_control",
         "write",
         "back_to_back",
         "linked",

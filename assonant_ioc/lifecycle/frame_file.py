@@ -29,6 +29,7 @@ import numpy as np
 
 from assonant_ioc.config.spec import CompressionSpec
 from assonant_ioc.lifecycle.frame_log import log_path, read_frames
+from assonant_ioc.lifecycle.journal import fsync_dir
 from assonant_ioc.model.times import EPICS_EPOCH
 
 log = logging.getLogger(__name__)
@@ -242,9 +243,5 @@ def finish(
             os.fsync(fh.fileno())
         os.replace(tmp, out)
         staged.unlink()
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(out.parent)
     return written, sent

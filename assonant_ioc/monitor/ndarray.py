@@ -17,18 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-from assonant_ioc.config.protocols import bare
 from assonant_ioc.model.source import Attribute, Frame, FrameSink
+from assonant_ioc.monitor.pva import Monitors
 
 log = logging.getLogger(__name__)
-
-#: frames kept per camera while the callback catches up (pvxs' ``queueSize``, 4 by default)
-REQUEST = "record[queueSize=16]"
 
 
 class Undecodable(ValueError):
@@ -67,11 +63,13 @@ def decode_frame(pv: str, v: Any) -> Frame:
     )
 
 
-class ArrayStreams:
+class ArrayStreams(Monitors):
     """p4p monitors of NTNDArray PVs (named ``pva://NAME``), each frame to its PV's sinks."""
 
     def __init__(self, pvs: Iterable[str], failed: Callable[[str, str], None]) -> None:
         self.pvs = list(dict.fromkeys(pvs))
+        #: frames kept per camera while the callback catches up (pvxs' ``queueSize``)
+        self.request = "record[queueSize=16]"
         self._failed = failed
         self._lock = threading.Lock()
         self._sinks: dict[str, list[FrameSink]] = {pv: [] for pv in self.pvs}
@@ -81,24 +79,6 @@ class ArrayStreams:
         self.types: dict[str, str] = {}  # the normative type each PV sent (NTNDArray)
         self.frames = 0  # frames received
         self.undecodable = 0  # frames received that were not pixels this service records
-
-    def start(self) -> None:
-        from p4p.client.thread import Context
-
-        self._ctx = Context("pva", nt=False)
-        for pv in self.pvs:
-            callback = partial(self._on_update, pv)
-            self._subs.append(
-                self._ctx.monitor(bare(pv), callback, request=REQUEST, notify_disconnect=True)
-            )
-
-    def stop(self) -> None:
-        for sub in self._subs:
-            sub.close()
-        self._subs.clear()
-        if self._ctx is not None:
-            self._ctx.close()
-            self._ctx = None
 
     def add_sink(self, sink: FrameSink, pvs: Iterable[str]) -> None:
         with self._lock:

@@ -77,7 +77,38 @@ def decoded(v: Any) -> tuple[Any, float, int, int, str | None]:
 REQUEST = "record[queueSize=32]"
 
 
-class PVAChannels:
+class Monitors:
+    """p4p's thread client monitoring ``self.pvs`` (named ``pva://NAME``), each update to
+    ``self._on_update(pv, value)`` in p4p's worker thread."""
+
+    pvs: list[str]
+    _ctx: Any
+    _subs: list[Any]
+    request = REQUEST
+
+    def _on_update(self, pv: str, v: Any) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        from p4p.client.thread import Context
+
+        self._ctx = Context("pva", nt=False)
+        for pv in self.pvs:
+            callback = partial(self._on_update, pv)
+            self._subs.append(
+                self._ctx.monitor(bare(pv), callback, request=self.request, notify_disconnect=True)
+            )
+
+    def stop(self) -> None:
+        for sub in self._subs:
+            sub.close()
+        self._subs.clear()
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+
+class PVAChannels(Monitors):
     """A p4p client context monitoring ``pvs`` (named ``pva://NAME``)."""
 
     def __init__(
@@ -94,24 +125,6 @@ class PVAChannels:
         #: the normative type of each PV heard from (``epics:nt/NTScalar:1.0``...)
         self.types: dict[str, str] = {}
         self._decoders: dict[str, Decoder] = {}
-
-    def start(self) -> None:
-        from p4p.client.thread import Context
-
-        self._ctx = Context("pva", nt=False)
-        for pv in self.pvs:
-            callback = partial(self._on_update, pv)
-            self._subs.append(
-                self._ctx.monitor(bare(pv), callback, request=REQUEST, notify_disconnect=True)
-            )
-
-    def stop(self) -> None:
-        for sub in self._subs:
-            sub.close()
-        self._subs.clear()
-        if self._ctx is not None:
-            self._ctx.close()
-            self._ctx = None
 
     def _on_update(self, pv: str, v: Any) -> None:
         from p4p.client.thread import Disconnected

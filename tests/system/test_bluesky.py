@@ -26,10 +26,10 @@ from assonant_ioc.documents.callback import NexusCallback
 from assonant_ioc.documents.journal import RunJournal
 from assonant_ioc.events.kafka import consume_all
 from assonant_ioc.sim import catalog_procs, procs
+from assonant_ioc.sim.run_control import StatusTopic
 from tests.system.bluesky_runs import EXPOSURE, Devices, Doc, mx, run, tomo
 from tests.system.conftest import REPO
 from tests.system.test_nexus_standard import NEXUSFORMAT_KNOWN
-from tests.system.test_run_control import StatusTopic
 from tests.system.tiled_http import Tiled
 
 ANGLES = [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]

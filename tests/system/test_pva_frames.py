@@ -103,6 +103,12 @@ def pva_camera(log_dir: Path) -> Iterator[tuple[str, int, BareCamera]]:
             bare.close()
 
 
+def _all_connected(client: Any, P: str) -> None:
+    procs.wait_until(
+        lambda: client.get(f"{P}PVsConnected") == client.get(f"{P}PVsTotal"), 30, "every PV"
+    )
+
+
 def _frames_file(
     master: h5py.File, path: str = "during_exposure/instrument/pva_camera/data"
 ) -> tuple[h5py.Dataset, h5py.Group]:
@@ -121,19 +127,9 @@ def test_frames_over_pva_are_recorded_as_a_bare_client_sees_them_and_a_skip_is_n
 ) -> None:
     prefix, udp, bare = pva_camera
     args = ["--no-kafka", "--no-validate"]
-    with start_service(
-        log_dir,
-        tmp_path,
-        sim,
-        args,
-        extra_yaml=_camera(prefix),
-        more_env=pva_env.pva_client_env(udp),
-    ) as (client, P, _data, _proc):
-        procs.wait_until(
-            lambda: client.get(f"{P}PVsConnected") == client.get(f"{P}PVsTotal"),
-            30,
-            "every PV connected",
-        )
+    service = {"extra_yaml": _camera(prefix), "more_env": pva_env.pva_client_env(udp)}
+    with start_service(log_dir, tmp_path, sim, args, **service) as (client, P, _data, _proc):
+        _all_connected(client, P)
         client.put(f"{P}Snapshot:Pre", 1)
         client.put(f"{P}Record:During", 1)
         start = time.time()
@@ -193,11 +189,7 @@ def test_kill_9_while_frames_arrive_keeps_every_frame_in_the_journal_and_marks_t
     }
     journal = tmp_path / "autosave.state" / "experiment"
     with start_service(log_dir, tmp_path, sim, args, **service) as (client, P, _data, proc):
-        procs.wait_until(
-            lambda: client.get(f"{P}PVsConnected") == client.get(f"{P}PVsTotal"),
-            30,
-            "every PV connected",
-        )
+        _all_connected(client, P)
         client.put(f"{P}Snapshot:Pre", 1)
         client.put(f"{P}Record:During", 1)
         for name, value in (("NumImages", 100000), ("AcquireTime", 0.02)):

@@ -29,7 +29,7 @@ from assonant_ioc.config.parse import (
 )
 from assonant_ioc.config.protocols import PROTOCOLS, with_protocols
 from assonant_ioc.config.pv_map import load_pv_map
-from assonant_ioc.config.run_control import parse_run_control
+from assonant_ioc.config.run_control import parse_record, parse_run_control
 from assonant_ioc.config.spec import (
     COMPRESSION_FILTERS,
     DEFINITIONS,
@@ -119,6 +119,7 @@ _TOP_KEYS = {
     "file_name",
     "kafka",
     "run_control",
+    "record",
     "instrument",
     "sample",
     "pv_map",
@@ -203,6 +204,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         p.add(line_of(doc, "file_name"), why)
     kafka = _kafka(doc.get("kafka"), p, line_of(doc))
     run_control = parse_run_control(doc.get("run_control"), p, line_of(doc, "run_control"))
+    before_start = parse_record(doc.get("record"), p, line_of(doc, "record"))
     compression = _compression(doc.get("compression"), p, line_of(doc, "compression"))
     if not instrument and sample is None and not doc.get("pv_map"):  # a map says its own
         p.add(line_of(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
@@ -280,6 +282,8 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         file_name=file_name,
         kafka=kafka,
         run_control=run_control,
+        before_start_s=before_start[0],
+        before_start_max_updates=before_start[1],
         instrument=tuple(instrument),
         sample=sample,
         source=str(path),

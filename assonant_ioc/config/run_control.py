@@ -1,5 +1,6 @@
-"""The config's ``run_control:`` (commands and status over Kafka, as the ESS file writer
-takes them): its topics, service id and status period, each bad entry named with its line."""
+"""The config's settings of what the ESS streaming stack does: ``run_control:`` (commands and
+status over Kafka, as the ESS file writer takes them: its topics, service id and status
+period) and ``record:`` (the time before start), each bad entry named with its line."""
 
 from __future__ import annotations
 
@@ -43,3 +44,29 @@ def parse_run_control(raw: Any, p: Problems, line: int) -> RunControlSettings:
         str(raw.get("service_id") or ""),
         float(every),
     )
+
+
+def parse_record(raw: Any, p: Problems, line: int) -> tuple[float, int]:
+    """``record: {before_start_s: 10, max_updates: 1000000}``: (seconds, ring capacity)."""
+    if raw is None:
+        return 0.0, 1_000_000
+    if not isinstance(raw, dict):
+        p.add(line, "'record' must be a mapping with before_start_s")
+        return 0.0, 1_000_000
+    for key in sorted(set(raw) - {"before_start_s", "max_updates", LINE, KEY_LINES}):
+        p.add(line_of(raw, key) or line, f"unknown record setting {key!r}")
+    seconds = raw.get("before_start_s", 0.0)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds <= 600
+    ):
+        where = line_of(raw, "before_start_s") or line
+        p.add(where, f"record before_start_s must be seconds in [0, 600], not {seconds!r}")
+        seconds = 0.0
+    most = raw.get("max_updates", 1_000_000)
+    if isinstance(most, bool) or not isinstance(most, int) or not 1000 <= most <= 100_000_000:
+        where = line_of(raw, "max_updates") or line
+        p.add(where, f"record max_updates must be a whole number in [1000, 1e8], not {most!r}")
+        most = 1_000_000
+    return float(seconds), int(most)

@@ -238,6 +238,11 @@ class BeamlineConfig:
     definition: str = ""
     compression: CompressionSpec = CompressionSpec()
     run_control: RunControlSettings = RunControlSettings()
+    #: a recording starts with the updates of this many seconds before it (``record:
+    #: {before_start_s}``, the ESS file writer's time before start; 0: none), kept in a ring
+    #: of at most ``before_start_max_updates`` updates (``monitor.history``)
+    before_start_s: float = 0.0
+    before_start_max_updates: int = 1_000_000
     #: validate each file after writing it (pynxtools and nexusformat, when installed)
     validate: bool = True
     #: where the experiment in progress and the undelivered events are kept (empty: the default

@@ -204,6 +204,13 @@ def build(job: BuildJob) -> tuple[str, dict[str, Any]]:
     entry_notes: dict[str, dict[str, str]] = {
         entry: {"service_interruption": text} for entry, text in notes.items()
     }
+    during_info = meta.get("moments", {}).get(Moment.DURING.value) or {}
+    if during_info.get("before_start_s"):  # said where the readings before the start are
+        entry_notes.setdefault(Moment.DURING.entry_name, {})["before_start"] = (
+            f"the recording starts with the updates of the {during_info['before_start_s']:g} s "
+            f"before Record:During 1 ({iso(float(during_info['start']))}, the entry's "
+            "start_time): the readings timed before it are those"
+        )
     if refused:  # named in the file, never linked
         entry_notes.setdefault("during_exposure", {})["refused_detector_files"] = "; ".join(refused)
     for entry, text in _audit(meta).items():

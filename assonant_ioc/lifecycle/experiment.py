@@ -75,6 +75,12 @@ class Lifecycle(Writing, Durability, Recovery):
         self.delivery = Delivery(self.outbox, reporter, sender, config.validate, self._in_validator)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._moment_pvs = {m: config.pvs(m) for m in Moment}
+        if config.before_start_s:  # a recording starts with the seconds before it
+            monitor.keep_history(
+                self._moment_pvs[Moment.DURING],
+                config.before_start_s,
+                config.before_start_max_updates,
+            )
         # captured but not yet durable (the state directory full): kept here, retried
         self._unsettled: Recorder | None = None  # a stopped recording's last batch
         self._held_snapshots: dict[Moment, Any] = {}
@@ -354,11 +360,14 @@ class Lifecycle(Writing, Durability, Recovery):
                     self.config.journal_flush_s,
                 )
                 self._meta["moments"]["during"] = {"start": now, "end": None}
+                if self.config.before_start_s:
+                    self._meta["moments"]["during"]["before_start_s"] = self.config.before_start_s
                 if self._frames is not None:
                     self._meta["frames_held"] = self._frames.held()
                 await self._enter(Command.RECORD_START, settings.who)
                 await self._save()
-                self.monitor.add_sink(self._recorder, pvs)
+                before = self.config.before_start_s  # the updates of the seconds before
+                self.monitor.add_sink(self._recorder, pvs, now - before if before else None)
                 for frames in self._frame_logs:
                     self.monitor.add_frame_sink(frames, frames.pv)
                 if self._frame_logs:

@@ -61,8 +61,11 @@ class ReadingSource(Protocol):
 
     def units_of(self, pv: str) -> str: ...
 
-    def add_sink(self, sink: Sink, pvs: Iterable[str]) -> None:
-        """From now on, ``sink`` takes every update of ``pvs``."""
+    def add_sink(self, sink: Sink, pvs: Iterable[str], since: float | None = None) -> None:
+        """From now on, ``sink`` takes every update of ``pvs`` (first those kept since
+        ``since``, when the source keeps them: ``keep_history``)."""
+
+    def keep_history(self, pvs: Iterable[str], seconds: float, capacity: int) -> None: ...
 
     def remove_sink(self, sink: Sink) -> None: ...
 

@@ -21,6 +21,7 @@ from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
 from assonant_ioc.model.source import FrameSink, Sink
 from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.monitor.columns import LatestColumns
+from assonant_ioc.monitor.history import History
 from assonant_ioc.monitor.ndarray import ArrayStreams
 from assonant_ioc.monitor.pva import PVAChannels
 
@@ -79,6 +80,8 @@ class PVMonitor:
         self._worker: threading.Thread | None = None
         #: the ``pva://`` PVs, read by p4p (the rest by libca)
         self._pva: PVAChannels | None = None
+        #: the last seconds of the recorded PVs' updates (``record: {before_start_s}``)
+        self._history: History | None = None
         self.callback_errors = 0
         self.updates = 0
 
@@ -193,8 +196,15 @@ class PVMonitor:
         chid = self._chids.get(pv)
         return connected, units, _type_name(chid) if connected and chid is not None else ""
 
-    def add_sink(self, sink: Sink, pvs: Iterable[str]) -> None:
-        """Start feeding ``sink``; it first gets the latest update of each of ``pvs``.
+    def keep_history(self, pvs: Iterable[str], seconds: float, capacity: int) -> None:
+        """From now on keep the last ``seconds`` of ``pvs``' updates (at most ``capacity``),
+        for a sink that starts with them (``add_sink(since=...)``)."""
+        with self._lock:
+            self._history = History(list(dict.fromkeys(pvs)), seconds, capacity)
+
+    def add_sink(self, sink: Sink, pvs: Iterable[str], since: float | None = None) -> None:
+        """Start feeding ``sink``; it first gets the latest update of each of ``pvs`` (with
+        ``since``: every update kept since then, and the latest of the others).
 
         A PV not connected gets a disconnected point; a PV connected whose first value is
         still in flight gets nothing invented: its first value comes through the stream.
@@ -202,7 +212,16 @@ class PVMonitor:
         """
         now = time.time()
         with self._lock:
+            fed: set[str] = set()
+            if since is not None and self._history is not None:
+                wanted = set(pvs)
+                for update in self._history.since(since):
+                    if update[0] in wanted:
+                        sink.add(*update)
+                        fed.add(update[0])
             for pv in pvs:
+                if pv in fed:
+                    continue
                 raw = self._latest.get(pv)
                 if raw is not None:
                     sink.add(pv, *raw)
@@ -312,6 +331,8 @@ class PVMonitor:
         """Under the lock: keep the update and hand it to the sinks (no objects built)."""
         self._latest[pv] = raw
         self._columns.changed_pv(pv)
+        if self._history is not None:
+            self._history.add(pv, *raw)
         for sink in self._sinks:
             sink.add(pv, *raw)
 

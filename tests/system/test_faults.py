@@ -601,3 +601,65 @@ def test_a_settings_file_cut_by_a_power_failure_is_restored_from_its_backup(
         assert client.get(f"{P}ExperimentId") == "proposal-7"
         assert client.get(f"{P}SampleName") == "Ti-6Al-4V"
         assert "restored from its backup" in proc.tail(200)
+
+
+BEFORE_START = "record: {before_start_s: 5}\n" + (REPO / "configs" / "sim.yaml").read_text()
+
+
+def test_a_recording_starts_with_the_updates_of_the_seconds_before_it(
+    sim: tuple[str, int], log_dir: Path, tmp_path: Path
+) -> None:
+    """``record: {before_start_s: 5}``: the during entry begins with the sample's x as a CA
+    client saw it move in the 5 s before Record:During 1, each update equal, in order."""
+    from caproto.threading.client import Context
+
+    BL = sim[0]
+    args = ["--no-kafka", "--no-validate"]
+    with start_service(log_dir, tmp_path, sim, args, config_text=BEFORE_START) as (
+        client,
+        P,
+        _data_dir,
+        _proc,
+    ):
+        client.put(f"{BL}smp:x:VAL", 0.0)
+        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+        seen: list[tuple[float, float]] = []
+        ctx = Context()
+        try:
+            (pv,) = ctx.get_pvs(f"{BL}smp:x:RBV")
+            pv.wait_for_connection(timeout=10)
+            sub = pv.subscribe(data_type="time")
+
+            def update(_sub: Any, r: Any) -> None:  # kept: caproto holds callbacks weakly
+                seen.append((float(r.data[0]), r.metadata.timestamp))
+
+            sub.add_callback(update)
+            client.put(f"{BL}smp:x:VAL", 10.0)  # 5 mm/s: two seconds of updates
+            _wait(lambda: client.get(f"{BL}smp:x:RBV") > 6.0, 20, "x past 6 mm")
+            asked = time.time()
+            client.put(f"{P}Record:During", 1)
+            _wait(lambda: _at(client, f"{BL}smp:x", 10.0), 30, "x at 10 mm")
+            client.put(f"{P}Record:During", 0)
+            sub.clear()
+        finally:
+            ctx.disconnect()
+        client.put(f"{P}Snapshot:Post", 1)
+        client.put(f"{P}EndOfExperiment", 1)
+        path = Path(client.get(f"{P}LastFile"))
+    with h5py.File(path, "r") as f:
+        during = f["during_exposure"]
+        start = datetime.fromisoformat(during["start_time"][()].decode()).timestamp()
+        points = _points(during["sample/x"])
+        assert "5 s before Record:During 1" in during["before_start/description"][()].decode()
+    assert asked <= start
+    before = [p for p in points if p[1] < start]
+    ca_before = [p for p in seen if start - 5.0 + 0.1 < p[1] < start]
+    assert len(ca_before) >= 5, seen  # x moved for more than a second before the start
+    # every update the CA client saw in the 5 s before the start, equal, in order (the ring
+    # keeps by arrival, so its edge 5 s back may hold one more)
+    assert np.allclose(before[-len(ca_before) :], ca_before, rtol=0, atol=1e-6)
+    assert before[0][1] >= start - 5.0 - 0.5
+    after = [p for p in points if p[1] >= start]
+    ca_after = [p for p in seen if p[1] >= start]
+    assert len(after) == len(ca_after) >= 5
+    assert np.allclose(after, ca_after, rtol=0, atol=1e-6)

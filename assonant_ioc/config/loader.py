@@ -29,7 +29,7 @@ from assonant_ioc.config.parse import (
 )
 from assonant_ioc.config.protocols import PROTOCOLS, with_protocols
 from assonant_ioc.config.pv_map import load_pv_map
-from assonant_ioc.config.run_control import parse_record, parse_run_control
+from assonant_ioc.config.run_control import parse_forwarder, parse_record, parse_run_control
 from assonant_ioc.config.spec import (
     COMPRESSION_FILTERS,
     DEFINITIONS,
@@ -120,6 +120,7 @@ _TOP_KEYS = {
     "kafka",
     "run_control",
     "record",
+    "forwarder",
     "instrument",
     "sample",
     "pv_map",
@@ -205,6 +206,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
     kafka = _kafka(doc.get("kafka"), p, line_of(doc))
     run_control = parse_run_control(doc.get("run_control"), p, line_of(doc, "run_control"))
     before_start = parse_record(doc.get("record"), p, line_of(doc, "record"))
+    forwarder = parse_forwarder(doc.get("forwarder"), p, line_of(doc, "forwarder"))
     compression = _compression(doc.get("compression"), p, line_of(doc, "compression"))
     if not instrument and sample is None and not doc.get("pv_map"):  # a map says its own
         p.add(line_of(doc), "no components: give 'instrument', 'sample' or 'pv_map'")
@@ -282,6 +284,7 @@ def _build(doc: dict[str, Any], path: Path, cli_macros: dict[str, str]) -> Beaml
         file_name=file_name,
         kafka=kafka,
         run_control=run_control,
+        forwarder_topics=forwarder,
         before_start_s=before_start[0],
         before_start_max_updates=before_start[1],
         instrument=tuple(instrument),

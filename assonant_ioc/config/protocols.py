@@ -14,18 +14,21 @@ from dataclasses import replace
 from assonant_ioc.config.parse import Problems
 from assonant_ioc.config.spec import ComponentSpec
 
-PVA, CA = "pva://", "ca://"
+PVA, CA, KAFKA = "pva://", "ca://", "kafka://"
+#: the protocols a config's default may name (``kafka://`` is always said per channel)
 PROTOCOLS = ("ca", "pva")
 
 
 def protocol_of(pv: str) -> str:
-    """``pva`` for a PV named ``pva://...`` (as the config leaves it), else ``ca``."""
-    return "pva" if pv.startswith(PVA) else "ca"
+    """``pva`` for a PV named ``pva://...`` (as the config leaves it), ``kafka`` for a
+    forwarder's source name (``kafka://NAME``: its f144 values on the forwarder's topics),
+    else ``ca``."""
+    return "pva" if pv.startswith(PVA) else "kafka" if pv.startswith(KAFKA) else "ca"
 
 
 def bare(pv: str) -> str:
     """The PV's name on the wire, its protocol taken off."""
-    for scheme in (PVA, CA):
+    for scheme in (PVA, CA, KAFKA):
         if pv.startswith(scheme):
             return pv[len(scheme) :]
     return pv
@@ -34,13 +37,13 @@ def bare(pv: str) -> str:
 def named(pv: str, default: str, p: Problems, line: int, what: str) -> str:
     """The PV as the rest of the service names it: ``pva://NAME`` or the bare CA name."""
     scheme, sep, rest = pv.partition("://")
-    if sep and scheme not in PROTOCOLS:
-        p.add(line, f"{what}: protocol {scheme!r} of {pv!r} is not ca:// or pva://")
+    if sep and scheme not in (*PROTOCOLS, "kafka"):
+        p.add(line, f"{what}: protocol {scheme!r} of {pv!r} is not ca://, pva:// or kafka://")
         return pv
     if sep and not rest:
         p.add(line, f"{what}: {pv!r} names no PV after its protocol")
         return pv
-    if scheme == "pva" and sep:
+    if scheme in ("pva", "kafka") and sep:
         return pv
     if sep:  # ca://
         return rest

@@ -70,3 +70,20 @@ def parse_record(raw: Any, p: Problems, line: int) -> tuple[float, int]:
         p.add(where, f"record max_updates must be a whole number in [1000, 1e8], not {most!r}")
         most = 1_000_000
     return float(seconds), int(most)
+
+
+def parse_forwarder(raw: Any, p: Problems, line: int) -> tuple[str, ...]:
+    """``forwarder: {topics: [motion, sample_env]}``: the topics of ``kafka://`` channels."""
+    if raw is None:
+        return ()
+    topics = raw.get("topics") if isinstance(raw, dict) else None
+    if not isinstance(topics, list) or not topics:
+        p.add(line, "'forwarder' must be a mapping with topics: [a list of topic names]")
+        return ()
+    if isinstance(raw, dict):
+        for key in sorted(set(raw) - {"topics", LINE, KEY_LINES}):
+            p.add(line_of(raw, key) or line, f"unknown forwarder setting {key!r}")
+    for topic in topics:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", str(topic)):
+            p.add(line_of(raw, "topics") or line, f"forwarder topic {topic!r} is not legal")
+    return tuple(str(t) for t in topics)

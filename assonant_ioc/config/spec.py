@@ -241,6 +241,9 @@ class BeamlineConfig:
     #: a recording starts with the updates of this many seconds before it (``record:
     #: {before_start_s}``, the ESS file writer's time before start; 0: none), kept in a ring
     #: of at most ``before_start_max_updates`` updates (``monitor.history``)
+    #: a forwarder's topics (``forwarder: {topics: [...]}``): the ``kafka://SOURCE``
+    #: channels are read from them (f144, al00, ep01), on the ``kafka:`` broker
+    forwarder_topics: tuple[str, ...] = ()
     before_start_s: float = 0.0
     before_start_max_updates: int = 1_000_000
     #: validate each file after writing it (pynxtools and nexusformat, when installed)

@@ -60,6 +60,7 @@ from assonant_ioc.lifecycle import Lifecycle, Settings
 from assonant_ioc.model.components import Moment
 from assonant_ioc.model.state import State
 from assonant_ioc.monitor import PVMonitor
+from assonant_ioc.monitor.forwarder import forwarder_of
 from assonant_ioc.monitoring import http
 from assonant_ioc.trust import proposal_refusal
 
@@ -159,7 +160,9 @@ class AssonantIOC(WriteGuard, StatusPVs):
         self._ready = False
         self.config = config
         self.sender = sender
-        self.monitor = monitor or PVMonitor(config.pvs(), config.array_pvs().values())
+        self.monitor = monitor or PVMonitor(
+            config.pvs(), config.array_pvs().values(), forwarder_of(config)
+        )
         if state_dir is None:
             state_dir = default_state_dir(autosave.path if autosave else None, self.prefix)
         self.lifecycle = Lifecycle(config, self.monitor, state_dir, _Reporter(self), sender)

@@ -21,6 +21,7 @@ from assonant_ioc.model.readings import UDF_ALARM, Raw, RawSnapshot
 from assonant_ioc.model.source import FrameSink, Sink
 from assonant_ioc.model.times import EPICS_EPOCH
 from assonant_ioc.monitor.columns import LatestColumns
+from assonant_ioc.monitor.forwarder import ForwarderStream
 from assonant_ioc.monitor.history import History
 from assonant_ioc.monitor.ndarray import ArrayStreams
 from assonant_ioc.monitor.pva import PVAChannels
@@ -57,7 +58,12 @@ def _type_name(chid: Any) -> str:
 class PVMonitor:
     """Keeps the latest update of each PV (raw, no object per update) and tracks connections."""
 
-    def __init__(self, pvs: Iterable[str], arrays: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        pvs: Iterable[str],
+        arrays: Iterable[str] = (),
+        forwarder: tuple[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.pvs = list(dict.fromkeys(pvs))
         #: cameras' frames over PVA (NTNDArray), each frame to a frame sink, none kept
         self.arrays = ArrayStreams(arrays, self._failed)
@@ -80,6 +86,9 @@ class PVMonitor:
         self._worker: threading.Thread | None = None
         #: the ``pva://`` PVs, read by p4p (the rest by libca)
         self._pva: PVAChannels | None = None
+        #: the ``kafka://`` sources, read from a forwarder's topics: (broker, topics)
+        self._forwarder_at = forwarder
+        self._forwarder: ForwarderStream | None = None
         #: the last seconds of the recorded PVs' updates (``record: {before_start_s}``)
         self._history: History | None = None
         self.callback_errors = 0
@@ -101,8 +110,14 @@ class PVMonitor:
         pva = [pv for pv in self.pvs if protocol_of(pv) == "pva"]
         if pva:
             self._pva = PVAChannels(pva, self._on_pva, self._on_pva_lost, self._failed)
+        sources = [pv for pv in self.pvs if protocol_of(pv) == "kafka"]
+        if sources and self._forwarder_at is not None:
+            bootstrap, topics = self._forwarder_at
+            self._forwarder = ForwarderStream(
+                bootstrap, topics, sources, self._on_pva, self._on_pva_lost
+            )
         for pv in self.pvs:
-            if protocol_of(pv) == "pva":
+            if protocol_of(pv) != "ca":
                 continue
             chid = ca.create_channel(pv, connect=False, callback=self._on_connection, auto_cb=False)
             self._chids[pv] = chid
@@ -112,6 +127,8 @@ class PVMonitor:
             self._pva.start()
         if self.arrays.pvs:
             self.arrays.start()
+        if self._forwarder is not None:
+            self._forwarder.start()
 
     def stop(self) -> None:
         from epics import ca
@@ -119,6 +136,8 @@ class PVMonitor:
         if self._pva is not None:
             self._pva.stop()
         self.arrays.stop()
+        if self._forwarder is not None:
+            self._forwarder.stop()
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
@@ -315,12 +334,13 @@ class PVMonitor:
             self._store(pv, (value, t, severity, status, True))
             self.updates += 1
 
-    def _on_pva_lost(self, pv: str) -> None:
-        """A PVA channel disconnected: a disconnected point, as for CA."""
+    def _on_pva_lost(self, pv: str, t: float | None = None) -> None:
+        """A PVA channel (or a forwarder's source, at ``t``) disconnected: a disconnected
+        point, as for CA."""
         with self._lock:
             if pv in self._connected:  # never connected: absent, as a CA PV is
                 self._connected.discard(pv)
-                self._store(pv, (None, time.time(), 3, UDF_ALARM, False))
+                self._store(pv, (None, t or time.time(), 3, UDF_ALARM, False))
 
     def _failed(self, callback: str, pvname: str) -> None:
         """A libca callback raised: counted (the IOC reports it on LastError) and logged."""

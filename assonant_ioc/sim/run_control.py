@@ -56,13 +56,16 @@ class StatusTopic:
         self._thread.join(10)
 
 
-def send(bootstrap: str, topic: str, payload: bytes) -> None:
-    async def send() -> None:
+def send(bootstrap: str, topic: str, payload: bytes, key: str = "") -> None:
+    """One message on ``topic`` (with ``key``: in its partition, in order with the others
+    of that key, as the forwarder sends a source's messages)."""
+
+    async def go() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await producer.start()
         try:
-            await producer.send_and_wait(topic, payload)
+            await producer.send_and_wait(topic, payload, key=key.encode() or None)
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    asyncio.run(go())

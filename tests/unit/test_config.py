@@ -293,7 +293,7 @@ def test_a_protocol_it_does_not_speak_is_named_with_its_line(tmp_path: Path) -> 
     )
     for said in (
         "line 2: protocol: 'xrootd' is not ca or pva",
-        "line 7: m/energy: protocol 'xyz' of 'xyz://T:E' is not ca:// or pva://",
+        "line 7: m/energy: protocol 'xyz' of 'xyz://T:E' is not ca://, pva:// or kafka://",
         "line 8: m/bragg: 'pva://' names no PV after its protocol",
     ):
         with pytest.raises(ConfigError, match=re.escape(said)):

@@ -253,6 +253,11 @@ class Bench:
 
         during_pva(self)
 
+    def forwarder(self) -> None:
+        from bench.forwarder import forwarder
+
+        forwarder(self)
+
     def run_control(self) -> None:
         from bench.run_control import run_control
 
@@ -762,6 +767,7 @@ def main(argv: list[str] | None = None) -> None:
         "during_pva",
         "frames_pva",
         "run_control",
+        "forwarder",
         "write",
         "back_to_back",
         "linked",

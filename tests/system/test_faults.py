@@ -50,6 +50,31 @@ def _record_x_moving(client: Any, P: str, BL: str) -> None:
     client.put(f"{BL}smp:x:VAL", 5.0)
 
 
+@contextlib.contextmanager
+def _watching_x(client: Any, BL: str) -> Iterator[list[tuple[float, float]]]:
+    """The sample's x at 0, then every update of its readback a CA client sees: (value,
+    IOC time)."""
+    from caproto.threading.client import Context
+
+    client.put(f"{BL}smp:x:VAL", 0.0)
+    _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
+    seen: list[tuple[float, float]] = []
+    ctx = Context()
+    try:
+        (pv,) = ctx.get_pvs(f"{BL}smp:x:RBV")
+        pv.wait_for_connection(timeout=10)
+        sub = pv.subscribe(data_type="time")
+
+        def update(_sub: Any, r: Any) -> None:  # kept: caproto holds callbacks weakly
+            seen.append((float(r.data[0]), r.metadata.timestamp))
+
+        sub.add_callback(update)
+        yield seen
+        sub.clear()
+    finally:
+        ctx.disconnect()
+
+
 def _state_dir(tmp_path: Path) -> Path:
     return tmp_path / "autosave.state"
 
@@ -169,10 +194,7 @@ def test_a_recording_staged_while_it_ran_holds_every_update_the_beamline_sent(
 ) -> None:
     """The arrays built while recording (a round every 0.2 s here) are the file's: every
     update a CA client saw between the start and the stop is in it, in order, once."""
-    from caproto.threading.client import Context
-
     BL = sim[0]
-    x_pv = f"{BL}smp:x:RBV"
     args = ["--no-kafka", "--no-validate"]
     with start_service(log_dir, tmp_path, sim, args, config_text=STAGING_OFTEN) as (
         client,
@@ -180,27 +202,12 @@ def test_a_recording_staged_while_it_ran_holds_every_update_the_beamline_sent(
         _data_dir,
         _proc,
     ):
-        client.put(f"{BL}smp:x:VAL", 0.0)
-        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
-        seen: list[tuple[float, float]] = []
-        ctx = Context()
-        try:
-            (pv,) = ctx.get_pvs(x_pv)
-            pv.wait_for_connection(timeout=10)
-            sub = pv.subscribe(data_type="time")
-
-            def update(_sub: Any, r: Any) -> None:
-                seen.append((float(r.data[0]), r.metadata.timestamp))
-
-            sub.add_callback(update)
+        with _watching_x(client, BL) as seen:
             client.put(f"{P}Snapshot:Pre", 1)
             client.put(f"{P}Record:During", 1)
             client.put(f"{BL}smp:x:VAL", 5.0)  # 5 mm/s: a second of updates
             _wait(lambda: _at(client, f"{BL}smp:x", 5.0), 30, "the motor at 5 mm")
             client.put(f"{P}Record:During", 0)
-            sub.clear()
-        finally:
-            ctx.disconnect()
         client.put(f"{P}EndOfExperiment", 1)
         path = Path(client.get(f"{P}LastFile"))
     with h5py.File(path, "r") as f:
@@ -611,8 +618,6 @@ def test_a_recording_starts_with_the_updates_of_the_seconds_before_it(
 ) -> None:
     """``record: {before_start_s: 5}``: the during entry begins with the sample's x as a CA
     client saw it move in the 5 s before Record:During 1, each update equal, in order."""
-    from caproto.threading.client import Context
-
     BL = sim[0]
     args = ["--no-kafka", "--no-validate"]
     with start_service(log_dir, tmp_path, sim, args, config_text=BEFORE_START) as (
@@ -621,28 +626,13 @@ def test_a_recording_starts_with_the_updates_of_the_seconds_before_it(
         _data_dir,
         _proc,
     ):
-        client.put(f"{BL}smp:x:VAL", 0.0)
-        _wait(lambda: _at(client, f"{BL}smp:x", 0.0))
-        seen: list[tuple[float, float]] = []
-        ctx = Context()
-        try:
-            (pv,) = ctx.get_pvs(f"{BL}smp:x:RBV")
-            pv.wait_for_connection(timeout=10)
-            sub = pv.subscribe(data_type="time")
-
-            def update(_sub: Any, r: Any) -> None:  # kept: caproto holds callbacks weakly
-                seen.append((float(r.data[0]), r.metadata.timestamp))
-
-            sub.add_callback(update)
+        with _watching_x(client, BL) as seen:
             client.put(f"{BL}smp:x:VAL", 10.0)  # 5 mm/s: two seconds of updates
             _wait(lambda: client.get(f"{BL}smp:x:RBV") > 6.0, 20, "x past 6 mm")
             asked = time.time()
             client.put(f"{P}Record:During", 1)
             _wait(lambda: _at(client, f"{BL}smp:x", 10.0), 30, "x at 10 mm")
             client.put(f"{P}Record:During", 0)
-            sub.clear()
-        finally:
-            ctx.disconnect()
         client.put(f"{P}Snapshot:Post", 1)
         client.put(f"{P}EndOfExperiment", 1)
         path = Path(client.get(f"{P}LastFile"))

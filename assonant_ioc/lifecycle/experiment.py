@@ -1,6 +1,7 @@
 """The experiment's lifecycle: commands, captures, journal (the parts it is made of, each a
 room of its own: EndOfExperiment's write in ``lifecycle.write``, what is not yet durable in
-``lifecycle.durability``, recovery in ``lifecycle.recovery``; what it tells the world:
+``lifecycle.durability``, recovery in ``lifecycle.recovery``, the work beside a running
+recording in ``lifecycle.recording``; what it tells the world:
 ``lifecycle.reporter``).
 
 No Channel Access here: the IOC maps its PVs to these calls and shows what the
@@ -22,13 +23,13 @@ from typing import Any
 from assonant_ioc.config.spec import BeamlineConfig
 from assonant_ioc.errors import CommandRefused, WriteFailed
 from assonant_ioc.lifecycle import build as worker
-from assonant_ioc.lifecycle import frame_file, staging
 from assonant_ioc.lifecycle.delivery import Delivery, Sender
 from assonant_ioc.lifecycle.durability import Durability
 from assonant_ioc.lifecycle.frame_log import FrameLog, open_frame_logs
 from assonant_ioc.lifecycle.journal import Journal, NotDurable, Recorder
 from assonant_ioc.lifecycle.outbox import Outbox
 from assonant_ioc.lifecycle.pool import WorkerProcess
+from assonant_ioc.lifecycle.recording import WhileRecording
 from assonant_ioc.lifecycle.recovery import Recovery
 from assonant_ioc.lifecycle.reporter import Reporter
 from assonant_ioc.lifecycle.settings import Settings, StepFailed
@@ -41,7 +42,7 @@ from assonant_ioc.snapshots import FileNames
 log = logging.getLogger(__name__)
 
 
-class Lifecycle(Writing, Durability, Recovery):
+class Lifecycle(Writing, Durability, Recovery, WhileRecording):
     def __init__(
         self,
         config: BeamlineConfig,
@@ -381,53 +382,6 @@ class Lifecycle(Writing, Durability, Recovery):
                 raise await self._fail(Command.RECORD_START.value, err) from err
             cameras = f" and {len(self._frame_logs)} camera(s)" if self._frame_logs else ""
             await self.reporter.say(f"{self.experiment_id}: recording {len(pvs)} PVs{cameras}")
-
-    async def _stop_frame_logs(self) -> int:
-        """The cameras' frame logs stopped, their frames durable; returns how many frames."""
-        logs, self._frame_logs = self._frame_logs, []
-        for frames in logs:
-            self.monitor.remove_frame_sink(frames)
-        return sum([await asyncio.to_thread(frames.stop) for frames in logs])
-
-    async def _stage_while_recording(self, recorder: Recorder, t0: float) -> None:
-        """Build the during entry's arrays while ``recorder`` runs (``lifecycle.staging``),
-        so that EndOfExperiment does not: a round every few seconds in the worker, each
-        wait at least 4 times the last round (the worker at most a fifth of a core)."""
-        every = self.config.staging_every_s
-        wait = every
-        while self._recorder is recorder:
-            await asyncio.sleep(wait)
-            if self._recorder is not recorder:
-                return
-            try:
-                done = await self._in_worker(
-                    staging.stage, str(self.state_dir), t0, self.config.compression
-                )
-            except Exception:  # a cache: EndOfExperiment reads the journal instead
-                log.exception("staging the recording")
-                continue
-            if done.get("failed"):  # its HDF5 state not to be trusted: a fresh worker next
-                log.warning("staging failed (%s): the worker process is replaced", done["given_up"])
-                if self._recorder is recorder:  # else a build may be queued: it sees the
-                    self._worker.end()  # failure itself (StagingBroken) and goes elsewhere
-                return
-            if done["given_up"]:
-                return
-            wait = max(every, 4 * float(done["seconds"]))
-
-    async def _stage_frames_while_recording(self, recorder: Recorder) -> None:
-        """The cameras' frames appended to their files each second while ``recorder`` runs,
-        in the worker (``frame_file``), so that EndOfExperiment has only the last to add."""
-        cameras = {c: s.dataset for c, s in self.config.frames_specs().items() if s.array_pv}
-        args = (str(self.journal.dir), cameras, self.config.compression)
-        while self._recorder is recorder:
-            await asyncio.sleep(1.0)
-            if self._recorder is not recorder:
-                return
-            try:
-                await self._in_worker(frame_file.stage_all, *args)
-            except Exception:  # a cache: EndOfExperiment stages from the log
-                log.exception("staging the frames")
 
     async def record_stop(self, who: str = "") -> None:
         async with self._lock:

@@ -18,6 +18,7 @@ from assonant_ioc.config.units import registry
 from assonant_ioc.errors import ConfigError
 from assonant_ioc.model.components import Moment
 from assonant_ioc.monitor.ca import PVMonitor
+from assonant_ioc.monitor.forwarder import forwarder_of
 
 _registry = registry
 
@@ -69,7 +70,7 @@ def _paths(config: BeamlineConfig) -> list[tuple[str, ChannelSpec]]:
 
 def connect(config: BeamlineConfig, timeout: float, progress: bool) -> list[Row]:
     arrays = config.array_pvs()
-    monitor = PVMonitor(config.pvs(), arrays.values())
+    monitor = PVMonitor(config.pvs(), arrays.values(), forwarder_of(config))
     monitor.start()
     try:
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ Each subcommand takes --help.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 
@@ -75,6 +76,17 @@ def needs(command: str, module: str, extra: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command; its output cut short by its reader (``assonant-ioc configs | head``)
+    ends it quietly, as ``ls | head`` ends ``ls``."""
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python's own flush at exit goes nowhere
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
+def _main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
     if command in ("", "-h", "--help"):

@@ -24,12 +24,11 @@ from typing import Any
 
 from assonant_ioc.config.protocols import bare
 from assonant_ioc.config.spec import BeamlineConfig
-from assonant_ioc.monitor.pva import CA_CONDITIONS
+from assonant_ioc.monitor.pva import CONDITION_CODES
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 1000
-_CONDITION_CODES = {name: code for code, name in enumerate(CA_CONDITIONS)}
 
 
 class ForwarderStream:
@@ -124,7 +123,7 @@ class ForwarderStream:
                 pv = self.sources.get(alarm.source)
                 if pv is not None:
                     severity = int(alarm.severity.value)
-                    status = _CONDITION_CODES.get(alarm.message, 0 if not severity else 1)
+                    status = CONDITION_CODES.get(alarm.message, 0 if not severity else 1)
                     self._alarm[alarm.source] = (severity, status)
                     if alarm.source in self._last:
                         t = alarm.timestamp_ns * 1e-9

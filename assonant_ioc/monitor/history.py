@@ -6,7 +6,7 @@ A ring of fixed capacity (``before_start_max_updates``), its columns numpy array
 bytes an update whatever the rate (a float's value in the float column; any other value,
 an integer, a string or an array, kept as it came by its slot beside it), so memory is
 bounded by the config, never by the beamline. When the ring is full the oldest update goes
-first: the window then begins later than asked, and :meth:`oldest` says from when it holds.
+first: the window then begins later than asked.
 """
 
 from __future__ import annotations
@@ -71,9 +71,3 @@ class History:
                 )
             )
         return out
-
-    def oldest(self) -> float | None:
-        """When the oldest update the ring still holds arrived (None: empty)."""
-        if not self.n:
-            return None
-        return float(self.arrival[(self.n - min(self.n, self.capacity)) % self.capacity])

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 #: CA's alarm conditions (epicsAlarmConditionStrings), by their code
 CA_CONDITIONS = tuple(status.name for status in sorted(AlarmStatus, key=int))
 
-_CONDITION_CODES = {name: code for code, name in enumerate(CA_CONDITIONS)}
+#: CA's alarm condition codes, by their names (a PVA or forwarder alarm's message)
+CONDITION_CODES = {name: code for code, name in enumerate(CA_CONDITIONS)}
 
 #: (pv, value, POSIX time, severity, status, units or None when the type has none)
 Update = Callable[[str, Any, float, int, int, str | None], None]
@@ -58,8 +59,8 @@ def decoder_for(v: Any) -> Decoder:
         if alarmed:
             severity, status = v["alarm.severity"], v["alarm.status"]
             message = v["alarm.message"]
-            if message in _CONDITION_CODES:
-                status = _CONDITION_CODES[message]
+            if message in CONDITION_CODES:
+                status = CONDITION_CODES[message]
             elif severity == 0:
                 status = 0
         return value, t, severity, status, v["display.units"] if units else None
